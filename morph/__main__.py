@@ -1,0 +1,3 @@
+from morph.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The embedded default and the presets for real models with public SAEs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "default"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model: str
+    sae: str
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("default", str(DEFAULT_DIR / "model"), str(DEFAULT_DIR / "sae"),
+               "Morph's own small GPT-2-style model and TopK SAE, embedded in the package"),
+        Preset("gpt2-small", "openai-community/gpt2", "gpt2-small-res-jb:blocks.8.hook_resid_pre",
+               "GPT-2 small with Joseph Bloom's residual-stream SAEs"),
+        Preset("pythia-70m", "EleutherAI/pythia-70m-deduped", "pythia-70m-deduped-res-sm:blocks.3.hook_resid_post",
+               "Pythia-70M (deduped) with Sam Marks's residual-stream SAEs"),
+        Preset("gemma-2-2b", "google/gemma-2-2b", "gemma-scope-2b-pt-res-canonical:layer_12/width_16k/canonical",
+               "Gemma 2 2B with Gemma Scope residual SAEs (16k, layer 12)"),
+    )
+}
+
+# TransformerLens model names, as SAE-Lens's registry gives them, mapped to Hugging Face hub ids.
+TL_TO_HF = {
+    "gpt2-small": "openai-community/gpt2",
+    "gpt2": "openai-community/gpt2",
+    "pythia-70m-deduped": "EleutherAI/pythia-70m-deduped",
+    "pythia-70m": "EleutherAI/pythia-70m",
+    "gemma-2-2b": "google/gemma-2-2b",
+    "gemma-2-9b": "google/gemma-2-9b",
+    "gemma-2b": "google/gemma-2b",
+}
+
+
+def default_available() -> bool:
+    return (DEFAULT_DIR / "model" / "config.json").is_file() and (DEFAULT_DIR / "sae" / "cfg.json").is_file()
