@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random GPT-2 and a TopK SAE at blocks.1.hook_resid_post, as folders: {'model', 'sae'}."""
+    from tests.builders import build_model, build_sae
+
+    root = tmp_path_factory.mktemp("tiny-gpt2")
+    build_model(root / "model", "gpt2", d_model=64, n_layers=3)
+    build_sae(root / "sae", d_in=64, hook_name="blocks.1.hook_resid_post", arch="topk")
+    return {"model": root / "model", "sae": root / "sae"}
+
+
+@pytest.fixture(scope="session")
+def tiny_lens(tiny_dirs):
+    from morph.models.lens import LensSpec, load_lens
+
+    return load_lens(LensSpec(model=str(tiny_dirs["model"]), sae=str(tiny_dirs["sae"]), device="cpu"))
