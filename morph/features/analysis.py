@@ -1,0 +1,412 @@
+"""The analysis engine: text in; tokens with offsets, sparse SAE features, paragraph summaries out.
+
+How a document is cut (and why incremental equals from-scratch): the whole text is tokenized once with
+character offsets, then cut into *blocks* at the ends of newline runs (at least `min_block_tokens` long,
+at most `max_block_tokens`, split at a sentence end where a paragraph runs longer). Each block is run
+through the model as [BOS] + the `context_tokens` tokens before it + the block, so a block's activations
+depend only on (its context ids, its ids). That pair is the cache key: after an edit only the blocks
+whose key changed (the edited block and the few whose left context reaches into it) are recomputed, so
+the cost follows the edit, not the document, and no document is too long for the model's context.
+The model runs only up to the SAE's hook layer.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from morph.errors import MorphError
+
+SENTENCE_END = frozenset(".!?;:\"'”’)")
+
+
+class AnalysisCancelled(MorphError):
+    """A newer request replaced this one."""
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    context_tokens: int = 128  # left context each block sees
+    min_block_tokens: int = 96
+    max_block_tokens: int = 256
+    batch_tokens: int = 4096  # padded tokens per forward pass
+    cache_blocks: int = 4096
+    threads: int | None = None  # torch threads for the forward (None: leave torch's setting)
+
+
+@dataclass(frozen=True)
+class FeatureStat:
+    id: int
+    max: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class ParagraphSummary:
+    start: int  # character offsets, trailing newlines excluded
+    end: int
+    n_tokens: int
+    features: tuple[FeatureStat, ...]  # the top by max activation, then by mean, without repeats
+    explained_variance: float | None  # None for a paragraph without tokens
+
+
+@dataclass(frozen=True)
+class AnalysisStats:
+    elapsed_s: float
+    total_tokens: int
+    computed_tokens: int  # tokens run through the model, context included
+    computed_blocks: int
+    reused_blocks: int
+    complete: bool  # False for an early delivery where some blocks still show older results
+
+
+@dataclass
+class _BlockResult:
+    indptr: np.ndarray  # CSR over this block's tokens
+    indices: np.ndarray
+    values: np.ndarray
+    x: np.ndarray  # the hook activations (float16), for explained variance
+    sse: np.ndarray  # squared reconstruction error per token
+
+
+@dataclass
+class Analysis:
+    """The result for one version of the document. Arrays are per token, in document order."""
+
+    generation: int
+    text_length: int
+    token_ids: np.ndarray
+    offsets: np.ndarray  # [n, 2] character start/end
+    indptr: np.ndarray  # CSR: the nonzero SAE features of token i are indices[indptr[i]:indptr[i+1]]
+    indices: np.ndarray
+    values: np.ndarray
+    x: np.ndarray
+    sse: np.ndarray
+    paragraphs: list[tuple[int, int]]  # character spans of paragraphs (runs of non-blank lines)
+    stats: AnalysisStats
+    d_sae: int
+    _summaries: dict = field(default_factory=dict, repr=False)
+    _feature_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def token_at(self, offset: int) -> int | None:
+        """The token covering character `offset` (or the one just before it, at a token's end)."""
+        if self.n_tokens == 0:
+            return None
+        i = int(np.searchsorted(self.offsets[:, 0], offset, side="right")) - 1
+        if i < 0:
+            return 0
+        return i
+
+    def tokens_in(self, start: int, end: int) -> tuple[int, int]:
+        """Token index range [a, b) of the tokens overlapping characters [start, end)."""
+        a = int(np.searchsorted(self.offsets[:, 1], start, side="right"))
+        b = int(np.searchsorted(self.offsets[:, 0], end, side="left"))
+        return a, max(a, b)
+
+    def token_features(self, i: int, k: int = 10) -> list[tuple[int, float]]:
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        ids, vals = self.indices[lo:hi], self.values[lo:hi]
+        order = np.argsort(-vals)[:k]
+        return [(int(ids[j]), float(vals[j])) for j in order]
+
+    def span_features(self, a: int, b: int, k: int = 10) -> list[FeatureStat]:
+        """Top features over tokens [a, b): the top k by max activation, then by mean, without repeats."""
+        n = b - a
+        if n <= 0:
+            return []
+        lo, hi = self.indptr[a], self.indptr[b]
+        ids, vals = self.indices[lo:hi], self.values[lo:hi]
+        if len(ids) == 0:
+            return []
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        maxes = np.zeros(len(uniq), dtype=np.float32)
+        np.maximum.at(maxes, inverse, vals)
+        sums = np.bincount(inverse, weights=vals, minlength=len(uniq))
+        means = sums / n
+        chosen: list[int] = []
+        for j in list(np.argsort(-maxes)[:k]) + list(np.argsort(-means)[:k]):
+            if j not in chosen:
+                chosen.append(int(j))
+        return [FeatureStat(int(uniq[j]), float(maxes[j]), float(means[j])) for j in chosen]
+
+    def explained_variance(self, a: int, b: int) -> float | None:
+        """Fraction of the hook activations' variance over tokens [a, b) that the SAE reconstructs."""
+        if b - a < 1:
+            return None
+        x = self.x[a:b].astype(np.float32)
+        total = float(((x - x.mean(axis=0, keepdims=True)) ** 2).sum())
+        if b - a == 1 or total <= 0:
+            total = float((x**2).sum())
+        if total <= 0:
+            return None
+        return 1.0 - float(self.sse[a:b].sum()) / total
+
+    def paragraph_index(self, offset: int) -> int | None:
+        for i, (start, end) in enumerate(self.paragraphs):
+            if start <= offset <= end:
+                return i
+        return None
+
+    def summary(self, index: int, k: int = 10) -> ParagraphSummary:
+        key = (index, k)
+        if key not in self._summaries:
+            start, end = self.paragraphs[index]
+            a, b = self.tokens_in(start, end)
+            self._summaries[key] = ParagraphSummary(
+                start, end, b - a, tuple(self.span_features(a, b, k)), self.explained_variance(a, b)
+            )
+        return self._summaries[key]
+
+    def summaries(self, k: int = 10) -> list[ParagraphSummary]:
+        return [self.summary(i, k) for i in range(len(self.paragraphs))]
+
+    def feature_values(self, feature: int) -> np.ndarray:
+        """The activation of one feature on every token (zeros where it is off)."""
+        if feature not in self._feature_cache:
+            dense = np.zeros(self.n_tokens, dtype=np.float32)
+            hits = np.nonzero(self.indices == feature)[0]
+            if len(hits):
+                rows = np.searchsorted(self.indptr, hits, side="right") - 1
+                dense[rows] = self.values[hits]
+            self._feature_cache = {feature: dense}  # keep one: the pinned feature
+        return self._feature_cache[feature]
+
+    def strongest_features(self, a: int, b: int, n: int, weights: Callable[[np.ndarray], np.ndarray] | None = None,
+                           max_share: float = 0.5) -> list[int]:
+        """Up to n features that stand out over tokens [a, b): ranked by summed (weighted) activation,
+        leaving out features active on more than `max_share` of the tokens (too common to tell anything)."""
+        lo, hi = self.indptr[a], self.indptr[b]
+        ids, vals = self.indices[lo:hi], self.values[lo:hi]
+        if len(ids) == 0:
+            return []
+        uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+        scale = weights(uniq) if weights is not None else np.ones(len(uniq), dtype=np.float32)
+        score = np.bincount(inverse, weights=vals, minlength=len(uniq)) * scale
+        if b - a >= 8:
+            score[counts > max_share * (b - a)] = 0
+        order = [j for j in np.argsort(-score)[:n] if score[j] > 0]
+        return [int(uniq[j]) for j in order]
+
+
+def find_paragraphs(text: str) -> list[tuple[int, int]]:
+    """Character spans of paragraphs: runs of non-blank lines."""
+    return [(m.start(), m.end()) for m in re.finditer(r"[^\n]*\S[^\n]*(?:\n[^\n]*\S[^\n]*)*", text)]
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def cut_blocks(text: str, offsets: np.ndarray, config: AnalysisConfig) -> list[tuple[int, int]]:
+    """Token ranges of the blocks (see the module docstring). A function of the tokens alone."""
+    n = len(offsets)
+    if n == 0:
+        return []
+    cps = _code_points(text)
+    ends = np.clip(offsets[:, 1], 1, max(len(cps), 1))
+    last = cps[ends - 1] if len(cps) else np.zeros(n, dtype=np.uint32)
+    nxt = np.where(ends < len(cps), cps[np.minimum(ends, len(cps) - 1)], 10)
+    newline_end = (last == 10) & (nxt != 10)
+    sentence_end = np.isin(last, [ord(c) for c in SENTENCE_END]) & np.isin(nxt, [32, 10, 9])
+    newline_points = np.nonzero(newline_end)[0]
+    blocks: list[tuple[int, int]] = []
+    start = 0
+    for point in list(newline_points) + [n - 1]:
+        end = int(point) + 1
+        while end - start > config.max_block_tokens:
+            window = np.nonzero(sentence_end[start + config.max_block_tokens // 2:start + config.max_block_tokens])[0]
+            cut = start + config.max_block_tokens // 2 + int(window[-1]) + 1 if len(window) else start + config.max_block_tokens
+            blocks.append((start, cut))
+            start = cut
+        if end - start >= config.min_block_tokens or end == n:
+            if end > start:
+                blocks.append((start, end))
+            start = end
+    return blocks
+
+
+class Analyzer:
+    """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
+
+    def __init__(self, lens: Any, config: AnalysisConfig | None = None):
+        self.lens = lens
+        self.config = config or AnalysisConfig()
+        room = lens.context_size - 1 - self.config.max_block_tokens
+        self.context_tokens = max(0, min(self.config.context_tokens, room))
+        self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
+        self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        enc = self.lens.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        return ids, offsets
+
+    def analyze(self, text: str, generation: int = 0, focus: int | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                on_partial: Callable[[Analysis], None] | None = None) -> Analysis:
+        """Analyse `text`. With `focus` (a character offset) and `on_partial`, the block at the focus is
+        computed first and delivered early, other changed blocks showing their previous results."""
+        with self._lock:
+            return self._analyze(text, generation, focus, should_stop or (lambda: False), on_partial)
+
+    def _analyze(self, text, generation, focus, should_stop, on_partial) -> Analysis:
+        started = time.perf_counter()
+        ids, offsets = self.tokenize(text)
+        blocks = cut_blocks(text, offsets, self.config)
+        keys, block_keys, todo = [], [], []
+        for i, (a, b) in enumerate(blocks):
+            ctx = ids[max(0, a - self.context_tokens):a]
+            block_key = ids[a:b].tobytes()
+            key = len(ctx).to_bytes(4, "little") + ctx.tobytes() + block_key
+            keys.append(key)
+            block_keys.append(block_key)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+            elif key not in {keys[j] for j in todo}:
+                todo.append(i)
+        reused = len(blocks) - len(todo)
+        computed_tokens = 0
+        if todo and focus is not None:
+            focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
+            todo.sort(key=lambda i: 0 if blocks[i][0] <= focus_token < blocks[i][1] else 1 + abs(blocks[i][0] - focus_token))
+            first = [todo[0]]
+            computed_tokens += self._compute(ids, blocks, keys, block_keys, first, should_stop)
+            todo = todo[1:]
+            if todo and on_partial is not None:
+                stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
+                on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
+        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, should_stop)
+        n_computed = len(blocks) - reused
+        stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
+        result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
+        while len(self._cache) > self.config.cache_blocks:
+            key, _ = self._cache.popitem(last=False)
+        if len(self._by_block) > self.config.cache_blocks:
+            live = set(block_keys)
+            self._by_block = {k: v for k, v in self._by_block.items() if k in live}
+        return result
+
+    def _assemble(self, text, generation, ids, offsets, keys, block_keys, stats, partial) -> Analysis:
+        parts = []
+        for key, block_key, length in zip(keys, block_keys, (len(k) // 8 for k in block_keys)):
+            part = self._cache.get(key) or (self._by_block.get(block_key) if partial else None)
+            parts.append(part if part is not None else _empty_block(length, self.lens.d_model))
+        if parts:
+            lengths = np.array([len(p.indptr) - 1 for p in parts])
+            nnz = np.array([len(p.indices) for p in parts])
+            shifts = np.repeat(np.concatenate([[0], np.cumsum(nnz)[:-1]]), lengths)
+            indptr = np.concatenate([[0], np.concatenate([p.indptr[1:] for p in parts]) + shifts])
+            indices = np.concatenate([p.indices for p in parts])
+            values = np.concatenate([p.values for p in parts])
+            x = np.concatenate([p.x for p in parts])
+            sse = np.concatenate([p.sse for p in parts])
+        else:
+            indptr = np.zeros(1, dtype=np.int64)
+            indices = np.zeros(0, dtype=np.int32)
+            values = np.zeros(0, dtype=np.float32)
+            x = np.zeros((0, self.lens.d_model), dtype=np.float16)
+            sse = np.zeros(0, dtype=np.float32)
+        return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
+                        find_paragraphs(text), stats, self.lens.d_sae)
+
+    def _compute(self, ids, blocks, keys, block_keys, todo, should_stop) -> int:
+        """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed."""
+        import torch
+
+        lens = self.lens
+        bos = [lens.bos_token_id] if lens.prepend_bos and lens.bos_token_id is not None else []
+        windows = []
+        for i in todo:
+            a, b = blocks[i]
+            ctx_start = max(0, a - self.context_tokens)
+            windows.append((i, bos + ids[ctx_start:b].tolist(), len(bos) + a - ctx_start, b - a))
+        processed = 0
+        threads = self.config.threads
+        previous_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            for batch in _batches(windows, self.config.batch_tokens):
+                if should_stop():
+                    raise AnalysisCancelled("analysis replaced by a newer one")
+                processed += self._run_batch(batch, keys, block_keys)
+        finally:
+            if threads:
+                torch.set_num_threads(previous_threads)
+        return processed
+
+    def _run_batch(self, batch, keys, block_keys) -> int:
+        import torch
+
+        from morph.models.hooks import capture
+
+        lens = self.lens
+        width = max(len(w[1]) for w in batch)
+        pad = lens.bos_token_id or 0
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (_, window, _, _) in enumerate(batch):
+            input_ids[row, :len(window)] = torch.tensor(window)
+            mask[row, :len(window)] = 1
+        input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
+        with torch.inference_mode():
+            acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None)
+            rows = [acts[row, skip:skip + n] for row, (_, _, skip, n) in enumerate(batch)]
+            x = torch.cat(rows).to(lens.sae.dtype)
+            feats = lens.sae.encode(x)
+            recon = lens.sae.decode(feats)
+            sse = ((x - recon).float() ** 2).sum(-1)
+            nz_rows, nz_cols = torch.nonzero(feats, as_tuple=True)
+            nz_vals = feats[nz_rows, nz_cols].float()
+        nz_rows, nz_cols, nz_vals = nz_rows.cpu().numpy(), nz_cols.cpu().numpy(), nz_vals.cpu().numpy()
+        x_np = x.float().cpu().numpy().astype(np.float16)
+        sse_np = sse.cpu().numpy().astype(np.float32)
+        counts = np.bincount(nz_rows, minlength=len(x_np))
+        row_ptr = np.concatenate([[0], np.cumsum(counts)])
+        start = 0
+        for i, _, _, n in batch:
+            lo, hi = row_ptr[start], row_ptr[start + n]
+            result = _BlockResult(
+                indptr=(row_ptr[start:start + n + 1] - lo).astype(np.int64),
+                indices=nz_cols[lo:hi].astype(np.int32),
+                values=nz_vals[lo:hi].astype(np.float32),
+                x=x_np[start:start + n],
+                sse=sse_np[start:start + n],
+            )
+            self._cache[keys[i]] = result
+            self._by_block[block_keys[i]] = result
+            start += n
+        return int(mask.sum())
+
+
+def _batches(windows: list, budget: int) -> list[list]:
+    """Group windows of similar length so that each padded batch stays under `budget` tokens."""
+    ordered = sorted(windows, key=lambda w: len(w[1]))
+    batches: list[list] = []
+    current: list = []
+    for window in ordered:
+        width = len(window[1])
+        if current and width * (len(current) + 1) > budget:
+            batches.append(current)
+            current = []
+        current.append(window)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _empty_block(n: int, d_model: int) -> _BlockResult:
+    return _BlockResult(np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32),
+                        np.zeros((n, d_model), dtype=np.float16), np.zeros(n, dtype=np.float32))

@@ -1,0 +1,193 @@
+"""Feature labels: a labels file beside the SAE, a local Neuronpedia export, or the decoder's promoted tokens.
+
+The promoted-token source is always available offline: a feature's decoder direction, read through the
+model's unembedding, says which next tokens it pushes up. The files, when present, win for the label text
+and add activation statistics.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LABELS_FILE = "labels.json"
+NEURONPEDIA_FILES = ("explanations.json", "explanations.json.gz", "neuronpedia.json", "neuronpedia.jsonl")
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    id: int
+    label: str
+    density: float | None = None  # fraction of tokens on which the feature fires
+    mean_act: float | None = None  # mean activation when active
+    max_act: float | None = None
+    top_tokens: tuple[tuple[str, int], ...] = ()  # tokens that most often activate it, with counts
+    promoted: tuple[str, ...] = ()  # tokens its decoder direction promotes
+
+
+def readable_token(token: str) -> str:
+    token = token.replace("\n", "\\n").replace("\t", "\\t")
+    return token.strip() or repr(token)[1:-1] or "␣"
+
+
+@dataclass
+class FeatureLabels:
+    """Labels for every feature of one SAE. Thread-safe; promoted tokens are computed on demand."""
+
+    d_sae: int
+    source: str
+    _file: dict[int, FeatureInfo] = field(default_factory=dict)
+    _explanations: dict[int, str] = field(default_factory=dict)
+    _promoted: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    _lens: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def promoted(self, feature: int, k: int = 8) -> tuple[str, ...]:
+        if feature in self._file and self._file[feature].promoted:
+            return self._file[feature].promoted
+        with self._lock:
+            if feature not in self._promoted:
+                self._promoted.update(_promoted_tokens(self._lens, [feature], k))
+            return self._promoted[feature]
+
+    def label(self, feature: int) -> str:
+        self._check(feature)
+        if feature in self._explanations:
+            return self._explanations[feature]
+        if feature in self._file:
+            return self._file[feature].label
+        return " · ".join(self.promoted(feature)[:4]) or f"feature {feature}"
+
+    def info(self, feature: int) -> FeatureInfo:
+        self._check(feature)
+        base = self._file.get(feature) or FeatureInfo(feature, "")
+        return FeatureInfo(
+            id=feature, label=self.label(feature), density=base.density, mean_act=base.mean_act,
+            max_act=base.max_act, top_tokens=base.top_tokens, promoted=self.promoted(feature),
+        )
+
+    def max_act(self, feature: int) -> float | None:
+        self._check(feature)
+        info = self._file.get(feature)
+        return info.max_act if info and info.max_act else None
+
+    def all_labels(self) -> list[str]:
+        """Every label; the promoted-token ones are computed in batches (a few seconds for a large SAE)."""
+        missing = [i for i in range(self.d_sae)
+                   if i not in self._explanations and i not in self._file and i not in self._promoted]
+        if missing and self._lens is not None:
+            with self._lock:
+                for start in range(0, len(missing), 2048):
+                    self._promoted.update(_promoted_tokens(self._lens, missing[start:start + 2048], 8))
+        return [self.label(i) for i in range(self.d_sae)]
+
+    def search(self, query: str, limit: int = 10) -> list[int]:
+        """Features whose label contains `query` (case-insensitive), then close fuzzy matches."""
+        query = query.strip().lower()
+        if not query:
+            return []
+        if query.isdigit() and int(query) < self.d_sae:
+            return [int(query)]
+        labels = [text.lower() for text in self.all_labels()]
+        exact = [i for i, text in enumerate(labels) if query in text]
+        exact.sort(key=lambda i: (not any(w == query for w in _words(labels[i])), labels[i].find(query)))
+        if len(exact) >= limit:
+            return exact[:limit]
+        scored = []
+        for i, text in enumerate(labels):
+            if i in exact:
+                continue
+            best = max((difflib.SequenceMatcher(None, query, w).ratio() for w in _words(text)), default=0.0)
+            if best >= 0.75:
+                scored.append((best, i))
+        scored.sort(key=lambda pair: -pair[0])
+        return (exact + [i for _, i in scored])[:limit]
+
+    def _check(self, feature: int) -> None:
+        if not 0 <= feature < self.d_sae:
+            from morph.errors import InputError
+
+            raise InputError(f"feature {feature} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.replace("·", " ").replace("/", " ").split() if w]
+
+
+def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
+    """The tokens each feature's decoder direction promotes most through the unembedding."""
+    import torch
+
+    if lens is None:
+        return {i: () for i in features}
+    unembed = lens.model.get_output_embeddings().weight  # [vocab, d_model]
+    with torch.inference_mode():
+        directions = lens.sae.W_dec[features].to(unembed.dtype)  # [n, d_model]
+        logits = directions @ unembed.T
+        top = logits.topk(k, dim=-1).indices.tolist()
+    convert = lens.tokenizer.convert_ids_to_tokens
+    decode = lens.tokenizer.convert_tokens_to_string
+    return {f: tuple(readable_token(decode([convert(t)])) for t in ids) for f, ids in zip(features, top)}
+
+
+def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out = {}
+    for entry in data.get("features", []):
+        out[int(entry["id"])] = FeatureInfo(
+            id=int(entry["id"]), label=str(entry.get("label") or ""),
+            density=entry.get("density"), mean_act=entry.get("mean_act"), max_act=entry.get("max_act"),
+            top_tokens=tuple((str(t), int(c)) for t, c in entry.get("top_tokens", [])),
+            promoted=tuple(str(t) for t in entry.get("promoted", [])),
+        )
+    return out
+
+
+def read_neuronpedia_export(path: Path) -> dict[int, str]:
+    """Neuronpedia explanation exports: a JSON list (or JSON lines) of {index, description}."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        raw = handle.read()
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError:
+        entries = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    if isinstance(entries, dict):
+        entries = entries.get("explanations", [])
+    out: dict[int, str] = {}
+    for entry in entries:
+        index = entry.get("index", entry.get("feature"))
+        text = entry.get("description") or entry.get("explanation")
+        if index is not None and text:
+            out.setdefault(int(index), str(text).strip())
+    return out
+
+
+def load_labels(lens: Any, extra: Path | None = None) -> FeatureLabels:
+    """Labels for `lens`'s SAE from the best sources found (plus an explicit export file `extra`)."""
+    labels = FeatureLabels(d_sae=lens.d_sae, source="decoder: promoted tokens", _lens=lens)
+    folder = lens.sae_dir
+    sources = []
+    if folder is not None and (folder / LABELS_FILE).is_file():
+        labels._file = _read_labels_file(folder / LABELS_FILE)
+        sources.append("labels.json")
+    for candidate in ([extra] if extra else []) + ([folder / n for n in NEURONPEDIA_FILES] if folder else []):
+        if candidate is not None and candidate.is_file():
+            labels._explanations = read_neuronpedia_export(candidate)
+            sources.append(f"Neuronpedia export {candidate.name}")
+            break
+    if sources:
+        labels.source = ", ".join(sources) + " + promoted tokens"
+    return labels
+
+
+def labels_for(lens: Any) -> FeatureLabels:
+    """The lens's labels, loaded once."""
+    if lens.labels is None:
+        lens.labels = load_labels(lens)
+    return lens.labels

@@ -1,0 +1,141 @@
+"""The analysis engine on small random models: exactness, incremental = from scratch, windows, cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from morph.features.analysis import AnalysisCancelled, AnalysisConfig, Analyzer, cut_blocks, find_paragraphs
+from morph.models.hooks import capture
+
+TEXT = (
+    "The river ran past the old mill, and the miller's daughter watched the water.\n"
+    "In the evening the lamps were lit along the harbour.\n\n"
+    "Mr. Holmes lit his pipe. Watson opened the window; fog drifted in.\n"
+)
+SMALL = AnalysisConfig(context_tokens=12, min_block_tokens=6, max_block_tokens=20)
+
+
+def dense(analysis, d_sae: int) -> np.ndarray:
+    out = np.zeros((analysis.n_tokens, d_sae), dtype=np.float32)
+    for i in range(analysis.n_tokens):
+        lo, hi = analysis.indptr[i], analysis.indptr[i + 1]
+        out[i, analysis.indices[lo:hi]] = analysis.values[lo:hi]
+    return out
+
+
+def reference(lens, text: str) -> np.ndarray:
+    """SAE-Lens encoding of hidden states captured independently (output_hidden_states), BOS prepended."""
+    ids = lens.tokenizer(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hidden = lens.model(torch.tensor([[lens.bos_token_id] + ids]), output_hidden_states=True).hidden_states
+        return lens.sae.encode(hidden[lens.hook.layer + 1][0, 1:]).numpy()
+
+
+def test_short_text_equals_sae_lens_on_hidden_states(tiny_lens):
+    analysis = Analyzer(tiny_lens).analyze(TEXT)
+    assert analysis.stats.complete
+    np.testing.assert_allclose(dense(analysis, tiny_lens.d_sae), reference(tiny_lens, TEXT), atol=1e-5)
+
+
+def test_offsets_cover_the_text_and_tokens_match(tiny_lens):
+    analysis = Analyzer(tiny_lens).analyze(TEXT)
+    pieces = [TEXT[s:e] for s, e in analysis.offsets]
+    assert "".join(pieces) == TEXT
+    assert analysis.token_at(TEXT.index("Holmes")) == analysis.tokens_in(TEXT.index("Holmes"), TEXT.index("Holmes") + 1)[0]
+
+
+def test_paragraph_summaries(tiny_lens):
+    analysis = Analyzer(tiny_lens).analyze(TEXT)
+    assert analysis.paragraphs == find_paragraphs(TEXT)
+    assert len(analysis.paragraphs) == 2
+    summary = analysis.summary(0, k=5)
+    assert summary.start == 0 and TEXT[summary.end - 1] == "."
+    assert summary.n_tokens > 10
+    assert summary.features and all(f.max >= f.mean > 0 for f in summary.features)
+    assert summary.explained_variance is not None and summary.explained_variance < 1.0
+    maxes = [f.max for f in summary.features[:5]]
+    assert maxes == sorted(maxes, reverse=True)
+
+
+def test_blocks_tile_the_tokens_and_respect_limits(tiny_lens):
+    text = TEXT * 30 + "word " * 200
+    analyzer = Analyzer(tiny_lens, SMALL)
+    ids, offsets = analyzer.tokenize(text)
+    blocks = cut_blocks(text, offsets, SMALL)
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(ids)
+    assert all(a == prev_b for (_, prev_b), (a, _) in zip(blocks, blocks[1:]))
+    assert max(b - a for a, b in blocks) <= SMALL.max_block_tokens
+
+
+def test_long_document_is_analysed_whole_in_windows(tiny_lens):
+    """Far longer than the model's 512 positions: every token gets features, none is dropped."""
+    text = TEXT * 60
+    analysis = Analyzer(tiny_lens).analyze(text)
+    assert analysis.n_tokens > 3 * tiny_lens.context_size
+    counts = np.diff(analysis.indptr)
+    assert (counts > 0).all()
+
+
+def test_edit_recomputes_only_nearby_blocks(tiny_lens):
+    text = "".join(f"Note {i}. {TEXT}" for i in range(40))
+    analyzer = Analyzer(tiny_lens, SMALL)
+    first = analyzer.analyze(text)
+    middle = len(text) // 2
+    edited = analyzer.analyze(text[:middle] + " lantern" + text[middle:])
+    assert edited.stats.computed_blocks <= 4
+    assert edited.stats.computed_tokens < first.stats.computed_tokens / 5
+
+
+def test_focus_block_is_delivered_first(tiny_lens):
+    text = TEXT * 10
+    partials = []
+    analysis = Analyzer(tiny_lens, SMALL).analyze(text, focus=len(text) // 2, on_partial=partials.append)
+    assert partials and not partials[0].stats.complete and analysis.stats.complete
+
+
+def test_cancel_stops_the_run(tiny_lens):
+    with pytest.raises(AnalysisCancelled):
+        Analyzer(tiny_lens, SMALL).analyze(TEXT * 10, should_stop=lambda: True)
+
+
+def test_empty_and_whitespace_documents(tiny_lens):
+    analyzer = Analyzer(tiny_lens)
+    assert analyzer.analyze("").n_tokens == 0
+    blank = analyzer.analyze("\n\n   \n")
+    assert blank.paragraphs == [] and blank.n_tokens > 0
+
+
+def test_pinned_feature_values(tiny_lens):
+    analysis = Analyzer(tiny_lens).analyze(TEXT)
+    feature = analysis.summary(0).features[0].id
+    values = analysis.feature_values(feature)
+    assert values.shape == (analysis.n_tokens,)
+    np.testing.assert_allclose(values, dense(analysis, tiny_lens.d_sae)[:, feature])
+
+
+edits = st.lists(
+    st.tuples(st.floats(0, 1), st.integers(0, 12), st.sampled_from(["", " the", "\n", "\n\n", "Fog. ", "é", "lamp,"])),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=edits)
+def test_incremental_equals_from_scratch(tiny_lens, edits):
+    """After any sequence of edits, the cached analyzer's result equals a fresh analysis within 1e-4."""
+    analyzer = Analyzer(tiny_lens, SMALL)
+    text = TEXT * 3
+    analyzer.analyze(text)
+    for where, delete, insert in edits:
+        at = int(where * len(text))
+        text = text[:at] + insert + text[at + delete:]
+        incremental = analyzer.analyze(text, focus=at)
+    scratch = Analyzer(tiny_lens, SMALL).analyze(text)
+    assert np.array_equal(incremental.token_ids, scratch.token_ids)
+    assert np.array_equal(incremental.offsets, scratch.offsets)
+    np.testing.assert_allclose(dense(incremental, tiny_lens.d_sae), dense(scratch, tiny_lens.d_sae), atol=1e-4)
+    np.testing.assert_allclose(incremental.sse, scratch.sse, rtol=1e-4, atol=1e-4)
