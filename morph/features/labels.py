@@ -129,10 +129,13 @@ def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[
     with torch.inference_mode():
         directions = lens.sae.W_dec[features].to(unembed.dtype)  # [n, d_model]
         logits = directions @ unembed.T
-        top = logits.topk(k, dim=-1).indices.tolist()
-    convert = lens.tokenizer.convert_ids_to_tokens
-    decode = lens.tokenizer.convert_tokens_to_string
-    return {f: tuple(readable_token(decode([convert(t)])) for t in ids) for f, ids in zip(features, top)}
+        top = logits.topk(min(3 * k, logits.shape[-1]), dim=-1).indices.tolist()
+    out = {}
+    for feature, ids in zip(features, top):
+        words = [readable_token(lens.tokenizer.decode([t])) for t in ids]
+        # byte pieces of multi-byte characters decode to U+FFFD: no use as a label
+        out[feature] = tuple([w for w in words if "\ufffd" not in w][:k] or words[:k])
+    return out
 
 
 def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:

@@ -1,0 +1,42 @@
+"""What the subcommands share: reading the input file, building the engine from --model/--sae/--device."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from morph.errors import InputError
+
+
+@dataclass(frozen=True)
+class InputText:
+    """A file's text exactly as its characters stand (line endings kept), BOM left out.
+
+    Offsets on the command line and in JSON output count characters of the file: `shift` (1 with a BOM)
+    is added to offsets into `text` to give offsets into the file.
+    """
+
+    path: Path
+    text: str
+    shift: int
+
+
+def read_input(path: str) -> InputText:
+    from morph.textio import read_document
+
+    loaded = read_document(path)
+    if loaded.is_new:
+        raise InputError(f"cannot open {loaded.path}: no such file")
+    raw = loaded.path.read_bytes()
+    if loaded.had_bom:
+        raw = raw[3:]
+    return InputText(loaded.path, raw.decode("utf-8"), 1 if loaded.had_bom else 0)
+
+
+def engine_from_args(args: argparse.Namespace) -> Any:
+    from morph.features.engine import Engine
+    from morph.models.lens import LensSpec
+
+    return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"))

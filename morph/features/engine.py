@@ -1,0 +1,98 @@
+"""The engine API that the editor and the CLI share: a Lens, its analyzer and its labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from morph.features.analysis import Analysis, AnalysisConfig, Analyzer
+from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    start: int
+    end: int
+    activation: float
+
+
+@dataclass(frozen=True)
+class FeatureReport:
+    """One feature in one document: its label and statistics, and where it fires."""
+
+    info: FeatureInfo
+    active_tokens: int
+    total_tokens: int
+    max_act: float
+    mean_when_active: float
+    occurrences: tuple[Occurrence, ...]  # every token where it fires, in document order
+
+
+def quiet_hf() -> None:
+    """Transformers' progress bars and warnings would scribble over the terminal UI."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+class Engine:
+    def __init__(self, lens: Any, config: AnalysisConfig | None = None):
+        self.lens = lens
+        self.analyzer = Analyzer(lens, config)
+        self.labels: FeatureLabels = labels_for(lens)
+
+    @classmethod
+    def load(cls, spec: Any, config: AnalysisConfig | None = None) -> "Engine":
+        from morph.models.lens import load_lens
+
+        quiet_hf()
+        return cls(load_lens(spec), config)
+
+    @property
+    def model_name(self) -> str:
+        return self.lens.model_name
+
+    @property
+    def sae_name(self) -> str:
+        return self.lens.sae_name
+
+    @property
+    def d_sae(self) -> int:
+        return self.lens.d_sae
+
+    def analyze(self, text: str, generation: int = 0, focus: int | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                on_partial: Callable[[Analysis], None] | None = None) -> Analysis:
+        return self.analyzer.analyze(text, generation, focus, should_stop, on_partial)
+
+    def label(self, feature: int) -> str:
+        return self.labels.label(feature)
+
+    def typical_max(self, feature: int, analysis: Analysis | None = None) -> float:
+        """The scale for a feature's intensity: from the statistics file, else its max in this document."""
+        known = self.labels.max_act(feature)
+        if known:
+            return known
+        if analysis is not None and analysis.n_tokens:
+            return float(analysis.feature_values(feature).max()) or 1.0
+        return 1.0
+
+    def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
+        info = self.labels.info(feature)
+        values = analysis.feature_values(feature)
+        active = np.nonzero(values > 0)[0]
+        occurrences = tuple(
+            Occurrence(int(analysis.offsets[i, 0]), int(analysis.offsets[i, 1]), float(values[i])) for i in active
+        )
+        return FeatureReport(
+            info=info, active_tokens=len(active), total_tokens=analysis.n_tokens,
+            max_act=float(values.max()) if len(values) else 0.0,
+            mean_when_active=float(values[active].mean()) if len(active) else 0.0,
+            occurrences=occurrences,
+        )
