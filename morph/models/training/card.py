@@ -1,0 +1,194 @@
+"""MODEL_CARD.md, written from what the stages recorded (state.json) and measured (metrics.json)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from morph.errors import InputError
+from morph.models.training.common import LOG, Paths, read_json, record
+from morph.models.training.config import TrainConfig
+
+# config field -> CLI option, for writing the command that reproduces a run
+OPTIONS = {
+    "max_corpus_mb": "--max-corpus-mb", "vocab_size": "--vocab", "tokenizer_mb": "--tokenizer-mb",
+    "n_layer": "--layers", "n_embd": "--width", "n_head": "--heads", "context": "--context",
+    "batch_size": "--batch-size", "grad_accum": "--grad-accum", "lr": "--lr", "max_iters": "--max-iters",
+    "max_minutes": "--max-minutes", "sae_layer": "--sae-layer", "sae_expansion": "--sae-expansion",
+    "sae_k": "--sae-k", "sae_lr": "--sae-lr", "sae_batch": "--sae-batch", "sae_minutes": "--sae-minutes",
+    "sae_tokens": "--sae-tokens", "stats_tokens": "--stats-tokens", "eval_tokens": "--eval-tokens",
+    "ce_tokens": "--ce-tokens", "seed": "--seed", "val_fraction": "--val-fraction",
+}
+
+
+KNOWN_CORPUS = (": 273 public-domain Project Gutenberg books by 21 authors who died in 1951 or earlier "
+                "(about 81 MB) and 901 US presidential speeches and messages, 1789-2020 (about 19 MB, US government "
+                "works)")
+
+
+def command(cfg: TrainConfig, stage: str, out: str = "OUT") -> str:
+    defaults = TrainConfig()
+    parts = ["morph train", stage]
+    if stage in ("all", "tokenizer", "data"):
+        parts.append(f"--corpus {cfg.corpus}")
+    parts.append(f"--out {out}")
+    if stage in ("all",):
+        for name, option in OPTIONS.items():
+            value = getattr(cfg, name)
+            if value != getattr(defaults, name):
+                parts.append(f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}")
+    return " ".join(parts)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def render(cfg: TrainConfig, paths: Paths) -> str:
+    state = read_json(paths.state, {})
+    metrics = read_json(paths.metrics)
+    if metrics is None or "lm" not in state or "sae" not in state:
+        raise InputError(f"nothing to describe in {paths.out}: run the lm, sae, stats and eval stages first")
+    data, lm, sae, stats = state.get("data", {}), state["lm"], state["sae"], state.get("stats", {})
+    m_lm, m_sae = metrics["lm"], metrics["sae"]
+    aims = [
+        ("fraction of variance explained", m_sae["fraction_variance_explained"], ">= 0.80",
+         m_sae["fraction_variance_explained"] >= 0.8),
+        ("dead features", m_sae["dead_fraction"], "<= 10%", m_sae["dead_fraction"] <= 0.10),
+        ("CE loss recovered", m_lm["ce_loss_recovered"], ">= 0.85", m_lm["ce_loss_recovered"] >= 0.85),
+    ]
+    train_tokens = data.get("train", {}).get("tokens", 0)
+    lines = [
+        f"# {cfg.name}: Morph's embedded default model",
+        "",
+        "A small GPT-2-architecture language model and a TopK sparse autoencoder on its residual stream, trained",
+        "from scratch on public-domain English prose by `morph train`, so that Morph works offline out of the box.",
+        "It is a toy next to real models: expect fluent-looking but shallow text, and features that are mostly",
+        "about tokens, spelling, punctuation and local syntax rather than deep concepts.",
+        "",
+        "## Files",
+        "",
+        "| path | what |",
+        "| --- | --- |",
+        "| `model/` | GPT-2 LM (`config.json`, `model.safetensors` in fp16) and its byte-level BPE tokenizer |",
+        f"| `sae/` | SAE-Lens TopK SAE (`cfg.json`, `sae_weights.safetensors`) at `{sae['hook_name']}` |",
+        "| `sae/labels.json` | per-feature statistics and labels (`morph-labels/1`) |",
+        "",
+        "## Data",
+        "",
+        f"Corpus: every `.txt` file of `{Path(cfg.corpus).name or cfg.corpus}` ({', '.join(data.get('files', []))}), "
+        "one paragraph per line" + (KNOWN_CORPUS if set(data.get("files", [])) == {"gutenberg.txt", "speeches.txt"}
+                                    else "") + ".",
+        f"Documents were shuffled with seed {cfg.seed}"
+        + (f", cut to {cfg.max_corpus_mb:g} MB" if cfg.max_corpus_mb else "")
+        + f", and {cfg.val_fraction:.0%} of the text (whole documents) held out for validation, statistics and "
+        "evaluation.",
+        "",
+        "| split | documents | characters | tokens |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for split in ("train", "val"):
+        row = data.get(split, {})
+        lines.append(f"| {split} | {row.get('documents', 0):,} | {row.get('characters', 0):,} | {row.get('tokens', 0):,} |")
+    lines += [
+        "",
+        "## Language model",
+        "",
+        f"GPT-2 architecture: {cfg.n_layer} layers, width {cfg.n_embd}, {cfg.n_head} heads, context {cfg.context}, "
+        f"vocabulary {state.get('tokenizer', {}).get('vocab_size', cfg.vocab_size)} (byte-level BPE, `<|endoftext|>` "
+        f"as BOS/EOS), tied embeddings, {lm['params'] / 1e6:.2f}M parameters. Every training sequence starts with BOS.",
+        "",
+        f"- Tokens seen: {lm['tokens_seen']:,} ({lm['iterations']:,} iterations of "
+        f"{cfg.batch_size * cfg.grad_accum} x {cfg.context} tokens"
+        + (f"; {lm['tokens_seen'] / train_tokens:.2f} epochs" if train_tokens else "") + ").",
+        f"- Training time: {lm['minutes']:.1f} min on {lm['hardware']} (bf16 autocast: {lm['bf16_autocast']}); "
+        f"AdamW, lr {cfg.lr:g} cosine to {cfg.min_lr:g}, time budget {cfg.max_minutes:g} min.",
+        f"- Validation loss {m_lm['loss_clean']:.4f} nats/token, perplexity {m_lm['perplexity']:.2f}, over "
+        f"{m_lm['tokens']:,} held-out tokens (`{command(cfg, 'eval')}`).",
+        "",
+        "## Sparse autoencoder",
+        "",
+        f"SAE-Lens TopK SAE (trained with SAE-Lens's `SAETrainer`, saved as its inference `topk` SAE): "
+        f"{sae['d_sae']} features ({cfg.sae_expansion}x width), k = {sae['k']}, at `{sae['hook_name']}` "
+        "(metadata: `prepend_bos: true`, `model_class_name: AutoModelForCausalLM`, so no TransformerLens centring). "
+        "Activations were captured with `morph.models.hooks.capture`, the editor's own code, on BOS-prefixed "
+        "windows; the BOS position was left out of training and of every SAE metric below.",
+        "",
+        f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), {sae['minutes']:.1f} min "
+        f"on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
+        + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
+        "",
+        "| metric | value | aim | measured by |",
+        "| --- | ---: | --- | --- |",
+        f"| L0 (active features per token) | {m_sae['l0']:.2f} | | `{command(cfg, 'eval')}`, {m_sae['tokens']:,} held-out tokens |",
+    ]
+    for name, value, aim, met in aims:
+        shown = f"{value:.2%}" if name == "dead features" else f"{value:.4f}"
+        tokens = m_lm["tokens"] if name.startswith("CE") else m_sae["tokens"]
+        lines.append(f"| {name} | {shown} | {aim} ({'met' if met else 'not met'}) | `{command(cfg, 'eval')}`, "
+                     f"{tokens:,} held-out tokens |")
+    lines += [
+        f"| LM loss clean / SAE spliced / zero-ablated | {m_lm['loss_clean']:.3f} / {m_lm['loss_spliced']:.3f} / "
+        f"{m_lm['loss_zero_ablation']:.3f} | | `{command(cfg, 'eval')}` |",
+        "",
+        "## Labels",
+        "",
+        f"`sae/labels.json` (`{command(cfg, 'stats')}`, {stats.get('tokens', 0):,} held-out tokens): per feature its "
+        "density, mean activation when active, max activation, the tokens it is most often active on, and the tokens "
+        "its decoder direction promotes through the unembedding (after the final LayerNorm's centring and gain). "
+        "The label joins the most distinctive activating tokens and the top promoted ones (`act → promoted`); "
+        "features never active on the held-out text are marked `(dead)` and named by promoted tokens only. "
+        "The file holds single tokens and counts only, no passage of the corpus.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command(cfg, "all"),
+        f"morph train export --out OUT",
+        "```",
+        "",
+        f"Stages: tokenizer, data, lm, sae, stats, eval, card (`all` runs them in order; re-running resumes the LM "
+        "and SAE from their checkpoints). The log is `OUT/train.log`.",
+        "",
+        "## Limits",
+        "",
+        "Trained for minutes on a CPU, far from convergence; its English is 19th/20th-century prose and American "
+        "political speech. Labels are automatic and token-level. Not for any use beyond showing how a language "
+        "model reads text.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def stage_card(cfg: TrainConfig, paths: Paths) -> None:
+    paths.card.write_text(render(cfg, paths))
+    LOG.info("card: written to %s", paths.card)
+    record(paths, "card", path=str(paths.card))
+
+
+def export(cfg: TrainConfig, paths: Paths, dest: Path, max_mb: float = 40.0) -> None:
+    """Copy the final artifacts to `dest` (model/, sae/ with labels.json, MODEL_CARD.md), replacing what is there."""
+    for need in (paths.lm_final / "model.safetensors", paths.sae_final / "cfg.json", paths.labels, paths.card):
+        if not need.is_file():
+            raise InputError(f"{need} is missing: run the stages up to `card` first")
+    staging = dest.parent / f".{dest.name}.export"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "model").mkdir(parents=True)
+    (staging / "sae").mkdir(parents=True)
+    for path in paths.lm_final.iterdir():
+        if path.is_file():
+            shutil.copy2(path, staging / "model" / path.name)
+    for name in ("cfg.json", "sae_weights.safetensors", "labels.json"):
+        shutil.copy2(paths.sae_final / name, staging / "sae" / name)
+    shutil.copy2(paths.card, staging / "MODEL_CARD.md")
+    size = _size(staging)
+    if size > max_mb * 1e6:
+        shutil.rmtree(staging)
+        raise InputError(f"the artifacts take {size / 1e6:.1f} MB, more than {max_mb:g} MB")
+    old = dest.parent / f".{dest.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    LOG.info("export: %.1f MB copied to %s", size / 1e6, dest)
+    record(paths, "export", dest=str(dest), megabytes=round(size / 1e6, 2))

@@ -1,0 +1,170 @@
+"""The corpus: documents from a folder of .txt files, a held-out split, a BPE tokenizer, token files, batches."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from morph.errors import InputError
+from morph.models.training.common import LOG, Paths, record, write_json
+from morph.models.training.config import TrainConfig
+
+EOT = "<|endoftext|>"
+
+
+def read_documents(corpus: str) -> list[str]:
+    """Every document of every .txt file under `corpus`, in path order: paragraphs joined later."""
+    folder = Path(corpus).expanduser()
+    if not corpus or not folder.is_dir():
+        raise InputError(f"corpus folder {corpus!r} does not exist (give --corpus DIR)")
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise InputError(f"corpus folder {corpus!r} holds no .txt files")
+    docs: list[list[str]] = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path} is not UTF-8 ({err.reason} at byte {err.start})") from None
+        paragraphs: list[str] = []
+        for line in text.splitlines():
+            line = line.strip()
+            if line == EOT:
+                if paragraphs:
+                    docs.append(paragraphs)
+                paragraphs = []
+            elif line:
+                paragraphs.append(line)
+        if paragraphs:
+            docs.append(paragraphs)
+    if not docs:
+        raise InputError(f"corpus folder {corpus!r} holds no text")
+    return ["\x00".join(d) for d in docs]  # paragraphs kept apart until the separator is chosen
+
+
+def split_documents(cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """A seeded shuffle of the documents, cut to --max-corpus-mb, then held-out documents for validation."""
+    docs = [d.replace("\x00", cfg.paragraph_sep) for d in read_documents(cfg.corpus)]
+    random.Random(cfg.seed).shuffle(docs)
+    if cfg.max_corpus_mb > 0:
+        budget, kept = int(cfg.max_corpus_mb * 1e6), []
+        for doc in docs:
+            if budget <= 0:
+                break
+            kept.append(doc[:budget])
+            budget -= len(doc)
+        docs = kept
+    if len(docs) == 1:  # one document: hold out its tail
+        doc = docs[0]
+        cut = doc.rfind(cfg.paragraph_sep, 0, int(len(doc) * (1 - cfg.val_fraction)))
+        cut = cut if cut > 0 else int(len(doc) * (1 - cfg.val_fraction))
+        docs = [doc[:cut], doc[cut:].lstrip()]
+    total = sum(len(d) for d in docs)
+    val: list[str] = []
+    while docs and (not val or sum(map(len, val)) < cfg.val_fraction * total) and len(docs) > 1:
+        val.append(docs.pop())
+    return docs, val
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def stage_tokenizer(cfg: TrainConfig, paths: Paths) -> None:
+    """Byte-level BPE (vocab --vocab) with <|endoftext|> as BOS/EOS, saved as a Hugging Face fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    train, _ = split_documents(cfg)
+    limit = int(cfg.tokenizer_mb * 1e6) if cfg.tokenizer_mb > 0 else None
+
+    def texts() -> Iterator[str]:
+        used = 0
+        for doc in train:
+            for paragraph in doc.split(cfg.paragraph_sep):
+                yield paragraph + cfg.paragraph_sep
+                used += len(paragraph)
+                if limit is not None and used >= limit:
+                    return
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size, special_tokens=[EOT], min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=True,
+    )
+    LOG.info("tokenizer: training byte-level BPE, vocab %d", cfg.vocab_size)
+    tok.train_from_iterator(texts(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, unk_token=EOT,
+                                   model_max_length=cfg.context)
+    fast.save_pretrained(paths.tokenizer)
+    LOG.info("tokenizer: %d tokens, saved to %s", len(fast), paths.tokenizer)
+    record(paths, "tokenizer", vocab_size=len(fast))
+
+
+def load_tokenizer(paths: Paths):
+    from transformers import PreTrainedTokenizerFast
+
+    if not (paths.tokenizer / "tokenizer.json").is_file():
+        raise InputError(f"no tokenizer in {paths.out}: run `morph train tokenizer` first")
+    return PreTrainedTokenizerFast.from_pretrained(str(paths.tokenizer))
+
+
+# ---------------------------------------------------------------------------------------------- token files
+def stage_data(cfg: TrainConfig, paths: Paths) -> None:
+    """Tokenize the split corpus into uint16 token streams, each document preceded by <|endoftext|>."""
+    from tqdm.auto import tqdm
+
+    tokenizer = load_tokenizer(paths)
+    tokenizer.model_max_length = 1 << 40  # whole documents here; windows are cut later
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    train, val = split_documents(cfg)
+    paths.data.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, docs, target in (("train", train, paths.train_bin), ("val", val, paths.val_bin)):
+        pieces = []
+        for start in tqdm(range(0, len(docs), 16), desc=f"tokenizing {name}", unit_scale=16, unit="doc"):
+            for ids in tokenizer(docs[start:start + 16], add_special_tokens=False)["input_ids"]:
+                pieces.append(np.asarray([eot, *ids], dtype=np.uint16))
+        tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
+        tmp = target.with_suffix(".tmp")
+        tokens.tofile(tmp)
+        tmp.replace(target)
+        counts[name] = {"documents": len(docs), "characters": sum(map(len, docs)), "tokens": int(len(tokens))}
+        LOG.info("data: %s: %d documents, %d characters, %d tokens", name, len(docs), counts[name]["characters"],
+                 len(tokens))
+    write_json(paths.data_meta, counts)
+    files = sorted(p.name for p in Path(cfg.corpus).expanduser().rglob("*.txt"))
+    record(paths, "data", corpus=str(cfg.corpus), files=files, **counts)
+
+
+def load_tokens(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(f"no token file {path}: run `morph train data` first")
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
+def random_batch(tokens: np.ndarray, batch: int, context: int, bos: int, rng: np.random.Generator):
+    """`batch` random windows: inputs [BOS, t0 .. t_{n-2}] and targets [t0 .. t_{n-1}], n = context."""
+    import torch
+
+    starts = rng.integers(0, len(tokens) - context, size=batch)
+    windows = np.stack([tokens[s:s + context].astype(np.int64) for s in starts])
+    y = torch.from_numpy(windows)
+    x = torch.cat([torch.full((batch, 1), bos, dtype=torch.long), y[:, :-1]], dim=1)
+    return x, y
+
+
+def sequential_batches(tokens: np.ndarray, n_tokens: int, batch: int, context: int, bos: int):
+    """Non-overlapping windows of held-out text, in order, covering about `n_tokens` tokens (BOS prepended)."""
+    import torch
+
+    n_windows = min(max(1, -(-n_tokens // context)), max(1, len(tokens) // context))
+    if len(tokens) < context + 1:
+        raise InputError(f"the held-out split has only {len(tokens)} tokens; it needs more than {context}")
+    for first in range(0, n_windows, batch):
+        rows = [tokens[i * context:(i + 1) * context].astype(np.int64) for i in range(first, min(n_windows, first + batch))]
+        y = torch.from_numpy(np.stack(rows))
+        x = torch.cat([torch.full((len(rows), 1), bos, dtype=torch.long), y[:, :-1]], dim=1)
+        yield x, y

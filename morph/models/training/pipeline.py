@@ -1,0 +1,53 @@
+"""The stages in order. `all` runs those not yet done; naming a stage runs it again (resuming where it can)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from morph.models.training.common import LOG, Paths, close_logging, read_json, setup_logging
+from morph.models.training.config import TrainConfig
+
+STAGES = ("tokenizer", "data", "lm", "sae", "stats", "eval", "card")
+
+
+def run_stage(stage: str, cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
+    from morph.models.training import card, data, evaluate, lm, sae, stats
+
+    if stage == "tokenizer":
+        data.stage_tokenizer(cfg, paths)
+    elif stage == "data":
+        data.stage_data(cfg, paths)
+    elif stage == "lm":
+        lm.stage_lm(cfg, paths, fresh=fresh)
+    elif stage == "sae":
+        sae.stage_sae(cfg, paths, fresh=fresh)
+    elif stage == "stats":
+        stats.stage_stats(cfg, paths)
+    elif stage == "eval":
+        evaluate.stage_eval(cfg, paths)
+    elif stage == "card":
+        card.stage_card(cfg, paths)
+    else:
+        raise ValueError(stage)
+
+
+def run(stage: str, cfg: TrainConfig, fresh: bool = False, dest: Path | None = None) -> None:
+    paths = Paths(cfg.out)
+    setup_logging(paths)
+    try:
+        cfg.save(paths.config)
+        if stage == "export":
+            from morph.models.training.card import export
+            from morph.models.presets import DEFAULT_DIR
+
+            export(cfg, paths, Path(dest) if dest else DEFAULT_DIR)
+            return
+        todo = [stage] if stage != "all" else [s for s in STAGES if fresh or s not in read_json(paths.state, {})]
+        for name in todo:
+            t0 = time.time()
+            LOG.info("== %s ==", name)
+            run_stage(name, cfg, paths, fresh=fresh)
+            LOG.info("== %s done in %.1f min ==", name, (time.time() - t0) / 60)
+    finally:
+        close_logging()
