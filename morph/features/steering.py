@@ -1,0 +1,723 @@
+"""Steered rewrites: candidate replacements for a selection, generated with SAE feature directions added.
+
+How a request runs
+------------------
+1. The text before the selection is the prompt (base models continue it; a model with a chat template is
+   asked to rewrite the selection, with the text before it as context). Trailing spaces of the prompt
+   move into the generation, so a GPT-2-style tokenizer writes " word" tokens as it would in running text.
+2. The prompt minus its last token is run once, unsteered, and its key/value cache is shared by the N
+   candidates (a batch) and by the scoring passes. Every position that predicts a candidate token (the
+   prompt's last token and the generated ones) is steered; the prompt itself is not.
+3. Steering, at the SAE's hook point (in the SAE's frame, via `edit_activations`):
+   - toward/away: add sum_i s_i * m_i * d_i, where d_i is feature i's decoder direction (what the SAE's
+     decoder adds per unit of the feature), m_i its typical max activation (labels file, else its max on
+     the document, see `concepts.typical_max`) and s_i the signed strength (away = negative). The added
+     vector is capped per token at `max_norm_ratio` times that token's residual norm, so strong settings
+     bend the text without breaking it.
+   - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
+     acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
+4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
+   so a seed reproduces the same candidates. A candidate stops near the original's token length L at a
+   place like the original's end: a sentence end if the original ends one, a clause mark (, ; :) if it ends
+   with one, else a word boundary; it stops at a line break unless the original spans lines; hard cap
+   2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens. The original's leading and trailing
+   whitespace is kept around the candidate's words.
+5. Scoring, by the UNSTEERED model reading (text before + candidate):
+   - target_activation: the mean over the candidate's tokens of sum_i w_i * f_i, with w_i = s_i / sum|s|
+     (suppress: 1/k). The mean (not the max) because a concept that colours a whole span should count
+     more than one token that trips the feature; candidates of similar length compare fairly.
+   - fluency: the mean log-probability (nats per token) of the candidate's tokens given the text before.
+   - similarity: difflib's ratio over the lowercased words (and punctuation) of candidate and original.
+   - gain = direction * (target - original target) / m, in units of the typical max activation;
+     raises_concept = gain > 0.01 (the concept moved the asked way by more than 1% of its typical max).
+   - score = gain + 0.1 * fluency + 0.2 * similarity. Ranking: candidates that move the concept first,
+     then by score (so the concept gain leads, fluency and closeness break near-ties).
+6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
+   candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
+   with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
+   SteerDone (cancelled=True) holding the candidates finished so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Protocol, Union
+
+from morph.errors import InputError
+from morph.features.concepts import (
+    Concept,
+    SpanFeatures,
+    check_feature,
+    check_span,
+    concepts_in_span,
+    feature_label,
+    forward_lock,
+    more_like_this,
+    search_concepts,
+    span_features,
+    token_ids,
+    typical_max,
+)
+
+MODES = ("toward", "away", "suppress")
+# Strength presets, in units of the feature's typical max activation.
+PRESETS: dict[str, float] = {"subtle": 2.0, "medium": 4.0, "strong": 8.0}
+DEFAULT_STRENGTH = "medium"
+MAX_CANDIDATES = 16
+FLUENCY_WEIGHT = 0.1
+SIMILARITY_WEIGHT = 0.2
+RAISE_EPS = 0.01
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
+_CLAUSE_END = re.compile(r"[,;:—–]$")
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no"})
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def strength_value(strength: float | str) -> float:
+    """A preset name (subtle, medium, strong) or a number, as a float; InputError otherwise."""
+    if isinstance(strength, str):
+        key = strength.strip().lower()
+        if key in PRESETS:
+            return PRESETS[key]
+        try:
+            strength = float(key)
+        except ValueError:
+            raise InputError(f"strength {strength!r} is not a number or one of {', '.join(PRESETS)}") from None
+    value = float(strength)
+    if not math.isfinite(value):
+        raise InputError(f"strength {strength!r} is not a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class SteerRequest:
+    """What to steer: (feature id, strength) pairs and a mode.
+
+    Strengths are in units of each feature's typical max activation; negative pushes away. Mode "away"
+    negates them all; "suppress" ignores them and zeroes the features through the SAE.
+    """
+
+    features: tuple[tuple[int, float], ...]
+    mode: str = "toward"
+    n: int = 4
+    seed: int = 0
+    max_tokens: int | None = None  # hard cap on generated tokens (default: from the original's length)
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_norm_ratio: float = 1.0  # the added vector is at most this times the token's residual norm
+
+    @classmethod
+    def single(cls, feature: int, strength: float | str = DEFAULT_STRENGTH, mode: str = "toward",
+               **kwargs: Any) -> "SteerRequest":
+        return cls(features=((feature, strength_value(strength)),), mode=mode, **kwargs)
+
+    @classmethod
+    def from_concepts(cls, concepts: list[Concept], strength: float | str = DEFAULT_STRENGTH,
+                      mode: str = "toward", **kwargs: Any) -> "SteerRequest":
+        """Several concepts at once (e.g. from `more_like_this`): strengths proportional to activation."""
+        if not concepts:
+            raise InputError("no concept chosen")
+        top = max((abs(c.activation) for c in concepts), default=0.0) or 1.0
+        value = strength_value(strength)
+        pairs = tuple((c.id, value * (abs(c.activation) / top if c.activation else 1.0)) for c in concepts)
+        return cls(features=pairs, mode=mode, **kwargs)
+
+
+@dataclass(frozen=True)
+class OriginalScore:
+    text: str
+    target_activation: float
+    fluency: float
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int  # generation slot 0..n-1 (its seed is derived from the request's seed and this)
+    text: str  # the replacement for the whole selection, whitespace included
+    target_activation: float
+    fluency: float
+    similarity: float
+    gain: float  # direction-signed change of the target vs. the original, in units of typical max act
+    score: float
+    raises_concept: bool  # moved the concept the asked way (up for toward, down for away/suppress)
+    n_tokens: int
+    rank: int = 0  # 1 = best; 0 until ranked
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    original: OriginalScore
+    candidates: tuple[Candidate, ...]  # ranked, best first
+    request: SteerRequest
+    features: tuple[tuple[int, float], ...]  # (id, effective signed strength) as applied
+    scales: tuple[float, ...]  # the typical max activation used per feature
+    labels: tuple[str, ...]
+    cancelled: bool
+    chat: bool  # the model was prompted through its chat template
+    first_candidate_s: float | None
+    elapsed_s: float
+    tokens_generated: int  # summed over candidates
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_generated / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SteerProgress:
+    step: int  # token steps done
+    max_steps: int
+    finished: int
+    n: int
+
+
+@dataclass(frozen=True)
+class CandidateReady:
+    candidate: Candidate  # scored, not yet ranked (rank 0)
+    finished: int
+    n: int
+
+
+@dataclass(frozen=True)
+class SteerDone:
+    result: SteerResult
+
+
+SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
+
+
+def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
+    ordered = sorted(candidates, key=lambda c: (not c.raises_concept, -c.score, c.index))
+    return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
+
+
+def word_similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, _WORDS.findall(a.lower()), _WORDS.findall(b.lower()), autojunk=False).ratio()
+
+
+def _split_ws(text: str) -> tuple[str, str, str]:
+    core = text.strip()
+    if not core:
+        return text, "", ""
+    lead = text[: len(text) - len(text.lstrip())]
+    trail = text[len(text.rstrip()):]
+    return lead, core, trail
+
+
+def _end_kind(core: str) -> str:
+    if _SENTENCE_END.search(core):
+        return "sentence"
+    if _CLAUSE_END.search(core):
+        return "clause"
+    return "word"
+
+
+def _at_sentence_end(body: str) -> bool:
+    body = body.rstrip()
+    if not _SENTENCE_END.search(body):
+        return False
+    last = re.findall(r"[\w.]+(?=[.!?…]*[\"'”’)\]]*$)", body)
+    word = last[-1].rstrip(".").lower() if last else ""
+    return word not in _ABBREVIATIONS or not body.endswith(".")
+
+
+@dataclass
+class _Plan:
+    text: str
+    start: int
+    end: int
+    request: SteerRequest
+    mode: str
+    ids: list[int]  # feature ids
+    coeffs: list[float]  # effective signed strength * typical max (toward/away)
+    scales: list[float]
+    weights: list[float]  # for the target activation
+    direction: int  # +1 toward, -1 away/suppress
+    lead: str
+    core: str
+    trail: str
+    moved: str  # whitespace moved from the prompt into the continuation
+    score_prefix: list[int]  # base context token ids (BOS included where wanted), at least 1
+    gen_prefix: list[int]  # what the generation reads (= score_prefix for base models)
+    chat: bool
+    orig_ids: list[int]  # the original core's tokens as scored (moved whitespace included)
+    length: int  # L: the original's token count
+    kind: str  # sentence | clause | word
+    multi_line: bool
+    min_tokens: int
+    cap: int
+    concept_scale: float = 1.0
+    features_window: SpanFeatures | None = None
+
+
+@dataclass
+class _Row:
+    index: int
+    generator: Any
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False
+    text: str = ""
+
+
+class Steerer:
+    """The steering engine for one Lens: concept choice, generation and scoring. No UI.
+
+    Runs one request at a time per lens (forward passes take `forward_lock(lens)`); safe to call from
+    a worker thread.
+    """
+
+    def __init__(self, lens: Any):
+        self.lens = lens
+        self._space_mask: Any = None
+        self._directions: dict[int, Any] = {}
+
+    # ----- concept choice -------------------------------------------------------------------------------
+    def concepts(self, text: str, start: int, end: int, k: int = 10) -> list[Concept]:
+        return concepts_in_span(self.lens, text, start, end, k)
+
+    def search(self, query: str, limit: int = 10) -> list[Concept]:
+        return search_concepts(self.lens, query, limit)
+
+    def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list[Concept]:
+        return more_like_this(self.lens, example, text, start, end, k)
+
+    def label(self, feature: int) -> str:
+        return feature_label(self.lens, check_feature(self.lens, feature))
+
+    # ----- running ----------------------------------------------------------------------------------------
+    def run(self, text: str, start: int, end: int, request: SteerRequest, cancel: CancelToken | None = None,
+            on_event: Callable[[SteerEvent], None] | None = None) -> SteerResult:
+        """Run to the end (or the cancel) and return the ranked result; `on_event` sees every event."""
+        result = None
+        for event in self.stream(text, start, end, request, cancel):
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, SteerDone):
+                result = event.result
+        assert result is not None
+        return result
+
+    def stream(self, text: str, start: int, end: int, request: SteerRequest,
+               cancel: CancelToken | None = None) -> Iterator[SteerEvent]:
+        """Validate (InputError before the first event), then generate, yielding events as they come."""
+        plan = self._plan(text, start, end, request)
+        return self._generate(plan, cancel)
+
+    # ----- planning -----------------------------------------------------------------------------------------
+    def _plan(self, text: str, start: int, end: int, request: SteerRequest) -> _Plan:
+        lens, tok = self.lens, self.lens.tokenizer
+        check_span(text, start, end)
+        if request.mode not in MODES:
+            raise InputError(f"unknown steering mode {request.mode!r}: use toward, away or suppress")
+        if not request.features:
+            raise InputError("no feature given: choose a concept to steer toward")
+        if not 1 <= int(request.n) <= MAX_CANDIDATES:
+            raise InputError(f"the number of candidates must be 1 to {MAX_CANDIDATES}, not {request.n}")
+        if not (request.temperature >= 0 and 0 < request.top_p <= 1 and request.max_norm_ratio > 0):
+            raise InputError("temperature must be >= 0, top-p in (0, 1] and the norm cap > 0")
+        if request.max_tokens is not None and request.max_tokens < 1:
+            raise InputError("max tokens must be at least 1")
+        ids: list[int] = []
+        strengths: list[float] = []
+        for feature, strength in request.features:
+            feature = check_feature(lens, feature)
+            value = strength_value(strength)
+            if feature in ids:
+                strengths[ids.index(feature)] += value
+            else:
+                ids.append(feature)
+                strengths.append(value)
+        if request.mode == "away":
+            strengths = [-s for s in strengths]
+        window = span_features(lens, text, start, end)
+        scales = [typical_max(lens, i, window.window) for i in ids]
+        if request.mode == "suppress":
+            weights = [1.0 / len(ids)] * len(ids)
+            direction = -1
+            coeffs = [0.0] * len(ids)
+        else:
+            total = sum(abs(s) for s in strengths)
+            if total == 0:  # strength 0: plain sampling, concept measured with equal weights
+                weights = [1.0 / len(ids)] * len(ids)
+            else:
+                sign = -1.0 if request.mode == "away" else 1.0
+                weights = [sign * s / total for s in strengths]
+            direction = -1 if request.mode == "away" else 1
+            coeffs = [s * m for s, m in zip(strengths, scales)]
+        concept_scale = sum(abs(w) * m for w, m in zip(weights, scales)) or 1.0
+
+        span = text[start:end]
+        lead, core, trail = _split_ws(span)
+        context = text[:start] + lead
+        base = context.rstrip(" \t")
+        moved = context[len(base):]
+        orig_ids = token_ids(lens, moved + core)
+        length = max(1, len(orig_ids))
+        kind = _end_kind(core)
+        if request.max_tokens is not None:
+            cap = int(request.max_tokens)
+        elif kind == "word":
+            cap = max(math.ceil(1.5 * length), length + 3)
+        else:
+            cap = max(2 * length, length + 6)
+        bos = [lens.bos_token_id] if lens.bos_token_id is not None and (lens.prepend_bos or not base) else []
+        room = lens.context_size - cap - 2 - len(bos)
+        if room < max(8, length):
+            raise InputError(f"the selection is too long to rewrite ({length} tokens for a "
+                             f"{lens.context_size}-token model)")
+        prefix = bos + token_ids(lens, base)[-room:] if base else list(bos)
+        if not prefix:
+            raise InputError("this model has no BOS token, so a selection at the very start cannot be rewritten")
+        chat = bool(getattr(tok, "chat_template", None))
+        gen_prefix = self._chat_prompt(text[:start], core, room) if chat else prefix
+        return _Plan(
+            text=text, start=start, end=end, request=request, mode=request.mode, ids=ids, coeffs=coeffs,
+            scales=scales, weights=weights, direction=direction, lead=lead, core=core, trail=trail,
+            moved="" if chat else moved, score_prefix=prefix, gen_prefix=gen_prefix, chat=chat,
+            orig_ids=orig_ids, length=length, kind=kind, multi_line="\n" in core,
+            min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
+            features_window=window,
+        )
+
+    def _chat_prompt(self, before: str, core: str, room: int) -> list[int]:
+        tok = self.lens.tokenizer
+        context = before[-3000:].strip()
+        parts = ["Rewrite the passage below, keeping its meaning, style and about the same length."]
+        if context:
+            parts.append(f"It comes right after this text:\n\n{context}")
+        parts.append(f"Passage:\n{core}\n\nReply with the rewritten passage only.")
+        messages = [{"role": "user", "content": "\n\n".join(parts)}]
+        try:
+            prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as err:  # noqa: BLE001 - a broken template is the model's, say so in one line
+            raise InputError(f"the model's chat template failed: {str(err).splitlines()[0][:120]}") from None
+        ids = token_ids(self.lens, prompt)
+        return ids[-room:]
+
+    # ----- steering ---------------------------------------------------------------------------------------
+    def _stateless_sae(self) -> bool:
+        return getattr(self.lens.sae.cfg, "normalize_activations", "none") not in ("constant_norm_rescale",
+                                                                                    "layer_norm")
+
+    def _decode_delta(self, acts: Any, ids: list[int], coeffs: Any) -> Any:
+        """What the SAE's decoder adds for features `ids` at `coeffs` ([..., k] or [k]), in acts's frame."""
+        import torch
+
+        sae = self.lens.sae
+        dtype = sae.W_dec.dtype
+        x = acts.to(dtype)
+        f0 = torch.zeros(x.shape[:-1] + (self.lens.d_sae,), dtype=dtype, device=x.device)
+        f1 = f0.clone()
+        f1[..., ids] = torch.as_tensor(coeffs, dtype=dtype, device=x.device).expand(f1[..., ids].shape)
+        norm_in = getattr(sae, "run_time_activation_norm_fn_in", None)
+        if norm_in is not None:
+            norm_in(x)
+        hi = sae.decode(f1)
+        if norm_in is not None:
+            norm_in(x)
+        lo = sae.decode(f0)
+        return (hi - lo).to(acts.dtype)
+
+    def _direction(self, plan: _Plan) -> Any:
+        """The summed steering vector [d_in] (stateless SAEs only)."""
+        import torch
+
+        vec = None
+        for i, c in zip(plan.ids, plan.coeffs):
+            if i not in self._directions:
+                with torch.inference_mode():
+                    zero = torch.zeros((1, self.lens.d_model), device=self.lens.sae.W_dec.device)
+                    self._directions[i] = self._decode_delta(zero, [i], [1.0])[0].float()
+            part = c * self._directions[i]
+            vec = part if vec is None else vec + part
+        return vec
+
+    def _edit_fn(self, plan: _Plan) -> Callable[[Any], Any] | None:
+        """The activation edit for this request, or None for plain sampling."""
+        import torch
+
+        owner = threading.get_ident()
+        ids = plan.ids
+        sae = self.lens.sae
+        if plan.mode == "suppress":
+            def suppress(acts: Any) -> Any:
+                if threading.get_ident() != owner:
+                    return acts
+                feats = sae.encode(acts.to(sae.W_dec.dtype))
+                return acts - self._decode_delta(acts, ids, feats[..., ids])
+
+            return suppress
+        if not any(plan.coeffs):
+            return None
+        ratio = plan.request.max_norm_ratio
+        stateless = self._stateless_sae()
+        fixed = self._direction(plan) if stateless else None
+
+        def add(acts: Any) -> Any:
+            if threading.get_ident() != owner:
+                return acts
+            vec = fixed.to(acts.dtype) if stateless else self._decode_delta(acts, ids, plan.coeffs)
+            vnorm = vec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            scale = (ratio * acts.norm(dim=-1, keepdim=True) / vnorm).clamp(max=1.0)
+            return acts + scale * vec
+
+        return add
+
+    # ----- generation -------------------------------------------------------------------------------------
+    def _allowed_first(self, vocab: int) -> Any:
+        """Tokens that start with a space (for a continuation whose prompt lost its trailing space)."""
+        import torch
+
+        if self._space_mask is None or self._space_mask.shape[0] != vocab:
+            tok = self.lens.tokenizer
+            n = min(vocab, len(tok))
+            texts = tok.batch_decode([[i] for i in range(n)])
+            mask = torch.zeros(vocab, dtype=torch.bool)
+            mask[:n] = torch.tensor([t.startswith(" ") and bool(t.strip()) for t in texts])
+            self._space_mask = mask
+        return self._space_mask
+
+    def _stop_ids(self) -> set[int]:
+        ids: set[int] = set()
+        tok, model = self.lens.tokenizer, self.lens.model
+        for source in (tok.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, (list, tuple)):
+                ids.update(int(x) for x in source)
+        if self.lens.bos_token_id is not None and not (getattr(tok, "chat_template", None)):
+            ids.add(self.lens.bos_token_id)  # GPT-2 style: <|endoftext|> is both
+        return ids
+
+    def _forward(self, input_ids: Any, cache: Any, edit: Callable[[Any], Any] | None = None,
+                 record: list | None = None) -> Any:
+        import torch
+
+        from morph.models.hooks import edit_activations
+
+        lens = self.lens
+        owner = threading.get_ident()
+
+        def recorder(acts: Any) -> Any:
+            if threading.get_ident() == owner and record is not None:
+                record.append(acts.detach())
+            return acts
+
+        fn = edit if edit is not None else (recorder if record is not None else None)
+        with forward_lock(lens), torch.inference_mode():
+            if fn is None:
+                return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            with edit_activations(lens.model, lens.hook, fn):
+                return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+
+    def _prefix_cache(self, ids: list[int]) -> Any:
+        import torch
+
+        if len(ids) <= 1:
+            return None
+        out = self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None)
+        return out.past_key_values
+
+    def _sample(self, logits: Any, rows: list[_Row], request: SteerRequest) -> list[int]:
+        import torch
+
+        logits = logits.float().cpu()
+        if request.temperature == 0:
+            return logits.argmax(dim=-1).tolist()
+        probs = torch.softmax(logits / request.temperature, dim=-1)
+        if request.top_p < 1:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            keep = sorted_p.cumsum(dim=-1) - sorted_p < request.top_p
+            keep[:, 0] = True
+            sorted_p = sorted_p * keep
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return [int(torch.multinomial(probs[k], 1, generator=row.generator)) for k, row in enumerate(rows)]
+
+    def _check_stop(self, plan: _Plan, row: _Row, token_text: str, hit_stop: bool) -> str | None:
+        """The candidate's body if `row` is finished now, else None."""
+        n = len(row.tokens)
+        body = row.text.lstrip()
+        if hit_stop:
+            return body
+        if not plan.multi_line and "\n" in body.rstrip(" \t"):
+            cut = body.index("\n")
+            if body[:cut].strip():
+                return body[:cut]
+        if plan.kind == "word":
+            if n > plan.length and token_text[:1].isspace() and body[: len(body) - len(token_text)].strip():
+                return body[: len(body) - len(token_text)]
+        if n >= plan.min_tokens and _at_sentence_end(body):
+            return body
+        if plan.kind == "clause" and n >= plan.min_tokens and _CLAUSE_END.search(body.rstrip()):
+            return body
+        if n >= plan.cap:
+            return self._cut_at_cap(plan, body)
+        return None
+
+    def _cut_at_cap(self, plan: _Plan, body: str) -> str:
+        if plan.kind != "word":
+            ends = [m.end() for m in re.finditer(r"[.!?…]+[\"'”’)\]]*(?=\s|$)", body)]
+            if ends and ends[-1] >= 0.4 * len(body):
+                return body[: ends[-1]]
+        cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
+        return body[:cut] if cut > 0.4 * len(body) else body
+
+    def _score(self, plan: _Plan, core: str, cache: Any) -> tuple[float, float, int]:
+        """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
+        import torch
+
+        ids = token_ids(self.lens, plan.moved + core)
+        if not ids:
+            return 0.0, -20.0, 0
+        record: list = []
+        inp = torch.tensor([[plan.score_prefix[-1]] + ids], device=self.lens.device)
+        out = self._forward(inp, cache, record=record)
+        _crop(cache, len(ids) + 1)
+        sae = self.lens.sae
+        with torch.inference_mode():
+            logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)
+            fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
+            feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float()
+            per_feature = feats[:, plan.ids].mean(dim=0).tolist()
+        target = sum(w * a for w, a in zip(plan.weights, per_feature))
+        return target, fluency, len(ids)
+
+    def _generate(self, plan: _Plan, cancel: CancelToken | None) -> Iterator[SteerEvent]:
+        import torch
+
+        t0 = time.perf_counter()
+        request = plan.request
+        edit = self._edit_fn(plan)
+        stop_ids = self._stop_ids()
+        base_cache = self._prefix_cache(plan.score_prefix)
+        score_cache = copy.deepcopy(base_cache) if base_cache is not None else None
+        if plan.gen_prefix == plan.score_prefix:
+            gen_cache = base_cache
+        else:
+            gen_cache = self._prefix_cache(plan.gen_prefix)
+        orig_target, orig_fluency, orig_n = self._score(plan, plan.core, score_cache)
+        original = OriginalScore(plan.lead + plan.core + plan.trail, orig_target, orig_fluency, orig_n)
+
+        n = int(request.n)
+        rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
+        if gen_cache is not None and n > 1:
+            gen_cache.batch_repeat_interleave(n)
+        cur = torch.tensor([[plan.gen_prefix[-1]]] * n, device=self.lens.device)
+        active = list(rows)
+        finished: list[Candidate] = []
+        first_at: float | None = None
+        generated = 0
+        cancelled = False
+        need_space = bool(plan.moved) and not plan.chat
+        tok = self.lens.tokenizer
+        for step in range(plan.cap):
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            out = self._forward(cur, gen_cache, edit=edit)
+            gen_cache = out.past_key_values
+            logits = out.logits[:, -1, :].float().clone()
+            if step == 0:
+                for sid in stop_ids:
+                    if sid < logits.shape[-1]:
+                        logits[:, sid] = -math.inf
+                if need_space:
+                    allowed = self._allowed_first(logits.shape[-1]).to(logits.device)
+                    if bool(allowed.any()):
+                        logits[:, ~allowed] = -math.inf
+            picks = self._sample(logits, active, request)
+            done_now: list[tuple[_Row, str]] = []
+            for row, token in zip(active, picks):
+                hit = token in stop_ids
+                piece = ""
+                if not hit:
+                    row.tokens.append(token)
+                    generated += 1
+                    new_text = tok.decode(row.tokens)
+                    piece = new_text[len(row.text):] if new_text.startswith(row.text) else new_text[-1:]
+                    row.text = new_text
+                body = self._check_stop(plan, row, piece, hit)
+                if body is not None:
+                    row.done = True
+                    done_now.append((row, body))
+            yield SteerProgress(step + 1, plan.cap, len(finished), n)
+            for row, body in done_now:
+                candidate = self._candidate(plan, row, body, original, score_cache)
+                finished.append(candidate)
+                if first_at is None:
+                    first_at = time.perf_counter() - t0
+                yield CandidateReady(candidate, len(finished), n)
+            keep = [k for k, row in enumerate(active) if not row.done]
+            if not keep:
+                break
+            if len(keep) < len(active):
+                gen_cache.batch_select_indices(torch.tensor(keep, device=self.lens.device))
+            active = [active[k] for k in keep]
+            cur = torch.tensor([[picks[k]] for k in keep], device=self.lens.device)
+        else:
+            for row in active:  # the cap is the last step; rows reach it inside the loop, this is a guard
+                if not row.done:
+                    candidate = self._candidate(plan, row, self._cut_at_cap(plan, row.text.lstrip()), original,
+                                                score_cache)
+                    finished.append(candidate)
+                    yield CandidateReady(candidate, len(finished), n)
+        elapsed = time.perf_counter() - t0
+        result = SteerResult(
+            original=original, candidates=rank_candidates(finished), request=request,
+            features=tuple(zip(plan.ids, [c / m if m else 0.0 for c, m in zip(plan.coeffs, plan.scales)])),
+            scales=tuple(plan.scales), labels=tuple(feature_label(self.lens, i) for i in plan.ids),
+            cancelled=cancelled, chat=plan.chat, first_candidate_s=first_at, elapsed_s=elapsed,
+            tokens_generated=generated,
+        )
+        yield SteerDone(result)
+
+    def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Any) -> Candidate:
+        core = body.strip()
+        target, fluency, n_tokens = self._score(plan, core, cache)
+        similarity = word_similarity(core, plan.core)
+        gain = plan.direction * (target - original.target_activation) / plan.concept_scale
+        score = gain + FLUENCY_WEIGHT * fluency + SIMILARITY_WEIGHT * similarity
+        return Candidate(
+            index=row.index, text=plan.lead + core + plan.trail, target_activation=target, fluency=fluency,
+            similarity=similarity, gain=gain, score=score, raises_concept=gain > RAISE_EPS, n_tokens=n_tokens,
+        )
+
+
+def _seed(seed: int, index: int) -> int:
+    return (int(seed) * 1_000_003 + index * 7919 + 12345) % (2**63 - 1)
+
+
+def _crop(cache: Any, remove: int) -> None:
+    """Drop the last `remove` positions from a key/value cache (a negative count works across versions)."""
+    if cache is not None and remove > 0:
+        cache.crop(-remove)
+
+
+def steer(lens: Any, text: str, start: int, end: int, request: SteerRequest, cancel: CancelToken | None = None,
+          on_event: Callable[[SteerEvent], None] | None = None) -> SteerResult:
+    """One-shot convenience: `Steerer(lens).run(...)`."""
+    return steerer_for(lens).run(text, start, end, request, cancel, on_event)
+
+
+def steerer_for(lens: Any) -> Steerer:
+    """The lens's Steerer, made once (it caches decoder directions and the first-token mask)."""
+    existing = getattr(lens, "_morph_steerer", None)
+    if existing is None:
+        existing = Steerer(lens)
+        try:
+            object.__setattr__(lens, "_morph_steerer", existing)
+        except AttributeError:
+            pass
+    return existing

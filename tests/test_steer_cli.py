@@ -1,0 +1,122 @@
+"""`morph steer` through the real entry point, and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from morph.cli import main
+
+TEXT = "The river ran past the old mill.\nIn the evening the lamps were lit along the harbour. Sailors sang.\n"
+SPAN = "In the evening the lamps were lit along the harbour."
+START = TEXT.index(SPAN)
+END = START + len(SPAN)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def doc(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("steer") / "doc.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lens_args(tiny_dirs) -> list[str]:
+    return ["--model", str(tiny_dirs["model"]), "--sae", str(tiny_dirs["sae"]), "--device", "cpu"]
+
+
+def steer(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(["steer", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output(doc, lens_args, capsys):
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "5", "-n", "3",
+                            "--seed", "2", "--json", *lens_args], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["feature"] == 5 and report["mode"] == "toward"
+    assert report["model"] and report["sae"]
+    assert report["original"]["text"] == SPAN
+    assert isinstance(report["original"]["target_activation"], float)
+    assert [c["rank"] for c in report["candidates"]] == [1, 2, 3]
+    for c in report["candidates"]:
+        assert {"text", "target_activation", "fluency", "similarity", "rank", "raises_concept"} <= set(c)
+        assert isinstance(c["raises_concept"], bool)
+    code, again, _ = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "5", "-n", "3",
+                            "--seed", "2", "--json", *lens_args], capsys)
+    assert [c["text"] for c in json.loads(again)["candidates"]] == [c["text"] for c in report["candidates"]]
+
+
+def test_table_output_concept_and_modes(doc, lens_args, capsys):
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", "3", "-n", "2",
+                            "--suppress", *lens_args], capsys)
+    assert code == 0, err
+    assert "suppressing feature 3" in out and "orig" in out and "candidates in" in out
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "3", "-n", "1",
+                            "--away", "--strength", "strong", "--json", *lens_args], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["mode"] == "away" and report["strength"] == -8.0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--start", "5", "--end", "5", "--feature", "1"], "empty"),
+    (["--start", "0", "--end", "100000", "--feature", "1"], "outside"),
+    (["--start", "0", "--end", "5", "--feature", "100000"], "does not exist"),
+    (["--start", "0", "--end", "5", "--feature", "-3"], "does not exist"),
+    (["--start", "0", "--end", "5", "--concept", "qqqzzzxxyy"], "no feature label matches"),
+    (["--start", "0", "--end", "5", "--feature", "1", "--strength", "huge"], "strength"),
+    (["--start", "0", "--end", "5", "--feature", "1", "-n", "0"], "-n"),
+    (["--start", "0", "--end", "5"], "--feature"),
+])
+def test_bad_requests_exit_2_with_one_line(doc, lens_args, capsys, extra, message):
+    code = None
+    try:
+        code, out, err = steer([str(doc), *extra, *lens_args], capsys)
+    except SystemExit as exit_:  # argparse usage errors
+        code = exit_.code
+        out, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("morph: ") and message in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    (b"\x00\x01\x02binary", "binary"),
+    (b"caf\xe9 au lait", "UTF-8"),
+])
+def test_bad_files_exit_2(tmp_path, lens_args, capsys, content, message):
+    path = tmp_path / "doc.txt"
+    if content is not None:
+        path.write_bytes(content)
+    code, out, err = steer([str(path), "--start", "0", "--end", "3", "--feature", "1", *lens_args], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err and out == ""
+
+
+def test_subprocess_json(doc, lens_args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "morph", "steer", str(doc), "--start", str(START), "--end", str(END),
+         "--feature", "2", "-n", "2", "--json", *lens_args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report["candidates"]) == 2 and report["feature"] == 2

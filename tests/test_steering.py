@@ -1,0 +1,343 @@
+"""The steering engine: mechanics on the tiny random model, efficacy on the shipped default model."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from morph.errors import InputError
+from morph.features.concepts import concepts_in_span, more_like_this, search_concepts, span_features
+from morph.features.steering import (
+    PRESETS,
+    CandidateReady,
+    SteerDone,
+    Steerer,
+    SteerProgress,
+    SteerRequest,
+    rank_candidates,
+    strength_value,
+    word_similarity,
+)
+
+TEXT = ("The river ran past the old mill, and the miller's daughter watched the water turn the wheel.\n"
+        "In the evening the lamps were lit along the harbour. Sailors sang and the gulls were quiet.\n")
+SPAN = "In the evening the lamps were lit along the harbour."
+START = TEXT.index(SPAN)
+END = START + len(SPAN)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is many times faster than two fighting over busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def steerer(tiny_lens):
+    return Steerer(tiny_lens)
+
+
+def texts(result):
+    return sorted((c.index, c.text) for c in result.candidates)
+
+
+# ----- requests and validation -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("start,end,message", [
+    (5, 5, "empty"),
+    (-1, 4, "outside"),
+    (4, len(TEXT) + 1, "outside"),
+    (9, 4, "outside"),
+    (TEXT.index("\n"), TEXT.index("\n") + 1, "whitespace"),
+])
+def test_bad_spans_raise_one_line(steerer, start, end, message):
+    with pytest.raises(InputError, match=message) as info:
+        steerer.stream(TEXT, start, end, SteerRequest.single(1))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("feature", [-1, 512, 10**6])
+def test_unknown_feature(steerer, feature):
+    with pytest.raises(InputError, match="does not exist"):
+        steerer.stream(TEXT, START, END, SteerRequest.single(feature))
+
+
+@pytest.mark.parametrize("request_", [
+    SteerRequest(features=((1, 4.0),), mode="sideways"),
+    SteerRequest(features=()),
+    SteerRequest(features=((1, 4.0),), n=0),
+    SteerRequest(features=((1, 4.0),), top_p=0),
+])
+def test_bad_requests(steerer, request_):
+    with pytest.raises(InputError):
+        steerer.stream(TEXT, START, END, request_)
+
+
+def test_strength_presets():
+    assert strength_value("Strong") == PRESETS["strong"] > strength_value("medium") > strength_value("subtle") > 0
+    assert strength_value("-2.5") == -2.5
+    with pytest.raises(InputError):
+        strength_value("very")
+    with pytest.raises(InputError):
+        strength_value(float("nan"))
+
+
+def test_concept_text_matching_nothing(tiny_lens):
+    with pytest.raises(InputError, match="no feature label matches"):
+        search_concepts(tiny_lens, "qqqzzzxxyy")
+    with pytest.raises(InputError):
+        search_concepts(tiny_lens, "   ")
+    assert search_concepts(tiny_lens, "7")[0].id == 7
+
+
+# ----- concept choice --------------------------------------------------------------------------------------------
+
+def test_concepts_in_span_are_the_top_mean_features(tiny_lens):
+    feats = span_features(tiny_lens, TEXT, START, END)
+    concepts = concepts_in_span(tiny_lens, TEXT, START, END, k=5)
+    assert len(concepts) == 5
+    acts = [c.activation for c in concepts]
+    assert acts == sorted(acts, reverse=True)
+    mean = feats.span.mean(dim=0)
+    assert concepts[0].id == int(mean.argmax())
+    assert concepts[0].label
+
+
+def test_more_like_this_picks_features_stronger_in_the_example(tiny_lens):
+    example = "Numbers like 1789, 1865 and 2020 appear in speeches about the nation."
+    found = more_like_this(tiny_lens, example, TEXT, START, END, k=3)
+    assert 1 <= len(found) <= 3
+    assert all(c.activation > 0 for c in found)
+    request = SteerRequest.from_concepts(found, "medium")
+    assert len(request.features) == len(found)
+    assert max(s for _, s in request.features) == pytest.approx(PRESETS["medium"])
+    with pytest.raises(InputError):
+        more_like_this(tiny_lens, "  ", TEXT, START, END)
+
+
+# ----- the activation edits ------------------------------------------------------------------------------------
+
+def _plan(steerer, mode, strength=4.0, ratio=1.0):
+    request = SteerRequest(features=((3, strength),), mode=mode, max_norm_ratio=ratio)
+    return steerer._plan(TEXT, START, END, request)
+
+
+def test_toward_adds_the_decoder_direction_capped_by_the_residual_norm(steerer, tiny_lens):
+    x = torch.randn(2, 5, tiny_lens.d_model)
+    plan = _plan(steerer, "toward", strength=1000.0, ratio=0.5)
+    out = steerer._edit_fn(plan)(x)
+    added = (out - x).norm(dim=-1)
+    assert torch.all(added <= 0.5 * x.norm(dim=-1) + 1e-4)
+    direction = tiny_lens.sae.W_dec[3] / tiny_lens.sae.W_dec[3].norm()
+    cosine = torch.nn.functional.cosine_similarity(out - x, direction.expand_as(x), dim=-1)
+    assert torch.all(cosine > 0.999)
+    plan = _plan(steerer, "away", strength=1000.0, ratio=0.5)
+    cosine = torch.nn.functional.cosine_similarity(steerer._edit_fn(plan)(x) - x, direction.expand_as(x), dim=-1)
+    assert torch.all(cosine < -0.999)
+
+
+def test_toward_raises_and_suppress_zeroes_the_feature_in_the_sae(steerer, tiny_lens):
+    sae = tiny_lens.sae
+    feats = span_features(tiny_lens, TEXT, START, END)
+    feature = int(feats.span.mean(dim=0).argmax())
+    from morph.models.hooks import capture
+
+    ids = tiny_lens.tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    x = capture(tiny_lens.model, tiny_lens.hook, ids)[0]
+    before = sae.encode(x)[:, feature]
+    request = SteerRequest(features=((feature, 4.0),), mode="suppress")
+    out = steerer._edit_fn(steerer._plan(TEXT, START, END, request))(x)
+    # Exactly acts - f_i * W_dec[i]: the SAE's error term is kept.
+    assert torch.allclose(out, x - before[:, None] * sae.W_dec[feature][None], atol=1e-5)
+    request = SteerRequest(features=((feature, 4.0),), mode="toward")
+    raised = sae.encode(steerer._edit_fn(steerer._plan(TEXT, START, END, request))(x))[:, feature]
+    assert raised.mean() > 2 * before.mean() > 0
+
+
+def test_zero_strength_is_plain_sampling(steerer):
+    plan = steerer._plan(TEXT, START, END, SteerRequest(features=((3, 0.0),)))
+    assert steerer._edit_fn(plan) is None
+
+
+# ----- generation ------------------------------------------------------------------------------------------------
+
+def test_stream_yields_progress_candidates_then_the_ranked_result(steerer):
+    events = list(steerer.stream(TEXT, START, END, SteerRequest.single(3, "strong", n=3, seed=1)))
+    assert isinstance(events[-1], SteerDone)
+    ready = [e for e in events if isinstance(e, CandidateReady)]
+    assert len(ready) == 3 and [e.finished for e in ready] == [1, 2, 3]
+    assert any(isinstance(e, SteerProgress) for e in events[: events.index(ready[0])])
+    result = events[-1].result
+    assert not result.cancelled and result.first_candidate_s is not None
+    assert [c.rank for c in result.candidates] == [1, 2, 3]
+    assert sorted(c.index for c in result.candidates) == [0, 1, 2]
+    assert result.original.text == SPAN
+    for c in result.candidates:
+        assert c.text.strip() and c.text == c.text.strip()
+        assert 0 <= c.similarity <= 1 and c.fluency < 0
+    moved = [c for c in result.candidates if c.raises_concept]
+    assert list(result.candidates[: len(moved)]) == moved  # concept movers rank first
+
+
+def test_same_seed_same_candidates_other_seed_other_candidates(steerer):
+    request = SteerRequest.single(3, "medium", n=2, seed=7)
+    first = steerer.run(TEXT, START, END, request)
+    again = steerer.run(TEXT, START, END, request)
+    assert texts(first) == texts(again)
+    other = steerer.run(TEXT, START, END, dataclasses.replace(request, seed=8))
+    assert texts(other) != texts(first)
+
+
+def test_cancel_stops_between_tokens(steerer):
+    cancel = threading.Event()
+    steps = []
+
+    def on_event(event):
+        if isinstance(event, SteerProgress):
+            steps.append(event.step)
+            if event.step == 2:
+                cancel.set()
+
+    request = SteerRequest.single(3, n=2, max_tokens=40)
+    result = steerer.run(TEXT, START, END, request, cancel=cancel, on_event=on_event)
+    assert result.cancelled
+    assert max(steps) == 2
+    assert len(result.candidates) < 2 or all(c.n_tokens <= 3 for c in result.candidates)
+
+
+def test_whitespace_of_the_span_is_kept(steerer):
+    text = "She walked home.\nThe lamps were lit.\nIt was late."
+    start = text.index("\nThe")
+    end = text.index("It was")
+    result = steerer.run(text, start, end, SteerRequest.single(3, n=2, seed=3))
+    for c in result.candidates:
+        assert c.text.startswith("\n") and c.text.endswith("\n") and "\n" not in c.text.strip()
+    start = text.index(" home")
+    result = steerer.run(text, start, start + len(" home"), SteerRequest.single(3, n=2, seed=3))
+    for c in result.candidates:
+        assert c.text.startswith(" ") and not c.text.startswith("  ")
+
+
+def test_candidates_stop_like_the_original_ends(steerer):
+    from morph.features.steering import _Row
+
+    def stop(span, pieces):
+        """Feed `pieces(plan)` as tokens; (body without leading space, tokens fed, plan) at the stop."""
+        text = "Before it. " + span + " After."
+        start = text.index(span)
+        plan = steerer._plan(text, start, start + len(span), SteerRequest.single(3))
+        row = _Row(0, None)
+        for k, piece in enumerate(pieces(plan)):
+            row.tokens.append(k)
+            row.text += piece
+            body = steerer._check_stop(plan, row, piece, False)
+            if body is not None:
+                return body, k + 1, plan
+        return None, len(row.tokens), plan
+
+    # A sentence ends a sentence, once the candidate is past 60% of the original's length.
+    body, n, plan = stop("The lamps were lit along the harbour.",
+                         lambda p: [" Lights", "."] + [" sea"] * p.min_tokens + [".", " More"])
+    assert plan.kind == "sentence" and n == plan.min_tokens + 3
+    assert body == "Lights." + " sea" * plan.min_tokens + "."
+    # A fragment ends at the word boundary after the original's token count.
+    body, n, plan = stop("the old mill", lambda p: [" the"] + ["o"] * p.length + [" wheel"] * 3)
+    assert plan.kind == "word" and body == "the" + "o" * plan.length and n == plan.length + 2
+    # A clause mark ends a clause.
+    body, n, plan = stop("the old mill,", lambda p: [" wheel"] * p.min_tokens + [",", " and"])
+    assert plan.kind == "clause" and body.endswith("wheel,")
+    # A line break ends a one-line span.
+    body, n, _ = stop("The lamps were lit along the harbour.", lambda p: [" Lamps", " lit", "\n", "More"])
+    assert body == "Lamps lit"
+    # The hard cap (2x the original's tokens for a sentence) cuts back to a word boundary.
+    body, n, plan = stop("It rained.", lambda p: [" rain"] * (3 * p.cap) + ["ing"])
+    assert n == plan.cap == max(2 * plan.length, plan.length + 6)
+    assert body == "rain" + " rain" * (plan.cap - 2)
+
+
+def test_span_at_the_very_start(steerer):
+    result = steerer.run(TEXT, 0, 9, SteerRequest.single(3, n=2, seed=0))
+    assert len(result.candidates) == 2
+
+
+def test_chat_models_get_a_rewrite_instruction(tiny_lens):
+    tokenizer = copy.deepcopy(tiny_lens.tokenizer)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}"
+    )
+    lens = dataclasses.replace(tiny_lens, tokenizer=tokenizer)
+    steerer = Steerer(lens)
+    plan = steerer._plan(TEXT, START, END, SteerRequest.single(3))
+    assert plan.chat and plan.gen_prefix != plan.score_prefix
+    assert "Rewrite" in tokenizer.decode(plan.gen_prefix) and SPAN in tokenizer.decode(plan.gen_prefix)
+    result = steerer.run(TEXT, START, END, SteerRequest.single(3, n=2, seed=0))
+    assert result.chat and len(result.candidates) == 2
+
+
+def test_ranking_and_similarity():
+    from morph.features.steering import Candidate
+
+    def cand(i, score, raises):
+        return Candidate(i, "x", 0.0, -3.0, 0.5, 0.0, score, raises, 3)
+
+    ranked = rank_candidates([cand(0, 5.0, False), cand(1, 0.1, True), cand(2, 0.3, True)])
+    assert [c.index for c in ranked] == [2, 1, 0] and [c.rank for c in ranked] == [1, 2, 3]
+    assert word_similarity("The lamps were lit.", "the lamps were lit.") == 1.0
+    assert word_similarity("The lamps were lit.", "Dogs bark loudly!") < 0.3
+
+
+# ----- efficacy on the shipped default model -----------------------------------------------------------------
+
+EFFICACY_TEXT = (
+    "The morning was grey and the streets were empty. She walked to the station with her coat buttoned "
+    "to the chin. The train was late again, and the platform smelled of rain and diesel.\n"
+)
+EFFICACY_SPAN = "The train was late again, and the platform smelled of rain and diesel."
+SEEDS = range(5)
+
+
+@pytest.fixture(scope="module")
+def default_steerer():
+    from morph.models.presets import default_available
+
+    if not default_available():
+        pytest.skip("the default model is not in morph/default yet")
+    from morph.models.lens import LensSpec, load_lens
+
+    return Steerer(load_lens(LensSpec(device="cpu")))
+
+
+def _mean_target(steerer, request, start, end):
+    """The mean target activation over every candidate of every seed (all of them, not the luckiest)."""
+    values, firsts = [], []
+    for seed in SEEDS:
+        result = steerer.run(EFFICACY_TEXT, start, end, dataclasses.replace(request, seed=seed))
+        values += [c.target_activation for c in result.candidates]
+        firsts.append(result.candidates[0].target_activation)
+    return sum(values) / len(values), sum(firsts) / len(firsts), result
+
+
+@pytest.mark.slow
+def test_default_model_steering_moves_the_concept(default_steerer):
+    start = EFFICACY_TEXT.index(EFFICACY_SPAN)
+    end = start + len(EFFICACY_SPAN)
+    lens = default_steerer.lens
+    # A feature that is present but not dominant: room to go up and to come down.
+    concepts = concepts_in_span(lens, EFFICACY_TEXT, start, end, k=8)
+    feature = concepts[2].id
+    base = SteerRequest(features=((feature, 0.0),), n=4, max_tokens=24)
+    plain, plain_top, _ = _mean_target(default_steerer, base, start, end)
+    toward, toward_top, result = _mean_target(
+        default_steerer, dataclasses.replace(base, features=((feature, PRESETS["medium"]),)), start, end)
+    suppressed, _, _ = _mean_target(default_steerer, dataclasses.replace(base, mode="suppress"), start, end)
+    assert toward > plain * 1.5 + 0.05 * result.scales[0], (plain, toward)
+    assert toward_top > plain_top
+    assert suppressed < plain, (plain, suppressed)
