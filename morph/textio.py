@@ -221,6 +221,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
     A symlink is followed (its target is replaced, the link kept). The old file's permission bits
     (and owner, where allowed) are kept; a new file gets `mode`, or 0o666 less the umask.
     Raises `InputError` with one line on any failure.
+
+    Like every rename-based save, this gives the file a new inode: hard links to the old file keep
+    the old content, and extended attributes / ACLs are not copied. A process killed mid-save can
+    leave a hidden `.<name>.*.morph-tmp` file next to the document; the document itself is intact.
     """
     target = Path(os.path.realpath(os.fspath(path)))
     parent = target.parent
