@@ -181,6 +181,24 @@ class Analysis:
             self._feature_cache = {feature: dense}  # keep one: the pinned feature
         return self._feature_cache[feature]
 
+    def feature_matrix(self, features: list[int]) -> np.ndarray:
+        """Activations of several features on every token: [len(features), n_tokens]."""
+        out = np.zeros((len(features), self.n_tokens), dtype=np.float32)
+        if not features:
+            return out
+        hits = np.nonzero(np.isin(self.indices, features))[0]
+        rows = np.searchsorted(self.indptr, hits, side="right") - 1
+        slot = {f: i for i, f in enumerate(features)}
+        which = np.array([slot[int(f)] for f in self.indices[hits]], dtype=np.int64)
+        out[which, rows] = self.values[hits]
+        return out
+
+    def feature_max(self) -> np.ndarray:
+        """Each feature's largest activation in this document: [d_sae]."""
+        out = np.zeros(self.d_sae, dtype=np.float32)
+        np.maximum.at(out, self.indices, self.values)
+        return out
+
     def strongest_features(self, a: int, b: int, n: int, weights: Callable[[np.ndarray], np.ndarray] | None = None,
                            max_share: float = 0.5) -> list[int]:
         """Up to n features that stand out over tokens [a, b): ranked by summed (weighted) activation,

@@ -83,6 +83,15 @@ class Engine:
             return float(analysis.feature_values(feature).max()) or 1.0
         return 1.0
 
+    def feature_scales(self, analysis: Analysis) -> np.ndarray:
+        """Per feature, the activation that counts as full intensity: its typical max from the statistics
+        file where known, else its max in this document."""
+        scales = analysis.feature_max()
+        known = self.labels.max_acts()
+        if known is not None:
+            scales = np.where(known > 0, known, scales)
+        return np.where(scales > 0, scales, 1.0).astype(np.float32)
+
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
         info = self.labels.info(feature)
         values = analysis.feature_values(feature)

@@ -45,6 +45,7 @@ class FeatureLabels:
     _explanations: dict[int, str] = field(default_factory=dict)
     _promoted: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _lens: Any = None
+    _max_array: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def promoted(self, feature: int, k: int = 8) -> tuple[str, ...]:
@@ -75,6 +76,20 @@ class FeatureLabels:
         self._check(feature)
         info = self._file.get(feature)
         return info.max_act if info and info.max_act else None
+
+    def max_acts(self) -> "Any":
+        """Typical max activation per feature from the statistics file (0 where unknown), or None."""
+        if not self._file:
+            return None
+        if self._max_array is None:
+            import numpy as np
+
+            arr = np.zeros(self.d_sae, dtype=np.float32)
+            for i, info in self._file.items():
+                if info.max_act and 0 <= i < self.d_sae:
+                    arr[i] = info.max_act
+            self._max_array = arr
+        return self._max_array
 
     def all_labels(self) -> list[str]:
         """Every label; the promoted-token ones are computed in batches (a few seconds for a large SAE)."""

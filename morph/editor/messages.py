@@ -1,0 +1,44 @@
+"""Typed messages that background work posts to the UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class EngineReady(Message):
+    def __init__(self, engine: Any, seconds: float) -> None:
+        super().__init__()
+        self.engine = engine
+        self.seconds = seconds
+
+
+class EngineFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class AnalysisReady(Message):
+    def __init__(self, analysis: Any, partial: bool, offset_base: int = 0) -> None:
+        super().__init__()
+        self.analysis = analysis
+        self.partial = partial
+        self.offset_base = offset_base  # where the analysed window starts in the document
+
+
+class AnalysisFailed(Message):
+    def __init__(self, generation: int, error: str) -> None:
+        super().__init__()
+        self.generation = generation
+        self.error = error
+
+
+class FeatureChosen(Message):
+    """The writer picked a feature in the panel (to pin it, or to see its details)."""
+
+    def __init__(self, feature: int, detail: bool = False) -> None:
+        super().__init__()
+        self.feature = feature
+        self.detail = detail

@@ -1,0 +1,112 @@
+"""Feature highlights as spans over the text: which token gets which colour, and how strongly.
+
+Spans are kept in character offsets and shifted on every edit, so highlights follow the text while the
+writer types; the tokens an edit touches lose theirs until the next analysis arrives.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+LEVELS = 4  # intensity steps; a token's level is its activation over the feature's typical max, quantised
+MIN_INTENSITY = 0.08  # weaker than this (relative to the feature's typical max) is left plain
+
+
+class ColorBook:
+    """Colour slots for features: a feature keeps its colour while it stays among those in view."""
+
+    def __init__(self, n_slots: int):
+        self.n_slots = max(1, n_slots)
+        self._slots: OrderedDict[int, int] = OrderedDict()
+
+    def assign(self, features: list[int]) -> dict[int, int]:
+        wanted = features[: self.n_slots]
+        for feature in wanted:
+            if feature in self._slots:
+                self._slots.move_to_end(feature)
+        used = {self._slots[f] for f in wanted if f in self._slots}
+        free = [s for s in range(self.n_slots) if s not in used]
+        for feature in wanted:
+            if feature not in self._slots:
+                if len(self._slots) >= self.n_slots:
+                    # evict the least recently seen feature that is not wanted now
+                    for old in list(self._slots):
+                        if old not in wanted:
+                            free.append(self._slots.pop(old))
+                            break
+                slot = free.pop(0) if free else len(self._slots) % self.n_slots
+                self._slots[feature] = slot
+        return {f: self._slots[f] for f in wanted}
+
+    def slot(self, feature: int) -> int | None:
+        return self._slots.get(feature)
+
+
+@dataclass
+class Overlay:
+    """Highlighted spans, sorted by start: colour slot and intensity level per span."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    slots: np.ndarray
+    levels: np.ndarray
+    features: np.ndarray  # the feature each span shows
+
+    @classmethod
+    def empty(cls) -> "Overlay":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z.copy(), z.copy(), z.copy(), z.copy())
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def shift(self, start: int, old_end: int, new_end: int) -> None:
+        """Text [start, old_end) was replaced by text ending at new_end: move or drop spans."""
+        keep = (self.ends <= start) | (self.starts >= old_end)
+        delta = new_end - old_end
+        moved = self.starts >= old_end
+        self.starts = np.where(moved, self.starts + delta, self.starts)[keep]
+        self.ends = np.where(moved, self.ends + delta, self.ends)[keep]
+        self.slots, self.levels, self.features = self.slots[keep], self.levels[keep], self.features[keep]
+
+    def between(self, a: int, b: int) -> list[tuple[int, int, int, int]]:
+        """Spans overlapping [a, b), clipped to it: (start, end, slot, level)."""
+        lo = int(np.searchsorted(self.ends, a, side="right"))
+        hi = int(np.searchsorted(self.starts, b, side="left"))
+        return [(max(a, int(self.starts[i])), min(b, int(self.ends[i])), int(self.slots[i]), int(self.levels[i]))
+                for i in range(lo, hi)]
+
+    def feature_at(self, offset: int) -> int | None:
+        i = int(np.searchsorted(self.starts, offset, side="right")) - 1
+        if 0 <= i < len(self.starts) and self.starts[i] <= offset < self.ends[i]:
+            return int(self.features[i])
+        return None
+
+
+def build_overlay(analysis, text: str, features: list[int], slots: dict[int, int], scales: np.ndarray,
+                  offset_base: int = 0) -> Overlay:
+    """Colour each token by the strongest of `features` on it (activation over its scale)."""
+    if not features or analysis.n_tokens == 0:
+        return Overlay.empty()
+    matrix = analysis.feature_matrix(features) / scales[features][:, None]
+    best = matrix.argmax(axis=0)
+    strength = matrix.max(axis=0)
+    starts = analysis.offsets[:, 0].copy()
+    ends = analysis.offsets[:, 1].copy()
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if len(cps):
+        first = cps[np.clip(starts, 0, len(cps) - 1)]
+        leading_space = ((first == 32) | (first == 9)) & (ends - starts > 1)
+        starts = starts + leading_space
+        last = cps[np.clip(ends - 1, 0, len(cps) - 1)]
+        starts_blank = np.isin(cps[np.clip(starts, 0, len(cps) - 1)], [10, 13, 32, 9]) & np.isin(last, [10, 13, 32, 9])
+    else:
+        starts_blank = np.zeros(len(starts), dtype=bool)
+    keep = (strength >= MIN_INTENSITY) & ~starts_blank & (ends > starts)
+    levels = np.minimum(LEVELS - 1, (np.minimum(strength, 1.0) * LEVELS).astype(np.int64))
+    feature_ids = np.asarray(features, dtype=np.int64)[best]
+    slot_of = np.asarray([slots.get(f, 0) for f in features], dtype=np.int64)[best]
+    return Overlay(starts[keep] + offset_base, ends[keep] + offset_base, slot_of[keep], levels[keep], feature_ids[keep])

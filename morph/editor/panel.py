@@ -1,0 +1,109 @@
+"""The side panel: the features of the cursor token, the current paragraph and the selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Label, OptionList
+from textual.widgets.option_list import Option
+
+from morph.editor.messages import FeatureChosen
+
+
+@dataclass(frozen=True)
+class PanelRow:
+    feature: int
+    label: str
+    activation: float
+    colour: str | None  # the feature's highlight colour, when it has one
+
+
+class FeatureList(OptionList):
+    BINDINGS = [
+        Binding("d", "detail", "Feature details", show=True),
+        Binding("i", "detail", "Feature details", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[PanelRow] = []
+
+    def show(self, rows: list[PanelRow], empty: str) -> None:
+        self.rows = rows
+        highlighted = self.highlighted
+        self.clear_options()
+        if not rows:
+            self.add_option(Option(Text(empty, style="dim italic"), disabled=True))
+            return
+        self.add_options([Option(_row_text(row), id=str(row.feature)) for row in rows])
+        if highlighted is not None and highlighted < len(rows):
+            self.highlighted = highlighted
+
+    def _current(self) -> int | None:
+        if self.highlighted is None or self.highlighted >= len(self.rows):
+            return None
+        return self.rows[self.highlighted].feature
+
+    def action_detail(self) -> None:
+        feature = self._current()
+        if feature is not None:
+            self.post_message(FeatureChosen(feature, detail=True))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.post_message(FeatureChosen(int(event.option.id)))
+
+
+def _row_text(row: PanelRow) -> Text:
+    text = Text()
+    text.append("██ " if row.colour else "   ", style=row.colour or "")
+    text.append(f"{row.activation:6.2f} ", style="bold")
+    text.append(f"#{row.feature:<5} ", style="dim")
+    text.append(row.label)
+    return text
+
+
+class FeaturePanel(VerticalScroll):
+    DEFAULT_CSS = """
+    FeaturePanel { width: 44; border-left: vkey $panel; padding: 0 1; background: $surface; }
+    FeaturePanel.-hidden { display: none; }
+    FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; }
+    FeaturePanel #pinned { color: $accent; margin-top: 1; }
+    FeaturePanel FeatureList { height: auto; max-height: 12; border: none; background: $surface; padding: 0; }
+    FeaturePanel FeatureList:focus { border: none; background: $boost; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="pinned")
+        yield Label("Token", classes="section", id="token-title")
+        yield FeatureList(id="token-features")
+        yield Label("Paragraph", classes="section", id="paragraph-title")
+        yield FeatureList(id="paragraph-features")
+        yield Label("Selection", classes="section", id="selection-title")
+        yield FeatureList(id="selection-features")
+
+    def show_token(self, token_text: str | None, rows: list[PanelRow]) -> None:
+        self.query_one("#token-title", Label).update(
+            f"Token {token_text!r}" if token_text is not None else "Token")
+        self.query_one("#token-features", FeatureList).show(rows, "no token under the cursor")
+
+    def show_paragraph(self, title: str, rows: list[PanelRow]) -> None:
+        self.query_one("#paragraph-title", Label).update(title)
+        self.query_one("#paragraph-features", FeatureList).show(rows, "no paragraph here")
+
+    def show_selection(self, title: str, rows: list[PanelRow]) -> None:
+        self.query_one("#selection-title", Label).update(title)
+        self.query_one("#selection-features", FeatureList).show(rows, "select text to see its features")
+
+    def show_pinned(self, text: str) -> None:
+        self.query_one("#pinned", Label).update(text)
+
+    def show_message(self, text: str) -> None:
+        """No analysis (yet): say why, in every section."""
+        for name in ("token", "paragraph", "selection"):
+            self.query_one(f"#{name}-features", FeatureList).show([], text)

@@ -1,0 +1,167 @@
+"""The editor, driven with Textual's Pilot on a tiny random model: analysis, highlights, panel, pinning."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from morph.config import Settings
+from morph.editor.app import MorphApp
+from morph.editor.document import DocumentView
+from morph.editor.panel import FeatureList
+from morph.features.engine import Engine
+
+TEXT = (
+    "The river ran past the old mill, and the miller's daughter watched the water.\n\n"
+    "In the evening the lamps were lit along the harbour. Sailors sang.\n\n"
+    "Mr. Holmes lit his pipe. Watson opened the window; fog drifted in.\n"
+)
+
+
+async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the editor")
+        await pilot.pause(0.02)
+
+
+def analysed(app: MorphApp) -> bool:
+    return (app.analysis is not None and app.analysis.generation == app.generation
+            and app.analysis.stats.complete and app.status.state.state == "idle")
+
+
+@pytest.fixture
+def make_app(tiny_lens, tmp_path, monkeypatch):
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
+
+    def make(text: str = TEXT, **settings) -> MorphApp:
+        return MorphApp(None, text, Settings(debounce_ms=30, **settings), lambda: Engine(tiny_lens))
+
+    return make
+
+
+async def test_analysis_highlights_the_document_and_fills_the_panel(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        assert len(view.overlay) > 0
+        # highlighted spans lie on real words of the text
+        for start, end, _, _ in view.overlay.between(0, len(TEXT)):
+            assert TEXT[start:end].strip()
+        # the rendered line carries the highlight colours
+        styled = view.get_line(0)
+        assert any(span.style and getattr(span.style, "bgcolor", None) for span in styled.spans)
+        token_list = app.query_one("#token-features", FeatureList)
+        paragraph_list = app.query_one("#paragraph-features", FeatureList)
+        assert paragraph_list.rows and token_list.rows
+        assert all(row.label for row in paragraph_list.rows)
+        assert "idle" in str(app.status.render_state()) and "ms" in str(app.status.render_state())
+
+
+async def test_typing_reanalyses_and_never_draws_stale_results(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        first = app.analysis
+        view = app.query_one(DocumentView)
+        view.move_cursor((0, 9))
+        await pilot.press(*" quickly")
+        assert view.text.startswith("The river quickly ran")
+        await wait_for(pilot, lambda: analysed(app) and app.analysis is not first)
+        assert app.analysis.text_length == len(view.text)
+        # a result made for an older generation is dropped
+        from morph.editor.messages import AnalysisReady
+
+        current = app.analysis
+        app.post_message(AnalysisReady(first, partial=False))
+        await pilot.pause(0.05)
+        assert app.analysis is current
+
+
+async def test_cursor_token_and_selection_sections(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.move_cursor((2, 9))
+        await pilot.pause(0.05)
+        title = str(app.query_one("#token-title").render())
+        token = title.split("'")[1]
+        assert token.strip() and token.strip() in "evening"
+        view.selection = ((0, 0), (0, 20))
+        await pilot.pause(0.05)
+        assert app.query_one("#selection-features", FeatureList).rows
+        assert "Selection ·" in str(app.query_one("#selection-title").render())
+
+
+async def test_pin_makes_a_heat_map_and_navigates_occurrences(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        await pilot.press("f9")
+        focused = app.focused
+        assert isinstance(focused, FeatureList)
+        feature = focused.rows[0].feature
+        await pilot.press("enter")
+        assert app.pinned == feature
+        view = app.query_one(DocumentView)
+        assert set(view.overlay.features.tolist()) == {feature}
+        values = app.analysis.feature_values(feature)
+        assert len(view.overlay) <= int((values > 0).sum())
+        await pilot.press("escape", "f8")
+        start = view.offset_of(view.selection.start)
+        token = app.analysis.token_at(start)
+        assert values[token] > 0
+        await pilot.press("shift+f9")
+        assert app.pinned is None
+
+
+async def test_feature_detail_view(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        await pilot.press("f9", "d")
+        from morph.editor.feature_screen import FeatureDetailScreen
+
+        await wait_for(pilot, lambda: isinstance(app.screen, FeatureDetailScreen))
+        screen = app.screen
+        assert "Feature #" in str(screen.query_one("#title").render())
+        assert "this document: active on" in str(screen.query_one("#facts").render())
+        await pilot.press("p")
+        assert app.pinned == screen.report.info.id
+
+
+async def test_model_failure_is_shown_and_editing_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path))
+
+    def broken():
+        from morph.errors import ModelLoadError
+
+        raise ModelLoadError("model folder '/nope' does not exist")
+
+    app = MorphApp(None, "Hello", Settings(debounce_ms=30), broken)
+    async with app.run_test(size=(100, 20)) as pilot:
+        await wait_for(pilot, lambda: app.status.state.state == "no model")
+        await pilot.press("end", *" world")
+        assert app.query_one(DocumentView).text == "Hello world"
+        assert any("does not exist" in str(n.message) for n in app._notifications)
+
+
+async def test_analysis_error_is_a_notification_not_a_crash(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 20)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+
+        def explode(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        app.engine.analyze = explode
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.status.state.state == "error")
+        assert app.query_one(DocumentView).text.startswith("x")
+        assert any("boom" in str(n.message) for n in app._notifications)
