@@ -368,6 +368,7 @@ class Analyzer:
     def _run_batch(self, batch, keys, block_keys) -> int:
         import torch
 
+        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture
 
         lens = self.lens
@@ -379,7 +380,8 @@ class Analyzer:
             input_ids[row, :len(window)] = torch.tensor(window)
             mask[row, :len(window)] = 1
         input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
-        with torch.inference_mode():
+        # Hooks live on the shared model: no steering pass may interleave with this one.
+        with forward_lock(lens), torch.inference_mode():
             acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None)
             rows = [acts[row, skip:skip + n] for row, (_, _, skip, n) in enumerate(batch)]
             x = torch.cat(rows).to(lens.sae.dtype)
