@@ -180,6 +180,8 @@ def export(cfg: TrainConfig, paths: Paths, dest: Path, max_mb: float = 40.0) -> 
     for name in ("cfg.json", "sae_weights.safetensors", "labels.json"):
         shutil.copy2(paths.sae_final / name, staging / "sae" / name)
     shutil.copy2(paths.card, staging / "MODEL_CARD.md")
+    for path in staging.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # package files: readable by everyone
     size = _size(staging)
     if size > max_mb * 1e6:
         shutil.rmtree(staging)

@@ -87,7 +87,15 @@ def collect(cfg: TrainConfig, paths: Paths, lens, n_tokens: int):
     count = torch.zeros(d_sae, dtype=torch.float64)
     total = torch.zeros(d_sae, dtype=torch.float64)
     peak = torch.zeros(d_sae)
-    by_token = torch.zeros(d_sae * vocab, dtype=torch.int32)
+    by_token = torch.zeros(d_sae * vocab, dtype=torch.int64)
+    pending: list = []  # (feature, token) keys, counted in bulk: one bincount per ~64k tokens
+
+    def flush() -> None:
+        nonlocal by_token
+        if pending:
+            by_token += torch.bincount(torch.cat(pending), minlength=d_sae * vocab)
+            pending.clear()
+
     seen = 0
     bar = tqdm(total=n_tokens, desc="stats", unit="tok", unit_scale=True)
     for x, _ in sequential_batches(val, n_tokens, cfg.eval_batch, cfg.context, lens.bos_token_id):
@@ -100,9 +108,12 @@ def collect(cfg: TrainConfig, paths: Paths, lens, n_tokens: int):
         total += feats.sum(0, dtype=torch.float64)
         peak = torch.maximum(peak, feats.max(0).values)
         rows, cols = active.nonzero(as_tuple=True)
-        by_token += torch.bincount(cols * vocab + tokens[rows], minlength=d_sae * vocab).to(torch.int32)
+        pending.append(cols * vocab + tokens[rows])
         seen += len(tokens)
+        if sum(len(p) for p in pending) > 64 * 65536:
+            flush()
         bar.update(len(tokens))
+    flush()
     bar.close()
     return seen, count, total, peak, by_token.view(d_sae, vocab)
 
