@@ -104,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         raise InputError("give --out DIR, the work dir")
     cfg = config_from_args(args)
-    if stage in ("all", "tokenizer", "data") and not cfg.corpus:
-        raise InputError("give --corpus DIR, a folder of .txt files")
+    if stage in ("all", "tokenizer", "data"):
+        from pathlib import Path
+
+        if not cfg.corpus:
+            raise InputError("give --corpus DIR, a folder of .txt files")
+        if not Path(cfg.corpus).is_dir():
+            raise InputError(f"corpus folder {cfg.corpus!r} does not exist")
     run_pipeline(stage, cfg, fresh=args.fresh, dest=args.dest)
     return 0

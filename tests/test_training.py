@@ -1,0 +1,200 @@
+"""`morph train`: a tiny end-to-end run of every stage through the CLI, on a text the test writes itself."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from morph.cli import main
+
+WORDS = ("the river ran past old mill and the miller's daughter watched water turn wheel in evening lamps were "
+         "lit along harbour sailors sang gulls quiet she said I shall not go to London tomorrow for weather is "
+         "cold roads are bad Holmes lit his pipe Watson opened window fog drifted from Baker Street 1789 1865 "
+         "liberty justice citizens nation people war").split()
+
+TINY = ["--vocab", "300", "--layers", "2", "--width", "32", "--heads", "2", "--context", "32", "--batch-size", "4",
+        "--grad-accum", "1", "--max-iters", "12", "--warmup-iters", "3", "--eval-interval", "6", "--eval-batches", "2",
+        "--sae-expansion", "4", "--sae-k", "4", "--sae-batch", "128", "--sae-tokens", "2560", "--sae-minutes", "1",
+        "--stats-tokens", "1500", "--eval-tokens", "1500", "--ce-tokens", "600", "--val-fraction", "0.15",
+        "--eval-batch", "4", "--threads", "1"]
+
+
+def write_corpus(folder: Path, n_docs: int = 24, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("a.txt", "b.txt"):
+        lines = []
+        for _ in range(n_docs // 2):
+            for _ in range(rng.randint(3, 7)):
+                lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + ".")
+            lines.append("<|endoftext|>")
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    write_corpus(root / "corpus")
+    out = root / "run"
+    assert main(["train", "all", "--corpus", str(root / "corpus"), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_all_stages_write_their_outputs(run_dir):
+    for path in ("config.json", "train.log", "state.json", "tokenizer/tokenizer.json", "data/train.bin",
+                 "data/val.bin", "lm/ckpt.pt", "lm/final/config.json", "lm/final/model.safetensors",
+                 "sae/final/cfg.json", "sae/final/sae_weights.safetensors", "sae/final/labels.json", "metrics.json",
+                 "MODEL_CARD.md"):
+        assert (run_dir / path).is_file(), path
+    state = json.loads((run_dir / "state.json").read_text())
+    assert set(state) >= {"tokenizer", "data", "lm", "sae", "stats", "eval", "card"}
+    assert state["lm"]["iterations"] == 12
+    assert state["lm"]["tokens_seen"] == 12 * 4 * 32
+    assert "== card done" in (run_dir / "train.log").read_text()
+
+
+def test_tokenizer_is_byte_level_bpe_with_eot_as_bos(run_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(run_dir / "lm" / "final"))
+    assert tok.is_fast and len(tok) == 300
+    assert tok.bos_token == tok.eos_token == "<|endoftext|>"
+    text = "Café — naïve 😀 text\n\nnew paragraph"
+    assert tok.decode(tok(text)["input_ids"]) == text  # byte-level: nothing is unknown
+
+
+def test_lm_weights_are_fp16_and_load_through_load_lens(run_dir):
+    from safetensors import safe_open
+
+    from morph.models.lens import LensSpec, load_lens
+
+    with safe_open(str(run_dir / "lm" / "final" / "model.safetensors"), "pt") as fh:
+        assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"torch.float16"}
+    lens = load_lens(LensSpec(model=str(run_dir / "lm" / "final"), sae=str(run_dir / "sae" / "final"), device="cpu"))
+    assert lens.hook.name == "blocks.1.hook_resid_pre" and lens.hook.centre is False
+    assert lens.prepend_bos and lens.bos_token_id == lens.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert lens.d_sae == 128 and lens.d_model == 32
+
+
+def test_sae_is_an_inference_topk_sae_in_sae_lens_format(run_dir):
+    from sae_lens import SAE, TopKSAE
+
+    sae = SAE.load_from_disk(str(run_dir / "sae" / "final"), device="cpu")
+    assert isinstance(sae, TopKSAE) and sae.cfg.k == 4 and sae.cfg.d_sae == 128
+    meta = sae.cfg.metadata
+    assert meta.hook_name == "blocks.1.hook_resid_pre"
+    assert meta.prepend_bos is True
+    assert meta.model_class_name == "AutoModelForCausalLM"
+    assert meta.context_size == 32 and meta.model_name == "morph-default"
+    assert sae.cfg.normalize_activations == "none"  # the scaling was folded into the weights
+
+
+def test_labels_cover_every_feature_in_the_editor_format(run_dir):
+    labels = json.loads((run_dir / "sae" / "final" / "labels.json").read_text())
+    assert labels["format"] == "morph-labels/1"
+    assert isinstance(labels["n_tokens"], int) and labels["n_tokens"] >= 1000
+    features = labels["features"]
+    assert [f["id"] for f in features] == list(range(128))
+    for f in features:
+        assert set(f) == {"id", "label", "density", "mean_act", "max_act", "top_tokens", "promoted"}
+        assert isinstance(f["label"], str) and f["label"].strip()
+        assert 0.0 <= f["density"] <= 1.0
+        assert len(f["top_tokens"]) <= 10 and len(f["promoted"]) <= 10 and f["promoted"]
+        assert all(isinstance(t, str) and isinstance(c, int) and c > 0 for t, c in f["top_tokens"])
+        if f["density"] == 0:
+            assert f["label"].startswith("(dead)") and not f["top_tokens"]
+        else:
+            assert f["top_tokens"] and f["max_act"] >= f["mean_act"] > 0
+    assert any(f["density"] > 0 for f in features)
+    # the most active feature's counts add up to no more than its active tokens
+    busiest = max(features, key=lambda f: f["density"])
+    assert sum(c for _, c in busiest["top_tokens"]) <= round(busiest["density"] * labels["n_tokens"]) + 1
+
+
+def test_labels_hold_no_passage_of_the_corpus(run_dir):
+    text = (run_dir / "sae" / "final" / "labels.json").read_text()
+    labels = json.loads(text)
+    for f in labels["features"]:
+        for tok in [t for t, _ in f["top_tokens"]] + f["promoted"]:
+            assert len(tok) <= 24 and " " not in tok.strip()
+
+
+def test_metrics_and_card(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("loss_clean", "perplexity", "loss_spliced", "loss_zero_ablation", "ce_loss_recovered", "tokens"):
+        assert key in metrics["lm"]
+    for key in ("l0", "fraction_variance_explained", "dead_fraction", "dead_features", "tokens"):
+        assert key in metrics["sae"]
+    assert 0 < metrics["sae"]["l0"] <= 4
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    for needle in ("Tokens seen", "perplexity", "variance explained", "CE loss recovered", "dead features",
+                   "morph train eval --out OUT", "morph train all --corpus"):
+        assert needle in card, needle
+
+
+def test_lm_resumes_from_its_checkpoint(run_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    assert main(["train", "lm", "--out", str(out), "--max-iters", "18"]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["lm"]["iterations"] == 18  # 12 done before, 6 more
+    assert "resumed from" in (out / "train.log").read_text()
+    assert json.loads((out / "config.json").read_text())["max_iters"] == 18
+
+
+def test_export_copies_the_artifacts(run_dir, tmp_path):
+    from sae_lens import SAE
+
+    from morph.models.lens import LensSpec, load_lens
+
+    dest = tmp_path / "default"
+    assert main(["train", "export", "--out", str(run_dir), "--dest", str(dest)]) == 0
+    assert (dest / "MODEL_CARD.md").is_file() and (dest / "sae" / "labels.json").is_file()
+    assert (dest / "model" / "tokenizer.json").is_file()
+    SAE.load_from_disk(str(dest / "sae"))
+    load_lens(LensSpec(model=str(dest / "model"), sae=str(dest / "sae"), device="cpu"))
+    assert sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) < 40e6
+
+
+def test_corpus_documents_and_split(tmp_path):
+    from morph.models.training.config import TrainConfig
+    from morph.models.training.data import read_documents, split_documents
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.txt").write_text("one\ntwo\n<|endoftext|>\nthree\n\n<|endoftext|>\n<|endoftext|>\nfour\n")
+    (tmp_path / "c" / "notes.md").write_text("ignored")
+    docs = read_documents(str(tmp_path / "c"))
+    assert [d.split("\x00") for d in docs] == [["one", "two"], ["three"], ["four"]]
+    train, val = split_documents(TrainConfig(corpus=str(tmp_path / "c"), val_fraction=0.3))
+    assert len(train) + len(val) == 3 and val and train
+    assert "one\n\ntwo" in train + val
+
+
+def test_readable_tokens():
+    from morph.models.training.stats import readable
+
+    assert readable(" the") == "the"
+    assert readable("\n") == "\\n"
+    assert readable("\n\n") == "\\n\\n"
+    assert readable(" ") == "␣"
+    assert readable("\x00") == "\\x00"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "all", "--out", "OUT", "--corpus", "/nonexistent/corpus"], "does not exist"),
+    (["train", "bogus", "--out", "OUT"], "unknown stage"),
+    (["train", "all", "--out", "OUT"], "--corpus"),
+    (["train", "lm", "--out", "OUT"], "no tokenizer"),
+    (["train", "all", "--out", "OUT", "--corpus", "C", "--sae-layer", "9"], "--sae-layer"),
+])
+def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
+    argv = [a.replace("OUT", str(tmp_path / "out")).replace("C", str(tmp_path)) if a in ("OUT", "C") else a
+            for a in argv]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the log's stage header, if any
+    assert last.startswith("morph: ") and message in last
