@@ -62,6 +62,15 @@ DEFAULT_KEYS: dict[str, str] = {
     "steer": "ctrl+e",
     "undo": "ctrl+z",
     "redo": "ctrl+y",
+    "new": "ctrl+n",
+    "focus_panel": "f9",
+    "unpin": "shift+f9",
+    "next_occurrence": "f8",
+    "previous_occurrence": "shift+f8",
+    "analyze_now": "f5",
+    "toggle_analysis": "f7",
+    "toggle_preview": "f12",
+    "focus_mode": "f6",
 }
 """Action name -> Textual key string ('ctrl+s', 'f1', several separated by commas)."""
 

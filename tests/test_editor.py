@@ -138,6 +138,7 @@ async def test_feature_detail_view(make_app):
 
 async def test_model_failure_is_shown_and_editing_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
 
     def broken():
         from morph.errors import ModelLoadError

@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
             factory = _engine_factory(spec)
     from morph.editor.app import MorphApp
 
-    app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note)
-    app.loaded = loaded
+    app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded)
     app.run()
     return int(app.return_code or 0)
 

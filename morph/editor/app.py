@@ -3,10 +3,18 @@
 Nothing slow runs on the UI thread: the model loads in a thread worker (group "model"), each analysis
 runs in a thread worker (group "analysis", exclusive, so a newer request cancels the older one), and
 results come back as typed messages carrying the document generation they were made for.
+
+Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
+saves a recovery file is written after `autosave_seconds` of idle time (in a thread) and when the app
+exits with unsaved text; a newer recovery file is offered on the next start. Every key comes from
+`settings.keys` (action -> key), so users can remap them; every action is also in the command palette.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -20,15 +28,56 @@ from textual.screen import Screen
 from textual.widgets import TextArea
 from textual.worker import get_current_worker
 
+from morph.editor.dialogs import (
+    ConfirmScreen,
+    FindBar,
+    GotoLineScreen,
+    HelpScreen,
+    OpenFileScreen,
+    RecoveryScreen,
+    SaveAsScreen,
+    format_key,
+)
 from morph.editor.document import DocumentView
 from morph.editor.messages import AnalysisFailed, AnalysisReady, EngineFailed, EngineReady, FeatureChosen
 from morph.editor.overlay import ColorBook, Overlay, build_overlay
 from morph.editor.panel import FeatureList, FeaturePanel, PanelRow
+from morph.editor.preview import PreviewPane
 from morph.editor.status import StatusBar
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 PANEL_ROWS = 8
+LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
+
+# Every action that has a key in settings.keys: (action, what it does, its command palette title).
+ACTIONS: list[tuple[str, str, str]] = [
+    ("new", "New document", "File: new"),
+    ("open", "Open a file", "File: open…"),
+    ("save", "Save", "File: save"),
+    ("save_as", "Save under another name", "File: save as…"),
+    ("quit", "Quit (asks about unsaved changes)", "File: quit"),
+    ("undo", "Undo", "Edit: undo"),
+    ("redo", "Redo", "Edit: redo"),
+    ("find", "Find", "Edit: find"),
+    ("replace", "Find and replace", "Edit: replace"),
+    ("find_next", "Next match", "Edit: find next"),
+    ("find_previous", "Previous match", "Edit: find previous"),
+    ("goto_line", "Go to line", "Edit: go to line…"),
+    ("steer", "Rewrite the selection, steered toward a concept", "Steer: rewrite the selection"),
+    ("toggle_preview", "Markdown preview on/off", "View: Markdown preview on/off"),
+    ("focus_mode", "Focus mode: dim all but the current paragraph", "View: focus mode on/off"),
+    ("toggle_panel", "Features panel show/hide", "Panel: show/hide"),
+    ("cycle_theme", "Next theme (kept for next time)", "View: next theme"),
+    ("focus_panel", "Choose a feature to pin or inspect", "Features: focus the panel"),
+    ("unpin", "Back to the overview of all features", "Features: unpin"),
+    ("next_occurrence", "Next occurrence of the pinned feature", "Features: next occurrence"),
+    ("previous_occurrence", "Previous occurrence of the pinned feature", "Features: previous occurrence"),
+    ("analyze_now", "Analyse the document now", "Analysis: run now"),
+    ("toggle_analysis", "Pause/resume live analysis", "Analysis: pause/resume live analysis"),
+    ("help", "This list of keys", "Help: keys"),
+]
+KEYED_ACTIONS = frozenset(action for action, _, _ in ACTIONS)
 
 
 def _one_line(err: BaseException) -> str:
@@ -42,27 +91,26 @@ class MorphApp(App):
     Screen { layout: vertical; }
     #main { height: 1fr; }
     DocumentView { width: 1fr; height: 1fr; }
+    FeaturePanel.-preview { display: none; }
+    FindBar { dock: none; }
+    StatusBar { dock: none; }
     """
+    # The keys of ACTIONS are bound in __init__ from settings.keys (priority bindings, so the text area's
+    # own keys such as F6/F7 do not hide them; they are disabled while a dialog is open).
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("f9", "focus_panel", "Features"),
         Binding("escape", "focus_editor", "Editor", show=False),
-        Binding("shift+f9", "unpin", "Unpin"),
-        Binding("f8", "next_occurrence", "Next occurrence"),
-        Binding("shift+f8", "previous_occurrence", "Previous occurrence"),
-        Binding("f5", "analyze_now", "Analyse now"),
-        Binding("f7", "toggle_analysis", "Live analysis on/off"),
-        Binding("f2", "toggle_panel", "Panel"),
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
-                 engine_factory: Callable[[], Any] | None = None, model_note: str = "") -> None:
+                 engine_factory: Callable[[], Any] | None = None, model_note: str = "",
+                 loaded: Any = None) -> None:
         super().__init__()
-        from morph.config import Settings
+        from morph.config import DEFAULT_KEYS, Settings
 
         self.settings = settings or Settings()
-        self.path = Path(path) if path else None
+        self.path = Path(os.path.abspath(path)) if path else None
+        self.loaded = loaded if loaded is not None else _describe_on_disk(self.path)
+        """The file as on disk (morph.textio.LoadedText) when it was opened or last saved; None: untitled."""
         self.initial_text = text
         self.engine_factory = engine_factory  # None: run without a model
         self.engine: Any = None
@@ -79,12 +127,36 @@ class MorphApp(App):
         self._pause_started = 0.0
         self.last_latency_ms: float | None = None
         self.modified = False
+        self.keys = {**DEFAULT_KEYS, **(self.settings.keys or {})}
+        for action, _, _ in ACTIONS:
+            if self.keys.get(action):
+                self._bindings.bind(self.keys[action], action, show=False, priority=True)
+        self.theme_name: str | None = None
+        self.focus_mode = False
+        self._ignore_changes = 0  # Changed events of loads (not edits) still to come
+        self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
+        self._counts_timer: Any = None
+        self._preview_timer: Any = None
+        self._panel_hidden_before_preview = False
+        # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
+        self._recovery_lock = threading.Lock()
+        self._recovery_epoch = 0
+        self._recovery_dirty = False
+        self._recovery_pending = False  # an older recovery file is kept ("later"): autosave is paused
+        self._discarded = False
+        self._last_change = time.monotonic()
+        self._last_autosave = time.monotonic()
+        self._autosave_error: str | None = None
+        self._document: DocumentView | None = None
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        self._document = DocumentView(self.initial_text, id="document")
         with Horizontal(id="main"):
-            yield DocumentView(self.initial_text, id="document")
+            yield self._document
+            yield PreviewPane(id="preview")
             yield FeaturePanel(id="panel")
+        yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
     @property
@@ -99,13 +171,24 @@ class MorphApp(App):
     def status(self) -> StatusBar:
         return self.query_one(StatusBar)
 
+    @property
+    def preview(self) -> PreviewPane:
+        return self.query_one(PreviewPane)
+
+    @property
+    def findbar(self) -> FindBar:
+        return self.query_one(FindBar)
+
     def on_mount(self) -> None:
         self._apply_theme()
         self.view.soft_wrap = self.settings.soft_wrap
         self.view.show_line_numbers = self.settings.line_numbers
         self.view.focus()
-        self.status.update_state(file=self.path.name if self.path else "untitled")
+        self._show_file()
         self._update_counts()
+        self._announce_file()
+        self.set_interval(min(1.0, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        self._start_flow(self._offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
             self.panel.show_message("no model loaded: " + (self.model_note or "started with --no-model"))
@@ -126,12 +209,16 @@ class MorphApp(App):
         self.morph_themes = themes
         for error in errors:
             self.notify(error, title="Theme not loaded", severity="warning")
+        if self.settings.theme not in themes and themes:
+            self.notify(f"theme {self.settings.theme!r} not found; using {next(iter(themes))}",
+                        title="Theme not found", severity="warning")
         name = self.settings.theme if self.settings.theme in themes else next(iter(themes), None)
         if name:
             self.set_morph_theme(name)
 
     def set_morph_theme(self, name: str) -> None:
         theme = self.morph_themes[name]
+        self.theme_name = name
         self.theme = theme.textual_theme.name
         self.palette = list(theme.highlights) or list(FALLBACK_PALETTE)
         self.colour_book = ColorBook(len(self.palette))
@@ -171,10 +258,26 @@ class MorphApp(App):
 
     # --- analysis -------------------------------------------------------------------------------
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if event.text_area is not self._document:
+            return
         self.generation += 1
-        self.modified = True
-        self.status.update_state(modified=True)
-        self._update_counts()
+        if self._ignore_changes:
+            self._ignore_changes -= 1  # a file was loaded: not an edit
+        else:
+            self.modified = True
+            self._recovery_dirty = True
+            self._last_change = time.monotonic()
+            self._show_file()
+        if self.status.state.chars > LARGE_COUNTS:
+            if self._counts_timer is not None:
+                self._counts_timer.stop()
+            self._counts_timer = self.set_timer(0.5, self._update_counts)
+        else:
+            self._update_counts()
+        if self.focus_mode:
+            self._update_focus_paragraph()
+        if self.preview.is_open:
+            self._schedule_preview()
         self.schedule_analysis()
 
     def schedule_analysis(self, delay_ms: int | None = None) -> None:
@@ -304,14 +407,24 @@ class MorphApp(App):
             self.panel.show_pinned("")
 
     def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
+        if event.text_area is not self._document:
+            return
         row, column = self.view.cursor_location
         self.status.update_state(row=row, column=column)
+        if self.focus_mode:
+            self._update_focus_paragraph()
+        if self.analysis is not None and self.engine is not None and self.analysis_enabled:
+            # a large document is analysed in a window: follow the cursor out of it
+            cursor = self.view.cursor_offset
+            if not self.analysis_base <= cursor <= self.analysis_base + self.analysis.text_length:
+                self.schedule_analysis()
         self._refresh_panel()
 
     def on_document_view_scrolled(self, _event: Any) -> None:
         self._refresh_highlights()
 
     def _update_counts(self) -> None:
+        self._counts_timer = None
         text = self.view.text
         self.status.update_state(words=len(text.split()), chars=len(text))
 
@@ -395,6 +508,8 @@ class MorphApp(App):
 
     def action_focus_panel(self) -> None:
         panel = self.panel
+        if self.preview.is_open:
+            self.action_toggle_preview()
         panel.remove_class("-hidden")
         for name in ("token", "paragraph", "selection"):
             features = panel.query_one(f"#{name}-features", FeatureList)
@@ -409,7 +524,11 @@ class MorphApp(App):
         self.view.focus()
 
     def action_toggle_panel(self) -> None:
-        self.panel.toggle_class("-hidden")
+        if self.preview.is_open:  # the panel is behind the preview: bring it back
+            self.action_toggle_preview()
+            self.panel.remove_class("-hidden")
+        else:
+            self.panel.toggle_class("-hidden")
 
     def action_analyze_now(self) -> None:
         if self.engine is None:
@@ -425,44 +544,496 @@ class MorphApp(App):
             self.view.set_overlay(Overlay.empty())
             self.status.update_state(state="off", detail="(live analysis paused: F7)")
 
-    def action_save(self) -> None:
+    # --- files: save, save as, open, new, quit ---------------------------------------------------
+    def _file_label(self) -> str:
+        if self.path is None:
+            return "untitled"
+        name = self.path.name
+        if self.loaded is not None and self.loaded.read_only:
+            return f"{name} (read-only)"
+        if self.loaded is not None and self.loaded.is_new:
+            return f"{name} (new file)"
+        return name
+
+    def _show_file(self) -> None:
+        label = self._file_label()
+        self.sub_title = ("● " if self.modified else "") + label
+        self.status.update_state(file=label, modified=self.modified)
+
+    def _announce_file(self) -> None:
+        loaded = self.loaded
+        if loaded is None:
+            return
+        if loaded.note:
+            self.notify(loaded.note, title="Opened read-only" if loaded.read_only else "Note", severity="warning",
+                        timeout=15)
+        if loaded.mixed_newlines:
+            shown = {"\n": "LF", "\r\n": "CRLF", "\r": "CR"}[loaded.newline]
+            self.notify(f"{loaded.path.name} mixes line endings: it will be saved with {shown} throughout",
+                        severity="warning")
+
+    def _base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def _start_flow(self, flow: Callable[..., Any], *args: Any) -> None:
+        """Run a dialog flow (save, open, quit, ...) in a worker, one at a time."""
+        if self._flow_busy:
+            return
+        self._flow_busy = True
+        self._run_flow(flow, *args)
+
+    @work(group="file", exit_on_error=False, name="file")
+    async def _run_flow(self, flow: Callable[..., Any], *args: Any) -> None:
+        try:
+            await flow(*args)
+        except Exception as err:  # noqa: BLE001 - a failed flow is shown; the text stays
+            self.notify(_one_line(err), title="Something went wrong (your text is untouched)", severity="error",
+                        timeout=15)
+        finally:
+            self._flow_busy = False
+
+    async def _ask(self, screen: Screen) -> Any:
+        return await self.push_screen(screen, wait_for_dismiss=True)
+
+    def _modal_open(self) -> bool:
+        return len(self.screen_stack) > 1
+
+    async def save(self, *, save_as: bool = False) -> bool:
+        """Save (asking for a name if there is none, or if `save_as`); True if the text is on disk."""
+        from morph.textio import changed_on_disk
+
+        target = None if save_as else self.path
+        loaded = self.loaded
+        if target is not None and loaded is not None and loaded.read_only and _same_file(target, loaded.path):
+            self.notify(f"{target.name} was opened read-only (it is not valid UTF-8): save it under another name",
+                        title="Save as", severity="warning", timeout=10)
+            target = None
+        if target is None:
+            initial = str(self.path) if self.path is not None else ""
+            target = await self._ask(SaveAsScreen(initial=initial, base_dir=self._base_dir()))
+            if target is None:
+                return False
+        if (self.path is not None and loaded is not None and _same_file(target, self.path)
+                and await asyncio.to_thread(changed_on_disk, target, loaded)):
+            choice = await self._ask(ConfirmScreen(
+                f"{target.name} has changed on disk since Morph opened it. Replace it with your text?",
+                title="File changed on disk", yes="Overwrite", no="Save as…", cancel="Cancel", default="cancel"))
+            if choice == "no":
+                return await self.save(save_as=True)
+            if choice != "yes":
+                return False
+        return await self._write(Path(target))
+
+    async def _write(self, target: Path) -> bool:
         from morph.errors import MorphError
+        from morph.recovery import discard_recovery
         from morph.textio import write_document
 
-        if self.path is None:
-            self.notify("no file name yet: start Morph with a file name", severity="warning")
+        text, generation, like, old_path = self.view.text, self.generation, self.loaded, self.path
+
+        def write() -> Any:
+            written = write_document(target, text, like)
+            with self._recovery_lock:  # a late autosave must not bring back a recovery file
+                self._recovery_epoch += 1
+                if old_path is None or not _same_file(old_path, target):
+                    discard_recovery(old_path)
+                discard_recovery(target)
+            return written
+
+        self.status.update_state(note="saving…")
+        try:
+            written = await asyncio.to_thread(write)
+        except MorphError as err:
+            self.status.update_state(note="not saved")
+            self.notify(str(err), title="Not saved: your text is still here", severity="error", timeout=20)
+            return False
+        self.status.update_state(note="")
+        self.path, self.loaded = written.path, written
+        self._recovery_pending = False
+        if self.generation == generation:
+            self.modified = False
+            self._recovery_dirty = False
+        self._show_file()
+        self.notify(f"saved {target.name}", timeout=3)
+        return True
+
+    async def _settle_changes(self, doing: str) -> bool:
+        """Before the text is closed: ask to save unsaved changes. True: go on."""
+        if not self.modified:
+            return True
+        name = self.path.name if self.path is not None else "The untitled document"
+        choice = await self._ask(ConfirmScreen(
+            f"{name} has unsaved changes. Save them before {doing}?",
+            title="Unsaved changes", yes="Save", no="Discard", cancel="Cancel"))
+        if choice == "yes":
+            return await self.save()
+        if choice == "no":
+            self._discard_changes()
+            return True
+        return False
+
+    def _discard_changes(self) -> None:
+        from morph.recovery import discard_recovery
+
+        if not self._recovery_pending:  # a recovery kept for later is the writer's, not this session's
+            with self._recovery_lock:
+                self._recovery_epoch += 1
+                discard_recovery(self.path)
+        self.modified = False
+        self._recovery_dirty = False
+        self._discarded = True
+
+    async def _quit_flow(self) -> None:
+        if await self._settle_changes("quitting"):
+            self.exit()
+
+    async def _open_flow(self, path: Path | None = None) -> None:
+        from morph.errors import InputError
+        from morph.textio import read_document
+
+        if path is None:
+            path = await self._ask(OpenFileScreen(base_dir=self._base_dir()))
+            if path is None:
+                return
+        limit = self.settings.max_file_bytes
+        try:
+            loaded = await asyncio.to_thread(read_document, path, max_bytes=limit)
+        except InputError as err:
+            try:
+                lenient = await asyncio.to_thread(read_document, path, max_bytes=limit, allow_invalid_utf8=True)
+            except InputError:
+                lenient = None
+            if lenient is None or not lenient.read_only:
+                self.notify(str(err), title="Not opened", severity="error", timeout=15)
+                return
+            choice = await self._ask(ConfirmScreen(
+                f"{Path(path).name} is not valid UTF-8. Open it read-only, with the bad bytes shown as \ufffd? "
+                "(You can save it under another name.)",
+                title="Not UTF-8", yes="Open read-only", no="Don't open", cancel=None, default="no"))
+            if choice != "yes":
+                return
+            loaded = lenient
+        if not await self._settle_changes("opening another file"):
+            return
+        self._load(loaded)
+        await self._offer_recovery()
+
+    async def _new_flow(self) -> None:
+        if await self._settle_changes("starting a new document"):
+            self._load(None)
+
+    def _load(self, loaded: Any) -> None:
+        """Replace the document with a file's text (or an empty untitled one)."""
+        self.path = loaded.path if loaded is not None else None
+        self.loaded = loaded
+        self._ignore_changes += 1
+        self.view.load_text(loaded.text if loaded is not None else "")
+        self.view.move_cursor((0, 0))
+        self.modified = False
+        self._recovery_dirty = False
+        self._recovery_pending = False
+        self._discarded = False
+        self.pinned = None
+        self.analysis = None
+        self.view.set_overlay(Overlay.empty())
+        self.status.update_state(note="", chars=len(self.view.text))
+        self._show_file()
+        self._announce_file()
+        if self.engine is not None:
+            self.panel.show_message("analysing…")
+
+    async def _offer_recovery(self) -> None:
+        from morph.recovery import discard_recovery, find_recovery
+
+        rec = await asyncio.to_thread(find_recovery, self.path)
+        if rec is None:
+            return
+        loaded = self.loaded
+        on_disk = loaded.text if loaded is not None and not loaded.is_new else None
+        name = self.path.name if self.path is not None else "an untitled document"
+        choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
+        if choice == "restore":
+            self._recovery_pending = False
+            self.view.replace(rec.text, (0, 0), self.view.document.end)
+            self.view.move_cursor((0, 0))
+            self.status.update_state(note="")
+            self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
+        elif choice == "discard":
+            with self._recovery_lock:
+                self._recovery_epoch += 1
+                discard_recovery(self.path)
+            self._recovery_pending = False
+        else:
+            self._recovery_pending = True
+            self.status.update_state(note="autosave paused: recovered text is waiting (palette: File: recovered text)")
+
+    # --- autosave and recovery ------------------------------------------------------------------
+    def _autosave_tick(self) -> None:
+        if not self._recovery_dirty or self._recovery_pending:
+            return
+        now = time.monotonic()
+        idle = now - self._last_change >= self.settings.autosave_seconds
+        overdue = now - self._last_autosave >= max(30.0, 6 * self.settings.autosave_seconds)
+        if idle or overdue:
+            self._recovery_dirty = False
+            self._last_autosave = now
+            self._write_recovery(self.path, self.view.text, self._recovery_epoch)
+
+    @work(thread=True, group="autosave", exit_on_error=False, name="autosave")
+    def _write_recovery(self, path: Path | None, text: str, epoch: int) -> None:
+        from morph.errors import MorphError
+        from morph.recovery import save_recovery
+
+        with self._recovery_lock:
+            if epoch != self._recovery_epoch:
+                return  # saved or discarded since: this text is not needed
+            try:
+                save_recovery(path, text)
+            except MorphError as err:
+                if self._autosave_error != str(err):
+                    self._autosave_error = str(err)
+                    self.call_from_thread(self.notify, str(err), title="Autosave failed", severity="error",
+                                          timeout=15)
+            else:
+                self._autosave_error = None
+
+    def _emergency_recovery(self) -> None:
+        """The app is going away with unsaved text: keep it in the recovery file."""
+        document = self._document
+        if document is None or not self.modified or self._discarded or self._recovery_pending:
             return
         try:
-            write_document(self.path, self.view.text, getattr(self, "loaded", None))
-        except MorphError as err:
-            self.notify(str(err), title="Not saved", severity="error", timeout=15)
+            from morph.recovery import save_recovery
+
+            with self._recovery_lock:
+                save_recovery(self.path, document.text)
+        except Exception:  # noqa: BLE001 - nothing more can be done while exiting
+            pass
+
+    def on_unmount(self) -> None:
+        self._emergency_recovery()
+
+    def _handle_exception(self, error: Exception) -> None:
+        self._emergency_recovery()
+        super()._handle_exception(error)
+
+    # --- actions --------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in KEYED_ACTIONS and self._modal_open():
+            return False  # the dialog's own keys win
+        if action in ("undo", "redo") and self.focused is not self._document:
+            return False  # undo in the find box is the find box's
+        return True
+
+    def action_save(self) -> None:
+        self._start_flow(self.save)
+
+    def action_save_as(self) -> None:
+        self._start_flow(partial(self.save, save_as=True))
+
+    def action_open(self) -> None:
+        self._start_flow(self._open_flow)
+
+    def action_new(self) -> None:
+        self._start_flow(self._new_flow)
+
+    async def action_quit(self) -> None:
+        if not self.modified:
+            self.exit()
+        else:
+            self._start_flow(self._quit_flow)
+
+    def action_recovered_text(self) -> None:
+        async def offer() -> None:
+            from morph.recovery import find_recovery
+
+            if await asyncio.to_thread(find_recovery, self.path) is None:
+                self.notify("there is no recovered text for this document")
+                return
+            await self._offer_recovery()
+
+        self._start_flow(offer)
+
+    def action_undo(self) -> None:
+        self.view.action_undo()
+
+    def action_redo(self) -> None:
+        self.view.action_redo()
+
+    def action_find(self) -> None:
+        self.findbar.open(replace=False)
+
+    def action_replace(self) -> None:
+        self.findbar.open(replace=True)
+
+    def _find(self, forward: bool) -> None:
+        bar = self.findbar
+        if not bar.query_text:
+            bar.open()
             return
-        self.modified = False
-        self.status.update_state(modified=False)
-        self.notify(f"saved {self.path.name}")
+        result = bar.find_next() if forward else bar.find_previous()
+        if not bar.is_open:
+            self.notify(f"{bar.query_text!r}: {result.describe()}", timeout=3)
+
+    def action_find_next(self) -> None:
+        self._find(True)
+
+    def action_find_previous(self) -> None:
+        self._find(False)
+
+    def action_goto_line(self) -> None:
+        view = self.view
+
+        def go(line: int | None) -> None:
+            if line is None:
+                return
+            view.move_cursor((line - 1, 0))
+            view.scroll_cursor_visible(center=True)
+            view.focus()
+
+        self.push_screen(GotoLineScreen(view.document.line_count, view.cursor_location[0] + 1), go)
+
+    def action_help(self) -> None:
+        rows = [(self.keys[action], description) for action, description, _ in ACTIONS if self.keys.get(action)]
+        rows += [("ctrl+p", "Command palette: every action, themes, settings"),
+                 ("escape", "Back to the text (closes the find bar)"),
+                 ("enter", "In the features panel: pin the feature (again: unpin)"),
+                 ("d", "In the features panel: feature details")]
+        from morph.config import config_path
+
+        where = self.settings.source or config_path()
+        self.push_screen(HelpScreen(rows, intro=f"Change keys in the \\[keys] table of {where}"))
+
+    def action_steer(self) -> None:
+        start, end = self.view.selection_offsets
+        if end <= start:
+            self.notify("steering: select text first", severity="warning")
+        else:
+            self.notify("steering is not available in the editor yet (use `morph steer`)", severity="warning")
+
+    def action_toggle_preview(self) -> None:
+        pane, panel = self.preview, self.panel
+        if pane.is_open:
+            pane.remove_class("-open")
+            panel.remove_class("-preview")
+            if self._preview_timer is not None:
+                self._preview_timer.stop()
+        else:
+            pane.add_class("-open")
+            panel.add_class("-preview")  # the preview takes the panel's place
+            self._render_preview()
+
+    def _schedule_preview(self) -> None:
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(max(self.settings.debounce_ms, 150) / 1000, self._render_preview)
+
+    def _render_preview(self) -> None:
+        self._preview_timer = None
+        if self.preview.is_open:
+            self.preview.show_text(self.view.text, self.view.cursor_offset)
+
+    def action_focus_mode(self) -> None:
+        self.focus_mode = not self.focus_mode
+        if self.focus_mode:
+            self._update_focus_paragraph()
+        else:
+            self.view.focus_paragraph = None
+            self.view.repaint()
+        self.notify(f"focus mode {'on' if self.focus_mode else 'off'}", timeout=2)
+
+    def _update_focus_paragraph(self) -> None:
+        view = self.view
+        span = _paragraph_span(view, view.cursor_location[0])
+        if span != view.focus_paragraph:
+            view.focus_paragraph = span
+            view.repaint()
+
+    def action_cycle_theme(self) -> None:
+        names = sorted(getattr(self, "morph_themes", {}))
+        if not names:
+            return
+        index = names.index(self.theme_name) + 1 if self.theme_name in names else 0
+        name = names[index % len(names)]
+        self.switch_theme(name)
+        self.notify(f"theme: {name}", timeout=2)
+
+    def _toggle_setting(self, name: str) -> None:
+        from morph.config import with_updates
+
+        value = not getattr(self.settings, name)
+        self.settings = with_updates(self.settings, **{name: value})
+        if name == "soft_wrap":
+            self.view.soft_wrap = value
+        elif name == "line_numbers":
+            self.view.show_line_numbers = value
+        elif name == "markdown" and self.theme_name:
+            if not value:
+                self.view.set_markdown(None, {})
+            self.set_morph_theme(self.theme_name)
+        self._persist(name, value)
+
+    def _persist(self, name: str, value: Any) -> None:
+        try:
+            from morph.config import set_setting
+
+            set_setting(name, value)
+        except Exception as err:  # noqa: BLE001 - the choice still applies to this session
+            self.notify(f"{name} not saved to the config: {_one_line(err)}", severity="warning")
 
     def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Features: focus the panel", "Choose a feature to pin or inspect (F9)", self.action_focus_panel)
-        yield SystemCommand("Features: unpin", "Back to the overview of all features (Shift+F9)", self.action_unpin)
-        yield SystemCommand("Features: next occurrence", "Of the pinned feature (F8)", self.action_next_occurrence)
-        yield SystemCommand("Features: previous occurrence", "Of the pinned feature (Shift+F8)",
-                            self.action_previous_occurrence)
-        yield SystemCommand("Analysis: run now", "Analyse the document now (F5)", self.action_analyze_now)
-        yield SystemCommand("Analysis: pause/resume live analysis", "(F7)", self.action_toggle_analysis)
-        yield SystemCommand("Panel: show/hide", "(F2)", self.action_toggle_panel)
-        yield SystemCommand("File: save", "(Ctrl+S)", self.action_save)
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":  # Textual's theme picker: ours below keeps palettes and persists
+                yield command
+        for action, description, title in ACTIONS:
+            key = self.keys.get(action)
+            help_text = description + (f" ({format_key(key)})" if key else "")
+            yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        yield SystemCommand("File: recovered text…", "Restore or discard text kept by autosave",
+                            self.action_recovered_text)
+        for name, label in (("soft_wrap", "soft wrap"), ("line_numbers", "line numbers"),
+                            ("markdown", "Markdown styling")):
+            state = "on" if getattr(self.settings, name) else "off"
+            yield SystemCommand(f"View: {label} on/off", f"Now {state} (kept for next time)",
+                                partial(self._toggle_setting, name))
         for name in sorted(getattr(self, "morph_themes", {})):
             yield SystemCommand(f"Theme: {name}", "Switch theme (kept for next time)", partial(self.switch_theme, name))
 
     def switch_theme(self, name: str) -> None:
         self.set_morph_theme(name)
-        try:
-            from morph.config import set_setting
+        self._persist("theme", name)
 
-            set_setting("theme", name)
-        except Exception as err:  # noqa: BLE001 - the choice still applies to this session
-            self.notify(f"theme not saved to the config: {_one_line(err)}", severity="warning")
+
+def _describe_on_disk(path: Path | None) -> Any:
+    """The on-disk state of `path` for an app started without one (None if untitled or unreadable)."""
+    if path is None:
+        return None
+    from morph.errors import MorphError
+    from morph.textio import read_document
+
+    try:
+        return read_document(path, allow_invalid_utf8=True)
+    except MorphError:
+        return None
+
+
+def _same_file(a: Path | str, b: Path | str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _paragraph_span(view: DocumentView, row: int) -> tuple[int, int]:
+    """Offsets of the first and last line starts of the paragraph (blank-line separated) around `row`."""
+    document = view.document
+    count = document.line_count
+    row = max(0, min(row, count - 1))
+    first = last = row
+    if document[row].strip():
+        while first > 0 and document[first - 1].strip():
+            first -= 1
+        while last < count - 1 and document[last + 1].strip():
+            last += 1
+    starts = view.line_starts
+    return int(starts[first]), int(starts[last])
 
 
 def _window_around(text: str, focus: int, limit: int) -> tuple[int, int]:
