@@ -43,6 +43,7 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "--sae-lr": ("sae_lr", float, "SAE learning rate (default 4e-4)"),
     "--sae-batch": ("sae_batch", int, "activations per SAE step (default 4096)"),
     "--sae-tokens": ("sae_tokens", int, "most activations to train the SAE on (default 50M)"),
+    "--sae-reuse": ("sae_reuse", int, "times each captured activation is trained on (default 1)"),
     "--sae-minutes": ("sae_minutes", float, "SAE training time budget in minutes (default 15)"),
     "--stats-tokens": ("stats_tokens", int, "held-out tokens for feature statistics and labels (default 1M)"),
     "--eval-tokens": ("eval_tokens", int, "held-out tokens for the SAE metrics (default 1M)"),

@@ -16,7 +16,7 @@ OPTIONS = {
     "batch_size": "--batch-size", "grad_accum": "--grad-accum", "lr": "--lr", "max_iters": "--max-iters",
     "max_minutes": "--max-minutes", "sae_layer": "--sae-layer", "sae_expansion": "--sae-expansion",
     "sae_k": "--sae-k", "sae_lr": "--sae-lr", "sae_batch": "--sae-batch", "sae_minutes": "--sae-minutes",
-    "sae_tokens": "--sae-tokens", "stats_tokens": "--stats-tokens", "eval_tokens": "--eval-tokens",
+    "sae_tokens": "--sae-tokens", "sae_reuse": "--sae-reuse", "stats_tokens": "--stats-tokens", "eval_tokens": "--eval-tokens",
     "ce_tokens": "--ce-tokens", "seed": "--seed", "val_fraction": "--val-fraction",
 }
 
@@ -116,6 +116,7 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         "",
         f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), {sae['minutes']:.1f} min "
         f"on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
+        + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
         + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
         "",
         "| metric | value | aim | measured by |",

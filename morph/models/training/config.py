@@ -52,6 +52,7 @@ class TrainConfig:
     sae_batch: int = 4096  # activations per SAE step
     sae_tokens: int = 50_000_000  # upper bound; the time budget usually ends the run first
     sae_minutes: float = 15.0
+    sae_reuse: int = 1  # how many times each captured activation is trained on
     sae_buffer_batches: int = 16  # activations are shuffled in a buffer this many SAE batches deep
     # statistics and evaluation, on held-out text
     stats_tokens: int = 1_000_000

@@ -160,7 +160,8 @@ def sequential_batches(tokens: np.ndarray, n_tokens: int, batch: int, context: i
     """Non-overlapping windows of held-out text, in order, covering about `n_tokens` tokens (BOS prepended)."""
     import torch
 
-    n_windows = min(max(1, -(-n_tokens // context)), max(1, len(tokens) // context))
+    # BOS + context-1 text tokens per window: enough windows for `n_tokens` text positions
+    n_windows = min(max(1, -(-n_tokens // (context - 1))), max(1, len(tokens) // context))
     if len(tokens) < context + 1:
         raise InputError(f"the held-out split has only {len(tokens)} tokens; it needs more than {context}")
     for first in range(0, n_windows, batch):

@@ -10,44 +10,57 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterator
-
 import numpy as np
 
 from morph.errors import InputError
-from morph.models.training.common import LOG, Paths, autocast, hardware, read_json, record, setup_torch, \
+from morph.models.training.common import LOG, Paths, hardware, read_json, record, setup_torch, \
     use_autocast, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, random_batch
 from morph.models.training.lm import load_final_lm
 
 
-def activation_stream(cfg: TrainConfig, model, hook, train: np.ndarray, bos: int, device: str,
-                      rng: np.random.Generator) -> Iterator["torch.Tensor"]:
-    """Batches of `cfg.sae_batch` residual activations from random training windows, shuffled in a buffer."""
-    import torch
+class ActivationStream:
+    """Batches of `cfg.sae_batch` residual activations from random training windows, shuffled in a buffer.
 
-    from morph.models.hooks import capture
+    Each captured activation enters the buffer `cfg.sae_reuse` times (1 = every activation is seen once).
+    """
 
-    seqs = max(1, cfg.sae_batch // (cfg.context - 1))
-    depth = max(2, cfg.sae_buffer_batches) * cfg.sae_batch
-    buffer = torch.empty(0, cfg.n_embd)
+    def __init__(self, cfg: TrainConfig, model, hook, train: np.ndarray, bos: int, device: str,
+                 rng: np.random.Generator):
+        import torch
 
-    def more() -> torch.Tensor:
-        x, _ = random_batch(train, seqs, cfg.context, bos, rng)
-        acts = capture(model, hook, x.to(device))[:, 1:, :]  # drop the BOS position
+        self.cfg, self.model, self.hook, self.train, self.bos, self.device, self.rng = \
+            cfg, model, hook, train, bos, device, rng
+        self.seqs = max(1, cfg.sae_batch // (cfg.context - 1))
+        self.depth = max(2, cfg.sae_buffer_batches) * cfg.sae_batch
+        self.buffer = torch.empty(0, cfg.n_embd)
+        self.gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        self.ready: list = []
+
+    def capture_chunk(self):
+        from morph.models.hooks import capture
+
+        x, _ = random_batch(self.train, self.seqs, self.cfg.context, self.bos, self.rng)
+        acts = capture(self.model, self.hook, x.to(self.device))[:, 1:, :]  # drop the BOS position
         return acts.reshape(-1, acts.shape[-1]).float().cpu()
 
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    while True:
-        while len(buffer) < depth:
-            buffer = torch.cat([buffer, more()])
-        buffer = buffer[torch.randperm(len(buffer), generator=gen)]
-        # hand out half the buffer, keep the other half to mix with fresh activations
-        half = (len(buffer) // 2 // cfg.sae_batch) * cfg.sae_batch
-        for start in range(0, half, cfg.sae_batch):
-            yield buffer[start:start + cfg.sae_batch].to(device)
-        buffer = buffer[half:]
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        import torch
+
+        if not self.ready:
+            while len(self.buffer) < self.depth:
+                chunk = self.capture_chunk()
+                self.buffer = torch.cat([self.buffer, *([chunk] * max(1, self.cfg.sae_reuse))])
+            self.buffer = self.buffer[torch.randperm(len(self.buffer), generator=self.gen)]
+            # hand out half the buffer, keep the other half to mix with fresh activations
+            half = (len(self.buffer) // 2 // self.cfg.sae_batch) * self.cfg.sae_batch
+            self.ready = list(self.buffer[:half].split(self.cfg.sae_batch))
+            self.buffer = self.buffer[half:]
+        return self.ready.pop(0).to(self.device)
 
 
 def sae_metadata(cfg: TrainConfig):
@@ -94,12 +107,12 @@ def stage_sae(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
     from morph.models.hooks import resolve_hook
 
     device = setup_torch(cfg)
-    amp = use_autocast(cfg, device)
+    amp = use_autocast(cfg, device) and not device.startswith("cpu")  # on CPU bf16 is slower here than fp32
     model, tokenizer = load_final_lm(paths, device)
     hook = resolve_hook(model, cfg.hook_name)
     train = load_tokens(paths.train_bin)
     rng = np.random.default_rng(cfg.seed + 2)
-    stream = activation_stream(cfg, model, hook, train, tokenizer.bos_token_id, device, rng)
+    stream = ActivationStream(cfg, model, hook, train, tokenizer.bos_token_id, device, rng)
     plan_path = paths.sae_ckpt / "plan.json"
     plan = None if fresh else read_json(plan_path)
 
@@ -109,10 +122,14 @@ def stage_sae(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
         probe_trainer = SAETrainer(cfg=trainer_config(cfg, device, 100 * cfg.sae_batch, amp), sae=probe,
                                    data_provider=stream)
         probe_trainer.activation_scaler.estimate_scaling_factor(cfg.n_embd, stream, 2)
-        t0, n = time.time(), 4
-        for _ in range(n):
-            probe_trainer.step(next(stream))
-        per_step = (time.time() - t0) / n
+        batches = [next(stream) for _ in range(4)]
+        t0 = time.time()
+        for batch in batches:
+            probe_trainer.step(batch)
+        per_step = (time.time() - t0) / len(batches)
+        t0 = time.time()
+        chunk = len(stream.capture_chunk())
+        per_step += (time.time() - t0) * cfg.sae_batch / chunk / max(1, cfg.sae_reuse)  # capture, amortised
         budget = cfg.sae_minutes * 60 if cfg.sae_minutes > 0 else math.inf
         fit = int(0.9 * budget / per_step) * cfg.sae_batch if math.isfinite(budget) else cfg.sae_tokens
         total = max(cfg.sae_batch * 10, min(cfg.sae_tokens, fit))
@@ -186,4 +203,4 @@ def stage_sae(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
     record(paths, "sae", samples=trainer.n_training_samples, steps=trainer.n_training_steps,
            minutes=round(plan["elapsed"] / 60, 2), stopped_by_time=stopped_early, hook_name=cfg.hook_name,
            d_sae=cfg.d_sae, k=cfg.sae_k, lr=cfg.sae_lr, batch=cfg.sae_batch, hardware=hardware(device),
-           bf16_autocast=amp, architecture="topk")
+           bf16_autocast=amp, architecture="topk", reuse=cfg.sae_reuse)
