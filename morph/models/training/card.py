@@ -98,7 +98,7 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         f"vocabulary {state.get('tokenizer', {}).get('vocab_size', cfg.vocab_size)} (byte-level BPE, `<|endoftext|>` "
         f"as BOS/EOS), tied embeddings, {lm['params'] / 1e6:.2f}M parameters. Every training sequence starts with BOS.",
         "",
-        f"- Tokens seen: {lm['tokens_seen']:,} ({lm['iterations']:,} iterations of "
+        f"- Tokens seen: {lm['tokens_seen']:,} ({lm['iterations']:,} optimizer steps, last ones of "
         f"{cfg.batch_size * cfg.grad_accum} x {cfg.context} tokens"
         + (f"; {lm['tokens_seen'] / train_tokens:.2f} epochs" if train_tokens else "") + ").",
         f"- Training time: {lm['minutes']:.1f} min on {lm['hardware']} (bf16 autocast: {lm['bf16_autocast']}); "
