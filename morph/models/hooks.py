@@ -2,7 +2,20 @@
 
 SAE-Lens names its hook points the TransformerLens way (`blocks.8.hook_resid_pre`). A Hugging Face model
 has no such names, so each one is mapped to a module and to whether the activation is that module's
-input or its output. Where an SAE's metadata carries `hf_hook_name`, that module's output wins.
+input or its output. Where an SAE's metadata carries `hf_hook_name` (a module path, optionally ending in
+`.output` or `.input`, as Gemma Scope writes it), that wins.
+
+The mapping per family was read off the decoder layers' `forward` in transformers 5:
+
+    family   attn_out                            mlp_out                              resid_mid
+    gpt2     attn (output[0])                    mlp                                  ln_2 input
+    neox     attention (output[0])               mlp                                  post_attention_layernorm
+                                                                                      input (sequential only)
+    llama    self_attn (output[0])               mlp                                  post_attention_layernorm input
+    gemma2   post_attention_layernorm output     post_feedforward_layernorm output    pre_feedforward_layernorm input
+    olmo2    post_attention_layernorm output     post_feedforward_layernorm output    mlp input
+
+resid_pre is the decoder layer's input and resid_post its output, for every architecture.
 """
 
 from __future__ import annotations
@@ -18,6 +31,8 @@ from morph.errors import ModelLoadError
 # and whether the activation is that module's input ("in") or output ("out").
 _FAMILIES: dict[str, dict[str, tuple[str, str]]] = {
     "gpt2": {"attn_out": ("attn", "out"), "mlp_out": ("mlp", "out"), "resid_mid": ("ln_2", "in")},
+    # GPT-NeoX/Pythia run attention and MLP in parallel (use_parallel_residual): no resid_mid there, as in
+    # TransformerLens. Sequential NeoX models get resid_mid (see _family_map).
     "neox": {"attn_out": ("attention", "out"), "mlp_out": ("mlp", "out")},
     "llama": {
         "attn_out": ("self_attn", "out"),
@@ -30,20 +45,43 @@ _FAMILIES: dict[str, dict[str, tuple[str, str]]] = {
         "mlp_out": ("post_feedforward_layernorm", "out"),
         "resid_mid": ("pre_feedforward_layernorm", "in"),
     },
+    # OLMo 2/3: post-norm only (no norm before attention or MLP).
+    "olmo2": {
+        "attn_out": ("post_attention_layernorm", "out"),
+        "mlp_out": ("post_feedforward_layernorm", "out"),
+        "resid_mid": ("mlp", "in"),
+    },
 }
 
 _MODEL_TYPE_FAMILY = {
     "gpt2": "gpt2",
     "gpt_neox": "neox",
+    "llama": "llama",
+    "mistral": "llama",
+    "mixtral": "llama",
+    "qwen2": "llama",
+    "qwen2_moe": "llama",
+    "qwen3": "llama",
+    "qwen3_moe": "llama",
+    "gemma": "llama",
+    "olmo": "llama",
+    "phi3": "llama",
     "gemma2": "gemma2",
     "gemma3": "gemma2",
     "gemma3_text": "gemma2",
+    "olmo2": "olmo2",
+    "olmo3": "olmo2",
 }
 
-# Architectures whose residual stream TransformerLens centres when it folds LayerNorm.
+# Architectures whose residual stream TransformerLens centres when asked to (center_writing_weights needs
+# LayerNorm; RMSNorm models are never centred).
 LAYERNORM_FAMILIES = {"gpt2", "neox"}
 
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.hook_(resid_pre|resid_post|resid_mid|mlp_out|attn_out)$")
+_HF_SUFFIX_RE = re.compile(r"^(.*?)(?:\.(output|input))?$")
+_HF_LAYER_RE = re.compile(r"^(.*?)\.?\b(?:layers|h|blocks)\.(\d+)((?:\..*)?)$")
+_LAYER_CANDIDATES = ("transformer.h", "gpt_neox.layers", "model.layers", "model.language_model.layers",
+                     "language_model.model.layers", "model.model.layers", "model.decoder.layers")
 
 
 @dataclass(frozen=True)
@@ -55,29 +93,53 @@ class HookPoint:
     module_path: str
     read_input: bool  # the activation is the module's input (forward pre-hook), not its output
     centre: bool = False  # subtract the per-token mean (TransformerLens's centred writing weights)
+    # For resid_mid, which is a local variable of the decoder layer, an edit must also reach the residual
+    # that flows on: it is applied as a change to the attention output (attn_path) given the layer's input
+    # (block_path). Empty for the other hook points.
+    block_path: str = ""
+    attn_path: str = ""
 
 
-def family_of(model: Any) -> str:
+def family_of(model: Any) -> str | None:
+    """The architecture family of `model` (a key of the mapping above), or None when it is not mapped."""
     model_type = getattr(model.config, "model_type", "")
-    return _MODEL_TYPE_FAMILY.get(model_type, "llama")
+    return _MODEL_TYPE_FAMILY.get(model_type)
+
+
+def _family_map(model: Any) -> dict[str, tuple[str, str]]:
+    family = family_of(model)
+    if family is None:
+        return {}
+    mapping = dict(_FAMILIES[family])
+    if family == "neox" and not getattr(model.config, "use_parallel_residual", True):
+        mapping["resid_mid"] = ("post_attention_layernorm", "in")
+    return mapping
+
+
+def _n_layers_hint(model: Any) -> int | None:
+    config = model.config
+    text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for cfg in (text_cfg, config):
+        for attr in ("num_hidden_layers", "n_layer"):
+            with contextlib.suppress(Exception):
+                value = getattr(cfg, attr, None)
+                if isinstance(value, int):
+                    return value
+    return None
 
 
 def decoder_layers_path(model: Any) -> str:
     """The dotted path of the ModuleList that holds the decoder blocks."""
     import torch.nn as nn
 
-    n_layers = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
-    if hasattr(model.config, "get_text_config"):
-        text_cfg = model.config.get_text_config()
-        n_layers = n_layers or getattr(text_cfg, "num_hidden_layers", None)
-    for candidate in ("transformer.h", "gpt_neox.layers", "model.layers", "model.language_model.layers",
-                      "language_model.model.layers", "model.decoder.layers"):
+    for candidate in _LAYER_CANDIDATES:
         with contextlib.suppress(AttributeError):
             module = model.get_submodule(candidate)
             if isinstance(module, nn.ModuleList):
                 return candidate
+    n_layers = _n_layers_hint(model)
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+        if isinstance(module, nn.ModuleList) and n_layers and len(module) == n_layers and "vision" not in name:
             return name
     raise ModelLoadError(f"cannot find the decoder layers of model type {model.config.model_type!r}")
 
@@ -86,19 +148,51 @@ def n_layers_of(model: Any) -> int:
     return len(model.get_submodule(decoder_layers_path(model)))
 
 
+def uses_layernorm(model: Any) -> bool:
+    """Whether the decoder layers normalise with LayerNorm (which TransformerLens can centre), not RMSNorm."""
+    import torch.nn as nn
+
+    if family_of(model) in LAYERNORM_FAMILIES:
+        return True
+    if family_of(model) is not None:
+        return False
+    block = model.get_submodule(decoder_layers_path(model))[0]
+    return any(isinstance(m, nn.LayerNorm) for m in block.modules())
+
+
+def _has_module(model: Any, path: str) -> bool:
+    try:
+        model.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def _resolve_hf_hook(model: Any, hook_name: str, hf_hook_name: str, layers: str, centre: bool) -> HookPoint:
+    """`hf_hook_name` is a module path, with an optional `.output` (the default) or `.input`."""
+    path, direction = _HF_SUFFIX_RE.match(hf_hook_name).groups()  # type: ignore[union-attr]
+    if not _has_module(model, path) and _has_module(model, hf_hook_name):
+        path, direction = hf_hook_name, None  # a module really named "...output"
+    layer_match = _HF_LAYER_RE.match(path)
+    if not _has_module(model, path) and layer_match:
+        # the same layer in this model's layout (e.g. model.layers.12 -> model.language_model.layers.12)
+        remapped = f"{layers}.{layer_match.group(2)}{layer_match.group(3)}"
+        if _has_module(model, remapped):
+            path = remapped
+    if not _has_module(model, path):
+        raise ModelLoadError(f"the SAE's hf_hook_name {hf_hook_name!r} is not a module of this model")
+    match = _HOOK_RE.match(hook_name or "")
+    layer = int(layer_match.group(2)) if layer_match else int(match.group(1)) if match else 0
+    return HookPoint(hook_name or hf_hook_name, layer, path, read_input=direction == "input", centre=centre)
+
+
 def resolve_hook(model: Any, hook_name: str, hf_hook_name: str | None = None, centre: bool = False) -> HookPoint:
     """Map a TransformerLens hook name (and optional `hf_hook_name`) onto a module of `model`."""
-    match = _HOOK_RE.match(hook_name or "")
     layers = decoder_layers_path(model)
     n_layers = len(model.get_submodule(layers))
     if hf_hook_name:
-        try:
-            model.get_submodule(hf_hook_name)
-        except AttributeError:
-            raise ModelLoadError(f"the SAE's hf_hook_name {hf_hook_name!r} is not a module of this model") from None
-        layer_match = re.search(r"\.(\d+)(\.|$)", hf_hook_name)
-        layer = int(match.group(1)) if match else int(layer_match.group(1)) if layer_match else 0
-        return HookPoint(hook_name or hf_hook_name, layer, hf_hook_name, read_input=False, centre=centre)
+        return _resolve_hf_hook(model, hook_name, hf_hook_name, layers, centre)
+    match = _HOOK_RE.match(hook_name or "")
     if not match:
         raise ModelLoadError(
             f"unsupported hook point {hook_name!r}: expected blocks.L.hook_resid_pre, hook_resid_post, "
@@ -106,17 +200,25 @@ def resolve_hook(model: Any, hook_name: str, hf_hook_name: str | None = None, ce
         )
     layer, kind = int(match.group(1)), match.group(2)
     if layer >= n_layers:
-        raise ModelLoadError(f"the SAE reads layer {layer}, but the model has only {n_layers} layers")
+        raise ModelLoadError(
+            f"the SAE reads layer {layer}, but the model has only {n_layers} layers (0-{n_layers - 1})"
+        )
     block = f"{layers}.{layer}"
     if kind == "resid_pre":
         return HookPoint(hook_name, layer, block, read_input=True, centre=centre)
     if kind == "resid_post":
         return HookPoint(hook_name, layer, block, read_input=False, centre=centre)
-    family = _FAMILIES[family_of(model)]
-    if kind not in family:
+    mapping = _family_map(model)
+    if kind not in mapping:
         raise ModelLoadError(f"hook {hook_name!r} has no equivalent in a {model.config.model_type} model")
-    sub, direction = family[kind]
-    return HookPoint(hook_name, layer, f"{block}.{sub}", read_input=direction == "in", centre=centre)
+    sub, direction = mapping[kind]
+    path = f"{block}.{sub}"
+    if not _has_module(model, path):
+        raise ModelLoadError(f"hook {hook_name!r}: the model has no module {path!r}")
+    extra = {}
+    if kind == "resid_mid":
+        extra = {"block_path": block, "attn_path": f"{block}.{mapping['attn_out'][0]}"}
+    return HookPoint(hook_name, layer, path, read_input=direction == "in", centre=centre, **extra)
 
 
 class _StopForward(Exception):
@@ -129,6 +231,14 @@ def _first(output: Any) -> Any:
 
 def _centred(acts: Any) -> Any:
     return acts - acts.mean(dim=-1, keepdim=True)
+
+
+def _input_of(args: tuple, kwargs: dict) -> Any:
+    if args:
+        return args[0]
+    if "hidden_states" in kwargs:
+        return kwargs["hidden_states"]
+    return next(iter(kwargs.values()))
 
 
 def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None) -> Any:
@@ -144,7 +254,7 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
 
     if hook.read_input:
         handle = module.register_forward_pre_hook(
-            lambda _m, args, kwargs: grab(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+            lambda _m, args, kwargs: grab(_input_of(args, kwargs)), with_kwargs=True
         )
     else:
         handle = module.register_forward_hook(lambda _m, _args, output: grab(_first(output)))
@@ -158,38 +268,58 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     return captured[0]
 
 
+def _replace_output(output: Any, new: Any) -> Any:
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    return new
+
+
 @contextlib.contextmanager
 def edit_activations(model: Any, hook: HookPoint, edit: Callable[[Any], Any]) -> Iterator[None]:
     """While inside, the activations at `hook` are replaced by `edit(acts)` on every forward pass.
 
     `edit` sees (and returns) activations in the SAE's frame: centred where the hook is centred. The
-    per-token mean removed by centring is added back so the model sees a consistent residual.
+    per-token mean removed by centring is added back so the model sees a consistent residual. An edit at
+    resid_mid changes the residual stream itself (what the MLP reads and what flows on to the next layer).
     """
-    module = model.get_submodule(hook.module_path)
-
     def apply(acts: Any) -> Any:
         if not hook.centre:
             return edit(acts)
         mean = acts.mean(dim=-1, keepdim=True)
         return edit(acts - mean) + mean
 
-    if hook.read_input:
-        def pre_hook(_m: Any, args: tuple, kwargs: dict) -> Any:
-            if args:
-                return (apply(args[0]), *args[1:]), kwargs
-            kwargs = dict(kwargs)
-            kwargs["hidden_states"] = apply(kwargs["hidden_states"])
-            return args, kwargs
-
-        handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    else:
-        def post_hook(_m: Any, _args: Any, output: Any) -> Any:
-            if isinstance(output, tuple):
-                return (apply(output[0]), *output[1:])
-            return apply(output)
-
-        handle = module.register_forward_hook(post_hook)
+    handles = []
     try:
+        if hook.block_path and hook.attn_path:
+            # resid_mid = layer input + attention output; change the attention output by (edited - resid_mid)
+            layer_input: list[Any] = []
+
+            def remember(_m: Any, args: tuple, kwargs: dict) -> None:
+                layer_input[:] = [_input_of(args, kwargs)]
+
+            def shift(_m: Any, _args: Any, output: Any) -> Any:
+                attn = _first(output)
+                resid_mid = layer_input[0] + attn
+                return _replace_output(output, attn + (apply(resid_mid) - resid_mid))
+
+            handles.append(model.get_submodule(hook.block_path).register_forward_pre_hook(remember, with_kwargs=True))
+            handles.append(model.get_submodule(hook.attn_path).register_forward_hook(shift))
+        elif hook.read_input:
+            def pre_hook(_m: Any, args: tuple, kwargs: dict) -> Any:
+                if args:
+                    return (apply(args[0]), *args[1:]), kwargs
+                kwargs = dict(kwargs)
+                key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
+                kwargs[key] = apply(kwargs[key])
+                return args, kwargs
+
+            handles.append(model.get_submodule(hook.module_path).register_forward_pre_hook(pre_hook, with_kwargs=True))
+        else:
+            def post_hook(_m: Any, _args: Any, output: Any) -> Any:
+                return _replace_output(output, apply(_first(output)))
+
+            handles.append(model.get_submodule(hook.module_path).register_forward_hook(post_hook))
         yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from morph.errors import InputError, ModelLoadError
-from morph.models.hooks import LAYERNORM_FAMILIES, HookPoint, family_of, resolve_hook
+from morph.models.hooks import HookPoint, resolve_hook, uses_layernorm
 from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_available
 
 
@@ -46,16 +47,100 @@ class Lens:
 
 
 def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as huggingface_hub reads it, or as it was set since."""
+    import sys
+
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    hub = sys.modules.get("huggingface_hub.constants")
+    return flag.strip().lower() in ("1", "true", "yes", "on") or bool(getattr(hub, "HF_HUB_OFFLINE", False))
 
 
 def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    """An exception as one line of at most ~200 characters."""
+    text = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
+    if not text:
+        return type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _from_pretrained(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
-    """Load from a folder, the local cache, then (unless offline) the hub; errors become one line."""
+def _proxied() -> bool:
+    return any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP connection to the hub. huggingface_hub retries a dead network for half a minute a file;
+    this tells in a few seconds (behind a proxy it cannot tell, and says yes)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if _proxied():
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="morph-hub-probe")
+    thread.start()
+    thread.join(timeout + 0.5)  # name resolution has no timeout of its own
+    return bool(result and result[0])
+
+
+@contextlib.contextmanager
+def _hub_access() -> Iterator[str | None]:
+    """Yields None when the hub may be used, else why not; while unreachable, huggingface_hub is put in
+    offline mode so that cached files still load and the rest fails at once instead of retrying."""
+    if _hub_offline():
+        yield "HF_HUB_OFFLINE is set"
+        return
+    if _hub_reachable():
+        yield None
+        return
+    import huggingface_hub.constants as hub_constants
+
+    previous = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield "the Hugging Face hub cannot be reached (no network?)"
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous
+
+
+def _hub_error(err: BaseException) -> str:
+    """One line for a failed hub load."""
+    try:
+        from huggingface_hub import errors as hub_errors
+    except ImportError:  # pragma: no cover
+        return _short(err)
+    if isinstance(err, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
+        return "not in the local cache"
+    if isinstance(err, hub_errors.GatedRepoError):
+        return "the repository is gated: accept its licence on huggingface.co and log in (hf auth login)"
+    if isinstance(err, hub_errors.RepositoryNotFoundError):
+        return "no such repository on the hub (or it is private)"
+    if isinstance(err, hub_errors.EntryNotFoundError):
+        return "the repository has no such file"
+    return _short(err)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else with a separator is meant as a folder."""
+    return (name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
+            or "\\" in name or (len(name) > 1 and name[1] == ":"))
+
+
+def _from_pretrained(loader: Any, name: str, what: str, part: str | None = None, **kwargs: Any) -> Any:
+    """Load from a folder, the local cache, then (unless offline) the hub; errors become one line.
+
+    `what` names the thing the user gave (model), `part` the piece being loaded (its tokenizer)."""
+    part = part or what
     local = Path(name).expanduser()
     if local.exists():
         if not local.is_dir():
@@ -63,36 +148,52 @@ def _from_pretrained(loader: Any, name: str, what: str, **kwargs: Any) -> Any:
         try:
             return loader(str(local), local_files_only=True, **kwargs)
         except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing load error
-            raise ModelLoadError(f"cannot load {what} from {name!r}: {_short(err)}") from None
-    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+            raise ModelLoadError(f"cannot load the {part} from {name!r}: {_short(err)}") from None
+    if _looks_like_path(name):
         raise ModelLoadError(f"{what} folder {name!r} does not exist")
     try:
         return loader(name, local_files_only=True, **kwargs)
-    except Exception:  # noqa: BLE001 - not cached: fall through to the hub
+    except OSError:  # not (completely) cached: try the hub
         pass
-    if _hub_offline():
-        raise ModelLoadError(f"{what} {name!r} is not in the local cache and HF_HUB_OFFLINE is set")
-    try:
-        return loader(name, **kwargs)
-    except Exception as err:  # noqa: BLE001
-        raise ModelLoadError(
-            f"cannot load {what} {name!r}: not a local folder, not cached, and the hub failed ({_short(err)})"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - cached, but it does not load
+        raise ModelLoadError(f"cannot load the {part} of {name!r} from the local cache: {_short(err)}") from None
+    with _hub_access() as no_hub:
+        if no_hub:
+            raise ModelLoadError(f"{what} {name!r} is not a folder and not in the local cache, and {no_hub}")
+        try:
+            return loader(name, **kwargs)
+        except Exception as err:  # noqa: BLE001
+            raise ModelLoadError(
+                f"cannot load the {part} of {name!r}: not a local folder, not cached, and the hub failed: "
+                f"{_hub_error(err)}"
+            ) from None
 
 
 def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "tokenizer", use_fast=True)
+    local = Path(name).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ModelLoadError(f"model path {name!r} is not a folder")
+    if not local.exists() and _looks_like_path(name):
+        raise ModelLoadError(f"model folder {name!r} does not exist")
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelLoadError(f"model folder {name!r} has no config.json (not a Hugging Face model folder)")
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"model {name!r} has no fast tokenizer; Morph needs character offsets")
+    if len(tokenizer) < 2:  # transformers 5 makes an empty tokenizer when a folder has no tokenizer files
+        raise ModelLoadError(f"model {name!r} has no usable tokenizer (no tokenizer.json or vocabulary files)")
     dtype = torch.float32 if device == "cpu" else "auto"
     model = _from_pretrained(
         AutoModelForCausalLM.from_pretrained, name, "model",
         dtype=dtype, use_safetensors=True, trust_remote_code=False,
     )
-    model.to(device)
+    try:
+        model.to(device)
+    except (RuntimeError, MemoryError) as err:  # out of memory, a broken device
+        raise ModelLoadError(f"cannot move model {name!r} to {device}: {_short(err)}") from None
     model.eval()
     return model, tokenizer
 
@@ -110,58 +211,95 @@ def sae_model_name(spec: str) -> str | None:
     release, sae_id = _split_sae_spec(spec)
     if sae_id is None:
         return None
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    lookup = get_pretrained_saes_directory().get(release)
+    lookup = _sae_directory().get(release)
     if lookup is None:
         return None
     return TL_TO_HF.get(lookup.model, lookup.model)
+
+
+def _sae_directory() -> Any:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    return get_pretrained_saes_directory()
+
+
+_SAE_EXAMPLE = "e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre"
+
+
+def check_sae_spec(spec: str) -> None:
+    """Refuse an SAE spec that cannot load, before anything large is loaded: a missing folder, a folder
+    without cfg.json, an unknown registry release, an id not in a known release."""
+    release, sae_id = _split_sae_spec(spec)
+    folder = Path(release).expanduser()
+    if sae_id is None:
+        if folder.is_dir():
+            if not (folder / "cfg.json").is_file():
+                raise ModelLoadError(f"SAE folder {spec!r} has no cfg.json (SAE-Lens's on-disk format)")
+            return
+        if folder.exists():
+            raise ModelLoadError(f"SAE path {spec!r} is not a folder (SAE-Lens saves an SAE as a folder with cfg.json)")
+        if _looks_like_path(spec):
+            raise ModelLoadError(f"SAE folder {spec!r} does not exist")
+        if "/" not in release and release in _sae_directory():
+            raise ModelLoadError(f"SAE {spec!r} is a release: add the SAE id as {release}:SAE_ID ({_SAE_EXAMPLE})")
+        raise ModelLoadError(f"SAE {spec!r} is neither a folder nor RELEASE:SAE_ID ({_SAE_EXAMPLE})")
+    directory = _sae_directory()
+    if release in directory:
+        if sae_id not in directory[release].saes_map:
+            ids = list(directory[release].saes_map)
+            shown = ", ".join(ids[:3]) + (f", ... ({len(ids)} in all)" if len(ids) > 3 else "")
+            raise ModelLoadError(f"SAE id {sae_id!r} is not in SAE-Lens release {release!r} (it has {shown})")
+    elif "/" not in release or not sae_id:
+        raise ModelLoadError(f"unknown SAE release {release!r}: not in SAE-Lens's registry, not an HF repo:path")
 
 
 def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     """Load an SAE through SAE-Lens; returns the SAE and the local folder it came from (if any)."""
     import warnings
 
+    check_sae_spec(spec)
     from sae_lens import SAE
 
     release, sae_id = _split_sae_spec(spec)
-    folder = Path(release).expanduser()
     if sae_id is None:
-        if not folder.is_dir():
-            raise ModelLoadError(
-                f"SAE {spec!r} is neither a folder nor RELEASE:SAE_ID (e.g. gpt2-small-res-jb:blocks.8.hook_resid_pre)"
-            )
-        if not (folder / "cfg.json").is_file():
-            raise ModelLoadError(f"SAE folder {spec!r} has no cfg.json (SAE-Lens's on-disk format)")
+        folder = Path(release).expanduser()
         try:
-            return SAE.load_from_disk(str(folder), device=device), folder
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return SAE.load_from_disk(str(folder), device=device), folder
         except Exception as err:  # noqa: BLE001
             raise ModelLoadError(f"cannot load SAE from {spec!r}: {_short(err)}") from None
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    with _hub_access() as no_hub:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return SAE.from_pretrained(release, sae_id, device=device), None
+        except Exception as err:  # noqa: BLE001
+            why = _hub_error(err)
+            if no_hub and why == "not in the local cache":
+                raise ModelLoadError(f"SAE {spec!r} is not in the local cache, and {no_hub}") from None
+            raise ModelLoadError(f"cannot load SAE {spec!r}: {why}") from None
 
-    directory = get_pretrained_saes_directory()
-    if release in directory and sae_id not in directory[release].saes_map:
-        raise ModelLoadError(f"SAE id {sae_id!r} is not in SAE-Lens release {release!r}")
-    if release not in directory and "/" not in release:
-        raise ModelLoadError(f"unknown SAE release {release!r} (not in SAE-Lens's registry, not an HF repo)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return SAE.from_pretrained(release, sae_id, device=device), None
-    except Exception as err:  # noqa: BLE001
-        hint = " (HF_HUB_OFFLINE is set)" if _hub_offline() else ""
-        raise ModelLoadError(f"cannot load SAE {spec!r}: {_short(err)}{hint}") from None
+
+_TRANSFORMER_LENS_CLASSES = {"HookedTransformer", "HookedSAETransformer"}
 
 
 def _wants_centring(model: Any, sae: Any) -> bool:
-    """TransformerLens centres GPT-2/NeoX's residual stream unless told not to; HF-trained SAEs never are."""
+    """Whether the SAE was trained on TransformerLens activations with centred writing weights.
+
+    SAE-Lens loads a HookedTransformer with `from_pretrained_no_processing(**model_from_pretrained_kwargs)`,
+    so the residual is centred only where those kwargs say `center_writing_weights: true` (the registry
+    adds that for gpt2-small-res-jb and friends), and TransformerLens can centre only LayerNorm models.
+    """
     meta = sae.cfg.metadata
-    if family_of(model) not in LAYERNORM_FAMILIES:
-        return False
-    if (meta.get("model_class_name") or "HookedTransformer") != "HookedTransformer":
+    if meta.get("hf_hook_name"):
+        return False  # hooked on the Hugging Face model itself
+    if (meta.get("model_class_name") or "HookedTransformer") not in _TRANSFORMER_LENS_CLASSES:
         return False
     kwargs = meta.get("model_from_pretrained_kwargs") or {}
-    return bool(kwargs.get("center_writing_weights", True))
+    if not kwargs.get("center_writing_weights", False):
+        return False
+    return uses_layernorm(model)
 
 
 def resolve_spec(spec: LensSpec) -> tuple[str, str]:
@@ -169,6 +307,8 @@ def resolve_spec(spec: LensSpec) -> tuple[str, str]:
     model, sae = spec.model, spec.sae
     if model in PRESETS and sae is None:
         model, sae = PRESETS[model].model, PRESETS[model].sae
+    elif model in PRESETS and not Path(model).expanduser().exists():
+        model = PRESETS[model].model  # a preset's model with another SAE
     if model is None and sae is None:
         if not default_available():
             raise ModelLoadError(f"the embedded default model is missing from {DEFAULT_DIR}")
@@ -187,6 +327,7 @@ def load_lens(spec: LensSpec) -> Lens:
 
     device = resolve_device(spec.device)
     model_name, sae_name = resolve_spec(spec)
+    check_sae_spec(sae_name)  # a bad SAE is refused before a large model loads
     model, tokenizer = load_model_and_tokenizer(model_name, device)
     sae, sae_dir = load_sae(sae_name, device)
     d_model = model.get_input_embeddings().weight.shape[1]
@@ -199,7 +340,8 @@ def load_lens(spec: LensSpec) -> Lens:
     sae.eval()
     prepend_bos = meta.get("prepend_bos")
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 1024)
+    text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    context = getattr(text_cfg, "max_position_embeddings", None) or getattr(text_cfg, "n_positions", None) or 1024
     return Lens(
         model=model, tokenizer=tokenizer, sae=sae, hook=hook, device=device,
         model_name=_display_name(model_name), sae_name=_display_name(sae_name),

@@ -38,7 +38,16 @@ TL_TO_HF = {
     "pythia-70m": "EleutherAI/pythia-70m",
     "gemma-2-2b": "google/gemma-2-2b",
     "gemma-2-9b": "google/gemma-2-9b",
+    "gemma-2-9b-it": "google/gemma-2-9b-it",
+    "gemma-2-27b": "google/gemma-2-27b",
     "gemma-2b": "google/gemma-2b",
+    "gemma-2b-it": "google/gemma-2b-it",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "qwen3-0.6b": "Qwen/Qwen3-0.6B",
+    "qwen3-1.7b": "Qwen/Qwen3-1.7B",
+    "qwen3-4b": "Qwen/Qwen3-4B",
+    "qwen3-8b": "Qwen/Qwen3-8B",
+    "qwen3-14b": "Qwen/Qwen3-14B",
 }
 
 
