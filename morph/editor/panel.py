@@ -60,7 +60,7 @@ class FeatureList(OptionList):
 
 
 def _row_text(row: PanelRow) -> Text:
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append("██ " if row.colour else "   ", style=row.colour or "")
     text.append(f"{row.activation:6.2f} ", style="bold")
     text.append(f"#{row.feature:<5} ", style="dim")
