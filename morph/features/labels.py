@@ -110,7 +110,9 @@ class FeatureLabels:
             return [int(query)]
         labels = [text.lower() for text in self.all_labels()]
         exact = [i for i, text in enumerate(labels) if query in text]
-        exact.sort(key=lambda i: (not any(w == query for w in _words(labels[i])), labels[i].find(query)))
+        # live features first (a dead one cannot be shown or steered), whole-word matches before parts
+        exact.sort(key=lambda i: (self._dead(i), not any(w == query for w in _words(labels[i])),
+                                  labels[i].find(query)))
         if len(exact) >= limit:
             return exact[:limit]
         scored = []
@@ -120,8 +122,12 @@ class FeatureLabels:
             best = max((difflib.SequenceMatcher(None, query, w).ratio() for w in _words(text)), default=0.0)
             if best >= 0.75:
                 scored.append((best, i))
-        scored.sort(key=lambda pair: -pair[0])
+        scored.sort(key=lambda pair: (self._dead(pair[1]), -pair[0]))
         return (exact + [i for _, i in scored])[:limit]
+
+    def _dead(self, feature: int) -> bool:
+        info = self._file.get(feature)
+        return info is not None and info.density is not None and info.density <= 0
 
     def _check(self, feature: int) -> None:
         if not 0 <= feature < self.d_sae:

@@ -1,0 +1,49 @@
+"""Feature labels: the labels file, Neuronpedia exports, promoted tokens, search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from morph.errors import InputError
+from morph.features.labels import load_labels, read_neuronpedia_export
+
+
+def test_every_feature_has_a_label_from_promoted_tokens(tiny_lens):
+    labels = load_labels(tiny_lens)
+    assert labels.source.startswith("decoder")
+    texts = labels.all_labels()
+    assert len(texts) == tiny_lens.d_sae and all(t.strip() for t in texts)
+    info = labels.info(3)
+    assert info.promoted and info.label == " · ".join(info.promoted[:4])
+    with pytest.raises(InputError):
+        labels.label(tiny_lens.d_sae)
+
+
+def test_labels_file_and_neuronpedia_export_win(tiny_lens, tmp_path, monkeypatch):
+    d = tiny_lens.d_sae
+    features = [{"id": i, "label": f"feature word{i}", "density": 0.0 if i == 7 else 0.01, "mean_act": 1.0,
+                 "max_act": 2.0 + i, "top_tokens": [["sea", 3]], "promoted": ["wave"]} for i in range(d)]
+    (tmp_path / "labels.json").write_text(json.dumps({"format": "morph-labels/1", "n_tokens": 10, "features": features}))
+    (tmp_path / "explanations.json").write_text(json.dumps([{"index": 5, "description": "nautical terms"}]))
+    monkeypatch.setattr(tiny_lens, "sae_dir", tmp_path)
+    labels = load_labels(tiny_lens)
+    assert "labels.json" in labels.source and "Neuronpedia" in labels.source
+    assert labels.label(5) == "nautical terms"
+    assert labels.label(6) == "feature word6"
+    assert labels.max_act(6) == 8.0 and labels.max_acts()[6] == 8.0
+    assert labels.info(6).top_tokens == (("sea", 3),)
+    assert labels.search("nautical") == [5]
+    assert labels.search("word6")[0] == 6 and 7 in labels.search("word7", limit=20)
+    # a dead feature ranks after live ones that match as well
+    ranked = labels.search("feature", limit=d)
+    assert ranked.index(7) == len(ranked) - 1
+    assert labels.search("wrd12", limit=3)  # fuzzy
+    assert labels.search("12") == [12]  # an id
+
+
+def test_neuronpedia_jsonl(tmp_path):
+    path = tmp_path / "neuronpedia.jsonl"
+    path.write_text('{"index": 1, "description": "a"}\n{"index": "2", "description": "b"}\n')
+    assert read_neuronpedia_export(path) == {1: "a", 2: "b"}
