@@ -170,7 +170,8 @@ def concepts_in_span(lens: Any, text: str, start: int, end: int, k: int = 10,
 
 
 def search_concepts(lens: Any, query: str, limit: int = 10) -> list[Concept]:
-    """Features whose label matches `query` (see FeatureLabels.search); InputError when none does."""
+    """Features whose label matches `query` (FeatureLabels.search's order, dead features last); InputError
+    when none does."""
     labels = _labels(lens)
     query = (query or "").strip()
     if not query:
@@ -178,7 +179,10 @@ def search_concepts(lens: Any, query: str, limit: int = 10) -> list[Concept]:
     found = labels.search(query, limit=limit) if labels is not None else []
     if not found:
         raise InputError(f"no feature label matches {query!r}: try another word, or give a feature number")
-    return [Concept(int(i), feature_label(lens, int(i)), 0.0, labelled_max_act(lens, int(i))) for i in found]
+    concepts = [Concept(int(i), feature_label(lens, int(i)), 0.0, labelled_max_act(lens, int(i))) for i in found]
+    if any(c.max_act is not None for c in concepts):  # statistics known: features that never fire go last
+        concepts.sort(key=lambda c: c.max_act is None)
+    return concepts
 
 
 def more_like_this(lens: Any, example: str, text: str, start: int, end: int, k: int = 3) -> list[Concept]:

@@ -116,6 +116,7 @@ class SteerRequest:
     temperature: float = 0.8
     top_p: float = 0.95
     max_norm_ratio: float = 1.0  # the added vector is at most this times the token's residual norm
+    steer_context: bool = False  # also steer the prompt's positions (one more pass over the prompt)
 
     @classmethod
     def single(cls, feature: int, strength: float | str = DEFAULT_STRENGTH, mode: str = "toward",
@@ -522,12 +523,12 @@ class Steerer:
             with edit_activations(lens.model, lens.hook, fn):
                 return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
 
-    def _prefix_cache(self, ids: list[int]) -> Any:
+    def _prefix_cache(self, ids: list[int], edit: Callable[[Any], Any] | None = None) -> Any:
         import torch
 
         if len(ids) <= 1:
             return None
-        out = self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None)
+        out = self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit)
         return out.past_key_values
 
     def _sample(self, logits: Any, rows: list[_Row], request: SteerRequest) -> list[int]:
@@ -574,13 +575,13 @@ class Steerer:
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
-    def _score(self, plan: _Plan, core: str, cache: Any) -> tuple[float, float, int]:
-        """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
+    def _read(self, plan: _Plan, core: str, cache: Any) -> tuple[Any, float, int]:
+        """(mean SAE features [d_sae], fluency, n tokens) of `core` read after the text before, unsteered."""
         import torch
 
         ids = token_ids(self.lens, plan.moved + core)
         if not ids:
-            return 0.0, -20.0, 0
+            return torch.zeros(self.lens.d_sae), -20.0, 0
         record: list = []
         inp = torch.tensor([[plan.score_prefix[-1]] + ids], device=self.lens.device)
         out = self._forward(inp, cache, record=record)
@@ -589,10 +590,28 @@ class Steerer:
         with torch.inference_mode():
             logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)
             fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
-            feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float()
-            per_feature = feats[:, plan.ids].mean(dim=0).tolist()
-        target = sum(w * a for w, a in zip(plan.weights, per_feature))
-        return target, fluency, len(ids)
+            feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float().mean(dim=0)
+        return feats.cpu(), fluency, len(ids)
+
+    def _score(self, plan: _Plan, core: str, cache: Any) -> tuple[float, float, int]:
+        """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
+        feats, fluency, n = self._read(plan, core, cache)
+        target = sum(w * float(feats[i]) for w, i in zip(plan.weights, plan.ids))
+        return target, fluency, n
+
+    def measure(self, text: str, start: int, end: int, replacements: list[str]) -> list[tuple[Any, float]]:
+        """How the unsteered model reads each replacement of text[start:end] (the original: pass it too).
+
+        Returns, per replacement, (mean activation of every feature over its tokens [d_sae] tensor, fluency),
+        measured exactly as candidates are scored.
+        """
+        plan = self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1))
+        cache = self._prefix_cache(plan.score_prefix)
+        out = []
+        for replacement in replacements:
+            feats, fluency, _ = self._read(plan, replacement.strip(), cache)
+            out.append((feats, fluency))
+        return out
 
     def _generate(self, plan: _Plan, cancel: CancelToken | None) -> Iterator[SteerEvent]:
         import torch
@@ -603,10 +622,10 @@ class Steerer:
         stop_ids = self._stop_ids()
         base_cache = self._prefix_cache(plan.score_prefix)
         score_cache = copy.deepcopy(base_cache) if base_cache is not None else None
-        if plan.gen_prefix == plan.score_prefix:
+        if plan.gen_prefix == plan.score_prefix and not (request.steer_context and edit is not None):
             gen_cache = base_cache
         else:
-            gen_cache = self._prefix_cache(plan.gen_prefix)
+            gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None)
         orig_target, orig_fluency, orig_n = self._score(plan, plan.core, score_cache)
         original = OriginalScore(plan.lead + plan.core + plan.trail, orig_target, orig_fluency, orig_n)
 
