@@ -49,6 +49,7 @@ FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 PANEL_ROWS = 8
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
+LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
 ACTIONS: list[tuple[str, str, str]] = [
@@ -148,6 +149,7 @@ class MorphApp(App):
         self._last_autosave = time.monotonic()
         self._autosave_error: str | None = None
         self._document: DocumentView | None = None
+        self._markdown_suspended = False
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -223,11 +225,29 @@ class MorphApp(App):
         self.palette = list(theme.highlights) or list(FALLBACK_PALETTE)
         self.colour_book = ColorBook(len(self.palette))
         self.view.set_palette(self.palette, theme.textual_theme.background or "#000000")
-        if self.settings.markdown:
+        self._apply_markdown()
+        self._refresh_highlights()
+
+    def _apply_markdown(self) -> None:
+        on = self.settings.markdown and not self._markdown_suspended and self.theme_name is not None
+        if on:
             from morph.editor.markdown import markdown_spans
 
-            self.view.set_markdown(markdown_spans, theme.markdown)
-        self._refresh_highlights()
+            self.view.set_markdown(markdown_spans, self.morph_themes[self.theme_name].markdown)
+        else:
+            self.view.set_markdown(None, {})
+
+    def _check_size(self, chars: int) -> None:
+        """Past LARGE_STYLING characters the Markdown layer (restyled on every edit) is suspended."""
+        suspend = chars > LARGE_STYLING
+        if suspend == self._markdown_suspended:
+            return
+        self._markdown_suspended = suspend
+        if self.settings.markdown:
+            self._apply_markdown()
+            if suspend:
+                self.notify(f"Markdown styling is off for documents over {LARGE_STYLING:,} characters "
+                            "(typing stays quick); the preview still renders it", timeout=8)
 
     # --- the model --------------------------------------------------------------------------------
     @work(thread=True, group="model", exit_on_error=False, name="load model")
@@ -427,6 +447,7 @@ class MorphApp(App):
         self._counts_timer = None
         text = self.view.text
         self.status.update_state(words=len(text.split()), chars=len(text))
+        self._check_size(len(text))
 
     # --- pinning and feature details -----------------------------------------------------------
     def on_feature_chosen(self, message: FeatureChosen) -> None:
@@ -967,10 +988,8 @@ class MorphApp(App):
             self.view.soft_wrap = value
         elif name == "line_numbers":
             self.view.show_line_numbers = value
-        elif name == "markdown" and self.theme_name:
-            if not value:
-                self.view.set_markdown(None, {})
-            self.set_morph_theme(self.theme_name)
+        elif name == "markdown":
+            self._apply_markdown()
         self._persist(name, value)
 
     def _persist(self, name: str, value: Any) -> None:
@@ -983,7 +1002,8 @@ class MorphApp(App):
 
     def get_system_commands(self, screen: Screen):
         for command in super().get_system_commands(screen):
-            if command.title != "Theme":  # Textual's theme picker: ours below keeps palettes and persists
+            # Textual's theme picker and quit are replaced by ours (palettes that persist; quit that asks)
+            if command.title not in ("Theme", "Quit"):
                 yield command
         for action, description, title in ACTIONS:
             key = self.keys.get(action)
