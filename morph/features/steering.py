@@ -477,17 +477,19 @@ class Steerer:
         return add
 
     # ----- generation -------------------------------------------------------------------------------------
-    def _allowed_first(self, vocab: int) -> Any:
-        """Tokens that start with a space (for a continuation whose prompt lost its trailing space)."""
+    def _token_masks(self, vocab: int) -> tuple[Any, Any]:
+        """(tokens that start with a space and have a word, tokens that contain a line break) over the vocab."""
         import torch
 
-        if self._space_mask is None or self._space_mask.shape[0] != vocab:
+        if self._space_mask is None or self._space_mask[0].shape[0] != vocab:
             tok = self.lens.tokenizer
             n = min(vocab, len(tok))
             texts = tok.batch_decode([[i] for i in range(n)])
-            mask = torch.zeros(vocab, dtype=torch.bool)
-            mask[:n] = torch.tensor([t.startswith(" ") and bool(t.strip()) for t in texts])
-            self._space_mask = mask
+            space = torch.zeros(vocab, dtype=torch.bool)
+            space[:n] = torch.tensor([t.startswith(" ") and bool(t.strip()) for t in texts])
+            newline = torch.zeros(vocab, dtype=torch.bool)
+            newline[:n] = torch.tensor(["\n" in t for t in texts])
+            self._space_mask = (space, newline)
         return self._space_mask
 
     def _stop_ids(self) -> set[int]:
@@ -648,14 +650,16 @@ class Steerer:
             out = self._forward(cur, gen_cache, edit=edit)
             gen_cache = out.past_key_values
             logits = out.logits[:, -1, :].float().clone()
-            if step == 0:
+            if step + 1 < plan.min_tokens:  # too early to end: no end-of-text, no line break in one-line spans
                 for sid in stop_ids:
                     if sid < logits.shape[-1]:
                         logits[:, sid] = -math.inf
-                if need_space:
-                    allowed = self._allowed_first(logits.shape[-1]).to(logits.device)
-                    if bool(allowed.any()):
-                        logits[:, ~allowed] = -math.inf
+                if not plan.multi_line:
+                    logits[:, self._token_masks(logits.shape[-1])[1].to(logits.device)] = -math.inf
+            if step == 0 and need_space:
+                allowed = self._token_masks(logits.shape[-1])[0].to(logits.device)
+                if bool(allowed.any()):
+                    logits[:, ~allowed] = -math.inf
             picks = self._sample(logits, active, request)
             done_now: list[tuple[_Row, str]] = []
             for row, token in zip(active, picks):
