@@ -10,7 +10,7 @@ import tomllib
 import pytest
 from textual.widgets import Input, Markdown
 
-from morph.config import DEFAULT_KEYS, Settings, config_path
+from morph.config import DEFAULT_KEYS, Settings, config_path, load_settings
 from morph.editor.app import ACTIONS, MorphApp
 from morph.editor.dialogs import GotoLineScreen, HelpScreen, SaveAsScreen
 from morph.editor.document import DocumentView
@@ -165,7 +165,7 @@ async def test_theme_switches_persist_to_the_config(dirs):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.theme_name == "morph-paper")
         assert tomllib.loads(config_path().read_text())["theme"] == "morph-paper"
-    again = MorphApp(None, "", __import__("morph.config", fromlist=["load_settings"]).load_settings(), None)
+    again = MorphApp(None, "", load_settings(), None)
     async with again.run_test(size=(80, 20)) as pilot:
         assert again.theme_name == "morph-paper"
 

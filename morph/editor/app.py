@@ -138,7 +138,6 @@ class MorphApp(App):
         self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
         self._counts_timer: Any = None
         self._preview_timer: Any = None
-        self._panel_hidden_before_preview = False
         # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
         self._recovery_lock = threading.Lock()
         self._recovery_epoch = 0
@@ -163,7 +162,7 @@ class MorphApp(App):
 
     @property
     def view(self) -> DocumentView:
-        return self.query_one(DocumentView)
+        return self._document if self._document is not None else self.query_one(DocumentView)
 
     @property
     def panel(self) -> FeaturePanel:
