@@ -1,0 +1,72 @@
+"""The benchmark suite runs end to end in its quickest mode on the tiny test model and writes every figure.
+
+No timing is asserted here (the figures of a smoke run on a random model mean nothing): only that each
+benchmark ran and reported each of its figures with a value, a spread and, where there is one, a target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+FIGURES = [
+    # 1. keystroke latency
+    *(f"keystroke_p{q}_{c}_ms" for c in ("off", "on") for q in (50, 95, 99)),
+    "keystroke_p99_ratio", "keystroke_p50_stock_textarea_ms", "keystroke_p99_stock_textarea_ms",
+    # 2. pause to highlight
+    "debounce_ms",
+    *(f"pause_to_highlight_{n}_{w}_ms" for w in ("end", "middle") for n in (500, 2000, 8000)),
+    "pause_8000_vs_500_end", "pause_8000_vs_500_middle",
+    # 3. incremental vs from scratch
+    "incremental_vs_scratch", "incremental_ms",
+    # 4. analysis overhead
+    "analysis_vs_forward", "analysis_vs_truncated_forward", "analysis_tokens_per_s",
+    # 5. steering
+    "steer_first_candidate_s", "steer_speed_ratio", "steer_top_raises_share", "steer_fluency_drop",
+    # 6. start-up
+    "startup_first_paint_s", "startup_model_ready_s", "startup_first_analysis_s",
+    # 7. memory
+    "memory_peak_rss_mb",
+]
+WITH_TARGET = {
+    "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
+    "pause_8000_vs_500_middle", "analysis_vs_forward", "steer_first_candidate_s", "steer_speed_ratio",
+    "startup_first_paint_s", "startup_model_ready_s",
+    *(f"pause_to_highlight_{n}_{w}_ms" for w in ("end", "middle") for n in (500, 2000, 8000)),
+}
+
+
+@pytest.mark.slow
+def test_suite_smoke_run_reports_every_figure(tiny_dirs, tmp_path):
+    out = tmp_path / "results.json"
+    env = dict(os.environ, MORPH_CONFIG_DIR=str(tmp_path / "config"), MORPH_STATE_DIR=str(tmp_path / "state"),
+               HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--no-default", "--model", str(tiny_dirs["model"]),
+         "--sae", str(tiny_dirs["sae"]), "--out", str(out), "--markdown"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    [model] = payload["models"]
+    assert model["errors"] == {}
+    figures = {f["name"]: f for f in model["figures"]}
+    missing = [name for name in FIGURES if name not in figures]
+    assert not missing, missing
+    for name in FIGURES:
+        fig = figures[name]
+        assert isinstance(fig["value"], (int, float)), name
+        assert fig["lo"] is not None and fig["hi"] is not None and fig["spread"], name
+        assert fig["n"] >= 1, name
+        if name in WITH_TARGET:
+            assert fig["target"] and fig["met"] in (True, False), name
+    # the Markdown table for the README has a row per figure
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(FIGURES)
