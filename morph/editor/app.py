@@ -128,6 +128,7 @@ class MorphApp(App):
         self._pause_started = 0.0
         self.last_latency_ms: float | None = None
         self.modified = False
+        self._widgets: dict[type, Any] = {}
         self.keys = {**DEFAULT_KEYS, **(self.settings.keys or {})}
         for action, _, _ in ACTIONS:
             if self.keys.get(action):
@@ -160,25 +161,34 @@ class MorphApp(App):
         yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
+    def _base(self, widget_type: type) -> Any:
+        """A widget of the editor screen, even while a dialog is on top (App.query_one searches the
+        active screen, and background results keep arriving while a dialog is open) or while the app
+        shuts down (updating a detached widget is harmless). Looked up once."""
+        found = self._widgets.get(widget_type)
+        if found is None:
+            found = self._widgets[widget_type] = self.screen_stack[0].query_one(widget_type)
+        return found
+
     @property
     def view(self) -> DocumentView:
-        return self._document if self._document is not None else self.query_one(DocumentView)
+        return self._document if self._document is not None else self._base(DocumentView)
 
     @property
     def panel(self) -> FeaturePanel:
-        return self.query_one(FeaturePanel)
+        return self._base(FeaturePanel)
 
     @property
     def status(self) -> StatusBar:
-        return self.query_one(StatusBar)
+        return self._base(StatusBar)
 
     @property
     def preview(self) -> PreviewPane:
-        return self.query_one(PreviewPane)
+        return self._base(PreviewPane)
 
     @property
     def findbar(self) -> FindBar:
-        return self.query_one(FindBar)
+        return self._base(FindBar)
 
     def on_mount(self) -> None:
         self._apply_theme()
@@ -927,9 +937,32 @@ class MorphApp(App):
     def action_steer(self) -> None:
         start, end = self.view.selection_offsets
         if end <= start:
-            self.notify("steering: select text first", severity="warning")
-        else:
-            self.notify("steering is not available in the editor yet (use `morph steer`)", severity="warning")
+            self.notify("steering: select the passage to rewrite first", severity="warning")
+            return
+        if self.engine is None:
+            self.notify("steering needs a model, and none is loaded", severity="warning")
+            return
+        from morph.editor.steer_screen import SteerScreen
+        from morph.features.steering import steerer_for
+
+        text = self.view.text
+        original = text[start:end]
+
+        def accept(replacement: str | None) -> None:
+            view = self.view
+            if replacement is None:
+                return
+            if view.text[start:end] != original:
+                self.notify("the passage changed meanwhile: the rewrite was not applied", severity="warning")
+                return
+            # One undo step: close the history batch before and after the replacement.
+            view.history.checkpoint()
+            result = view.replace(replacement, view.location_of(start), view.location_of(end))
+            view.history.checkpoint()
+            view.selection = (view.location_of(start), result.end_location)
+            view.focus()
+
+        self.push_screen(SteerScreen(steerer_for(self.engine.lens), text, start, end), accept)
 
     def action_toggle_preview(self) -> None:
         pane, panel = self.preview, self.panel

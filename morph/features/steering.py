@@ -707,7 +707,9 @@ class Steerer:
         yield SteerDone(result)
 
     def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Any) -> Candidate:
-        core = body.strip()
+        # Control characters (a model can sample \x0b, \x1c...) would become line breaks in the editor,
+        # or worse: the writer gets, and the scores describe, the text without them.
+        core = _CONTROL.sub("", body).strip()
         target, fluency, n_tokens = self._score(plan, core, cache)
         similarity = word_similarity(core, plan.core)
         gain = plan.direction * (target - original.target_activation) / plan.concept_scale
@@ -716,6 +718,9 @@ class Steerer:
             index=row.index, text=plan.lead + core + plan.trail, target_activation=target, fluency=fluency,
             similarity=similarity, gain=gain, score=score, raises_concept=gain > RAISE_EPS, n_tokens=n_tokens,
         )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 
 def _seed(seed: int, index: int) -> int:
