@@ -139,3 +139,23 @@ def test_incremental_equals_from_scratch(tiny_lens, edits):
     assert np.array_equal(incremental.offsets, scratch.offsets)
     np.testing.assert_allclose(dense(incremental, tiny_lens.d_sae), dense(scratch, tiny_lens.d_sae), atol=1e-4)
     np.testing.assert_allclose(incremental.sse, scratch.sse, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch, sae_arch", [("llama", "standard"), ("llama", "jumprelu"), ("gpt2", "standard"),
+                                            ("gpt2", "jumprelu"), ("llama", "topk")])
+def test_engine_equals_sae_lens_across_architectures(tmp_path, arch, sae_arch):
+    """Morph's analysis of a document equals SAE-Lens's encoding of hidden states captured independently."""
+    from tests.builders import build_model, build_sae
+
+    from morph.models.lens import LensSpec, load_lens
+
+    build_model(tmp_path / "model", arch, d_model=64, n_layers=3)
+    build_sae(tmp_path / "sae", d_in=64, hook_name="blocks.2.hook_resid_pre", arch=sae_arch)
+    lens = load_lens(LensSpec(model=str(tmp_path / "model"), sae=str(tmp_path / "sae"), device="cpu"))
+    analysis = Analyzer(lens).analyze(TEXT)
+    ids = lens.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hidden = lens.model(torch.tensor([[lens.bos_token_id] + ids]), output_hidden_states=True).hidden_states
+        expected = lens.sae.encode(hidden[2][0, 1:]).numpy()  # resid_pre of block 2 = hidden_states[2]
+    np.testing.assert_allclose(dense(analysis, lens.d_sae), expected, atol=1e-5)
+    assert (np.diff(analysis.indptr) > 0).any()
