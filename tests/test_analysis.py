@@ -159,3 +159,13 @@ def test_engine_equals_sae_lens_across_architectures(tmp_path, arch, sae_arch):
         expected = lens.sae.encode(hidden[2][0, 1:]).numpy()  # resid_pre of block 2 = hidden_states[2]
     np.testing.assert_allclose(dense(analysis, lens.d_sae), expected, atol=1e-5)
     assert (np.diff(analysis.indptr) > 0).any()
+
+
+def test_progress_counts_the_blocks_to_compute(tiny_lens):
+    text = "".join(f"Note {i}. {TEXT}" for i in range(12))
+    seen = []
+    analysis = Analyzer(tiny_lens, AnalysisConfig(context_tokens=12, min_block_tokens=6, max_block_tokens=20,
+                                                  batch_tokens=64)).analyze(text, focus=0, on_progress=lambda d, t: seen.append((d, t)))
+    total = analysis.stats.computed_blocks
+    assert seen[0] == (1, total) and seen[-1] == (total, total)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 2

@@ -166,3 +166,17 @@ async def test_analysis_error_is_a_notification_not_a_crash(make_app):
         await wait_for(pilot, lambda: app.status.state.state == "error")
         assert app.query_one(DocumentView).text.startswith("x")
         assert any("boom" in str(n.message) for n in app._notifications)
+
+
+async def test_status_shows_progress_of_a_long_analysis(make_app):
+    from morph.editor.messages import AnalysisProgress
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        app.post_message(AnalysisProgress(app.generation, 3, 10))
+        await pilot.pause(0.05)
+        assert "analysing (3/10 blocks)" in str(app.status.render_state())
+        app.post_message(AnalysisProgress(app.generation - 1, 4, 10))  # an older run's progress: ignored
+        await pilot.pause(0.05)
+        assert "4/10" not in str(app.status.render_state())

@@ -39,7 +39,8 @@ from morph.editor.dialogs import (
     format_key,
 )
 from morph.editor.document import DocumentView
-from morph.editor.messages import AnalysisFailed, AnalysisReady, EngineFailed, EngineReady, FeatureChosen
+from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineReady,
+                                   FeatureChosen)
 from morph.editor.overlay import ColorBook, Overlay, build_overlay
 from morph.editor.panel import FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane
@@ -342,6 +343,7 @@ class MorphApp(App):
             analysis = self.engine.analyze(
                 text, generation, focus, should_stop=lambda: worker.is_cancelled,
                 on_partial=lambda partial_result: self.post_message(AnalysisReady(partial_result, True, base)),
+                on_progress=lambda done, total: self.post_message(AnalysisProgress(generation, done, total)),
             )
         except AnalysisCancelled:
             return
@@ -367,6 +369,10 @@ class MorphApp(App):
                                      latency_ms=self.last_latency_ms)
         else:
             self.status.update_state(state="analysing", detail="(cursor region done)")
+
+    def on_analysis_progress(self, message: AnalysisProgress) -> None:
+        if message.generation == self.generation and message.done < message.total:
+            self.status.update_state(state="analysing", detail=f"({message.done}/{message.total} blocks)")
 
     def on_analysis_failed(self, message: AnalysisFailed) -> None:
         if message.generation != self.generation:

@@ -28,6 +28,16 @@ class AnalysisReady(Message):
         self.offset_base = offset_base  # where the analysed window starts in the document
 
 
+class AnalysisProgress(Message):
+    """How many of the blocks an analysis must compute are done."""
+
+    def __init__(self, generation: int, done: int, total: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.done = done
+        self.total = total
+
+
 class AnalysisFailed(Message):
     def __init__(self, generation: int, error: str) -> None:
         super().__init__()

@@ -273,13 +273,16 @@ class Analyzer:
 
     def analyze(self, text: str, generation: int = 0, focus: int | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                on_partial: Callable[[Analysis], None] | None = None) -> Analysis:
+                on_partial: Callable[[Analysis], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None) -> Analysis:
         """Analyse `text`. With `focus` (a character offset) and `on_partial`, the block at the focus is
-        computed first and delivered early, other changed blocks showing their previous results."""
+        computed first and delivered early, other changed blocks showing their previous results.
+        `on_progress(done, total)` hears how many of the blocks to compute are done, after each batch."""
         with self._lock:
-            return self._analyze(text, generation, focus, should_stop or (lambda: False), on_partial)
+            return self._analyze(text, generation, focus, should_stop or (lambda: False), on_partial,
+                                 on_progress or (lambda done, total: None))
 
-    def _analyze(self, text, generation, focus, should_stop, on_partial) -> Analysis:
+    def _analyze(self, text, generation, focus, should_stop, on_partial, on_progress) -> Analysis:
         started = time.perf_counter()
         ids, offsets = self.tokenize(text)
         blocks = cut_blocks(text, offsets, self.config)
@@ -295,6 +298,7 @@ class Analyzer:
             elif key not in {keys[j] for j in todo}:
                 todo.append(i)
         reused = len(blocks) - len(todo)
+        total = len(todo)
         computed_tokens = 0
         if todo and focus is not None:
             focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
@@ -302,10 +306,13 @@ class Analyzer:
             first = [todo[0]]
             computed_tokens += self._compute(ids, blocks, keys, block_keys, first, should_stop)
             todo = todo[1:]
+            on_progress(1, total)
             if todo and on_partial is not None:
                 stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
                 on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
-        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, should_stop)
+        done = total - len(todo)
+        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, should_stop,
+                                         lambda n: on_progress(done + n, total))
         n_computed = len(blocks) - reused
         stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
         result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
@@ -339,7 +346,7 @@ class Analyzer:
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
                         find_paragraphs(text), stats, self.lens.d_sae)
 
-    def _compute(self, ids, blocks, keys, block_keys, todo, should_stop) -> int:
+    def _compute(self, ids, blocks, keys, block_keys, todo, should_stop, on_batch=None) -> int:
         """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed."""
         import torch
 
@@ -356,10 +363,14 @@ class Analyzer:
         if threads:
             torch.set_num_threads(threads)
         try:
+            finished = 0
             for batch in _batches(windows, self.config.batch_tokens):
                 if should_stop():
                     raise AnalysisCancelled("analysis replaced by a newer one")
                 processed += self._run_batch(batch, keys, block_keys)
+                finished += len(batch)
+                if on_batch is not None:
+                    on_batch(finished)
         finally:
             if threads:
                 torch.set_num_threads(previous_threads)
