@@ -4,7 +4,6 @@ refusal of bad input (one line on stderr, exit code 2)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from morph.editor.dialogs import ConfirmScreen, OpenFileScreen, RecoveryScreen, 
 from morph.errors import InputError
 from morph.recovery import find_recovery, load_recovery, recovery_file, save_recovery
 from morph.textio import read_document
+from tests.pilot import wait_for
 
 BOM = b"\xef\xbb\xbf"
 
@@ -38,15 +38,6 @@ def open_app(path: Path | None = None, text: str | None = None, **settings) -> M
     if text is None:
         text = loaded.text if loaded is not None else ""
     return MorphApp(str(path) if path else None, text, Settings(**settings), None, loaded=loaded)
-
-
-async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("timed out waiting for the editor")
-        await pilot.pause(0.02)
 
 
 async def settle(pilot, app: MorphApp) -> None:

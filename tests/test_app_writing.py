@@ -4,7 +4,6 @@ a tiny model, Markdown styling beside feature highlights and the windowed analys
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 
 import pytest
@@ -14,6 +13,7 @@ from morph.config import DEFAULT_KEYS, Settings, config_path, load_settings
 from morph.editor.app import ACTIONS, MorphApp
 from morph.editor.dialogs import GotoLineScreen, HelpScreen, SaveAsScreen
 from morph.editor.document import DocumentView
+from tests.pilot import wait_for
 
 TEXT = (
     "# The mill\n"
@@ -37,15 +37,6 @@ def dirs(tmp_path, monkeypatch):
 
 def make(text: str = TEXT, **settings) -> MorphApp:
     return MorphApp(None, text, Settings(**settings), None)
-
-
-async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("timed out waiting for the editor")
-        await pilot.pause(0.02)
 
 
 async def ready(pilot, app: MorphApp) -> None:
@@ -241,7 +232,7 @@ async def test_steer_without_a_selection_says_what_to_do(dirs):
     async with app.run_test(size=(110, 30)) as pilot:
         await ready(pilot, app)
         await pilot.press("ctrl+e")
-        await wait_for(pilot, lambda: "select text first" in notes(app))
+        await wait_for(pilot, lambda: "select" in notes(app))
         assert app.view.text == TEXT
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -11,21 +10,13 @@ from morph.editor.app import MorphApp
 from morph.editor.document import DocumentView
 from morph.editor.panel import FeatureList
 from morph.features.engine import Engine
+from tests.pilot import wait_for
 
 TEXT = (
     "The river ran past the old mill, and the miller's daughter watched the water.\n\n"
     "In the evening the lamps were lit along the harbour. Sailors sang.\n\n"
     "Mr. Holmes lit his pipe. Watson opened the window; fog drifted in.\n"
 )
-
-
-async def wait_for(pilot, condition, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("timed out waiting for the editor")
-        await pilot.pause(0.02)
 
 
 def analysed(app: MorphApp) -> bool:
