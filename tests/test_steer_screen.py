@@ -1,4 +1,5 @@
-"""The steering screen, driven by Pilot in a minimal app, on the tiny model (and fakes for timing cases)."""
+"""The steering pane, driven by Pilot in a minimal app beside a document, on the tiny model (and fakes
+for timing cases); the passage tracker on its own."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import time
 
 import pytest
 import torch
-from textual.app import App
-from textual.widgets import Button, Input, OptionList, Static
+from textual.app import App, ComposeResult
+from textual.widgets import Button, Input, OptionList, Static, TextArea
 
-from morph.editor.steer_screen import SteerScreen, word_diff
+from morph.editor.document import DocumentView
+from morph.editor.steer_screen import PassageTracker, SteerPane, changed_region, word_diff
 from morph.errors import InputError
 from morph.features.concepts import Concept
-from morph.features.steering import Steerer, SteerProgress
+from morph.features.steering import (Candidate, OriginalScore, SteerDone, Steerer, SteerProgress, SteerRequest,
+                                     SteerResult)
 
 TEXT = "The river ran past the old mill.\nIn the evening the lamps were lit along the harbour. Sailors sang.\n"
 SPAN = "In the evening the lamps were lit along the harbour."
@@ -30,16 +33,32 @@ def one_thread():
 
 
 class Host(App):
-    def __init__(self, screen_factory):
+    """A document and the pane, open on SPAN; records what the pane says to its host."""
+
+    CSS = "Screen { layout: horizontal; } DocumentView { width: 1fr; }"
+
+    def __init__(self, steerer, **kwargs):
         super().__init__()
-        self.screen_factory = screen_factory
-        self.results: list = []
+        self.steerer, self.kwargs = steerer, kwargs
+        self.accepted: list[str] = []
+        self.closed = 0
+
+    def compose(self) -> ComposeResult:
+        self.view = DocumentView(TEXT)
+        yield self.view
+        yield SteerPane(self.view, id="steer", **self.kwargs)
 
     def on_mount(self) -> None:
-        self.push_screen(self.screen_factory(), self.results.append)
+        self.query_one(SteerPane).open(self.steerer, START, END)
+
+    def on_steer_pane_accepted(self, message: SteerPane.Accepted) -> None:
+        self.accepted.append(message.replacement)
+
+    def on_steer_pane_closed(self, message: SteerPane.Closed) -> None:
+        self.closed += 1
 
 
-async def settle(pilot, screen, until, timeout=30.0):
+async def settle(pilot, until, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not until():
         assert time.monotonic() < deadline, "timed out"
@@ -49,40 +68,44 @@ async def settle(pilot, screen, until, timeout=30.0):
 
 async def test_generate_then_accept_on_the_tiny_model(tiny_lens):
     steerer = Steerer(tiny_lens)
-    app = Host(lambda: SteerScreen(steerer, TEXT, START, END, n=2, seed=0))
+    app = Host(steerer, n=2, seed=0)
     async with app.run_test(size=(130, 45)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SteerScreen)
-        concepts = screen.query_one("#concepts", OptionList)
-        await settle(pilot, screen, lambda: concepts.option_count > 1)
-        first = screen.chosen_feature()
-        assert first == steerer.concepts(TEXT, START, END, 1)[0].id
+        pane = app.query_one(SteerPane)
+        assert pane.is_open and pane.display
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count > 1)
+        assert concepts.has_focus
+        assert pane.chosen_feature() == steerer.concepts(TEXT, START, END, 1)[0].id
         # Search by label (a feature number is a label search too).
         await pilot.click("#search")
         await pilot.press("1", "7")
-        await settle(pilot, screen, lambda: screen.chosen_feature() == 17)
+        await settle(pilot, lambda: pane.chosen_feature() == 17)
         await pilot.click("#mode-suppress", offset=(2, 0))
         await pilot.click("#generate")
-        await settle(pilot, screen, lambda: screen.result is not None)
-        assert screen.result.request.mode == "suppress" and screen.result.request.features[0][0] == 17
-        box = screen.query_one("#candidates", OptionList)
+        await settle(pilot, lambda: pane.result is not None)
+        assert pane.result.request.mode == "suppress" and pane.result.request.features[0][0] == 17
+        box = pane.query_one("#candidates", OptionList)
         assert box.option_count == 2
-        assert "candidates" in str(screen.query_one("#status", Static).render())
-        assert not screen.query_one("#accept", Button).disabled
-        best = screen.result.candidates[0].text
+        assert "candidates" in str(pane.query_one("#status", Static).render())
+        assert not pane.query_one("#accept", Button).disabled
+        best = pane.result.candidates[0].text
         box.focus()
         await pilot.press("enter")
         await pilot.pause()
-    assert app.results == [best]
+        assert app.accepted == [best]
+        assert app.view.text == TEXT  # replacing is the host's business
 
 
 class FakeSteerer:
-    """Slow, scripted engine calls: a stream that takes many small steps and honours the cancel token."""
+    """Slow, scripted engine calls: a stream that takes many small steps and honours the cancel token;
+    with `candidates`, it ends (after `gate` is set, if given) with those texts as the ranked result."""
 
-    def __init__(self, fail: str | None = None):
+    def __init__(self, fail: str | None = None, candidates: tuple[str, ...] = (), gate=None):
         self.fail = fail
         self.cancel = None
         self.steps = 0
+        self.candidates = candidates
+        self.gate = gate
 
     def concepts(self, text, start, end, k=10):
         return [Concept(5, "harbours and ships", 1.5), Concept(9, "evening light", 0.7)]
@@ -97,54 +120,154 @@ class FakeSteerer:
         if self.fail:
             raise InputError(self.fail)
         self.cancel = cancel
-        return self._events(cancel)
+        return self._events(text[start:end], request, cancel)
 
-    def _events(self, cancel):
-        for step in range(1, 2000):
+    def _events(self, original, request, cancel):
+        for step in range(1, 100_000):  # about 8 minutes at most
             if cancel is not None and cancel.is_set():
+                return
+            if self.candidates and (self.gate is None or self.gate.is_set()):
+                yield SteerDone(fake_result(original, self.candidates, request))
                 return
             self.steps = step
             time.sleep(0.005)
             yield SteerProgress(step, 2000, 0, 4)
 
 
-async def test_escape_cancels_the_generation_and_dismisses_none():
+def fake_result(original: str, texts, request: SteerRequest) -> SteerResult:
+    candidates = tuple(Candidate(k, t, 1.0, -2.0, 0.8, 0.5, 1.0, True, 5, rank=k + 1) for k, t in enumerate(texts))
+    return SteerResult(OriginalScore(original, 0.1, -2.0, 5), candidates, request, request.features, (1.0,),
+                       ("label",), False, False, 0.1, 0.2, 10)
+
+
+async def test_escape_goes_back_to_the_text_and_closing_cancels():
     fake = FakeSteerer()
-    app = Host(lambda: SteerScreen(fake, TEXT, START, END))
+    app = Host(fake)
     async with app.run_test(size=(130, 45)) as pilot:
-        screen = app.screen
-        await settle(pilot, screen, lambda: screen.chosen_feature() == 5)
+        pane = app.query_one(SteerPane)
+        await settle(pilot, lambda: pane.chosen_feature() == 5)
         await pilot.click("#generate")
-        await settle(pilot, screen, lambda: fake.steps > 3)
-        assert "token" in str(screen.query_one("#status", Static).render())
+        await settle(pilot, lambda: fake.steps > 3)
+        assert "token" in str(pane.query_one("#status", Static).render())
+        # Escape: back to the text; the pane stays and the generation goes on.
         await pilot.press("escape")
+        assert app.view.has_focus and pane.is_open
+        steps = fake.steps
+        await settle(pilot, lambda: fake.steps > steps + 3)
+        assert not fake.cancel.is_set()
+        # Close (Ctrl+W in the pane): cancelled, hidden, the text has the focus.
+        pane.focus_pane()
+        await pilot.press("ctrl+w")
         await pilot.pause(0.1)
-        assert fake.cancel.is_set()
+        assert fake.cancel.is_set() and not pane.is_open and app.closed == 1
         steps = fake.steps
         await pilot.pause(0.1)
         assert fake.steps <= steps + 1
-    assert app.results == [None]
+        assert app.view.has_focus and app.view.text == TEXT
+    assert app.accepted == []
 
 
-async def test_errors_are_shown_in_the_screen():
+async def test_errors_are_shown_in_the_pane():
     fake = FakeSteerer(fail="the selection is only whitespace: select words to rewrite")
-    app = Host(lambda: SteerScreen(fake, TEXT, START, END))
+    app = Host(fake)
     async with app.run_test(size=(130, 45)) as pilot:
-        screen = app.screen
-        await settle(pilot, screen, lambda: screen.chosen_feature() == 5)
+        pane = app.query_one(SteerPane)
+        await settle(pilot, lambda: pane.chosen_feature() == 5)
         await pilot.click("#generate")
-        error = screen.query_one("#error", Static)
-        await settle(pilot, screen, lambda: "whitespace" in str(error.render()))
+        error = pane.query_one("#error", Static)
+        await settle(pilot, lambda: "whitespace" in str(error.render()))
         # A bad strength is caught before anything runs.
-        screen.query_one("#strength-number", Input).value = "loud"
+        pane.query_one("#strength-number", Input).value = "loud"
+        await pilot.click("#count")
         await pilot.press("ctrl+g")
-        await settle(pilot, screen, lambda: "strength" in str(error.render()))
+        await settle(pilot, lambda: "strength" in str(error.render()))
         # A search that matches nothing says so in the list.
-        screen.query_one("#search", Input).value = "zebra"
-        concepts = screen.query_one("#concepts", OptionList)
-        await settle(pilot, screen, lambda: "no feature label matches" in str(concepts.get_option_at_index(0).prompt))
-        assert app.screen is screen
-    assert app.results == [None] or app.results == []
+        pane.query_one("#search", Input).value = "zebra"
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: "no feature label matches" in str(concepts.get_option_at_index(0).prompt))
+        assert pane.is_open and app.accepted == []
+
+
+async def test_edits_around_the_passage_move_it_and_edits_inside_block_accepting():
+    gate = threading.Event()
+    fake = FakeSteerer(candidates=("In the evening the lanterns glowed along the harbour.",), gate=gate)
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane, view = app.query_one(SteerPane), app.view
+        await settle(pilot, lambda: pane.chosen_feature() == 5)
+        await pilot.press("ctrl+g")
+        await settle(pilot, lambda: fake.steps > 2)
+        view.focus()
+        view.move_cursor((0, 0))
+        await pilot.press("A", "h", "!", "space")  # typing before the passage while it generates
+        view.move_cursor((1, len(view.document[1])))
+        await pilot.press("space", "O", "k")  # and after it
+        assert pane.generating
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None)
+        assert view.has_focus  # the result does not take the focus from the text
+        assert pane.passage_now() == (START + 4, END + 4)
+        assert view.text[START + 4:END + 4] == SPAN
+        pane.action_accept()
+        await pilot.pause()
+        assert app.accepted == ["In the evening the lanterns glowed along the harbour."]
+        # An edit inside the passage blocks accepting, and says so; undoing it lets it through again.
+        view.move_cursor(view.location_of(START + 4 + 3))
+        await pilot.press("x")
+        assert pane.passage_now() is None
+        assert "edited" in str(pane.query_one("#passage-note", Static).render())
+        pane.action_accept()
+        await pilot.pause()
+        assert len(app.accepted) == 1 and "edited" in str(pane.query_one("#error", Static).render())
+        view.undo()
+        assert pane.passage_now() == (START + 4, END + 4)
+
+
+def test_tracker_shifts_with_edits_before_and_flags_edits_inside():
+    t = PassageTracker(10, 20, "x" * 10)
+    t.shift(0, 0, 3)  # insert 3 before
+    assert (t.start, t.end, t.touched) == (13, 23, False)
+    t.shift(23, 23, 5)  # at the end: after it
+    assert (t.start, t.end, t.touched) == (13, 23, False)
+    t.shift(2, 13, 2)  # delete up to its start
+    assert (t.start, t.end, t.touched) == (2, 12, False)
+    t.shift(5, 6, 5)  # delete a character inside
+    assert (t.start, t.end, t.touched) == (2, 11, True)
+
+
+def test_changed_region():
+    assert changed_region("abcdef", "abXYef") == (2, 4, 4)
+    assert changed_region("abc", "abc") == (3, 3, 3)
+    assert changed_region("abc", "zabc") == (0, 0, 1)
+    assert changed_region("aaa", "aaaa") == (3, 3, 4)
+
+
+async def test_tracker_follows_a_text_area_through_undo_and_redo():
+    class One(App):
+        def compose(self) -> ComposeResult:
+            yield TextArea(TEXT)
+
+    app = One()
+    async with app.run_test() as pilot:
+        area = app.query_one(TextArea)
+        t = PassageTracker(START, END, SPAN)
+        t.attach(area)
+        area.insert("Hello. ", (0, 0))
+        assert area.text[t.start:t.end] == SPAN
+        area.history.checkpoint()
+        area.insert("!", (1, 5))  # inside
+        assert t.touched and not t.intact(lambda a, b: area.text[a:b])
+        area.undo()
+        assert t.intact(lambda a, b: area.text[a:b])
+        area.undo()
+        assert (t.start, t.end) == (START, END)
+        area.redo()
+        assert (t.start, t.end) == (START + 7, END + 7)
+        area.load_text("other")
+        assert not t.intact(lambda a, b: area.text[a:b])
+        t.detach()
+        assert "edit" not in area.__dict__
+        await pilot.pause()
 
 
 def test_word_diff_marks_insertions_and_deletions():

@@ -45,6 +45,7 @@ from morph.editor.overlay import ColorBook, Overlay, build_overlay
 from morph.editor.panel import FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane
 from morph.editor.status import StatusBar
+from morph.editor.steer_screen import EDITED, SteerPane
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
@@ -94,6 +95,7 @@ class MorphApp(App):
     #main { height: 1fr; }
     DocumentView { width: 1fr; height: 1fr; }
     FeaturePanel.-preview { display: none; }
+    FeaturePanel.-steering { display: none; }
     FindBar { dock: none; }
     StatusBar { dock: none; }
     """
@@ -159,6 +161,7 @@ class MorphApp(App):
             yield self._document
             yield PreviewPane(id="preview")
             yield FeaturePanel(id="panel")
+            yield SteerPane(self._document, id="steer")
         yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
@@ -190,6 +193,10 @@ class MorphApp(App):
     @property
     def findbar(self) -> FindBar:
         return self._base(FindBar)
+
+    @property
+    def steerpane(self) -> SteerPane:
+        return self._base(SteerPane)
 
     def on_mount(self) -> None:
         self._apply_theme()
@@ -859,6 +866,8 @@ class MorphApp(App):
             return False  # the dialog's own keys win
         if action in ("undo", "redo") and self.focused is not self._document:
             return False  # undo in the find box is the find box's
+        if action in KEYED_ACTIONS and action != "steer" and self._steer_shadows(action):
+            return False  # the steering pane has the focus and its own use for this key
         return True
 
     def action_save(self) -> None:
@@ -941,34 +950,56 @@ class MorphApp(App):
         self.push_screen(HelpScreen(rows, intro=f"Change keys in the \\[keys] table of {where}"))
 
     def action_steer(self) -> None:
-        start, end = self.view.selection_offsets
+        """Open the steering pane on the selection; with the pane open, go between it and the text
+        (a new selection in the text is steered instead of the old passage)."""
+        pane, view = self.steerpane, self.view
+        start, end = view.selection_offsets
+        if pane.is_open:
+            if pane.has_focus_within:
+                view.focus()
+                return
+            if end <= start or (start, end) == pane.passage_now():
+                pane.focus_pane()
+                return
         if end <= start:
             self.notify("steering: select the passage to rewrite first", severity="warning")
             return
         if self.engine is None:
             self.notify("steering needs a model, and none is loaded", severity="warning")
             return
-        from morph.editor.steer_screen import SteerScreen
         from morph.features.steering import steerer_for
 
-        text = self.view.text
-        original = text[start:end]
+        self.panel.add_class("-steering")  # the pane takes the panel's place
+        pane.open(steerer_for(self.engine.lens), start, end)
 
-        def accept(replacement: str | None) -> None:
-            view = self.view
-            if replacement is None:
-                return
-            if view.text[start:end] != original:
-                self.notify("the passage changed meanwhile: the rewrite was not applied", severity="warning")
-                return
-            # One undo step: close the history batch before and after the replacement.
-            view.history.checkpoint()
-            result = view.replace(replacement, view.location_of(start), view.location_of(end))
-            view.history.checkpoint()
-            view.selection = (view.location_of(start), result.end_location)
-            view.focus()
+    def _steer_shadows(self, action: str) -> bool:
+        """Is `action`'s key one the steering pane uses, while the pane has the focus?"""
+        keys = {key.strip() for key in str(self.keys.get(action) or "").split(",")}
+        if not keys & SteerPane.KEYS:
+            return False
+        pane = self._widgets.get(SteerPane)
+        return pane is not None and pane.is_open and pane.has_focus_within
 
-        self.push_screen(SteerScreen(steerer_for(self.engine.lens), text, start, end), accept)
+    def on_steer_pane_accepted(self, message: SteerPane.Accepted) -> None:
+        pane, view = message.pane, self.view
+        span = pane.passage_now()  # where the passage is now, after the edits made meanwhile
+        if span is None:
+            pane.show_error(EDITED)
+            self.notify(EDITED, title="Not applied", severity="warning")
+            return
+        start, end = span
+        pane.close()
+        # One undo step: close the history batch before and after the replacement.
+        view.history.checkpoint()
+        result = view.replace(message.replacement, view.location_of(start), view.location_of(end))
+        view.history.checkpoint()
+        view.selection = (view.location_of(start), result.end_location)
+        view.focus()
+
+    def on_steer_pane_closed(self, message: SteerPane.Closed) -> None:
+        self.panel.remove_class("-steering")
+        if self.focused is None:
+            self.view.focus()
 
     def action_toggle_preview(self) -> None:
         pane, panel = self.preview, self.panel

@@ -1,9 +1,17 @@
-"""The steered-rewrite screen: pick a concept, a direction and a strength, generate, accept a candidate.
+"""The steering pane: pick a concept, a direction and a strength, generate, accept a candidate, while the
+document stays editable.
 
-`SteerScreen(steerer, text, start, end)` dismisses with the accepted candidate's text (the replacement for
-text[start:end], whitespace included) or None. `steerer` is any object with the engine calls of
-`morph.features.steering.Steerer`: concepts(text, start, end, k), search(query, limit),
-stream(text, start, end, request, cancel) and label(feature). The screen never imports the app.
+`SteerPane(text_area)` sits in the editor screen, hidden until `open(steerer, start, end)` names the
+passage text_area.text[start:end]. It never blocks the document: the writer keeps typing (and saving)
+while candidates generate, and Escape (or the app's steer key) goes back to the text. The passage is
+tracked through edits made meanwhile (`PassageTracker`): edits before it shift it, edits inside it make
+it "edited", and `passage_now()` says where it is now, or None if it no longer reads as it did.
+
+Messages to the host: `SteerPane.Accepted(replacement)` (the candidate's text, the replacement for the
+passage, whitespace included; the host replaces the span and closes the pane) and `SteerPane.Closed`
+(the pane was closed; any generation has been cancelled). `steerer` is any object with the engine calls
+of `morph.features.steering.Steerer`: concepts(text, start, end, k), search(query, limit),
+stream(text, start, end, request, cancel) and label(feature). The pane never imports the app.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+import time
 from typing import Any
 
 from rich.text import Text
@@ -19,8 +28,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static, TextArea
 from textual.widgets.option_list import Option
 
 from morph.errors import MorphError
@@ -35,7 +43,10 @@ from morph.features.steering import (
 )
 
 MODES = ("toward", "away", "suppress")
+PROGRESS_EVERY_S = 0.1
 _DIFF_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+EDITED = ("the passage was edited since it was chosen: the rewrite was not applied "
+          "(undo that edit, or select the passage again and press Ctrl+E)")
 
 
 def word_diff(original: str, candidate: str) -> Text:
@@ -62,6 +73,113 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
 
 
+def changed_region(old: str, new: str) -> tuple[int, int, int]:
+    """(a, b, c): `new` is `old` with old[a:b] replaced by new[a:c] (the shortest such region)."""
+    limit = min(len(old), len(new))
+    lo, hi = 0, limit  # common prefix, by bisection over slice comparisons (memcmp, not a Python loop)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if old[:mid] == new[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    prefix = lo
+    lo, hi = 0, limit - prefix
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if old[len(old) - mid:] == new[len(new) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return prefix, len(old) - lo, len(new) - lo
+
+
+class PassageTracker:
+    """Where the passage original == text[start:end] is while the document is edited around it.
+
+    `shift(a, b, c)` applies one edit (old text[a:b] became new text[a:c]): edits wholly before the
+    passage move it, edits after it leave it, edits that touch it mark it `touched` (it may still read
+    as before, e.g. a word typed and deleted again). `attach(text_area)` feeds it every edit of a
+    TextArea: its `edit` calls exactly, undo and redo by comparing the text before and after, and a
+    `load_text` loses the passage (another document)."""
+
+    _HOOKED = ("edit", "_undo_batch", "_redo_batch", "load_text")
+
+    def __init__(self, start: int, end: int, original: str, on_change: Any = None) -> None:
+        self.start, self.end, self.original = start, end, original
+        self.touched = False
+        self.lost = False
+        self.on_change = on_change
+        self._area: Any = None
+
+    def shift(self, a: int, b: int, c: int) -> None:
+        delta = c - b
+        if b <= self.start:
+            self.start += delta
+            self.end += delta
+            return
+        if a >= self.end:
+            return
+        self.touched = True
+        self.start = min(self.start, a)
+        self.end = self.end + delta if b <= self.end else c
+
+    def intact(self, read: Any) -> bool:
+        """Does the passage still read as it did? `read(start, end)` returns the document's text there."""
+        return not self.lost and read(self.start, self.end) == self.original
+
+    # ----- following a TextArea -----------------------------------------------------------------------
+    def attach(self, area: Any) -> None:
+        self.detach()
+        self._area = area
+        offset_of = area.offset_of if hasattr(area, "offset_of") else _offset_function(area)
+        tracker = self
+        edit, undo, redo, load = (getattr(area, name) for name in self._HOOKED)
+
+        def hooked_edit(change: Any) -> Any:
+            top, bottom = sorted((change.from_location, change.to_location))
+            a, b = offset_of(top), offset_of(bottom)
+            result = edit(change)
+            tracker.shift(a, b, a + len(change.text))
+            tracker._changed()
+            return result
+
+        def compared(batch: Any) -> Any:
+            def run(edits: Any) -> Any:
+                before = area.text
+                result = batch(edits)
+                tracker.shift(*changed_region(before, area.text))
+                tracker._changed()
+                return result
+            return run
+
+        def hooked_load(*args: Any, **kwargs: Any) -> Any:
+            result = load(*args, **kwargs)
+            tracker.lost = True
+            tracker._changed()
+            return result
+
+        for name, fn in zip(self._HOOKED, (hooked_edit, compared(undo), compared(redo), hooked_load)):
+            setattr(area, name, fn)  # on the instance: the class (and other TextAreas) are untouched
+
+    def detach(self) -> None:
+        if self._area is not None:
+            for name in self._HOOKED:
+                self._area.__dict__.pop(name, None)
+            self._area = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _offset_function(area: TextArea) -> Any:
+    def offset_of(location: tuple[int, int]) -> int:
+        row, column = location
+        return sum(len(area.document[r]) + 1 for r in range(row)) + column
+    return offset_of
+
+
 class _Cancel:
     """The cancel token the engine checks between tokens: our event or the worker's own cancel flag."""
 
@@ -72,41 +190,61 @@ class _Cancel:
         return self.event.is_set() or bool(getattr(self.worker, "is_cancelled", False))
 
 
-class SteerScreen(ModalScreen[str | None]):
-    """Steered rewrites of the selection text[start:end]."""
+class SteerPane(Vertical):
+    """Steered rewrites of a passage of `text_area`, beside the text (hidden until `open`)."""
 
     BINDINGS = [
-        Binding("escape", "close", "Cancel"),
-        Binding("ctrl+g", "generate", "Generate"),
+        Binding("escape", "leave", "Back to the text", show=False),
+        # Priority: they win over the search box's own keys; the app gives them way while focus is here.
+        Binding("ctrl+g", "generate", "Generate", priority=True),
+        Binding("ctrl+w", "close", "Close", priority=True),
     ]
+    KEYS = frozenset({"ctrl+g", "ctrl+w"})
+    """The keys the pane takes while it has the focus (a host with the same keys bound should give way)."""
+
     DEFAULT_CSS = """
-    SteerScreen { align: center middle; }
-    SteerScreen > Vertical { width: 110; max-width: 96%; height: 92%; border: round $primary;
-        background: $surface; padding: 0 1; }
-    SteerScreen #title { text-style: bold; color: $accent; }
-    SteerScreen #original { color: $text-muted; max-height: 4; margin-bottom: 1; }
-    SteerScreen #body { height: 1fr; }
-    SteerScreen #left { width: 44; height: 1fr; margin-right: 1; }
-    SteerScreen #right { width: 1fr; height: 1fr; }
-    SteerScreen #concepts { height: 1fr; }
-    SteerScreen #candidates { height: 1fr; }
-    SteerScreen RadioSet { width: auto; height: auto; layout: horizontal; }
-    SteerScreen RadioSet > RadioButton { width: auto; margin-right: 2; }
-    SteerScreen .row { height: auto; margin-bottom: 1; }
-    SteerScreen .row Label { width: 11; }
-    SteerScreen .row Input { margin-left: 1; }
-    SteerScreen #strength-number { width: 14; }
-    SteerScreen #count { width: 6; margin-left: 0; }
-    SteerScreen #status { height: auto; color: $text-muted; }
-    SteerScreen #error { height: auto; color: $error; }
-    SteerScreen #buttons { height: auto; align-horizontal: right; }
-    SteerScreen #buttons Button { margin-left: 1; }
+    SteerPane { width: 66; max-width: 62%; height: 1fr; border-left: vkey $panel; background: $surface;
+        padding: 0 1; display: none; }
+    SteerPane.-open { display: block; }
+    SteerPane #steer-title { text-style: bold; color: $accent; }
+    SteerPane #original { color: $text-muted; max-height: 3; }
+    SteerPane #passage-note { height: auto; color: $warning; display: none; }
+    SteerPane #passage-note.-shown { display: block; }
+    SteerPane #search { margin-top: 1; }
+    SteerPane #concepts { height: 1fr; min-height: 4; max-height: 10; }
+    SteerPane #candidates { height: 2fr; min-height: 4; }
+    SteerPane RadioSet { width: auto; height: auto; layout: horizontal; }
+    SteerPane RadioSet > RadioButton { width: auto; margin-right: 1; }
+    SteerPane .row { height: auto; margin-top: 1; }
+    SteerPane .row Label { width: 11; }
+    SteerPane .row Input { margin-left: 1; }
+    SteerPane #strength-number { width: 12; }
+    SteerPane #count { width: 6; margin-left: 0; }
+    SteerPane #status { height: auto; color: $text-muted; margin-top: 1; }
+    SteerPane #error { height: auto; color: $error; }
+    SteerPane #buttons { height: auto; align-horizontal: right; }
+    SteerPane #buttons Button { margin-left: 1; }
+    SteerPane #hint { color: $text-muted; height: 1; text-align: right; }
     """
 
-    class Concepts(Message):
-        def __init__(self, concepts: list, note: str) -> None:
+    class Accepted(Message):
+        """Accept `replacement` for the passage (the host checks `passage_now()` and replaces it)."""
+
+        def __init__(self, pane: "SteerPane", replacement: str) -> None:
             super().__init__()
-            self.concepts, self.note = concepts, note
+            self.pane, self.replacement = pane, replacement
+
+    class Closed(Message):
+        """The pane was closed (its generation, if any, is cancelled)."""
+
+        def __init__(self, pane: "SteerPane") -> None:
+            super().__init__()
+            self.pane = pane
+
+    class Concepts(Message):
+        def __init__(self, passage: int, concepts: list, note: str, query: str = "") -> None:
+            super().__init__()
+            self.passage, self.concepts, self.note, self.query = passage, concepts, note, query
 
     class Event(Message):
         def __init__(self, run: int, event: Any) -> None:
@@ -114,99 +252,173 @@ class SteerScreen(ModalScreen[str | None]):
             self.run, self.event = run, event
 
     class Failed(Message):
-        def __init__(self, run: int | None, error: str) -> None:
+        def __init__(self, run: int | None, error: str, passage: int = 0) -> None:
             super().__init__()
-            self.run, self.error = run, error
+            self.run, self.error, self.passage = run, error, passage
 
-    def __init__(self, steerer: Any, text: str, start: int, end: int, *, n: int = 4, seed: int | None = None,
-                 concepts_k: int = 12) -> None:
-        super().__init__()
-        self.steerer = steerer
-        self.text, self.start, self.end = text, start, end
-        self.original = text[start:end]
+    def __init__(self, text_area: TextArea, *, n: int = 4, seed: int | None = None, concepts_k: int = 12,
+                 id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.text_area = text_area
+        self.steerer: Any = None
+        self.text, self.start, self.end, self.original = "", 0, 0, ""
+        self.tracker: PassageTracker | None = None
         self.n = n
         self.seed = seed
         self.concepts_k = concepts_k
         self.candidates: list[Candidate] = []
         self.result: Any = None
+        self.generating = False
         self._run = 0
         self._runs = 0
+        self._passage = 0
         self._cancel: threading.Event | None = None
-        self._span_concepts: list = []
+        self._span_concepts: list | None = None  # None: still reading the passage
+        self._headline = ""
 
     # ----- layout ----------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        shown = self.original.strip().replace("\n", " ⏎ ")
-        with Vertical():
-            yield Label("Rewrite the selection, steered by a concept", id="title")
-            yield Static(Text(shown if len(shown) <= 400 else shown[:400] + "…"), id="original")
-            with Horizontal(id="body"):
-                with Vertical(id="left"):
-                    yield Input(placeholder="search concepts by label, or a feature number", id="search")
-                    yield OptionList(Option(Text("reading the selection…", style="dim italic"), disabled=True),
-                                     id="concepts")
-                with Vertical(id="right"):
-                    with Horizontal(classes="row"):
-                        yield Label("Direction")
-                        with RadioSet(id="mode", compact=True):
-                            for k, mode in enumerate(MODES):
-                                yield RadioButton(mode, value=k == 0, id=f"mode-{mode}")
-                    with Horizontal(classes="row"):
-                        yield Label("Strength")
-                        with RadioSet(id="strength", compact=True):
-                            for name in PRESETS:
-                                yield RadioButton(name, value=name == "medium", id=f"strength-{name}")
-                        yield Input(placeholder="or a number", id="strength-number", compact=True)
-                    with Horizontal(classes="row"):
-                        yield Label("Candidates")
-                        yield Input(str(self.n), type="integer", id="count", compact=True)
-                    yield Static("", id="status")
-                    yield Static("", id="error")
-                    yield OptionList(id="candidates")
-            with Horizontal(id="buttons"):
-                yield Button("Generate (Ctrl+G)", id="generate", variant="primary")
-                yield Button("Accept (Enter)", id="accept", disabled=True)
-                yield Button("Cancel (Esc)", id="close")
+        yield Label("Steer: rewrite the passage toward a concept", id="steer-title")
+        yield Static("", id="original")
+        yield Static("", id="passage-note")
+        yield Input(placeholder="search concepts by label, or a feature number", id="search", compact=True)
+        yield OptionList(id="concepts")
+        with Horizontal(classes="row"):
+            yield Label("Direction")
+            with RadioSet(id="mode", compact=True):
+                for k, mode in enumerate(MODES):
+                    yield RadioButton(mode, value=k == 0, id=f"mode-{mode}")
+        with Horizontal(classes="row"):
+            yield Label("Strength")
+            with RadioSet(id="strength", compact=True):
+                for name in PRESETS:
+                    yield RadioButton(name, value=name == "medium", id=f"strength-{name}")
+            yield Input(placeholder="or a number", id="strength-number", compact=True)
+        with Horizontal(classes="row"):
+            yield Label("Candidates")
+            yield Input(str(self.n), type="integer", id="count", compact=True)
+        yield Static("", id="status")
+        yield Static("", id="error")
+        yield OptionList(id="candidates")
+        with Horizontal(id="buttons"):
+            yield Button("Generate ^G", id="generate", variant="primary", compact=True)
+            yield Button("Accept ⏎", id="accept", disabled=True, compact=True)
+            yield Button("Close ^W", id="close", compact=True)
+        yield Static("Esc: back to the text (it keeps generating)", id="hint")
 
-    def on_mount(self) -> None:
-        self.query_one("#concepts", OptionList).focus()
-        self._load_concepts()
+    # ----- opening and the passage -------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.has_class("-open")
+
+    def open(self, steerer: Any, start: int, end: int) -> None:
+        """Show the pane for the passage text_area.text[start:end] (a new passage: any run is cancelled)."""
+        self._stop()
+        self._run += 1
+        self._passage += 1
+        self.steerer = steerer
+        self.text = self.text_area.text
+        self.start, self.end = start, end
+        self.original = self.text[start:end]
+        if self.tracker is not None:
+            self.tracker.detach()
+        self.tracker = PassageTracker(start, end, self.original, on_change=self._passage_changed)
+        self.tracker.attach(self.text_area)
+        self.candidates, self.result, self._span_concepts = [], None, None
+        shown = self.original.strip().replace("\n", " ⏎ ")
+        self.query_one("#original", Static).update(Text(shown if len(shown) <= 300 else shown[:300] + "…"))
+        self.query_one("#passage-note", Static).update("")
+        self.query_one("#passage-note", Static).remove_class("-shown")
+        self.query_one("#status", Static).update("")
+        self.query_one("#error", Static).update("")
+        self.query_one("#candidates", OptionList).clear_options()
+        self.query_one("#accept", Button).disabled = True
+        search = self.query_one("#search", Input)
+        with search.prevent(Input.Changed):
+            search.value = ""
+        self._show_concepts(self._reading())
+        self.add_class("-open")
+        self.call_after_refresh(self.query_one("#concepts", OptionList).focus)
+        self._load_concepts(self._passage, self.text, start, end)
+
+    def passage_now(self) -> tuple[int, int] | None:
+        """(start, end) of the passage in the document now, or None if it does not read as it did."""
+        tracker = self.tracker
+        if tracker is None or not tracker.intact(self._read):
+            return None
+        return tracker.start, tracker.end
+
+    def _read(self, start: int, end: int) -> str:
+        area = self.text_area
+        if hasattr(area, "location_of"):
+            return area.get_text_range(area.location_of(start), area.location_of(end))
+        return area.text[start:end]
+
+    def _passage_changed(self) -> None:
+        tracker = self.tracker
+        if tracker is None or not (tracker.touched or tracker.lost):
+            return  # only edits around the passage so far: it reads as it did
+        note = "" if tracker.intact(self._read) else (
+            "another document was opened: accepting is off" if tracker.lost else
+            "the passage has been edited: accepting is blocked until it reads as before (undo)")
+        box = self.query_one("#passage-note", Static)
+        box.update(note)
+        box.set_class(bool(note), "-shown")
+
+    def show_error(self, error: str) -> None:
+        self.query_one("#error", Static).update(Text(error))
 
     # ----- concepts ----------------------------------------------------------------------------------------
     @work(thread=True, group="steer-concepts", exclusive=True, exit_on_error=False, name="steer concepts")
-    def _load_concepts(self) -> None:
+    def _load_concepts(self, passage: int, text: str, start: int, end: int) -> None:
         try:
-            found = self.steerer.concepts(self.text, self.start, self.end, self.concepts_k)
-        except Exception as err:  # noqa: BLE001 - shown in the screen
-            self.post_message(self.Failed(None, _one_line(err)))
+            found = self.steerer.concepts(text, start, end, self.concepts_k)
+        except Exception as err:  # noqa: BLE001 - shown in the pane
+            self.post_message(self.Failed(None, _one_line(err), passage))
             return
-        self.post_message(self.Concepts(found, "active in the selection" if found else
-                                        "no feature fires on the selection: search for one"))
+        self.post_message(self.Concepts(passage, found, "active in the passage" if found else
+                                        "no feature fires on the passage: search for one"))
 
     @work(thread=True, group="steer-concepts", exclusive=True, exit_on_error=False, name="steer search")
-    def _search(self, query: str) -> None:
+    def _search(self, passage: int, query: str) -> None:
         try:
             found = self.steerer.search(query, 20)
         except Exception as err:  # noqa: BLE001 - a search that matches nothing is an InputError
-            self.post_message(self.Concepts([], _one_line(err)))
+            self.post_message(self.Concepts(passage, [], _one_line(err), query))
             return
-        self.post_message(self.Concepts(found, f"labels matching {query!r}"))
+        self.post_message(self.Concepts(passage, found, f"labels matching {query!r}", query))
+
+    def _reading(self) -> "SteerPane.Concepts":
+        return self.Concepts(self._passage, [], "reading the passage…")
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
         query = event.value.strip()
         if query:
-            self._search(query)
+            self._search(self._passage, query)
+        elif self._span_concepts is None:
+            self._show_concepts(self._reading())
         else:
-            self.on_steer_screen_concepts(self.Concepts(self._span_concepts, "active in the selection"))
+            self._show_concepts(self.Concepts(self._passage, self._span_concepts, "active in the passage"))
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self) -> None:
         self.query_one("#concepts", OptionList).focus()
 
-    def on_steer_screen_concepts(self, message: "SteerScreen.Concepts") -> None:
-        if not self.query_one("#search", Input).value.strip():
+    def on_steer_pane_concepts(self, message: "SteerPane.Concepts") -> None:
+        message.stop()
+        if message.passage != self._passage:
+            return  # for an earlier passage
+        query = self.query_one("#search", Input).value.strip()
+        if not message.query:
             self._span_concepts = list(message.concepts)
+            if query:
+                return  # a search is showing
+        elif message.query != query:
+            return  # an older search
+        self._show_concepts(message)
+
+    def _show_concepts(self, message: "SteerPane.Concepts") -> None:
         box = self.query_one("#concepts", OptionList)
         box.clear_options()
         if not message.concepts:
@@ -236,7 +448,7 @@ class SteerScreen(ModalScreen[str | None]):
     def build_request(self) -> SteerRequest:
         feature = self.chosen_feature()
         if feature is None:
-            raise MorphError("choose a concept first (the list on the left, or search for one)")
+            raise MorphError("choose a concept first (the list above, or search for one)")
         mode = MODES[self.query_one("#mode", RadioSet).pressed_index or 0]
         number = self.query_one("#strength-number", Input).value.strip()
         if number:
@@ -255,14 +467,15 @@ class SteerScreen(ModalScreen[str | None]):
 
     # ----- generating --------------------------------------------------------------------------------------
     def action_generate(self) -> None:
+        if not self.is_open or self.steerer is None:
+            return
         self.query_one("#error", Static).update("")
         try:
             request = self.build_request()
-        except Exception as err:  # noqa: BLE001 - a bad setting is one line in the screen
-            self._show_error(_one_line(err))
+        except Exception as err:  # noqa: BLE001 - a bad setting is one line in the pane
+            self.show_error(_one_line(err))
             return
-        if self._cancel is not None:
-            self._cancel.set()
+        self._stop()
         self._run += 1
         self._cancel = threading.Event()
         self.candidates = []
@@ -273,22 +486,31 @@ class SteerScreen(ModalScreen[str | None]):
         verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[request.mode]
         self._headline = f"{verb} #{request.features[0][0]} {label}"
         self.query_one("#status", Static).update(f"Generating {request.n} candidates {self._headline}…")
-        self._generate(self._run, request, self._cancel)
+        self.generating = True
+        self._generate(self._run, self.text, self.start, self.end, request, self._cancel)
 
     @work(thread=True, group="steer", exclusive=True, exit_on_error=False, name="steer")
-    def _generate(self, run: int, request: SteerRequest, cancel: threading.Event) -> None:
+    def _generate(self, run: int, text: str, start: int, end: int, request: SteerRequest,
+                  cancel: threading.Event) -> None:
         from textual.worker import get_current_worker
 
         token = _Cancel(cancel, get_current_worker())
+        shown = 0.0
         try:
-            for event in self.steerer.stream(self.text, self.start, self.end, request, token):
+            for event in self.steerer.stream(text, start, end, request, token):
                 if token.is_set() and not isinstance(event, SteerDone):
                     continue
+                if isinstance(event, SteerProgress):  # at most ~10 a second: the writer is typing
+                    now = time.monotonic()
+                    if now - shown < PROGRESS_EVERY_S:
+                        continue
+                    shown = now
                 self.post_message(self.Event(run, event))
-        except Exception as err:  # noqa: BLE001 - shown in the screen, never crashes the editor
+        except Exception as err:  # noqa: BLE001 - shown in the pane, never crashes the editor
             self.post_message(self.Failed(run, _one_line(err)))
 
-    def on_steer_screen_event(self, message: "SteerScreen.Event") -> None:
+    def on_steer_pane_event(self, message: "SteerPane.Event") -> None:
+        message.stop()
         if message.run != self._run:
             return  # a stale run
         event = message.event
@@ -300,6 +522,7 @@ class SteerScreen(ModalScreen[str | None]):
             self.candidates.append(event.candidate)
             self._show_candidates(self.candidates, ranked=False)
         elif isinstance(event, SteerDone):
+            self.generating = False
             self.result = event.result
             self.candidates = list(event.result.candidates)
             self._show_candidates(self.candidates, ranked=True)
@@ -310,17 +533,19 @@ class SteerScreen(ModalScreen[str | None]):
                           f"{'' if first is None else f'; first after {first:.1f} s'}"
                           f" ({event.result.tokens_per_s:.0f} tokens/s). Enter accepts.")
 
-    def on_steer_screen_failed(self, message: "SteerScreen.Failed") -> None:
-        if message.run is not None and message.run != self._run:
-            return
+    def on_steer_pane_failed(self, message: "SteerPane.Failed") -> None:
+        message.stop()
         if message.run is None:
+            if message.passage != self._passage:
+                return
+            self._span_concepts = []
             self.query_one("#concepts", OptionList).clear_options()
-        self._show_error(message.error)
-        if message.run is not None:
+        elif message.run != self._run:
+            return
+        else:
+            self.generating = False
             self.query_one("#status", Static).update("")
-
-    def _show_error(self, error: str) -> None:
-        self.query_one("#error", Static).update(Text(error))
+        self.show_error(message.error)
 
     def _show_candidates(self, candidates: list[Candidate], ranked: bool) -> None:
         box = self.query_one("#candidates", OptionList)
@@ -338,10 +563,11 @@ class SteerScreen(ModalScreen[str | None]):
         if candidates:
             box.highlighted = 0 if ranked or keep is None else min(keep, len(candidates) - 1)
             self.query_one("#accept", Button).disabled = False
-            if ranked and not self.query_one("#search", Input).has_focus:
+            # Never take the focus from the text: only move it within the pane.
+            if ranked and self.has_focus_within and not self.query_one("#search", Input).has_focus:
                 box.focus()
 
-    # ----- accepting and leaving ---------------------------------------------------------------------------
+    # ----- accepting, leaving and closing ------------------------------------------------------------------
     @on(OptionList.OptionSelected, "#candidates")
     def _candidate_chosen(self, event: OptionList.OptionSelected) -> None:
         self._accept(int(event.option.id))
@@ -352,11 +578,16 @@ class SteerScreen(ModalScreen[str | None]):
             self._accept(box.highlighted)
 
     def _accept(self, position: int) -> None:
-        if 0 <= position < len(self.candidates):
-            self._stop()
-            self.dismiss(self.candidates[position].text)
+        if not (0 <= position < len(self.candidates)):
+            return
+        if self.passage_now() is None:
+            self.show_error(EDITED)
+            self.notify(EDITED, title="Not applied", severity="warning")
+            return
+        self.post_message(self.Accepted(self, self.candidates[position].text))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
         if event.button.id == "generate":
             self.action_generate()
         elif event.button.id == "accept":
@@ -364,11 +595,35 @@ class SteerScreen(ModalScreen[str | None]):
         else:
             self.action_close()
 
+    def focus_pane(self) -> None:
+        """Focus the candidates if there are any, else the concepts."""
+        box = self.query_one("#candidates" if self.candidates else "#concepts", OptionList)
+        box.focus()
+
+    def action_leave(self) -> None:
+        """Back to the text; the pane stays open and any generation goes on."""
+        self.text_area.focus()
+
     def _stop(self) -> None:
+        self.generating = False
         if self._cancel is not None:
             self._cancel.set()
         self.workers.cancel_group(self, "steer")
 
-    def action_close(self) -> None:
+    def close(self) -> None:
+        """Hide the pane, cancel any generation and stop following the document."""
+        if not self.is_open:
+            return
         self._stop()
-        self.dismiss(None)
+        self._run += 1
+        self.workers.cancel_group(self, "steer-concepts")
+        if self.tracker is not None:
+            self.tracker.detach()
+        self.remove_class("-open")
+        self.post_message(self.Closed(self))
+
+    def action_close(self) -> None:
+        had_focus = self.has_focus_within
+        self.close()
+        if had_focus:
+            self.text_area.focus()
