@@ -943,7 +943,11 @@ class MorphApp(App):
         rows += [("ctrl+p", "Command palette: every action, themes, settings"),
                  ("escape", "Back to the text (closes the find bar)"),
                  ("enter", "In the features panel: pin the feature (again: unpin)"),
-                 ("d", "In the features panel: feature details")]
+                 ("d", "In the features panel: feature details"),
+                 ("ctrl+g", "In the steering pane: generate rewrites"),
+                 ("enter", "In the steering pane: accept the highlighted rewrite (one undo step)"),
+                 ("escape", "In the steering pane: back to the text (generation goes on)"),
+                 ("ctrl+w", "In the steering pane: close it and cancel the generation")]
         from morph.config import config_path
 
         where = self.settings.source or config_path()
