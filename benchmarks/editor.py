@@ -48,6 +48,7 @@ class Probe:
     highlights: list[tuple[float, int, bool]] = field(default_factory=list)  # (time, generation, partial)
     shown_highlights: list[tuple[float, int]] = field(default_factory=list)  # display end, generation
     analyses: list[dict] = field(default_factory=list)  # engine-side: start, first (focus) delivery, end
+    ui_costs: list[tuple[str, float, float]] = field(default_factory=list)  # (what, start, end) of UI-thread work
     first_paint: float | None = None
     recording: bool = True
     _pending_key: Keystroke | None = None
@@ -160,6 +161,22 @@ class BenchApp(ProbeMixin, MorphApp):
                     probe._pending_highlight = (stamp, self.generation)
 
         view.set_overlay = set_overlay
+        for name in ("_refresh_highlights", "_refresh_panel"):
+            self._time_method(name)
+
+    def _time_method(self, name: str) -> None:
+        """Record the UI-thread time of an app method (called as self.name(), so an instance wrapper works)."""
+        original = getattr(self, name)
+        costs = self.probe.ui_costs
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                costs.append((name, t0, time.perf_counter()))
+
+        setattr(self, name, timed)
 
     # --- debounce -----------------------------------------------------------------------------------------
     def start_analysis(self) -> None:
@@ -176,7 +193,7 @@ class BenchApp(ProbeMixin, MorphApp):
         original = engine.analyze
         probe = self.probe
 
-        def analyze(text, generation=0, focus=None, should_stop=None, on_partial=None):
+        def analyze(text, generation=0, focus=None, should_stop=None, on_partial=None, *args, **kwargs):
             record = {"generation": generation, "start": time.perf_counter(), "first": None, "end": None,
                       "tokens": None, "computed_tokens": None, "cancelled": False}
             probe.analyses.append(record)
@@ -188,7 +205,7 @@ class BenchApp(ProbeMixin, MorphApp):
                     on_partial(result)
 
             try:
-                result = original(text, generation, focus, should_stop, partial)
+                result = original(text, generation, focus, should_stop, partial, *args, **kwargs)
             except BaseException:
                 record["cancelled"] = True
                 raise
