@@ -34,6 +34,8 @@ class Keystroke:
     dispatch: float
     edit: float | None = None
     shown: float | None = None
+    render_start: float | None = None  # the compositor began the update that showed it
+    display_start: float | None = None  # the rendered update went to _display
 
     @property
     def latency_ms(self) -> float | None:
@@ -51,6 +53,7 @@ class Probe:
     ui_costs: list[tuple[str, float, float]] = field(default_factory=list)  # (what, start, end) of UI-thread work
     first_paint: float | None = None
     recording: bool = True
+    last_refresh_start: float = 0.0
     _pending_key: Keystroke | None = None
     _pending_highlight: tuple[float, int] | None = None
 
@@ -76,6 +79,27 @@ class ProbeMixin:
             return result
 
         view.edit = edit
+        screen = self.screen
+        original_refresh = screen._compositor_refresh
+
+        def compositor_refresh():
+            probe.last_refresh_start = time.perf_counter()
+            return original_refresh()
+
+        screen._compositor_refresh = compositor_refresh
+
+    def keystroke_breakdown(self, keys: list[Keystroke]) -> dict[str, float]:
+        """Median ms of each stage: handler (dispatch -> edit), wait (edit -> compositor starts: other
+        messages, the screen's update timer), render (compositor), output (terminal bytes)."""
+        from statistics import median
+
+        done = [k for k in keys if k.shown is not None and k.render_start is not None and k.edit is not None]
+        if not done:
+            return {}
+        return {"handler_ms": round(median((k.edit - k.dispatch) * 1000 for k in done), 2),
+                "wait_ms": round(median((k.render_start - k.edit) * 1000 for k in done), 2),
+                "render_ms": round(median((k.display_start - k.render_start) * 1000 for k in done), 2),
+                "output_ms": round(median((k.shown - k.display_start) * 1000 for k in done), 2)}
 
     # --- key dispatch ------------------------------------------------------------------------------------
     async def on_event(self, event: events.Event) -> None:
@@ -103,6 +127,8 @@ class ProbeMixin:
         key = probe._pending_key
         if key is not None and key.edit is not None and key.shown is None and start >= key.edit:
             key.shown = end
+            key.display_start = start
+            key.render_start = probe.last_refresh_start if probe.last_refresh_start >= key.edit else start
             probe._pending_key = None
         pending = probe._pending_highlight
         if pending is not None and start >= pending[0]:

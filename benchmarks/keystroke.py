@@ -43,6 +43,37 @@ def _gc_freeze() -> None:
         gc.freeze()
 
 
+class GcWatch:
+    """Full (generation 2) collections of the cyclic GC, timed: they stop every thread, the UI's too."""
+
+    def __init__(self) -> None:
+        self.full: list[tuple[float, float]] = []
+        self._start = 0.0
+
+    def __enter__(self) -> "GcWatch":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.full.append((self._start, time.perf_counter()))
+
+    def summary(self, keys: list) -> dict:
+        slow = sorted(keys, key=lambda k: k.latency_ms or 0)[-max(1, len(keys) // 20):]  # the slowest 5%
+        hit = sum(any(a < k.shown and b > k.dispatch for a, b in self.full) for k in slow)
+        return {"full_collections": len(self.full),
+                "full_collection_ms": round(median([(b - a) * 1000 for a, b in self.full]), 1) if self.full else None,
+                "slowest_5pct_during_full_collection": f"{hit}/{len(slow)}",
+                "tracked_objects": len(gc.get_objects())}
+
+
 def _middle(view) -> None:
     lines = view.text.split("\n")
     row = len(lines) // 2
@@ -75,6 +106,7 @@ async def _type(pilot, app, stream: str, pos: int, count: int, pace_s: float, wo
 async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s: float, word_pause_s: float,
                          warmup: int) -> dict:
     app = new_app(ctx, text)
+    watch = GcWatch()
     samples: dict[str, list[float]] = {"on": [], "off": []}
     keys: dict[str, list] = {"on": [], "off": []}
     async with app.run_test(size=SIZE) as pilot:
@@ -83,6 +115,7 @@ async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s
         _middle(app.view)
         await pilot.pause(0.05)
         pos = await _type(pilot, app, TYPED, 0, warmup, pace_s, word_pause_s, [])  # warm caches; not counted
+        watch.__enter__()
         n_blocks = 2 * max(1, -(-chars // block))
         typed = {"on": 0, "off": 0}
         for index in range(n_blocks):
@@ -103,6 +136,7 @@ async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s
             typed[condition] += count
         # leave only once the last analysis is drawn (a result arriving during shutdown is not our subject)
         await wait_until(pilot, lambda: settled(app) or not app.analysis_enabled, timeout=TIMEOUT)
+        watch.__exit__()
         analyses = [a for a in app.probe.analyses if a["end"] is not None]
         ui = app.probe.ui_costs
     per_call: dict[str, list[float]] = {}
@@ -113,21 +147,24 @@ async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s
         return {c: round(sum(any(a < k.shown and b > k.dispatch for a, b in intervals) for k in ks) / max(1, len(ks)), 3)
                 for c, ks in keys.items()}
 
-    return {"samples": samples, "analyses": len(analyses),
+    return {"samples": samples, "analyses": len(analyses), "gc": watch.summary(keys["on"] + keys["off"]),
+            "stages": {c: app.keystroke_breakdown(ks) for c, ks in keys.items()},
             "ui_ms": {name: round(median(v), 2) for name, v in per_call.items()},
             "with_analysis_running": overlaps([(a["start"], a["end"]) for a in analyses]),
             "with_result_drawn": overlaps([(start, end) for name, start, end in ui if name == "_refresh_highlights"])}
 
 
-async def _stock_session(text: str, chars: int, pace_s: float, word_pause_s: float, warmup: int) -> list[float]:
+async def _stock_session(text: str, chars: int, pace_s: float, word_pause_s: float, warmup: int) -> tuple[list, dict]:
     app = StockApp(text)
     out: list[float] = []
+    keys: list = []
     async with app.run_test(size=SIZE) as pilot:
         _middle(app.view)
         await pilot.pause(0.05)
         pos = await _type(pilot, app, TYPED, 0, warmup, pace_s, word_pause_s, [])
-        await _type(pilot, app, TYPED, pos, chars, pace_s, word_pause_s, out)
-    return out
+        with GcWatch() as watch:
+            await _type(pilot, app, TYPED, pos, chars, pace_s, word_pause_s, out, keys)
+    return out, {**watch.summary(keys), "stages": app.keystroke_breakdown(keys)}
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -143,11 +180,12 @@ def run(ctx: Context) -> list[Figure]:
     words = ctx.pick(5000, 5000, 300)
     text = document_words(words, seed=11)
     result = asyncio.run(_morph_session(ctx, text, pace_s=pace_s, word_pause_s=word_pause_s, **params))
-    stock = asyncio.run(_stock_session(text, stock_chars, pace_s, word_pause_s, params["warmup"]))
+    stock, stock_gc = asyncio.run(_stock_session(text, stock_chars, pace_s, word_pause_s, params["warmup"]))
     on, off = result["samples"]["on"], result["samples"]["off"]
     common = dict(document_words=words, document_tokens=ctx.count_tokens(text), pace_ms=pace_s * 1000,
                   word_pause_ms=round(word_pause_s * 1000), debounce_ms=round(debounce_s * 1000),
                   analyses_completed=result["analyses"], ui_ms_per_call=result["ui_ms"], screen=list(SIZE),
+                  gc_full_collections=result["gc"],
                   gc_freeze=os.environ.get("MORPH_BENCH_GC_FREEZE") == "1")
     figures = []
     for condition, values in (("off", off), ("on", on)):
@@ -155,13 +193,14 @@ def run(ctx: Context) -> list[Figure]:
             target = ("<", 16.0) if q == 50 else None
             figures.append(pooled(f"keystroke_p{q}_{condition}_ms", f"keystroke p{q}, analysis {condition}", values,
                                   q, unit="ms", target=target, seed=q, keystrokes=len(values),
+                                  stages_median_ms=result["stages"][condition],
                                   share_with_analysis_running=result["with_analysis_running"][condition],
                                   share_with_result_drawn=result["with_result_drawn"][condition], **common))
     figures.append(ratio_figure("keystroke_p99_ratio", "keystroke p99 on / off", on, off,
                                 lambda xs: percentile(xs, 99), target=("<=", 1.2), **common))
     for q in (50, 99):
         figures.append(pooled(f"keystroke_p{q}_stock_textarea_ms", f"keystroke p{q}, stock Textual TextArea (ref.)",
-                              stock, q, unit="ms", seed=q, keystrokes=len(stock), **common))
+                              stock, q, unit="ms", seed=q, keystrokes=len(stock), stock_gc=stock_gc))
     for fig in figures:
         fig.benchmark = NAME
     return figures
