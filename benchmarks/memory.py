@@ -2,7 +2,8 @@
 
 A fresh process (benchmarks/session.py, "memory" mode) opens the document, loads the model, analyses
 it, types 100 characters (quick: 20) at the end with a pause after each word (so an analysis runs after
-each), waits for the last analysis, and reports its own ru_maxrss. Median over runs.
+each), waits for the last analysis, and reports its own peak RSS (VmHWM: ru_maxrss would include the
+benchmark process itself, which Linux carries across fork+exec). Median over runs.
 """
 
 from __future__ import annotations
