@@ -12,7 +12,6 @@ analysis before reporting. Kept free of imports from `benchmarks` so that its st
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 T0 = float(os.environ.get("MORPH_BENCH_T0", time.time()))
@@ -53,8 +52,6 @@ def main() -> int:
     parser.add_argument("--type", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-
-    from textual import events  # noqa: F401  (imported by the app anyway)
 
     from morph.commands.edit import _engine_factory
     from morph.config import load_settings
