@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     experiments.install()
     torch.set_num_threads(editor_threads())  # the editor's analysis threads; both sides of each ratio share it
     started = time.perf_counter()
+    env = environment()
     results = []
     for ctx in contexts(args):
         ctx.log = lambda msg, label=ctx.label: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                              "d_model": lens.d_model, "d_sae": lens.d_sae, "context_size": lens.context_size,
                              "parameters": sum(p.numel() for p in lens.model.parameters())}
         results.append(entry)
-    payload = {"environment": environment(), "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+    payload = {"environment": env, "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.perf_counter() - started, 1), "models": results}
     try:
         payload["environment"]["loadavg_end"] = os.getloadavg()
