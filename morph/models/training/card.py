@@ -13,7 +13,7 @@ from morph.models.training.config import TrainConfig
 OPTIONS = {
     "max_corpus_mb": "--max-corpus-mb", "vocab_size": "--vocab", "tokenizer_mb": "--tokenizer-mb",
     "n_layer": "--layers", "n_embd": "--width", "n_head": "--heads", "context": "--context",
-    "batch_size": "--batch-size", "grad_accum": "--grad-accum", "lr": "--lr", "max_iters": "--max-iters",
+    "batch_size": "--batch-size", "grad_accum": "--grad-accum", "lr": "--lr", "warmup_iters": "--warmup-iters", "max_iters": "--max-iters",
     "max_minutes": "--max-minutes", "sae_layer": "--sae-layer", "sae_expansion": "--sae-expansion",
     "sae_k": "--sae-k", "sae_lr": "--sae-lr", "sae_batch": "--sae-batch", "sae_minutes": "--sae-minutes",
     "sae_tokens": "--sae-tokens", "sae_reuse": "--sae-reuse", "stats_tokens": "--stats-tokens", "eval_tokens": "--eval-tokens",
@@ -151,6 +151,11 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         f"Stages: tokenizer, data, lm, sae, stats, eval, card (`all` runs them in order; re-running resumes the LM "
         "and SAE from their checkpoints). The log is `OUT/train.log`.",
         "",
+    ]
+    notes = paths.out / "NOTES.md"  # anything the person who ran it wants said about this run
+    if notes.is_file():
+        lines += ["## Notes on this run", "", notes.read_text().strip(), ""]
+    lines += [
         "## Limits",
         "",
         "Trained for minutes on a CPU, far from convergence; its English is 19th/20th-century prose and American "

@@ -118,10 +118,15 @@ def collect(cfg: TrainConfig, paths: Paths, lens, n_tokens: int):
     return seen, count, total, peak, by_token.view(d_sae, vocab)
 
 
+def _wordlike(tok: str) -> bool:
+    """Not a stray byte (<e2>) or control character: fit for a label."""
+    return not (tok.startswith("<") and tok.endswith(">") and len(tok) > 2) and "\\x" not in tok and tok != "∅"
+
+
 def make_label(top: list[str], promoted: list[str], dead: bool) -> str:
     def short(tokens: list[str], n: int) -> str:
         out: list[str] = []
-        for tok in tokens:
+        for tok in [t for t in tokens if _wordlike(t)] or tokens:
             if tok not in out:
                 out.append(tok[:16])
             if len(out) == n:
