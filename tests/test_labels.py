@@ -47,3 +47,15 @@ def test_neuronpedia_jsonl(tmp_path):
     path = tmp_path / "neuronpedia.jsonl"
     path.write_text('{"index": 1, "description": "a"}\n{"index": "2", "description": "b"}\n')
     assert read_neuronpedia_export(path) == {1: "a", 2: "b"}
+
+
+def test_search_prefers_whole_words_in_what_a_feature_fires_on(tiny_lens, tmp_path, monkeypatch):
+    features = [{"id": i, "label": f"x{i}", "density": 0.01, "max_act": 1.0, "top_tokens": [], "promoted": []}
+                for i in range(tiny_lens.d_sae)]
+    features[3].update(label="Se, B → bed")  # no "sea" anywhere: not found
+    features[4].update(label="great, wave → ocean", top_tokens=[["wave", 9], ["sea", 5]])
+    features[5].update(label="seaside → salt")
+    features[6].update(label="river → water", promoted=["sea"])
+    (tmp_path / "labels.json").write_text(json.dumps({"format": "morph-labels/1", "n_tokens": 1, "features": features}))
+    monkeypatch.setattr(tiny_lens, "sae_dir", tmp_path)
+    assert load_labels(tiny_lens).search("sea", limit=3) == [4, 6, 5]

@@ -102,28 +102,40 @@ class FeatureLabels:
         return [self.label(i) for i in range(self.d_sae)]
 
     def search(self, query: str, limit: int = 10) -> list[int]:
-        """Features whose label contains `query` (case-insensitive), then close fuzzy matches."""
+        """Features for a concept, best first: those whose label or statistics hold `query` as a whole word
+        (the tokens a feature fires on count most, then the label, then the tokens it promotes), then
+        labels that contain it, then close fuzzy matches. Live features before dead ones."""
         query = query.strip().lower()
         if not query:
             return []
         if query.isdigit() and int(query) < self.d_sae:
             return [int(query)]
         labels = [text.lower() for text in self.all_labels()]
-        exact = [i for i, text in enumerate(labels) if query in text]
-        # live features first (a dead one cannot be shown or steered), whole-word matches before parts
-        exact.sort(key=lambda i: (self._dead(i), not any(w == query for w in _words(labels[i])),
-                                  labels[i].find(query)))
-        if len(exact) >= limit:
-            return exact[:limit]
+        ranked: dict[int, tuple] = {}
+        for i, text in enumerate(labels):
+            info = self._file.get(i)
+            fires_on = [t.lower() for t, _ in info.top_tokens] if info else []
+            promoted = [t.lower() for t in info.promoted] if info else []
+            if query in fires_on:
+                ranked[i] = (0, fires_on.index(query))
+            elif query in _words(text):
+                ranked[i] = (1, _words(text).index(query))
+            elif query in promoted:
+                ranked[i] = (2, promoted.index(query))
+            elif query in text:
+                ranked[i] = (3, text.find(query))
+        found = sorted(ranked, key=lambda i: (self._dead(i), ranked[i]))
+        if len(found) >= limit:
+            return found[:limit]
         scored = []
         for i, text in enumerate(labels):
-            if i in exact:
+            if i in ranked:
                 continue
             best = max((difflib.SequenceMatcher(None, query, w).ratio() for w in _words(text)), default=0.0)
             if best >= 0.75:
                 scored.append((best, i))
         scored.sort(key=lambda pair: (self._dead(pair[1]), -pair[0]))
-        return (exact + [i for _, i in scored])[:limit]
+        return (found + [i for _, i in scored])[:limit]
 
     def _dead(self, feature: int) -> bool:
         info = self._file.get(feature)
@@ -137,7 +149,7 @@ class FeatureLabels:
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in text.replace("·", " ").replace("/", " ").split() if w]
+    return [w.strip(",;") for w in text.replace("·", " ").replace("/", " ").replace("→", " ").split() if w.strip(",;")]
 
 
 def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
