@@ -171,3 +171,14 @@ async def test_status_shows_progress_of_a_long_analysis(make_app):
         app.post_message(AnalysisProgress(app.generation - 1, 4, 10))  # an older run's progress: ignored
         await pilot.pause(0.05)
         assert "4/10" not in str(app.status.render_state())
+
+
+async def test_at_the_end_of_a_word_the_panel_shows_that_word(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.move_cursor((0, len(view.document[0])))  # end of the first line, after "water."
+        await pilot.pause(0.05)
+        token = str(app.query_one("#token-title").render()).split("'")[1]
+        assert token.strip() and token.strip() in "water."

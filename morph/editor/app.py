@@ -419,7 +419,11 @@ class MorphApp(App):
         analysis, base = self.analysis, self.analysis_base
         view = self.view
         cursor = view.cursor_offset - base
-        token = analysis.token_at(cursor)
+        row, column = view.cursor_location
+        line = view.document[row]
+        # At the end of a word the writer means the word just typed, not the space or line break after it.
+        at_word_end = column > 0 and (column >= len(line) or line[column].isspace()) and not line[column - 1].isspace()
+        token = analysis.token_at(cursor - 1 if at_word_end else cursor)
         if token is not None and 0 <= cursor <= analysis.text_length:
             start, end = analysis.offsets[token]
             token_text = view.text[base + int(start):base + int(end)]
