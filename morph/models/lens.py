@@ -26,7 +26,7 @@ class LensSpec:
 class Lens:
     model: Any  # transformers PreTrainedModel, eval mode
     tokenizer: Any  # a fast tokenizer (offsets are needed)
-    sae: Any  # sae_lens.SAE
+    sae: Any  # morph.models.saes.NativeSAE or sae_lens.SAE
     hook: HookPoint
     device: str
     model_name: str
@@ -254,15 +254,24 @@ def check_sae_spec(spec: str) -> None:
 
 
 def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
-    """Load an SAE through SAE-Lens; returns the SAE and the local folder it came from (if any)."""
+    """Load an SAE; returns the SAE and the local folder it came from (if any).
+
+    A local folder of an architecture morph.models.saes covers loads natively (importing SAE-Lens takes
+    seconds); everything else goes through SAE-Lens."""
     import warnings
 
     check_sae_spec(spec)
-    from sae_lens import SAE
-
     release, sae_id = _split_sae_spec(spec)
     if sae_id is None:
+        from morph.models.saes import load_native_sae
+
         folder = Path(release).expanduser()
+        native = load_native_sae(folder, device)
+        if native is not None:
+            return native, folder
+    from sae_lens import SAE
+
+    if sae_id is None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,0 +1,294 @@
+"""Native inference SAEs read from SAE-Lens's on-disk format (cfg.json + sae_weights.safetensors).
+
+`import sae_lens` costs seconds (it pulls in transformer_lens); these small classes load a local SAE folder
+without it and compute exactly what SAE-Lens's inference classes compute (sae_lens/saes/{sae,standard_sae,
+topk_sae,jumprelu_sae}.py, loaded as `SAE.load_from_disk` does). One class per architecture behind one
+interface; `load_native_sae` returns None for anything they do not cover (other architectures, pre-6.0
+configs, hook_z reshaping, unexpected weights), and the caller then goes through SAE-Lens.
+
+BatchTopK SAEs are saved by SAE-Lens as "jumprelu" (their batch threshold becomes a per-feature one), so
+they load here as JumpReLU SAEs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+CFG_FILENAME = "cfg.json"
+WEIGHTS_FILENAME = "sae_weights.safetensors"
+
+_DTYPES = {
+    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "torch.float32": torch.float32, "torch.float64": torch.float64, "torch.float16": torch.float16,
+    "torch.bfloat16": torch.bfloat16,
+}
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+                torch.bfloat16: "bfloat16"}
+# what SAE-Lens's inference classes do with each setting: the rest (covariance whitening, ...) go to SAE-Lens
+_NORMALIZATIONS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
+
+
+class SAEMetadata:
+    """SAE-Lens's metadata semantics: attributes and keys, None for what was never set."""
+
+    def __init__(self, **kwargs: Any):
+        self.__dict__.update(kwargs)
+
+    def __getattr__(self, name: str) -> None:
+        if name.startswith("__"):
+            raise AttributeError(name)  # keep copy/pickle protocols intact
+        return None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.__dict__
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__dict__.get(key, default)
+
+    def keys(self):  # noqa: ANN201
+        return self.__dict__.keys()
+
+    def values(self):  # noqa: ANN201
+        return self.__dict__.values()
+
+    def items(self):  # noqa: ANN201
+        return self.__dict__.items()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"SAEMetadata({self.__dict__})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SAEMetadata) and self.__dict__ == other.__dict__
+
+
+@dataclass
+class NativeSAEConfig:
+    d_in: int
+    d_sae: int
+    dtype: str = "float32"
+    device: str = "cpu"
+    apply_b_dec_to_input: bool = True
+    normalize_activations: str = "none"
+    reshape_activations: str = "none"
+    metadata: SAEMetadata = field(default_factory=SAEMetadata)
+    k: int = 100  # topk only
+    rescale_acts_by_decoder_norm: bool = False  # topk only
+    arch: str = "standard"
+
+    def architecture(self) -> str:
+        return self.arch
+
+
+class NativeSAE(nn.Module):
+    """The shared part: parameters, input processing and run-time normalisation (SAE-Lens's `SAE`)."""
+
+    ARCHITECTURE = ""
+    PARAMETERS: tuple[str, ...] = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+    W_enc: nn.Parameter  # [d_in, d_sae]
+    b_enc: nn.Parameter  # [d_sae]
+    W_dec: nn.Parameter  # [d_sae, d_in]
+    b_dec: nn.Parameter  # [d_in]
+
+    def __init__(self, cfg: NativeSAEConfig, state: dict[str, torch.Tensor]):
+        super().__init__()
+        self.cfg = cfg
+        self.dtype = _DTYPES[cfg.dtype]
+        self.device = torch.device(cfg.device)
+        for name in self.PARAMETERS:
+            setattr(self, name, nn.Parameter(state[name]))
+        self._setup_activation_normalization()
+
+    def _setup_activation_normalization(self) -> None:
+        mode = self.cfg.normalize_activations
+        if mode == "constant_norm_rescale":
+            def norm_in(x: torch.Tensor) -> torch.Tensor:
+                self.x_norm_coeff = (self.cfg.d_in**0.5) / x.norm(dim=-1, keepdim=True)
+                return x * self.x_norm_coeff
+
+            def norm_out(x: torch.Tensor) -> torch.Tensor:
+                x = x / self.x_norm_coeff
+                del self.x_norm_coeff
+                return x
+        elif mode == "layer_norm":
+            def norm_in(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+                mu = x.mean(dim=-1, keepdim=True)
+                x = x - mu
+                std = x.std(dim=-1, keepdim=True)
+                x = x / (std + eps)
+                self.ln_mu = mu
+                self.ln_std = std
+                return x
+
+            def norm_out(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:  # noqa: ARG001
+                x = x * self.ln_std + self.ln_mu
+                del self.ln_mu
+                del self.ln_std
+                return x
+        else:
+            def norm_in(x: torch.Tensor) -> torch.Tensor:
+                return x
+
+            norm_out = norm_in
+        self.run_time_activation_norm_fn_in: Callable[[torch.Tensor], torch.Tensor] = norm_in
+        self.run_time_activation_norm_fn_out: Callable[[torch.Tensor], torch.Tensor] = norm_out
+
+    def process_sae_in(self, sae_in: torch.Tensor) -> torch.Tensor:
+        sae_in = sae_in.to(self.dtype)
+        sae_in = self.run_time_activation_norm_fn_in(sae_in)
+        return sae_in - self.b_dec * self.cfg.apply_b_dec_to_input
+
+    def hidden_pre(self, x: torch.Tensor) -> torch.Tensor:
+        return self.process_sae_in(x) @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self.run_time_activation_norm_fn_out(feature_acts @ self.W_dec + self.b_dec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def to(self, *args: Any, **kwargs: Any) -> NativeSAE:  # type: ignore[override]
+        device_arg, dtype_arg = None, None
+        for arg in args:
+            if isinstance(arg, (torch.device, str)):
+                device_arg = arg
+            elif isinstance(arg, torch.dtype):
+                dtype_arg = arg
+            elif isinstance(arg, torch.Tensor):
+                device_arg, dtype_arg = arg.device, arg.dtype
+        device_arg = kwargs.get("device", device_arg)
+        dtype_arg = kwargs.get("dtype", dtype_arg)
+        if device_arg is not None:
+            self.device = torch.device(device_arg) if isinstance(device_arg, str) else device_arg
+            self.cfg.device = str(self.device)
+        if dtype_arg is not None:
+            self.cfg.dtype = _DTYPE_NAMES.get(dtype_arg, str(dtype_arg))
+            self.dtype = dtype_arg
+        return super().to(*args, **kwargs)
+
+
+class StandardSAE(NativeSAE):
+    ARCHITECTURE = "standard"
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.hidden_pre(x))
+
+
+class TopKSAE(NativeSAE):
+    """Keeps the k largest pre-activations (ReLU'd); dense activations, as SAE-Lens's inference TopKSAE."""
+
+    ARCHITECTURE = "topk"
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        hidden_pre = self.hidden_pre(x)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
+        values, indices = torch.topk(hidden_pre, k=self.cfg.k, dim=-1, sorted=False)
+        result = torch.zeros_like(hidden_pre)
+        result.scatter_(-1, indices, values.relu())
+        return result
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            feature_acts = feature_acts * (1 / self.W_dec.norm(dim=-1))
+        if feature_acts.is_sparse:
+            feature_acts = feature_acts.to_dense()
+        return self.run_time_activation_norm_fn_out(feature_acts @ self.W_dec + self.b_dec)
+
+
+class JumpReLUSAE(NativeSAE):
+    """ReLU, then zero where the pre-activation is at or below the feature's threshold."""
+
+    ARCHITECTURE = "jumprelu"
+    PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
+    threshold: nn.Parameter  # [d_sae]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        hidden_pre = self.hidden_pre(x)
+        base = torch.relu(hidden_pre)
+        return base * (hidden_pre > self.threshold).to(base.dtype)
+
+
+SAE_CLASSES: dict[str, type[NativeSAE]] = {cls.ARCHITECTURE: cls for cls in (StandardSAE, TopKSAE, JumpReLUSAE)}
+
+
+def _is_v6(cfg: dict[str, Any]) -> bool:
+    """Whether SAE-Lens would read the config as is (no pre-6.0 renaming and defaulting)."""
+    from packaging.version import Version
+
+    version = cfg.get("sae_lens_version")
+    if not version and isinstance(cfg.get("metadata"), dict):
+        version = cfg["metadata"].get("sae_lens_version")
+    return bool(version) and Version(version) >= Version("6.0.0-rc.0")
+
+
+def _native_config(raw: dict[str, Any], device: str) -> NativeSAEConfig | None:
+    arch = raw.get("architecture")
+    if arch not in SAE_CLASSES or not _is_v6(raw):
+        return None
+    if raw.get("reshape_activations", "none") != "none":
+        return None
+    if raw.get("normalize_activations", "none") not in _NORMALIZATIONS:
+        return None
+    if raw.get("dtype", "float32") not in _DTYPES:
+        return None
+    meta = raw.get("metadata")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta.setdefault("sae_lens_version", None)  # SAE-Lens fills these two with its own version
+    meta.setdefault("sae_lens_training_version", None)
+    cfg = NativeSAEConfig(
+        d_in=raw["d_in"], d_sae=raw["d_sae"], dtype=raw.get("dtype", "float32"), device=device,
+        apply_b_dec_to_input=raw.get("apply_b_dec_to_input", True),
+        normalize_activations=raw.get("normalize_activations", "none"),
+        reshape_activations="none", metadata=SAEMetadata(**meta), arch=arch,
+    )
+    if arch == "topk":
+        cfg.k = raw.get("k", 100)
+        cfg.rescale_acts_by_decoder_norm = raw.get("rescale_acts_by_decoder_norm", False)
+    return cfg
+
+
+def load_native_sae(folder: str | Path, device: str = "cpu") -> NativeSAE | None:
+    """The SAE saved in `folder`, or None where SAE-Lens must load it (anything not covered exactly here)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        raw = json.loads((folder / CFG_FILENAME).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            return None
+        cfg = _native_config(raw, device)
+        if cfg is None:
+            return None
+        cls = SAE_CLASSES[cfg.arch]
+        dtype = _DTYPES[cfg.dtype]
+        state = {k: v.to(dtype=dtype) for k, v in load_file(str(folder / WEIGHTS_FILENAME), device=device).items()}
+        scale = state.pop("scaling_factor", None)
+        if scale is not None and not torch.allclose(scale, torch.ones_like(scale)):
+            return None
+        shapes = {"W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,), "W_dec": (cfg.d_sae, cfg.d_in),
+                  "b_dec": (cfg.d_in,), "threshold": (cfg.d_sae,)}
+        if set(state) != set(cls.PARAMETERS) or any(tuple(state[k].shape) != shapes[k] for k in state):
+            return None
+    except Exception:  # noqa: BLE001 - SAE-Lens loads it, or says what is wrong
+        return None
+    sae = cls(cfg, state)
+    return sae.to(dtype=dtype, device=device)
