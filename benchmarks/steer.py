@@ -10,7 +10,7 @@
   tokens/s is counted over the token steps only (from the first to the last SteerProgress: forward,
   steering hook, sampling, decoding), the scoring passes excluded. Pairs alternate; ratio per pair.
 - Efficacy over a fixed set of selections x features (each selection's top concept, and the top concept
-  of another selection): the share of runs whose top-ranked candidate raises the target feature
+  of another selection that is not its own top): the share of runs whose top-ranked candidate raises the target feature
   (Candidate.raises_concept), and the mean fluency drop (original's mean log-prob per token minus the top
   candidate's, nats/token; positive = less fluent).
 """
@@ -75,10 +75,8 @@ def run(ctx: Context) -> list[Figure]:
     steps = ctx.pick(32, 12, 4)
     passages = [_fit(lens, p) for p in steering_passages(n_passages)]
     steerer = Steerer(lens)
-    tops = []
-    for text, start, end in passages:
-        concepts = steerer.concepts(text, start, end, k=3)
-        tops.append(concepts[0].id if concepts else 0)
+    concept_lists = [[c.id for c in steerer.concepts(text, start, end, k=5)] or [0] for text, start, end in passages]
+    tops = [ids[0] for ids in concept_lists]
 
     # time to the first candidate
     first: list[float] = []
@@ -107,7 +105,9 @@ def run(ctx: Context) -> list[Figure]:
     # efficacy
     raised, drops, gains = [], [], []
     for i, (text, start, end) in enumerate(passages):
-        for feature in dict.fromkeys([tops[i], tops[(i + 1) % len(tops)]]):
+        # its own strongest concept, and one that is strong elsewhere but not its own top
+        others = [f for j, ids in enumerate(concept_lists) if j != i for f in ids if f != tops[i]]
+        for feature in [tops[i]] + others[:1]:
             result = steerer.run(text, start, end, SteerRequest.single(feature, n=ctx.pick(4, 2, 2), seed=i))
             if not result.candidates:
                 continue
