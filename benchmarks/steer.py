@@ -9,10 +9,10 @@
   Steerer instance so every row runs to the cap) so both loops do identical work apart from steering;
   tokens/s is counted over the token steps only (from the first to the last SteerProgress: forward,
   steering hook, sampling, decoding), the scoring passes excluded. Pairs alternate; ratio per pair.
-- Efficacy over a fixed set of selections x features (each selection's top concept, and the top concept
-  of another selection that is not its own top): the share of runs whose top-ranked candidate raises the target feature
-  (Candidate.raises_concept), and the mean fluency drop (original's mean log-prob per token minus the top
-  candidate's, nats/token; positive = less fluent).
+- Efficacy over a fixed set of selections x features (each selection's top concept, and a concept strong
+  in another selection but not this one's top): the share of runs whose top-ranked candidate raises the
+  target feature (Candidate.raises_concept), and the mean fluency drop (original's mean log-prob per
+  token minus the top candidate's, nats/token; positive = less fluent).
 """
 
 from __future__ import annotations
