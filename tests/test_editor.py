@@ -182,3 +182,17 @@ async def test_at_the_end_of_a_word_the_panel_shows_that_word(make_app):
         await pilot.pause(0.05)
         token = str(app.query_one("#token-title").render()).split("'")[1]
         assert token.strip() and token.strip() in "water."
+
+
+async def test_paused_analysis_keeps_highlights_off_when_scrolling(make_app):
+    app = make_app(TEXT * 20)
+    async with app.run_test(size=(120, 20)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        assert len(view.overlay) > 0
+        await pilot.press("f7")
+        assert len(view.overlay) == 0
+        view.scroll_to(y=10, animate=False)
+        await pilot.pause(0.1)
+        app._refresh_highlights()
+        assert len(view.overlay) == 0
