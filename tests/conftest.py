@@ -26,3 +26,14 @@ def tiny_lens(tiny_dirs):
     from morph.models.lens import LensSpec, load_lens
 
     return load_lens(LensSpec(model=str(tiny_dirs["model"]), sae=str(tiny_dirs["sae"]), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: one torch thread is many times faster than two fighting over busy cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

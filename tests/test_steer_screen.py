@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-import torch
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Input, OptionList, Static, TextArea
 
@@ -24,12 +23,7 @@ START = TEXT.index(SPAN)
 END = START + len(SPAN)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Host(App):

@@ -14,7 +14,7 @@ from textual.widgets import Label, Markdown
 WINDOW_CHARS = 40_000
 
 
-def preview_window(text: str, cursor: int, limit: int = WINDOW_CHARS) -> tuple[int, int]:
+def window_around(text: str, cursor: int, limit: int = WINDOW_CHARS) -> tuple[int, int]:
     """(start, end) of the part of `text` to render: all of it if short, else about `limit`
     characters around `cursor`, cut at blank lines so no block is split."""
     if len(text) <= limit:
@@ -59,7 +59,7 @@ class PreviewPane(VerticalScroll):
 
     def show_text(self, text: str, cursor: int = 0) -> bool:
         """Render `text` (or the window of it around `cursor`); False if it is already shown."""
-        start, end = preview_window(text, cursor)
+        start, end = window_around(text, cursor)
         note = self.query_one("#preview-note", Label)
         if (start, end) != (0, len(text)):
             note.update(f"preview of {end - start:,} of {len(text):,} characters, around the cursor")
