@@ -37,3 +37,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Config and state folders of the test's own, and the working directory there."""
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

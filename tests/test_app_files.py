@@ -24,12 +24,7 @@ from tests.pilot import wait_for
 BOM = b"\xef\xbb\xbf"
 
 
-@pytest.fixture(autouse=True)
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("dirs")
 
 
 def open_app(path: Path | None = None, text: str | None = None, **settings) -> MorphApp:

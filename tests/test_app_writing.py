@@ -27,12 +27,7 @@ TEXT = (
 )
 
 
-@pytest.fixture(autouse=True)
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("dirs")
 
 
 def make(text: str = TEXT, **settings) -> MorphApp:

@@ -173,12 +173,7 @@ class Analysis:
     def feature_values(self, feature: int) -> np.ndarray:
         """The activation of one feature on every token (zeros where it is off)."""
         if feature not in self._feature_cache:
-            dense = np.zeros(self.n_tokens, dtype=np.float32)
-            hits = np.nonzero(self.indices == feature)[0]
-            if len(hits):
-                rows = np.searchsorted(self.indptr, hits, side="right") - 1
-                dense[rows] = self.values[hits]
-            self._feature_cache = {feature: dense}  # keep one: the pinned feature
+            self._feature_cache = {feature: self.feature_matrix([feature])[0]}  # keep one: the pinned feature
         return self._feature_cache[feature]
 
     def feature_matrix(self, features: list[int]) -> np.ndarray:
@@ -188,8 +183,8 @@ class Analysis:
             return out
         hits = np.nonzero(np.isin(self.indices, features))[0]
         rows = np.searchsorted(self.indptr, hits, side="right") - 1
-        slot = {f: i for i, f in enumerate(features)}
-        which = np.array([slot[int(f)] for f in self.indices[hits]], dtype=np.int64)
+        order = np.argsort(features)
+        which = order[np.searchsorted(np.asarray(features)[order], self.indices[hits])]
         out[which, rows] = self.values[hits]
         return out
 
