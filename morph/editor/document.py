@@ -1,4 +1,12 @@
-"""The writing surface: a TextArea that paints feature highlights and Markdown styling over the text."""
+"""The writing surface: a TextArea that paints feature highlights and Markdown styling over the text.
+
+Drawing is what a keystroke costs. Textual's TextArea empties its line cache on every edit and, under soft
+wrap, keys it by the whole selection, and every cursor move repaints the whole widget: each keystroke
+re-renders every visible line, and a highlighted line costs about three times a plain one. DocumentView
+instead caches each screen line by what it shows (its text, its highlight and Markdown spans, the
+selection and cursor only where they touch it), and repaints only the screen lines an edit or a cursor
+move changed; everything else on screen comes from the cache.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +16,13 @@ import numpy as np
 from rich.color import Color, blend_rgb
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.document._edit import Edit
 from textual.message import Message
+from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widgets import TextArea
+from textual.widgets.text_area import Selection
 
 from morph.editor.overlay import LEVELS, Overlay
 
@@ -28,6 +40,10 @@ class DocumentView(TextArea):
     DocumentView:focus { border: none; }
     """
 
+    # TextArea repaints the whole widget on every selection change; DocumentView repaints the rows the
+    # change touches (see _watch_selection).
+    selection = reactive(Selection(), init=False, always_update=True, repaint=False)
+
     def __init__(self, text: str = "", **kwargs) -> None:
         super().__init__(text, soft_wrap=True, tab_behavior="indent", **kwargs)
         self.overlay = Overlay.empty()
@@ -38,6 +54,10 @@ class DocumentView(TextArea):
         self._line_starts: np.ndarray | None = None
         self.focus_paragraph: tuple[int, int] | None = None  # focus mode: dim all but this span
         self._dim_style = Style(dim=True)
+        self._lines: LRUCache[tuple, Strip] = LRUCache(4096)  # screen lines by what they show
+        self._layers_version = 0  # bumped whenever the styling of any line may have changed
+        self._row_layers: dict[int, tuple] = {}  # row -> its spans, for the current layers version
+        self._styled: tuple[tuple, Text] | None = None  # the last row styled by get_line
 
     # --- layers -------------------------------------------------------------------------------
     def set_palette(self, colours: list[str], background: str) -> None:
@@ -60,12 +80,28 @@ class DocumentView(TextArea):
         self.repaint()
 
     def set_overlay(self, overlay: Overlay) -> None:
+        # No cache to clear: the line cache is keyed by each line's spans, so only lines whose
+        # highlights changed are drawn again.
         self.overlay = overlay
-        self.repaint()
+        self._layers_changed()
+        self.refresh()
 
     def repaint(self) -> None:
+        """Draw every line again (palette, Markdown styles or focus changed)."""
         self._line_cache.clear()
+        self._lines.clear()
+        self._layers_changed()
         self.refresh()
+
+    def notify_style_update(self) -> None:
+        self._lines.clear()
+        self._layers_changed()
+        super().notify_style_update()
+
+    def _layers_changed(self) -> None:
+        self._layers_version += 1
+        self._row_layers.clear()
+        self._styled = None
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         if int(old) != int(new):
@@ -115,10 +151,17 @@ class DocumentView(TextArea):
     def edit(self, edit: Edit):
         top, bottom = sorted((edit.from_location, edit.to_location))
         start, old_end = self.offset_of(top), self.offset_of(bottom)
+        height = self.wrapped_document.height
+        rows = self.document.line_count
         result = super().edit(edit)
         self._line_starts = None
         self._markdown_by_line = None
         self.overlay.shift(start, old_end, start + len(edit.text))
+        self._layers_changed()
+        if self.wrapped_document.height != height or self.document.line_count != rows:
+            self._refresh_rows(edit.top[0], None)  # lines below moved: repaint down to the bottom
+        else:
+            self._refresh_rows(edit.top[0], result.end_location[0])
         return result
 
     # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
@@ -126,6 +169,8 @@ class DocumentView(TextArea):
         self._line_starts = None
         self._markdown_by_line = None
         self.overlay = Overlay.empty()
+        self._layers_changed()
+        self.refresh()
 
     def _undo_batch(self, edits) -> None:
         super()._undo_batch(edits)
@@ -139,7 +184,79 @@ class DocumentView(TextArea):
         super().load_text(text)
         self._forget_layers()
 
+    # --- repainting -------------------------------------------------------------------------
+    def _watch_selection(self, previous: Selection, selection: Selection) -> None:
+        super()._watch_selection(previous, selection)
+        if not self.is_mounted:
+            return
+        rows = [*previous, *selection]
+        self._refresh_rows(min(r for r, _ in rows), max(r for r, _ in rows))
+
+    def _refresh_rows(self, first: int, last: int | None) -> None:
+        """Repaint the screen lines of document rows first..last (None: to the end of the view)."""
+        offsets = self.wrapped_document._line_index_to_offsets
+        if not offsets:
+            self.refresh()
+            return
+        first = max(0, min(first, len(offsets) - 1))
+        top = offsets[first][0]
+        if last is None:
+            bottom = self.scroll_offset.y + self.size.height
+        else:
+            bottom = offsets[max(first, min(last, len(offsets) - 1))][-1] + 1
+        view_top = self.scroll_offset.y
+        top, bottom = max(top, view_top), min(bottom, view_top + self.size.height)
+        if bottom > top:
+            self.refresh_lines(top, bottom - top)
+
     # --- drawing ------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        key = self._line_key(y)
+        if key is None:
+            return super().render_line(y)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._render_line(y)
+            self._lines[key] = strip
+        return strip
+
+    def _line_key(self, y: int) -> tuple | None:
+        """Everything that decides how screen line y looks; None where TextArea draws it itself."""
+        if not self.text and self.placeholder:
+            return None
+        scroll_x, scroll_y = self.scroll_offset
+        try:
+            row, section = self.wrapped_document._offset_to_line_info[y + scroll_y]
+        except IndexError:
+            return None
+        selection = self.selection
+        top, bottom = sorted(selection)
+        in_selection = selection.start != selection.end and top[0] <= row <= bottom[0]
+        on_cursor = selection.end[0] == row
+        bracket = self._matching_bracket_location
+        return (row, section, self.document[row], self._layers_of(row), self.size, scroll_x,
+                tuple(selection) if in_selection or on_cursor else None,
+                (self._draw_cursor, self.has_focus, self.suggestion) if on_cursor else None,
+                bracket if bracket is not None and (bracket[0] == row or on_cursor) else None,
+                self.theme, self.soft_wrap, self.indent_width, self.show_line_numbers, self.line_number_start,
+                self.gutter_width, self.read_only, self.show_cursor, self.highlight_cursor_line,
+                self.match_cursor_bracket)
+
+    def _layers_of(self, row: int) -> tuple:
+        """The row's highlight and Markdown spans relative to its start, and whether focus mode dims it."""
+        layers = self._row_layers.get(row)
+        if layers is None:
+            start = int(self.line_starts[row]) if row < len(self.line_starts) else 0
+            end = start + len(self.document[row])
+            highlights = tuple((a - start, b - start, slot, level)
+                               for a, b, slot, level in self.overlay.between(start, end + 1)) \
+                if self._span_styles else ()
+            markdown = tuple((a, b, id(style)) for a, b, style in self._markdown_line(row))
+            focus = self.focus_paragraph
+            dimmed = focus is not None and not (focus[0] <= start <= focus[1])
+            layers = self._row_layers[row] = (highlights, markdown, dimmed, id(self._span_styles))
+        return layers
+
     def _markdown_line(self, index: int) -> list[tuple[int, int, Style]]:
         if self._markdown_fn is None:
             return []
@@ -160,6 +277,17 @@ class DocumentView(TextArea):
         return self._markdown_by_line.get(index, [])
 
     def get_line(self, line_index: int) -> Text:
+        # TextArea calls get_line (the whole row) once per screen line of a wrapped paragraph: style the
+        # row once and hand out copies.
+        key = (line_index, self.document[line_index] if line_index < self.document.line_count else "",
+               self._layers_version)
+        if self._styled is not None and self._styled[0] == key:
+            return self._styled[1].copy()
+        line = self._styled_line(line_index)
+        self._styled = (key, line.copy())
+        return line
+
+    def _styled_line(self, line_index: int) -> Text:
         line = super().get_line(line_index)
         if not line.plain:
             return line

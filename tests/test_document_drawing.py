@@ -1,0 +1,97 @@
+"""DocumentView repaints only the screen lines an edit or a cursor move changed, from a cache keyed by what
+each line shows. Whatever the writer does, the screen drawn that way must equal the screen drawn from scratch."""
+
+from __future__ import annotations
+
+import pytest
+from textual.geometry import Region
+
+from morph.config import Settings
+from morph.editor.app import MorphApp
+from morph.editor.document import DocumentView
+from morph.features.engine import Engine
+from tests.pilot import wait_for
+
+PARAGRAPH = ("The river ran past the old mill, and the miller's daughter watched the water turn the wheel "
+             "while the lamps were lit along the harbour and the sailors sang of home. ")
+TEXT = "# A title\n\n" + "\n\n".join(PARAGRAPH * (1 + i % 3) for i in range(12)) + "\n"
+
+
+def shown(view: DocumentView) -> list[str]:
+    """The view's lines as the compositor gets them now: cached strips where nothing marked them dirty."""
+    width, height = view.size
+    strips = view.render_lines(Region(0, 0, width + 2, height))
+    return ["".join(f"{segment.text}|{segment.style}" for segment in strip) for strip in strips]
+
+
+def from_scratch(view: DocumentView) -> list[str]:
+    view._styles_cache.clear()
+    view._line_cache.clear()
+    view._lines.clear()
+    view._layers_changed()
+    return shown(view)
+
+
+def analysed(app: MorphApp) -> bool:
+    return (app.analysis is not None and app.analysis.generation == app.generation
+            and app.analysis.stats.complete and app.status.state.state == "idle")
+
+
+@pytest.fixture
+def app(tiny_lens, dirs) -> MorphApp:
+    return MorphApp(None, TEXT, Settings(debounce_ms=30), lambda: Engine(tiny_lens))
+
+
+async def test_incremental_drawing_equals_drawing_from_scratch(app):
+    async with app.run_test(size=(70, 24)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        assert len(view.overlay) > 0
+        view.move_cursor((2, 40))
+        await pilot.pause()
+        steps = [
+            ("type in a wrapped paragraph", ["w", "o", "r", "d", "s", "space"]),
+            ("type until the paragraph wraps once more", ["x"] * 40),
+            ("delete back", ["backspace"] * 12),
+            ("split the paragraph", ["enter"]),
+            ("join it again", ["backspace"]),
+            ("move across rows", ["down", "down", "up", "end", "home"]),
+            ("select across rows", ["shift+down", "shift+down", "shift+right"]),
+            ("shrink the selection", ["shift+up"]),
+            ("collapse it", ["left"]),
+            ("type over a selection", ["shift+right", "shift+right", "z"]),
+            ("undo and redo", ["ctrl+z", "ctrl+y"]),
+        ]
+        for what, keys in steps:
+            await pilot.press(*keys)
+            await pilot.pause()
+            assert shown(view) == from_scratch(view), what
+        # highlights for the new text arrive and replace the shifted ones
+        await wait_for(pilot, lambda: analysed(app))
+        await pilot.pause()
+        assert shown(view) == from_scratch(view), "new highlights"
+
+
+async def test_a_keystroke_repaints_only_the_edited_paragraph(tiny_lens, dirs):
+    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no analysis meanwhile
+    async with app.run_test(size=(70, 24)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        app.start_analysis()
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        view.move_cursor((2, 10))
+        await pilot.pause()
+        drawn: list[int] = []
+        original = view._render_line
+
+        def counting(y: int):
+            drawn.append(y)
+            return original(y)
+
+        view._render_line = counting
+        await pilot.press("a")
+        await pilot.pause()
+        sections = len(view.wrapped_document._line_index_to_offsets[2])
+        assert 0 < len(drawn) <= sections  # the edited paragraph's screen lines, nothing else
