@@ -196,3 +196,21 @@ async def test_paused_analysis_keeps_highlights_off_when_scrolling(make_app):
         await pilot.pause(0.1)
         app._refresh_highlights()
         assert len(view.overlay) == 0
+
+
+async def test_long_feature_labels_stay_on_one_line_in_the_panel(make_app):
+    from morph.editor.panel import PanelRow
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        token_list = app.query_one("#token-features", FeatureList)
+        rows = [PanelRow(7, "a very long label that goes on and on " * 3, 1.5, "#ff0000"),
+                PanelRow(8, "short", 0.5, None)]
+        app.panel.show_token("x", rows)
+        await pilot.pause()
+        assert token_list.option_count == 2
+        assert token_list.virtual_size.height == 2  # one screen line per feature
+        prompt = str(token_list.get_option_at_index(0).prompt)
+        assert prompt.endswith("…") and "#7" in prompt
+        assert str(token_list.get_option_at_index(1).prompt).endswith("short")

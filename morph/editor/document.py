@@ -80,11 +80,20 @@ class DocumentView(TextArea):
         self.repaint()
 
     def set_overlay(self, overlay: Overlay) -> None:
-        # No cache to clear: the line cache is keyed by each line's spans, so only lines whose
-        # highlights changed are drawn again.
+        # New highlights mostly differ from the old ones in the edited paragraph: repaint only the rows
+        # on screen whose spans changed (the line cache is keyed by them, so nothing needs clearing).
+        rows = self._rows_in_view()
+        before = [self._layers_of(row) for row in rows]
         self.overlay = overlay
         self._layers_changed()
-        self.refresh()
+        for row, old in zip(rows, before):
+            if self._layers_of(row) != old:
+                self._refresh_rows(row, row)
+
+    def _rows_in_view(self) -> list[int]:
+        info = self.wrapped_document._offset_to_line_info
+        top = self.scroll_offset.y
+        return sorted({row for row, _ in info[top:top + self.size.height]})
 
     def repaint(self) -> None:
         """Draw every line again (palette, Markdown styles or focus changed)."""

@@ -31,17 +31,35 @@ class FeatureList(OptionList):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.rows: list[PanelRow] = []
+        self._shown: tuple | None = None  # (rows or the empty message, width) on screen now
 
     def show(self, rows: list[PanelRow], empty: str) -> None:
+        # Called on every cursor move and every analysis result: rebuild (and relayout) only on a change.
+        width = self._text_width()
+        shown = (rows if rows else empty, width)
+        if shown == self._shown:
+            return
+        self._shown = shown
         self.rows = rows
         highlighted = self.highlighted
         self.clear_options()
         if not rows:
             self.add_option(Option(Text(empty, style="dim italic"), disabled=True))
             return
-        self.add_options([Option(_row_text(row), id=str(row.feature)) for row in rows])
+        self.add_options([Option(_row_text(row, width), id=str(row.feature)) for row in rows])
         if highlighted is not None and highlighted < len(rows):
             self.highlighted = highlighted
+
+    def _text_width(self) -> int:
+        """Cells a row may take: OptionList wraps longer prompts onto a second line."""
+        width = self.scrollable_content_region.width
+        return width if width > 0 else DEFAULT_ROW_WIDTH
+
+    def on_resize(self) -> None:
+        if self._shown is not None and self._shown[1] != self._text_width():
+            rows, empty = self.rows, self._shown[0] if not self.rows else ""
+            self._shown = None
+            self.show(rows, empty)
 
     def _current(self) -> int | None:
         if self.highlighted is None or self.highlighted >= len(self.rows):
@@ -59,12 +77,18 @@ class FeatureList(OptionList):
             self.post_message(FeatureChosen(int(event.option.id)))
 
 
-def _row_text(row: PanelRow) -> Text:
+DEFAULT_ROW_WIDTH = 40  # the panel's rows before the first layout
+
+
+def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("██ " if row.colour else "   ", style=row.colour or "")
     text.append(f"{row.activation:6.2f} ", style="bold")
     text.append(f"#{row.feature:<5} ", style="dim")
     text.append(row.label)
+    if text.cell_len > width:
+        text.truncate(max(1, width - 1))
+        text.append("…")
     return text
 
 
@@ -88,20 +112,24 @@ class FeaturePanel(VerticalScroll):
         yield FeatureList(id="selection-features")
 
     def show_token(self, token_text: str | None, rows: list[PanelRow]) -> None:
-        self.query_one("#token-title", Label).update(
-            f"Token {token_text!r}" if token_text is not None else "Token")
+        self._title("#token-title", f"Token {token_text!r}" if token_text is not None else "Token")
         self.query_one("#token-features", FeatureList).show(rows, "no token under the cursor")
 
     def show_paragraph(self, title: str, rows: list[PanelRow]) -> None:
-        self.query_one("#paragraph-title", Label).update(title)
+        self._title("#paragraph-title", title)
         self.query_one("#paragraph-features", FeatureList).show(rows, "no paragraph here")
 
     def show_selection(self, title: str, rows: list[PanelRow]) -> None:
-        self.query_one("#selection-title", Label).update(title)
+        self._title("#selection-title", title)
         self.query_one("#selection-features", FeatureList).show(rows, "select text to see its features")
 
     def show_pinned(self, text: str) -> None:
-        self.query_one("#pinned", Label).update(text)
+        self._title("#pinned", text)
+
+    def _title(self, selector: str, text: str) -> None:
+        label = self.query_one(selector, Label)
+        if str(label.content) != text:  # an update re-lays out the screen: skip it when nothing changed
+            label.update(text)
 
     def show_message(self, text: str) -> None:
         """No analysis (yet): say why, in every section."""
