@@ -141,9 +141,6 @@ def environment() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_threads_editor": editor_threads(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    from benchmarks import experiments
-
-    info["experiments"] = experiments.active()  # emulated fixes; all False for the product's own figures
     try:
         info["loadavg_start"] = os.getloadavg()
     except OSError:
@@ -173,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"benchmarks: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     import torch
 
-    from benchmarks import experiments
-
-    experiments.install()
     torch.set_num_threads(editor_threads())  # the editor's analysis threads; both sides of each ratio share it
     started = time.perf_counter()
     env = environment()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 
 from benchmarks.common import Context, Figure, median, percentile, pooled, ratio_figure
@@ -33,14 +32,6 @@ TYPED = ("and then, without a word to anyone, she folded the letter twice and se
          "where the light was best; ")
 SIZE = (120, 40)
 TIMEOUT = 120
-
-
-def _gc_freeze() -> None:
-    """MORPH_BENCH_GC_FREEZE=1 emulates a proposed fix: gc.freeze() once the model is loaded, so the
-    cyclic collector's full passes stop scanning the ~0.5 M long-lived objects of torch/transformers."""
-    if os.environ.get("MORPH_BENCH_GC_FREEZE") == "1":
-        gc.collect()
-        gc.freeze()
 
 
 class GcWatch:
@@ -111,7 +102,6 @@ async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s
     keys: dict[str, list] = {"on": [], "off": []}
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: settled(app), timeout=TIMEOUT)
-        _gc_freeze()
         _middle(app.view)
         await pilot.pause(0.05)
         pos = await _type(pilot, app, TYPED, 0, warmup, pace_s, word_pause_s, [])  # warm caches; not counted
@@ -185,8 +175,7 @@ def run(ctx: Context) -> list[Figure]:
     common = dict(document_words=words, document_tokens=ctx.count_tokens(text), pace_ms=pace_s * 1000,
                   word_pause_ms=round(word_pause_s * 1000), debounce_ms=round(debounce_s * 1000),
                   analyses_completed=result["analyses"], ui_ms_per_call=result["ui_ms"], screen=list(SIZE),
-                  gc_full_collections=result["gc"],
-                  gc_freeze=os.environ.get("MORPH_BENCH_GC_FREEZE") == "1")
+                  gc_full_collections=result["gc"])
     figures = []
     for condition, values in (("off", off), ("on", on)):
         for q in (50, 95, 99):

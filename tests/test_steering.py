@@ -372,3 +372,14 @@ def test_default_model_suppress_takes_out_the_features_share(default_steerer):
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.equal(out[~fired], x[~fired])
     assert torch.all((out[fired] - x[fired]).norm(dim=-1) > 0)
+
+
+def test_a_long_text_before_and_a_cap_below_the_selection_stay_inside_the_context(steerer, tiny_lens):
+    """The prefix is cut so that the original (longer than the cap here) and every candidate fit."""
+    before = "The lamps were lit along the harbour and the sailors sang. " * 200  # far beyond 512 positions
+    text = before + SPAN + "\n"
+    start = len(before)
+    request = dataclasses.replace(SteerRequest.single(3, n=2, seed=0), max_tokens=3)
+    result = steerer.run(text, start, start + len(SPAN), request)
+    assert len(result.candidates) == 2
+    assert result.original.n_tokens > 3

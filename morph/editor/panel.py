@@ -103,35 +103,43 @@ class FeaturePanel(VerticalScroll):
     """
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="pinned")
-        yield Label("Token", classes="section", id="token-title")
-        yield FeatureList(id="token-features")
-        yield Label("Paragraph", classes="section", id="paragraph-title")
-        yield FeatureList(id="paragraph-features")
-        yield Label("Selection", classes="section", id="selection-title")
-        yield FeatureList(id="selection-features")
+        # Kept by reference, not queried: a result that arrives while the app is closing (children already
+        # removed) must not raise.
+        self._parts: dict[str, Label | FeatureList] = {
+            "pinned": Label("", id="pinned"),
+            "token-title": Label("Token", classes="section", id="token-title"),
+            "token-features": FeatureList(id="token-features"),
+            "paragraph-title": Label("Paragraph", classes="section", id="paragraph-title"),
+            "paragraph-features": FeatureList(id="paragraph-features"),
+            "selection-title": Label("Selection", classes="section", id="selection-title"),
+            "selection-features": FeatureList(id="selection-features"),
+        }
+        yield from self._parts.values()
+
+    def _list(self, name: str) -> FeatureList:
+        return self._parts[f"{name}-features"]  # type: ignore[return-value]
 
     def show_token(self, token_text: str | None, rows: list[PanelRow]) -> None:
-        self._title("#token-title", f"Token {token_text!r}" if token_text is not None else "Token")
-        self.query_one("#token-features", FeatureList).show(rows, "no token under the cursor")
+        self._title("token-title", f"Token {token_text!r}" if token_text is not None else "Token")
+        self._list("token").show(rows, "no token under the cursor")
 
     def show_paragraph(self, title: str, rows: list[PanelRow]) -> None:
-        self._title("#paragraph-title", title)
-        self.query_one("#paragraph-features", FeatureList).show(rows, "no paragraph here")
+        self._title("paragraph-title", title)
+        self._list("paragraph").show(rows, "no paragraph here")
 
     def show_selection(self, title: str, rows: list[PanelRow]) -> None:
-        self._title("#selection-title", title)
-        self.query_one("#selection-features", FeatureList).show(rows, "select text to see its features")
+        self._title("selection-title", title)
+        self._list("selection").show(rows, "select text to see its features")
 
     def show_pinned(self, text: str) -> None:
-        self._title("#pinned", text)
+        self._title("pinned", text)
 
-    def _title(self, selector: str, text: str) -> None:
-        label = self.query_one(selector, Label)
+    def _title(self, name: str, text: str) -> None:
+        label = self._parts[name]
         if str(label.content) != text:  # an update re-lays out the screen: skip it when nothing changed
             label.update(text)
 
     def show_message(self, text: str) -> None:
         """No analysis (yet): say why, in every section."""
         for name in ("token", "paragraph", "selection"):
-            self.query_one(f"#{name}-features", FeatureList).show([], text)
+            self._list(name).show([], text)

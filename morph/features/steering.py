@@ -374,7 +374,9 @@ class Steerer:
         else:
             cap = max(2 * length, length + 6)
         bos = [lens.bos_token_id] if lens.bos_token_id is not None and (lens.prepend_bos or not base) else []
-        room = lens.context_size - cap - 2 - len(bos)
+        # After the prefix come the generated tokens, and the original and each candidate re-read for
+        # scoring (re-tokenised text can come out a little longer than what was generated).
+        room = lens.context_size - max(cap, length) - READ_SLACK - len(bos)
         if room < max(8, length):
             raise InputError(f"the selection is too long to rewrite ({length} tokens for a "
                              f"{lens.context_size}-token model)")
@@ -582,6 +584,7 @@ class Steerer:
         import torch
 
         ids = token_ids(self.lens, plan.moved + core)
+        ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix))]  # never past the last position
         if not ids:
             return torch.zeros(self.lens.d_sae), -20.0, 0
         record: list = []
@@ -720,6 +723,7 @@ class Steerer:
         )
 
 
+READ_SLACK = 8  # positions kept free beyond the longer of the cap and the original (see _plan)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 
