@@ -62,6 +62,8 @@ async def test_incremental_drawing_equals_drawing_from_scratch(app):
             ("collapse it", ["left"]),
             ("type over a selection", ["shift+right", "shift+right", "z"]),
             ("undo and redo", ["ctrl+z", "ctrl+y"]),
+            ("open a code fence: every row below changes style", ["end", "enter", "enter", "`", "`", "`"]),
+            ("close it again", ["backspace"]),
         ]
         for what, keys in steps:
             await pilot.press(*keys)
@@ -95,3 +97,17 @@ async def test_a_keystroke_repaints_only_the_edited_paragraph(tiny_lens, dirs):
         await pilot.pause()
         sections = len(view.wrapped_document._line_index_to_offsets[2])
         assert 0 < len(drawn) <= sections  # the edited paragraph's screen lines, nothing else
+
+
+async def test_opening_a_code_fence_redraws_the_rows_below(tiny_lens, dirs):
+    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no highlights arrive
+    async with app.run_test(size=(70, 24)) as pilot:
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        view.move_cursor((1, 0))  # the empty line under the title
+        await pilot.pause()
+        below = view._layers_of(4)
+        await pilot.press("`", "`", "`")
+        await pilot.pause()
+        assert view._layers_of(4) != below  # the rows below are code now
+        assert shown(view) == from_scratch(view)

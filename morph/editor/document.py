@@ -27,6 +27,9 @@ from textual.widgets.text_area import Selection
 from morph.editor.overlay import LEVELS, Overlay
 
 MarkdownSpans = Callable[[str], list]
+# Screen lines kept: a few screenfuls. Each strip is ~30 objects the garbage collector walks on every full
+# pass, so a bigger cache makes the rare full pass cost a keystroke more (4,096 lines: ~120 ms).
+LINE_CACHE = 512
 
 
 class DocumentView(TextArea):
@@ -54,7 +57,7 @@ class DocumentView(TextArea):
         self._line_starts: np.ndarray | None = None
         self.focus_paragraph: tuple[int, int] | None = None  # focus mode: dim all but this span
         self._dim_style = Style(dim=True)
-        self._lines: LRUCache[tuple, Strip] = LRUCache(4096)  # screen lines by what they show
+        self._lines: LRUCache[tuple, Strip] = LRUCache(LINE_CACHE)  # screen lines by what they show
         self._layers_version = 0  # bumped whenever the styling of any line may have changed
         self._row_layers: dict[int, tuple] = {}  # row -> its spans, for the current layers version
         self._styled: tuple[tuple, Text] | None = None  # the last row styled by get_line
@@ -162,6 +165,7 @@ class DocumentView(TextArea):
         start, old_end = self.offset_of(top), self.offset_of(bottom)
         height = self.wrapped_document.height
         rows = self.document.line_count
+        before = {row: self._layers_of(row) for row in self._rows_in_view()} if self.is_mounted else {}
         result = super().edit(edit)
         self._line_starts = None
         self._markdown_by_line = None
@@ -171,6 +175,10 @@ class DocumentView(TextArea):
             self._refresh_rows(edit.top[0], None)  # lines below moved: repaint down to the bottom
         else:
             self._refresh_rows(edit.top[0], result.end_location[0])
+            # Markdown state carries across lines: typing ``` restyles every row below it
+            for row, layers in before.items():
+                if self._layers_of(row) != layers:
+                    self._refresh_rows(row, row)
         return result
 
     # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
@@ -230,22 +238,34 @@ class DocumentView(TextArea):
         return strip
 
     def _line_key(self, y: int) -> tuple | None:
-        """Everything that decides how screen line y looks; None where TextArea draws it itself."""
-        if not self.text and self.placeholder:
+        """Everything that decides how screen line y looks; None where TextArea draws it itself.
+
+        A wrapped paragraph is one row drawn as several screen lines (sections); the key holds only this
+        section's text and spans, so typing at the end of a paragraph redraws its last line alone."""
+        if self.placeholder and not self.text:
             return None
         scroll_x, scroll_y = self.scroll_offset
+        wrapped = self.wrapped_document
         try:
-            row, section = self.wrapped_document._offset_to_line_info[y + scroll_y]
+            row, section = wrapped._offset_to_line_info[y + scroll_y]
+            cuts = wrapped._wrap_offsets[row]
         except IndexError:
             return None
+        text = self.document[row]
+        a = cuts[section - 1] if section > 0 else 0
+        b = cuts[section] if section < len(cuts) else len(text)
+        highlights, markdown, dimmed, palette = self._layers_of(row)
         selection = self.selection
         top, bottom = sorted(selection)
         in_selection = selection.start != selection.end and top[0] <= row <= bottom[0]
         on_cursor = selection.end[0] == row
+        column = selection.end[1]
         bracket = self._matching_bracket_location
-        return (row, section, self.document[row], self._layers_of(row), self.size, scroll_x,
-                tuple(selection) if in_selection or on_cursor else None,
-                (self._draw_cursor, self.has_focus, self.suggestion) if on_cursor else None,
+        return (row, section, a, text[a:b], _clip(highlights, a, b), _clip(markdown, a, b), dimmed, palette,
+                self.size, scroll_x, on_cursor,
+                tuple(selection) if in_selection else None,
+                (column, self._draw_cursor, self.has_focus, self.suggestion)
+                if on_cursor and (a <= column <= b or self.suggestion) else None,
                 bracket if bracket is not None and (bracket[0] == row or on_cursor) else None,
                 self.theme, self.soft_wrap, self.indent_width, self.show_line_numbers, self.line_number_start,
                 self.gutter_width, self.read_only, self.show_cursor, self.highlight_cursor_line,
@@ -311,6 +331,11 @@ class DocumentView(TextArea):
             if not (lo <= start <= hi):
                 line.stylize(self._dim_style)
         return line
+
+
+def _clip(spans: tuple, a: int, b: int) -> tuple:
+    """Spans (start, end, ...) of a row that overlap [a, b], relative to a."""
+    return tuple((max(x, a) - a, min(y, b) - a, *rest) for x, y, *rest in spans if x <= b and y >= a)
 
 
 def _light(rgb) -> bool:
