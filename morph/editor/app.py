@@ -43,14 +43,13 @@ from morph.editor.document import DocumentView
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineReady,
                                    FeatureChosen)
 from morph.editor.overlay import ColorBook, Overlay, build_overlay
-from morph.editor.panel import FeatureList, FeaturePanel, PanelRow
+from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
 from morph.editor.steer_screen import EDITED, SteerPane
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
-PANEL_ROWS = 8
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
@@ -446,7 +445,7 @@ class MorphApp(App):
         else:
             summary = analysis.summary(index, PANEL_ROWS)
             variance = "—" if summary.explained_variance is None else f"{summary.explained_variance:.2f}"
-            self.panel.show_paragraph(f"Paragraph ¶{index + 1} · {summary.n_tokens} tokens · variance explained {variance}",
+            self.panel.show_paragraph(f"¶{index + 1} · {summary.n_tokens} tokens · variance explained {variance}",
                                       self._rows([(f.id, f.max) for f in summary.features[:PANEL_ROWS]]))
         sel_start, sel_end = view.selection_offsets
         if sel_end > sel_start:

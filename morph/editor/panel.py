@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.containers import VerticalScroll
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
@@ -23,6 +25,11 @@ class PanelRow:
 
 
 class FeatureList(OptionList):
+    # OptionList asks for a layout pass of the whole screen (~30 ms) whenever its content changes. In the
+    # panel a list has a fixed height of PANEL_ROWS lines, one per feature (labels truncated to the
+    # width), so new contents never change the layout.
+    virtual_size = Reactive(Size(0, 0), layout=False)
+
     BINDINGS = [
         Binding("d", "detail", "Feature details", show=True),
         Binding("i", "detail", "Feature details", show=False),
@@ -34,7 +41,7 @@ class FeatureList(OptionList):
         self._shown: tuple | None = None  # (rows or the empty message, width) on screen now
 
     def show(self, rows: list[PanelRow], empty: str) -> None:
-        # Called on every cursor move and every analysis result: rebuild (and relayout) only on a change.
+        # Called on every cursor move and every analysis result: rebuild only on a change.
         width = self._text_width()
         shown = (rows if rows else empty, width)
         if shown == self._shown:
@@ -45,10 +52,10 @@ class FeatureList(OptionList):
         self.clear_options()
         if not rows:
             self.add_option(Option(Text(empty, style="dim italic"), disabled=True))
-            return
-        self.add_options([Option(_row_text(row, width), id=str(row.feature)) for row in rows])
-        if highlighted is not None and highlighted < len(rows):
-            self.highlighted = highlighted
+        else:
+            self.add_options([Option(_row_text(row, width), id=str(row.feature)) for row in rows])
+            if highlighted is not None and highlighted < len(rows):
+                self.highlighted = highlighted
 
     def _text_width(self) -> int:
         """Cells a row may take: OptionList wraps longer prompts onto a second line."""
@@ -57,9 +64,9 @@ class FeatureList(OptionList):
 
     def on_resize(self) -> None:
         if self._shown is not None and self._shown[1] != self._text_width():
-            rows, empty = self.rows, self._shown[0] if not self.rows else ""
+            content = self._shown[0]
             self._shown = None
-            self.show(rows, empty)
+            self.show(self.rows, content if isinstance(content, str) else "")
 
     def _current(self) -> int | None:
         if self.highlighted is None or self.highlighted >= len(self.rows):
@@ -78,6 +85,7 @@ class FeatureList(OptionList):
 
 
 DEFAULT_ROW_WIDTH = 40  # the panel's rows before the first layout
+PANEL_ROWS = 8  # features listed per section
 
 
 def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
@@ -93,14 +101,18 @@ def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
 
 
 class FeaturePanel(VerticalScroll):
+    # Fixed heights (a list is PANEL_ROWS lines, a title one line): new results change no size, so they
+    # repaint the panel without a layout pass over the whole screen (~30 ms: the p99 of keystrokes typed
+    # while an analysis result was drawn).
     DEFAULT_CSS = """
     FeaturePanel { width: 44; border-left: vkey $panel; padding: 0 1; background: $surface; }
     FeaturePanel.-hidden { display: none; }
-    FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; }
+    FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; height: 1;
+                            text-wrap: nowrap; text-overflow: ellipsis; }
     FeaturePanel #pinned { color: $accent; margin-top: 1; }
-    FeaturePanel FeatureList { height: auto; max-height: 12; border: none; background: $surface; padding: 0; }
+    FeaturePanel FeatureList { height: %d; border: none; background: $surface; padding: 0; }
     FeaturePanel FeatureList:focus { border: none; background: $boost; }
-    """
+    """ % PANEL_ROWS
 
     def compose(self) -> ComposeResult:
         # Kept by reference, not queried: a result that arrives while the app is closing (children already
@@ -136,8 +148,8 @@ class FeaturePanel(VerticalScroll):
 
     def _title(self, name: str, text: str) -> None:
         label = self._parts[name]
-        if str(label.content) != text:  # an update re-lays out the screen: skip it when nothing changed
-            label.update(text)
+        if str(label.content) != text:
+            label.update(text, layout=name == "pinned")  # the section titles are one line, always
 
     def show_message(self, text: str) -> None:
         """No analysis (yet): say why, in every section."""

@@ -35,8 +35,13 @@ class StatusBar(Static):
         self.state = StatusState()
 
     def update_state(self, **changes) -> None:
-        self.state = replace(self.state, **changes)
-        self.update(self.render_state())
+        state = replace(self.state, **changes)
+        if state == self.state and self.is_mounted:
+            return
+        self.state = state
+        # One docked line whose size never changes: no layout pass (it re-arranged the whole screen on
+        # every keystroke and every analysis progress message).
+        self.update(self.render_state(), layout=False)
 
     def render_state(self) -> Text:
         s = self.state
