@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+import morph.editor  # noqa: F401 - before Textual loads: it sets Textual's frame rate, as in the editor
 from benchmarks import BENCHMARKS
 from benchmarks.common import Context, Figure, editor_threads
 
@@ -147,8 +148,10 @@ def environment() -> dict:
         pass
     try:
         import textual
+        import textual.constants
 
         info["textual"] = textual.__version__
+        info["textual_fps"] = textual.constants.MAX_FPS
     except Exception:  # noqa: BLE001
         pass
     return info

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import morph.editor  # noqa: F401 - before Textual: it sets Textual's frame rate as the editor runs with
 from textual import events
 from textual.app import App
 from textual._compositor import CompositorUpdate

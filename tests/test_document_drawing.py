@@ -111,3 +111,17 @@ async def test_opening_a_code_fence_redraws_the_rows_below(tiny_lens, dirs):
         await pilot.pause()
         assert view._layers_of(4) != below  # the rows below are code now
         assert shown(view) == from_scratch(view)
+
+
+def test_the_editor_sets_textuals_frame_rate_unless_the_user_did():
+    import os
+    import subprocess
+    import sys
+
+    code = "import morph.editor.app, textual.constants as c; print(c.MAX_FPS)"
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "120"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "TEXTUAL_FPS": "30"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "30"
