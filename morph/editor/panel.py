@@ -94,9 +94,7 @@ def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
     text.append(f"{row.activation:6.2f} ", style="bold")
     text.append(f"#{row.feature:<5} ", style="dim")
     text.append(row.label)
-    if text.cell_len > width:
-        text.truncate(max(1, width - 1))
-        text.append("…")
+    text.truncate(max(1, width), overflow="ellipsis")
     return text
 
 
@@ -107,9 +105,9 @@ class FeaturePanel(VerticalScroll):
     DEFAULT_CSS = """
     FeaturePanel { width: 44; border-left: vkey $panel; padding: 0 1; background: $surface; }
     FeaturePanel.-hidden { display: none; }
-    FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; height: 1;
+    FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; height: 1; width: 1fr;
                             text-wrap: nowrap; text-overflow: ellipsis; }
-    FeaturePanel #pinned { color: $accent; margin-top: 1; }
+    FeaturePanel #pinned { color: $accent; margin-top: 1; width: 1fr; }
     FeaturePanel FeatureList { height: %d; border: none; background: $surface; padding: 0; }
     FeaturePanel FeatureList:focus { border: none; background: $boost; }
     """ % PANEL_ROWS
