@@ -85,18 +85,21 @@ class DocumentView(TextArea):
     def set_overlay(self, overlay: Overlay) -> None:
         # New highlights mostly differ from the old ones in the edited paragraph: repaint only the rows
         # on screen whose spans changed (the line cache is keyed by them, so nothing needs clearing).
-        rows = self._rows_in_view()
-        before = [self._layers_of(row) for row in rows]
+        before = self._layers_in_view()
         self.overlay = overlay
         self._layers_changed()
-        for row, old in zip(rows, before):
-            if self._layers_of(row) != old:
-                self._refresh_rows(row, row)
+        self._refresh_changed_rows(before)
 
-    def _rows_in_view(self) -> list[int]:
+    def _layers_in_view(self) -> dict[int, tuple]:
+        """The spans of every row on screen (see _layers_of), to compare after a change."""
         info = self.wrapped_document._offset_to_line_info
         top = self.scroll_offset.y
-        return sorted({row for row, _ in info[top:top + self.size.height]})
+        return {row: self._layers_of(row) for row in sorted({row for row, _ in info[top:top + self.size.height]})}
+
+    def _refresh_changed_rows(self, before: dict[int, tuple]) -> None:
+        for row, layers in before.items():
+            if self._layers_of(row) != layers:
+                self._refresh_rows(row, row)
 
     def repaint(self) -> None:
         """Draw every line again (palette, Markdown styles or focus changed)."""
@@ -165,7 +168,7 @@ class DocumentView(TextArea):
         start, old_end = self.offset_of(top), self.offset_of(bottom)
         height = self.wrapped_document.height
         rows = self.document.line_count
-        before = {row: self._layers_of(row) for row in self._rows_in_view()} if self.is_mounted else {}
+        before = self._layers_in_view() if self.is_mounted else {}
         result = super().edit(edit)
         self._line_starts = None
         self._markdown_by_line = None
@@ -176,9 +179,7 @@ class DocumentView(TextArea):
         else:
             self._refresh_rows(edit.top[0], result.end_location[0])
             # Markdown state carries across lines: typing ``` restyles every row below it
-            for row, layers in before.items():
-                if self._layers_of(row) != layers:
-                    self._refresh_rows(row, row)
+            self._refresh_changed_rows(before)
         return result
 
     # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
