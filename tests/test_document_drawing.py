@@ -125,3 +125,18 @@ def test_the_editor_sets_textuals_frame_rate_unless_the_user_did():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "TEXTUAL_FPS": "30"}, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "30"
+
+
+async def test_the_line_being_written_shows_its_highlights(app):
+    async with app.run_test(size=(70, 24)) as pilot:
+        view = app.query_one(DocumentView)
+        view.move_cursor((2, len(view.document[2])))
+        await pilot.press("space", "w", "o", "r", "d", "s")
+        await wait_for(pilot, lambda: analysed(app))
+        await pilot.pause()
+        row = view.cursor_location[0]
+        start = view.offset_of((row, 0))
+        assert view.overlay.between(start, start + len(view.document[row]))
+        y = view.wrapped_document._line_index_to_offsets[row][0] - view.scroll_offset.y
+        backgrounds = {segment.style.bgcolor for segment in view.render_line(y) if segment.style}
+        assert len(backgrounds) > 2  # the highlight colours, not one current-line shade over them all

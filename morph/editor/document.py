@@ -48,6 +48,9 @@ class DocumentView(TextArea):
     selection = reactive(Selection(), init=False, always_update=True, repaint=False)
 
     def __init__(self, text: str = "", **kwargs) -> None:
+        # No current-line shading: TextArea paints it over the whole row after get_line, so it hid the
+        # feature highlights on the very line being written.
+        kwargs.setdefault("highlight_cursor_line", False)
         super().__init__(text, soft_wrap=True, tab_behavior="indent", **kwargs)
         self.overlay = Overlay.empty()
         self._span_styles: list[list[Style]] = []
