@@ -28,7 +28,7 @@ def from_scratch(view: DocumentView) -> list[str]:
     view._styles_cache.clear()
     view._line_cache.clear()
     view._lines.clear()
-    view._layers_changed()
+    view._highlights_changed()
     return shown(view)
 
 
@@ -140,3 +140,78 @@ async def test_the_line_being_written_shows_its_highlights(app):
         y = view.wrapped_document._line_index_to_offsets[row][0] - view.scroll_offset.y
         backgrounds = {segment.style.bgcolor for segment in view.render_line(y) if segment.style}
         assert len(backgrounds) > 2  # the highlight colours, not one current-line shade over them all
+
+
+async def test_each_screen_line_of_a_paragraph_is_styled_as_the_whole_row_would_be(app):
+    # get_line styles only the section being drawn; what reaches the screen must equal TextArea's way of
+    # styling the whole row and cutting it into sections.
+    async with app.run_test(size=(70, 24)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        view.move_cursor((2, 30))
+        view.select_line(4)  # a selection across a wrapped paragraph too
+        await pilot.pause()
+        row_lines = [y for y, (row, _) in enumerate(view.wrapped_document._offset_to_line_info[:view.size.height])
+                     if row in (2, 4)]
+        assert len(row_lines) > 4 and len(view.overlay) > 0
+        for y in row_lines:
+            view._section, view._styled = None, None
+            whole_row = list(view._render_line(y))  # the whole row styled, then cut
+            view._lines.clear()
+            assert list(view.render_line(y)) == whole_row, y
+
+
+async def test_a_paragraph_growing_a_line_lays_out_nothing(app):
+    # TextArea's virtual_size change lays out the whole screen; the view updates its scrollbar instead.
+    async with app.run_test(size=(70, 24)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        view.move_cursor((2, len(view.document[2])))
+        await pilot.pause()
+        layouts: list[object] = []
+        screen = app.screen
+        original = screen._refresh_layout
+
+        def counting(*args, **kwargs):
+            layouts.append(args)
+            return original(*args, **kwargs)
+
+        screen._refresh_layout = counting
+        height = view.wrapped_document.height
+        while view.wrapped_document.height == height:
+            await pilot.press("x")
+        await pilot.pause()
+        assert layouts == []
+        assert view.virtual_size.height == view.wrapped_document.height == height + 1
+        assert view.vertical_scrollbar.window_virtual_size == height + 1
+        assert shown(view) == from_scratch(view)
+        screen._refresh_layout = original
+        view.select_all()
+        await pilot.press("backspace")  # the scrollbar goes: that still lays out
+        await pilot.pause()
+        assert view.virtual_size.height == view.wrapped_document.height
+        assert not view.show_vertical_scrollbar
+
+
+def test_frame_timer_wakes_on_the_next_slot():
+    from morph.editor.frames import next_slot
+
+    # slots every 10 ms from 0: woken at 53 ms, the next wake-up is start + (count + 1) * interval = 60 ms
+    assert (next_slot(0.0, 0.053, 0.01) + 1) * 0.01 == pytest.approx(0.06)
+    assert (next_slot(0.0, 0.0599, 0.01) + 1) * 0.01 == pytest.approx(0.06)
+    assert (next_slot(1.0, 1.0001, 0.01) + 1) * 0.01 == pytest.approx(0.01)
+
+
+async def test_the_editor_screen_draws_on_a_frame_timer(app):
+    from morph.editor.frames import FrameTimer, PacedScreen
+
+    async with app.run_test(size=(70, 24)) as pilot:
+        view = app.query_one(DocumentView)
+        assert isinstance(app.screen, PacedScreen)
+        assert isinstance(app.screen._update_timer, FrameTimer)
+        await pilot.press("a", "b")
+        await pilot.pause()
+        assert "ab" in view.text
+        assert shown(view) == from_scratch(view)

@@ -30,7 +30,7 @@ def make_app(tiny_lens, tmp_path, monkeypatch):
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
 
     def make(text: str = TEXT, **settings) -> MorphApp:
-        return MorphApp(None, text, Settings(debounce_ms=30, **settings), lambda: Engine(tiny_lens))
+        return MorphApp(None, text, Settings(**{"debounce_ms": 30, **settings}), lambda: Engine(tiny_lens))
 
     return make
 
@@ -214,3 +214,42 @@ async def test_long_feature_labels_stay_on_one_line_in_the_panel(make_app):
         prompt = str(token_list.get_option_at_index(0).prompt)
         assert prompt.endswith("…") and "#7" in prompt
         assert str(token_list.get_option_at_index(1).prompt).endswith("short")
+
+
+async def test_highlights_planned_in_the_worker_equal_those_planned_on_the_ui(make_app):
+    from morph.editor.overlay import HighlightPlan, Overlay
+
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        from_worker = view.overlay
+        assert len(from_worker) > 0
+        app._refresh_highlights()  # no plan: made here, for the same view
+        for name in ("starts", "ends", "slots", "levels", "features"):
+            assert (getattr(view.overlay, name) == getattr(from_worker, name)).all(), name
+        # a plan made for another view (or another pinned feature) is not used
+        app._refresh_highlights(HighlightPlan((0, 1, None, len(app.palette)), [], Overlay.empty()))
+        assert len(view.overlay) == len(from_worker)
+
+
+async def test_the_panel_keeps_its_result_while_an_edit_waits_for_analysis(make_app):
+    # TextArea posts SelectionChanged before Changed: the panel must not read the old analysis against the
+    # new text in between (the token under the cursor is a different one).
+    app = make_app(debounce_ms=60_000)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        app.start_analysis()
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.move_cursor((0, 9))  # after "The river"
+        await pilot.pause()
+        token_list = app.query_one("#token-features", FeatureList)
+        title = str(app.query_one("#token-title").content)
+        rows = token_list.rows
+        assert title.startswith("Token '") and rows
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.analysis.generation != app.generation
+        assert token_list.rows is rows
+        assert str(app.query_one("#token-title").content) == title

@@ -40,9 +40,10 @@ from morph.editor.dialogs import (
     format_key,
 )
 from morph.editor.document import DocumentView
+from morph.editor.frames import PacedScreen
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineReady,
                                    FeatureChosen)
-from morph.editor.overlay import ColorBook, Overlay, build_overlay
+from morph.editor.overlay import ColorBook, HighlightPlan, Overlay, plan_highlights
 from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
@@ -128,6 +129,7 @@ class MorphApp(App):
         self.palette = list(FALLBACK_PALETTE)
         self.colour_book = ColorBook(len(self.palette))
         self._scales: Any = None
+        self._changes_seen = 0  # DocumentView.changes when the last Changed message was handled
         self._debounce: Any = None
         self._pause_started = 0.0
         self.last_latency_ms: float | None = None
@@ -156,6 +158,9 @@ class MorphApp(App):
         self._markdown_suspended = False
 
     # --- layout ---------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return PacedScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         self._document = DocumentView(self.initial_text, id="document")
         with Horizontal(id="main"):
@@ -307,6 +312,7 @@ class MorphApp(App):
         if event.text_area is not self._document:
             return
         self.generation += 1
+        self._changes_seen = self.view.changes
         if self._ignore_changes:
             self._ignore_changes -= 1  # a file was loaded: not an edit
         else:
@@ -348,17 +354,28 @@ class MorphApp(App):
             note = f"large document: analysing {end - base:,} of {len(text):,} chars around the cursor"
         self._pause_started = time.perf_counter()
         self.status.update_state(state="analysing", detail="", note=note)
-        self._analyse(text[base:end], self.generation, focus - base, base)
+        self._analyse(text[base:end], self.generation, focus - base, base,
+                      (self.view.visible_offsets(), self.pinned, len(self.palette)))
 
     @work(thread=True, group="analysis", exclusive=True, exit_on_error=False, name="analysis")
-    def _analyse(self, text: str, generation: int, focus: int, base: int) -> None:
+    def _analyse(self, text: str, generation: int, focus: int, base: int, view: tuple) -> None:
         from morph.features.analysis import AnalysisCancelled
 
         worker = get_current_worker()
+        engine = self.engine
+        (view_range, pinned, n_colours) = view
+
+        def ready(result: Any, partial: bool) -> AnalysisReady:
+            # The scales and the highlights of the view the analysis started in are passes over the result:
+            # made here, the UI thread only colours them and swaps them in (a keystroke waits for that).
+            scales = engine.feature_scales(result)
+            plan = plan_highlights(result, text, base, view_range, pinned, n_colours, scales)
+            return AnalysisReady(result, partial, base, scales, plan)
+
         try:
-            analysis = self.engine.analyze(
+            analysis = engine.analyze(
                 text, generation, focus, should_stop=lambda: worker.is_cancelled,
-                on_partial=lambda partial_result: self.post_message(AnalysisReady(partial_result, True, base)),
+                on_partial=lambda partial_result: self.post_message(ready(partial_result, True)),
                 on_progress=lambda done, total: self.post_message(AnalysisProgress(generation, done, total)),
             )
         except AnalysisCancelled:
@@ -369,15 +386,15 @@ class MorphApp(App):
             self.post_message(AnalysisFailed(generation, _one_line(err)))
         else:
             if not worker.is_cancelled:
-                self.post_message(AnalysisReady(analysis, False, base))
+                self.post_message(ready(analysis, False))
 
     def on_analysis_ready(self, message: AnalysisReady) -> None:
         if message.analysis.generation != self.generation:
             return  # made for text that has changed since: never drawn
         self.analysis = message.analysis
         self.analysis_base = message.offset_base
-        self._scales = self.engine.feature_scales(self.analysis)
-        self._refresh_highlights()
+        self._scales = message.scales if message.scales is not None else self.engine.feature_scales(self.analysis)
+        self._refresh_highlights(message.plan)
         self._refresh_panel()
         if not message.partial:
             self.last_latency_ms = (time.perf_counter() - self._pause_started) * 1000
@@ -398,22 +415,24 @@ class MorphApp(App):
 
     # --- highlights and panel ----------------------------------------------------------------------
     def _analysis_current(self) -> bool:
-        return self.analysis is not None and self.analysis.generation == self.generation
+        # an edit whose Changed message is still on its way has made the analysis stale already
+        return (self.analysis is not None and self.analysis.generation == self.generation
+                and self.view.changes == self._changes_seen)
 
-    def _refresh_highlights(self) -> None:
+    def _refresh_highlights(self, plan: HighlightPlan | None = None) -> None:
+        """Highlight the view; `plan` (made in the worker) is used when it was made for this very view."""
         if not self._analysis_current() or not self.analysis_enabled:
             return
-        analysis, base, scales = self.analysis, self.analysis_base, self._scales
-        text = self.view.text[base:base + analysis.text_length]
+        view = self.view.visible_offsets()
+        if plan is None or plan.key != (*view, self.pinned, len(self.palette)):
+            analysis, base = self.analysis, self.analysis_base
+            text = self.view.text[base:base + analysis.text_length]
+            plan = plan_highlights(analysis, text, base, view, self.pinned, len(self.palette), self._scales)
         if self.pinned is not None:
-            features = [self.pinned]
             slots = self.colour_book.assign([self.pinned] + [f for f in self.colour_book._slots if f != self.pinned])
         else:
-            start, end = self.view.visible_offsets()
-            a, b = analysis.tokens_in(max(0, start - base), max(0, end - base))
-            features = analysis.strongest_features(a, b, len(self.palette), weights=lambda ids: 1.0 / scales[ids])
-            slots = self.colour_book.assign(features)
-        self.view.set_overlay(build_overlay(analysis, text, features, slots, scales, base))
+            slots = self.colour_book.assign(plan.features)
+        self.view.set_overlay(plan.overlay.with_slots(slots))
 
     def _colour(self, feature: int) -> str | None:
         slot = self.colour_book.slot(feature)

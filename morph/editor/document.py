@@ -10,6 +10,7 @@ move changed; everything else on screen comes from the cache.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from typing import Callable
 
 import numpy as np
@@ -18,6 +19,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.document._edit import Edit
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -46,6 +48,10 @@ class DocumentView(TextArea):
     # TextArea repaints the whole widget on every selection change; DocumentView repaints the rows the
     # change touches (see _watch_selection).
     selection = reactive(Selection(), init=False, always_update=True, repaint=False)
+    _in_edit = False  # inside edit(): see _refresh_size
+    # Text changes made so far. TextArea posts SelectionChanged before Changed for the same edit, so a
+    # handler of the first can tell from this that the text has moved on before Changed says so.
+    changes = 0
 
     def __init__(self, text: str = "", **kwargs) -> None:
         # No current-line shading: TextArea paints it over the whole row after get_line, so it hid the
@@ -63,7 +69,9 @@ class DocumentView(TextArea):
         self._lines: LRUCache[tuple, Strip] = LRUCache(LINE_CACHE)  # screen lines by what they show
         self._layers_version = 0  # bumped whenever the styling of any line may have changed
         self._row_layers: dict[int, tuple] = {}  # row -> its spans, for the current layers version
+        self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._styled: tuple[tuple, Text] | None = None  # the last row styled by get_line
+        self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
 
     # --- layers -------------------------------------------------------------------------------
     def set_palette(self, colours: list[str], background: str) -> None:
@@ -90,7 +98,7 @@ class DocumentView(TextArea):
         # on screen whose spans changed (the line cache is keyed by them, so nothing needs clearing).
         before = self._layers_in_view()
         self.overlay = overlay
-        self._layers_changed()
+        self._highlights_changed()
         self._refresh_changed_rows(before)
 
     def _layers_in_view(self) -> dict[int, tuple]:
@@ -108,18 +116,31 @@ class DocumentView(TextArea):
         """Draw every line again (palette, Markdown styles or focus changed)."""
         self._line_cache.clear()
         self._lines.clear()
-        self._layers_changed()
+        self._highlights_changed()
         self.refresh()
 
     def notify_style_update(self) -> None:
         self._lines.clear()
-        self._layers_changed()
+        self._highlights_changed()
         super().notify_style_update()
 
     def _layers_changed(self) -> None:
         self._layers_version += 1
         self._row_layers.clear()
         self._styled = None
+
+    def _highlights_changed(self) -> None:
+        self._row_highlights.clear()
+        self._layers_changed()
+
+    def _highlights_edited(self, first: int, last: int, delta: int) -> None:
+        """Rows first..last were replaced by rows first..last + delta: the highlight spans of the rows
+        around them are kept (relative to their row, an edit elsewhere does not move them), renumbered."""
+        kept = self._row_highlights
+        # a row next to the edit may hold a span that crossed into it: recompute those too
+        self._row_highlights = {row if row < first else row + delta: spans for row, spans in kept.items()
+                                if row < first - 1 or row > last + 1}
+        self._layers_changed()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         if int(old) != int(new):
@@ -172,11 +193,16 @@ class DocumentView(TextArea):
         height = self.wrapped_document.height
         rows = self.document.line_count
         before = self._layers_in_view() if self.is_mounted else {}
-        result = super().edit(edit)
+        self._in_edit = True
+        self.changes += 1
+        try:
+            result = super().edit(edit)
+        finally:
+            self._in_edit = False
         self._line_starts = None
         self._markdown_by_line = None
         self.overlay.shift(start, old_end, start + len(edit.text))
-        self._layers_changed()
+        self._highlights_edited(top[0], bottom[0], result.end_location[0] - bottom[0])
         if self.wrapped_document.height != height or self.document.line_count != rows:
             self._refresh_rows(edit.top[0], None)  # lines below moved: repaint down to the bottom
         else:
@@ -185,12 +211,26 @@ class DocumentView(TextArea):
             self._refresh_changed_rows(before)
         return result
 
+    def _refresh_size(self) -> None:
+        # TextArea sets `virtual_size`, a reactive that lays out the whole screen when it changes: every
+        # keystroke that made a paragraph one screen line longer or shorter re-rendered every widget (the
+        # slowest keystrokes, with or without analysis). The view's own size does not depend on its
+        # content, so after an edit only the scrollbar needs updating (a scrollbar appearing or going
+        # still lays out, through show_vertical_scrollbar); edit() repaints the rows that moved.
+        size = Size(0, self.wrapped_document.height)
+        if not (self._in_edit and self.soft_wrap and self.is_mounted) or size == self.virtual_size:
+            super()._refresh_size()
+            return
+        self.set_reactive(DocumentView.virtual_size, size)
+        self._scroll_update(size)
+
     # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
     def _forget_layers(self) -> None:
+        self.changes += 1
         self._line_starts = None
         self._markdown_by_line = None
         self.overlay = Overlay.empty()
-        self._layers_changed()
+        self._highlights_changed()
         self.refresh()
 
     def _undo_batch(self, edits) -> None:
@@ -237,7 +277,12 @@ class DocumentView(TextArea):
             return super().render_line(y)
         strip = self._lines.get(key)
         if strip is None:
-            strip = self._render_line(y)
+            row, _, a, section = key[:4]
+            self._section = (row, a, a + len(section))  # get_line styles only this section of the row
+            try:
+                strip = self._render_line(y)
+            finally:
+                self._section = None
             self._lines[key] = strip
         return strip
 
@@ -265,7 +310,7 @@ class DocumentView(TextArea):
         on_cursor = selection.end[0] == row
         column = selection.end[1]
         bracket = self._matching_bracket_location
-        return (row, section, a, text[a:b], _clip(highlights, a, b), _clip(markdown, a, b), dimmed, palette,
+        return (row, section, a, text[a:b], _clip_sorted(highlights, a, b), _clip(markdown, a, b), dimmed, palette,
                 self.size, scroll_x, on_cursor,
                 tuple(selection) if in_selection else None,
                 (column, self._draw_cursor, self.has_focus, self.suggestion)
@@ -281,9 +326,11 @@ class DocumentView(TextArea):
         if layers is None:
             start = int(self.line_starts[row]) if row < len(self.line_starts) else 0
             end = start + len(self.document[row])
-            highlights = tuple((a - start, b - start, slot, level)
-                               for a, b, slot, level in self.overlay.between(start, end + 1)) \
-                if self._span_styles else ()
+            highlights = self._row_highlights.get(row)
+            if highlights is None:
+                highlights = self._row_highlights[row] = tuple(
+                    (a - start, b - start, slot, level) for a, b, slot, level in self.overlay.between(start, end + 1)) \
+                    if self._span_styles else ()
             markdown = tuple((a, b, id(style)) for a, b, style in self._markdown_line(row))
             focus = self.focus_paragraph
             dimmed = focus is not None and not (focus[0] <= start <= focus[1])
@@ -310,36 +357,56 @@ class DocumentView(TextArea):
         return self._markdown_by_line.get(index, [])
 
     def get_line(self, line_index: int) -> Text:
-        # TextArea calls get_line (the whole row) once per screen line of a wrapped paragraph: style the
-        # row once and hand out copies.
-        key = (line_index, self.document[line_index] if line_index < self.document.line_count else "",
-               self._layers_version)
+        # render_line draws one screen line: a section of a wrapped paragraph. TextArea styles the whole
+        # row and cuts it into sections, so the cost of a keystroke at the end of a long highlighted
+        # paragraph grew with its length; only the section being drawn gets its highlight spans.
+        text = self.document[line_index] if line_index < self.document.line_count else ""
+        section = self._section
+        a, b = (section[1], section[2]) if section is not None and section[0] == line_index else (0, len(text))
+        key = (line_index, text, self._layers_version, a, b)
         if self._styled is not None and self._styled[0] == key:
             return self._styled[1].copy()
-        line = self._styled_line(line_index)
+        line = self._styled_line(line_index, a, b)
         self._styled = (key, line.copy())
         return line
 
-    def _styled_line(self, line_index: int) -> Text:
+    def _styled_line(self, line_index: int, a: int, b: int) -> Text:
+        """The row, with its Markdown styles and the highlight spans that touch columns [a, b)."""
         line = super().get_line(line_index)
         if not line.plain:
             return line
-        for a, b, style in self._markdown_line(line_index):
-            line.stylize(style, a, b)
-        start = int(self.line_starts[line_index]) if line_index < len(self.line_starts) else 0
-        if self._span_styles and len(self.overlay):
-            for a, b, slot, level in self.overlay.between(start, start + len(line.plain)):
-                line.stylize(self._span_styles[slot % len(self._span_styles)][level], a - start, b - start)
-        if self.focus_paragraph is not None:
-            lo, hi = self.focus_paragraph
-            if not (lo <= start <= hi):
-                line.stylize(self._dim_style)
+        highlights, markdown, dimmed, _ = self._layers_of(line_index)
+        for x, y, style in self._markdown_line(line_index):
+            line.stylize(style, x, y)
+        if self._span_styles:
+            styles = self._span_styles
+            for x, y, slot, level in _clip_sorted(highlights, a, b, relative=False):
+                line.stylize(styles[slot % len(styles)][level], x, y)
+        if dimmed:
+            line.stylize(self._dim_style)
         return line
 
 
 def _clip(spans: tuple, a: int, b: int) -> tuple:
     """Spans (start, end, ...) of a row that overlap [a, b], relative to a."""
     return tuple((max(x, a) - a, min(y, b) - a, *rest) for x, y, *rest in spans if x <= b and y >= a)
+
+
+def _clip_sorted(spans: tuple, a: int, b: int, relative: bool = True) -> tuple:
+    """_clip for spans that do not overlap one another, in order (highlights): found by bisection, so
+    the cost is the section's spans, not the row's. relative=False keeps the row's columns."""
+    lo = bisect_left(spans, a, key=_span_end)
+    hi = bisect_right(spans, b, lo=lo, key=_span_start)
+    shift = a if relative else 0
+    return tuple((max(x, a) - shift, min(y, b) - shift, *rest) for x, y, *rest in spans[lo:hi])
+
+
+def _span_start(span: tuple) -> int:
+    return span[0]
+
+
+def _span_end(span: tuple) -> int:
+    return span[1]
 
 
 def _light(rgb) -> bool:

@@ -21,11 +21,14 @@ class EngineFailed(Message):
 
 
 class AnalysisReady(Message):
-    def __init__(self, analysis: Any, partial: bool, offset_base: int = 0) -> None:
+    def __init__(self, analysis: Any, partial: bool, offset_base: int = 0, scales: Any = None,
+                 plan: Any = None) -> None:
         super().__init__()
         self.analysis = analysis
         self.partial = partial
         self.offset_base = offset_base  # where the analysed window starts in the document
+        self.scales = scales  # Engine.feature_scales(analysis), computed in the worker (None: not yet)
+        self.plan = plan  # overlay.HighlightPlan for the view the analysis started in (None: none)
 
 
 class AnalysisProgress(Message):

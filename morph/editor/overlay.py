@@ -76,8 +76,11 @@ class Overlay:
         """Spans overlapping [a, b), clipped to it: (start, end, slot, level)."""
         lo = int(np.searchsorted(self.ends, a, side="right"))
         hi = int(np.searchsorted(self.starts, b, side="left"))
-        return [(max(a, int(self.starts[i])), min(b, int(self.ends[i])), int(self.slots[i]), int(self.levels[i]))
-                for i in range(lo, hi)]
+        if hi <= lo:
+            return []
+        # one conversion per array, not per element: this runs for every row on screen on every result
+        return list(zip(np.maximum(self.starts[lo:hi], a).tolist(), np.minimum(self.ends[lo:hi], b).tolist(),
+                        self.slots[lo:hi].tolist(), self.levels[lo:hi].tolist()))
 
     def feature_at(self, offset: int) -> int | None:
         i = int(np.searchsorted(self.starts, offset, side="right")) - 1
@@ -86,16 +89,59 @@ class Overlay:
         return None
 
 
+    def with_slots(self, slots: dict[int, int]) -> "Overlay":
+        """The same spans, coloured by `slots` (feature -> colour slot; 0 for a feature not in it)."""
+        if not len(self.features) or not slots:
+            return self
+        keys = np.fromiter(slots.keys(), dtype=np.int64, count=len(slots))
+        values = np.fromiter(slots.values(), dtype=np.int64, count=len(slots))
+        order = np.argsort(keys)
+        keys, values = keys[order], values[order]
+        at = np.minimum(np.searchsorted(keys, self.features), len(keys) - 1)
+        mapped = np.where(keys[at] == self.features, values[at], 0)
+        return Overlay(self.starts, self.ends, mapped, self.levels, self.features)
+
+
+@dataclass
+class HighlightPlan:
+    """What a result shows in a given view: the features that stand out there and their spans (colour slots
+    not yet given: the ColorBook lives on the UI thread). Made in the analysis worker, so that the UI only
+    colours it and swaps it in; `key` says which view and choice it was made for."""
+
+    key: tuple  # (view start, view end, pinned feature or None, number of colours)
+    features: list[int]
+    overlay: Overlay
+
+
+def plan_highlights(analysis, text: str, base: int, view: tuple[int, int], pinned: int | None, n_colours: int,
+                    scales: np.ndarray) -> HighlightPlan:
+    """The features in view (the pinned one alone, if any) and the overlay of the lines in view and a
+    screenful above and below: the cost of a result must not grow with the document; scrolling plans again.
+    `text` is the analysed text, which starts at document offset `base`; `view` is in document offsets."""
+    start, end = view
+    if pinned is not None:
+        features = [pinned]
+    else:
+        a, b = analysis.tokens_in(max(0, start - base), max(0, end - base))
+        features = analysis.strongest_features(a, b, n_colours, weights=lambda ids: 1.0 / scales[ids])
+    margin = end - start
+    tokens = analysis.tokens_in(max(0, start - margin - base), max(0, end + margin - base))
+    overlay = build_overlay(analysis, text, features, {}, scales, base, tokens)
+    return HighlightPlan((start, end, pinned, n_colours), features, overlay)
+
+
 def build_overlay(analysis, text: str, features: list[int], slots: dict[int, int], scales: np.ndarray,
-                  offset_base: int = 0) -> Overlay:
-    """Colour each token by the strongest of `features` on it (activation over its scale)."""
-    if not features or analysis.n_tokens == 0:
+                  offset_base: int = 0, tokens: tuple[int, int] | None = None) -> Overlay:
+    """Colour each token (of the range `tokens`, default all) by the strongest of `features` on it
+    (activation over its scale). A feature missing from `slots` gets slot 0 (see Overlay.with_slots)."""
+    a, b = (0, analysis.n_tokens) if tokens is None else tokens
+    if not features or b <= a:
         return Overlay.empty()
-    matrix = analysis.feature_matrix(features) / scales[features][:, None]
+    matrix = analysis.feature_matrix(features, a, b) / scales[features][:, None]
     best = matrix.argmax(axis=0)
     strength = matrix.max(axis=0)
-    starts = analysis.offsets[:, 0].copy()
-    ends = analysis.offsets[:, 1].copy()
+    starts = analysis.offsets[a:b, 0].copy()
+    ends = analysis.offsets[a:b, 1].copy()
     cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     if len(cps):
         first = cps[np.clip(starts, 0, len(cps) - 1)]

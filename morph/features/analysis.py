@@ -176,16 +176,19 @@ class Analysis:
             self._feature_cache = {feature: self.feature_matrix([feature])[0]}  # keep one: the pinned feature
         return self._feature_cache[feature]
 
-    def feature_matrix(self, features: list[int]) -> np.ndarray:
-        """Activations of several features on every token: [len(features), n_tokens]."""
-        out = np.zeros((len(features), self.n_tokens), dtype=np.float32)
-        if not features:
+    def feature_matrix(self, features: list[int], a: int = 0, b: int | None = None) -> np.ndarray:
+        """Activations of several features on tokens [a, b) (default: all): [len(features), b - a]."""
+        b = self.n_tokens if b is None else b
+        out = np.zeros((len(features), max(0, b - a)), dtype=np.float32)
+        if not features or b <= a:
             return out
-        hits = np.nonzero(np.isin(self.indices, features))[0]
-        rows = np.searchsorted(self.indptr, hits, side="right") - 1
+        lo, hi = self.indptr[a], self.indptr[b]
+        indices = self.indices[lo:hi]
+        hits = np.nonzero(np.isin(indices, features))[0]
+        rows = np.searchsorted(self.indptr, hits + lo, side="right") - 1 - a
         order = np.argsort(features)
-        which = order[np.searchsorted(np.asarray(features)[order], self.indices[hits])]
-        out[which, rows] = self.values[hits]
+        which = order[np.searchsorted(np.asarray(features)[order], indices[hits])]
+        out[which, rows] = self.values[hits + lo]
         return out
 
     def feature_max(self) -> np.ndarray:
