@@ -215,3 +215,29 @@ async def test_the_editor_screen_draws_on_a_frame_timer(app):
         await pilot.pause()
         assert "ab" in view.text
         assert shown(view) == from_scratch(view)
+
+
+async def test_a_keystroke_refreshes_only_the_screen_lines_it_changed(tiny_lens, dirs):
+    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no analysis meanwhile
+    async with app.run_test(size=(70, 24)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        app.start_analysis()
+        await wait_for(pilot, lambda: analysed(app))
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        row = 4
+        assert len(view.wrapped_document._line_index_to_offsets[row]) >= 3  # a paragraph of 3+ screen lines
+        view.move_cursor((row, len(view.document[row]) - 1))
+        await pilot.pause()
+        refreshed: list[int] = []
+        original = view.refresh_lines
+
+        def counting(y_start: int, line_count: int = 1) -> None:
+            refreshed.extend(range(y_start, y_start + line_count))
+            original(y_start, line_count)
+
+        view.refresh_lines = counting
+        await pilot.press("a")
+        await pilot.pause()
+        assert 0 < len(set(refreshed)) <= 2  # the paragraph's last line (and its cursor), not all of it
+        assert shown(view) == from_scratch(view)

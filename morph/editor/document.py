@@ -32,6 +32,7 @@ MarkdownSpans = Callable[[str], list]
 # Screen lines kept: a few screenfuls. Each strip is ~30 objects the garbage collector walks on every full
 # pass, so a bigger cache makes the rare full pass cost a keystroke more (4,096 lines: ~120 ms).
 LINE_CACHE = 512
+DRAWN_LINES = 1024  # screen lines whose drawn key is remembered (see _refresh_changed_lines)
 
 
 class DocumentView(TextArea):
@@ -69,6 +70,7 @@ class DocumentView(TextArea):
         self._lines: LRUCache[tuple, Strip] = LRUCache(LINE_CACHE)  # screen lines by what they show
         self._layers_version = 0  # bumped whenever the styling of any line may have changed
         self._row_layers: dict[int, tuple] = {}  # row -> its spans, for the current layers version
+        self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._styled: tuple[tuple, Text] | None = None  # the last row styled by get_line
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
@@ -268,13 +270,36 @@ class DocumentView(TextArea):
         view_top = self.scroll_offset.y
         top, bottom = max(top, view_top), min(bottom, view_top + self.size.height)
         if bottom > top:
-            self.refresh_lines(top, bottom - top)
+            self._refresh_changed_lines(top, bottom)
+
+    def _refresh_changed_lines(self, top: int, bottom: int) -> None:
+        """Refresh the screen lines top..bottom - 1 (document coordinates) that would not look as drawn:
+        a keystroke changes one or two lines of a wrapped paragraph, and every line refreshed costs the
+        compositor work in proportion to its segments (a highlighted line has dozens)."""
+        view_top = self.scroll_offset.y
+        drawn = self._drawn
+        run = None
+        for y in range(top, bottom):
+            key = self._line_key(y - view_top)
+            if key is None or drawn.get(y) != key:
+                if run is None:
+                    run = y
+            elif run is not None:
+                self.refresh_lines(run, y - run)
+                run = None
+        if run is not None:
+            self.refresh_lines(run, bottom - run)
 
     # --- drawing ------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
         key = self._line_key(y)
+        drawn = self._drawn
+        if len(drawn) > DRAWN_LINES:
+            drawn.clear()  # lines not in this record are refreshed when asked: forgetting only costs work
         if key is None:
+            drawn.pop(y + self.scroll_offset.y, None)
             return super().render_line(y)
+        drawn[y + self.scroll_offset.y] = key
         strip = self._lines.get(key)
         if strip is None:
             row, _, a, section = key[:4]
