@@ -75,14 +75,25 @@ async def test_incremental_drawing_equals_drawing_from_scratch(app):
         assert shown(view) == from_scratch(view), "new highlights"
 
 
-async def test_a_keystroke_repaints_only_the_edited_paragraph(tiny_lens, dirs):
-    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no analysis meanwhile
+@pytest.fixture
+def quiet_app(tiny_lens, dirs) -> MorphApp:
+    """An editor whose debounce never fires during a test: analyse_once runs the one analysis."""
+    return MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))
+
+
+async def analyse_once(pilot, app: MorphApp) -> DocumentView:
+    await wait_for(pilot, lambda: app.engine is not None)
+    app.start_analysis()
+    await wait_for(pilot, lambda: analysed(app))
+    view = app.query_one(DocumentView)
+    view.cursor_blink = False
+    return view
+
+
+async def test_a_keystroke_repaints_only_the_edited_paragraph(quiet_app):
+    app = quiet_app
     async with app.run_test(size=(70, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        app.start_analysis()
-        await wait_for(pilot, lambda: analysed(app))
-        view = app.query_one(DocumentView)
-        view.cursor_blink = False
+        view = await analyse_once(pilot, app)
         view.move_cursor((2, 10))
         await pilot.pause()
         drawn: list[int] = []
@@ -217,14 +228,10 @@ async def test_the_editor_screen_draws_on_a_frame_timer(app):
         assert shown(view) == from_scratch(view)
 
 
-async def test_a_keystroke_refreshes_only_the_screen_lines_it_changed(tiny_lens, dirs):
-    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no analysis meanwhile
+async def test_a_keystroke_refreshes_only_the_screen_lines_it_changed(quiet_app):
+    app = quiet_app
     async with app.run_test(size=(70, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine is not None)
-        app.start_analysis()
-        await wait_for(pilot, lambda: analysed(app))
-        view = app.query_one(DocumentView)
-        view.cursor_blink = False
+        view = await analyse_once(pilot, app)
         row = 4
         assert len(view.wrapped_document._line_index_to_offsets[row]) >= 3  # a paragraph of 3+ screen lines
         view.move_cursor((row, len(view.document[row]) - 1))

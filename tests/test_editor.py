@@ -253,3 +253,46 @@ async def test_the_panel_keeps_its_result_while_an_edit_waits_for_analysis(make_
         assert app.analysis.generation != app.generation
         assert token_list.rows is rows
         assert str(app.query_one("#token-title").content) == title
+
+
+async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
+    import threading
+
+    app = make_app(debounce_ms=60_000)  # no new analysis starts: the edit alone must stop the old one
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))  # the first analysis, on loading
+        before = app.analysis
+        analyzer = app.engine.analyzer
+        entered, release = threading.Event(), threading.Event()
+        tokenize = analyzer.tokenize
+        outcomes: list[str] = []
+
+        def slow_tokenize(text):
+            entered.set()
+            release.wait(10)
+            return tokenize(text)
+
+        analyze = app.engine.analyze
+
+        def recording_analyze(*args, **kwargs):
+            try:
+                result = analyze(*args, **kwargs)
+            except Exception as err:
+                outcomes.append(type(err).__name__)
+                raise
+            outcomes.append("finished")
+            return result
+
+        analyzer.tokenize = slow_tokenize
+        app.engine.analyze = recording_analyze
+        app.start_analysis()
+        await wait_for(pilot, lambda: entered.is_set())
+        worker = next(w for w in app.workers if w.group == "analysis")
+        await pilot.press("x")
+        await pilot.pause()
+        assert worker.is_cancelled
+        release.set()
+        await wait_for(pilot, lambda: outcomes)
+        assert outcomes == ["AnalysisCancelled"]
+        await pilot.pause(0.05)
+        assert app.analysis is before  # nothing from the cancelled run was drawn

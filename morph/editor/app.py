@@ -335,6 +335,9 @@ class MorphApp(App):
     def schedule_analysis(self, delay_ms: int | None = None) -> None:
         if self._debounce is not None:
             self._debounce.stop()
+        # A newer edit cancels the older run now, not when the next one starts: its result could only be
+        # dropped as stale, and while the writer types it would take the interpreter from the keystrokes.
+        self.workers.cancel_group(self, "analysis")
         if self.engine is None or not self.analysis_enabled:
             return
         delay = self.settings.debounce_ms if delay_ms is None else delay_ms
@@ -368,6 +371,8 @@ class MorphApp(App):
         def ready(result: Any, partial: bool) -> AnalysisReady:
             # The scales and the highlights of the view the analysis started in are passes over the result:
             # made here, the UI thread only colours them and swaps them in (a keystroke waits for that).
+            if worker.is_cancelled:
+                raise AnalysisCancelled("analysis replaced by a newer edit")
             scales = engine.feature_scales(result)
             plan = plan_highlights(result, text, base, view_range, pinned, n_colours, scales)
             return AnalysisReady(result, partial, base, scales, plan)

@@ -283,6 +283,8 @@ class Analyzer:
     def _analyze(self, text, generation, focus, should_stop, on_partial, on_progress) -> Analysis:
         started = time.perf_counter()
         ids, offsets = self.tokenize(text)
+        if should_stop():
+            raise AnalysisCancelled("analysis replaced by a newer one")
         blocks = cut_blocks(text, offsets, self.config)
         keys, block_keys, todo = [], [], []
         for i, (a, b) in enumerate(blocks):
@@ -305,12 +307,14 @@ class Analyzer:
             computed_tokens += self._compute(ids, blocks, keys, block_keys, first, should_stop)
             todo = todo[1:]
             on_progress(1, total)
-            if todo and on_partial is not None:
+            if todo and on_partial is not None and not should_stop():
                 stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
                 on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
         done = total - len(todo)
         computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, should_stop,
                                          lambda n: on_progress(done + n, total))
+        if should_stop():
+            raise AnalysisCancelled("analysis replaced by a newer one")
         n_computed = len(blocks) - reused
         stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
         result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
