@@ -400,7 +400,7 @@ class DocumentView(TextArea):
         line = super().get_line(line_index)
         if not line.plain:
             return line
-        highlights, markdown, dimmed, _ = self._layers_of(line_index)
+        highlights, _, dimmed, _ = self._layers_of(line_index)
         for x, y, style in self._markdown_line(line_index):
             line.stylize(style, x, y)
         if self._span_styles:
