@@ -248,3 +248,21 @@ async def test_a_keystroke_refreshes_only_the_screen_lines_it_changed(quiet_app)
         await pilot.pause()
         assert 0 < len(set(refreshed)) <= 2  # the paragraph's last line (and its cursor), not all of it
         assert shown(view) == from_scratch(view)
+
+
+async def test_a_resize_that_keeps_the_height_redraws_the_rewrapped_lines(app):
+    # A column more or less rewraps the paragraphs, often without changing the document's height: TextArea
+    # did not repaint then, and the screen kept lines wrapped for the old width.
+    async with app.run_test(size=(70, 24)) as pilot:
+        view = app.query_one(DocumentView)
+        view.cursor_blink = False
+        await pilot.pause()
+        same_height = 0
+        for width in range(71, 90):
+            before = view.wrapped_document.height, view.wrapped_document._width
+            await pilot.resize_terminal(width, 24)
+            await pilot.pause()
+            after = view.wrapped_document.height, view.wrapped_document._width
+            same_height += after[0] == before[0] and after[1] != before[1]
+            assert shown(view) == from_scratch(view), width
+        assert same_height  # some of those resizes rewrapped without a change of height

@@ -226,6 +226,12 @@ class DocumentView(TextArea):
         self.set_reactive(DocumentView.virtual_size, size)
         self._scroll_update(size)
 
+    def _rewrap_and_refresh_virtual_size(self) -> None:
+        # A resize or a wrap setting rewraps every paragraph, but TextArea repaints only when the document's
+        # height changes: a terminal one column wider kept showing lines wrapped for the old width.
+        super()._rewrap_and_refresh_virtual_size()
+        self.refresh()
+
     # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
     def _forget_layers(self) -> None:
         self.changes += 1
