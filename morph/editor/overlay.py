@@ -88,7 +88,6 @@ class Overlay:
             return int(self.features[i])
         return None
 
-
     def with_slots(self, slots: dict[int, int]) -> "Overlay":
         """The same spans, coloured by `slots` (feature -> colour slot; 0 for a feature not in it)."""
         if not len(self.features) or not slots:
