@@ -296,3 +296,40 @@ async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
         assert outcomes == ["AnalysisCancelled"]
         await pilot.pause(0.05)
         assert app.analysis is before  # nothing from the cancelled run was drawn
+
+
+async def test_the_rest_of_the_document_waits_until_the_cursor_block_is_drawn(make_app):
+    from dataclasses import replace
+
+    from morph.editor.messages import AnalysisReady
+
+    text = "\n\n".join(TEXT.strip() for _ in range(12)) + "\n"
+    app = make_app(text, debounce_ms=60_000)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        analyzer = app.engine.analyzer
+        analyzer.config = replace(analyzer.config, max_block_tokens=24, min_block_tokens=8)  # many blocks
+        posted: list[AnalysisReady] = []
+        post = app.post_message
+
+        def recording_post(message):
+            if isinstance(message, AnalysisReady):
+                posted.append(message)
+            return post(message)
+
+        computes: list[bool] = []  # for each batch of blocks: had every partial result been drawn?
+        compute = analyzer._compute
+
+        def recording_compute(*args, **kwargs):
+            computes.append(all(m.drawn.is_set() for m in posted if m.partial))
+            return compute(*args, **kwargs)
+
+        app.post_message = recording_post
+        analyzer._compute = recording_compute
+        app.view.move_cursor((20, 3))
+        app.view.insert("x")
+        await pilot.pause()
+        app.start_analysis()
+        await wait_for(pilot, lambda: analysed(app))
+        assert any(m.partial for m in posted) and len(computes) == 2
+        assert computes == [True, True]  # the second batch began after the cursor's block was on screen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from textual.message import Message
@@ -29,6 +30,7 @@ class AnalysisReady(Message):
         self.offset_base = offset_base  # where the analysed window starts in the document
         self.scales = scales  # Engine.feature_scales(analysis), computed in the worker (None: not yet)
         self.plan = plan  # overlay.HighlightPlan for the view the analysis started in (None: none)
+        self.drawn = threading.Event()  # set once the screen shows it (or it was dropped as stale)
 
 
 class AnalysisProgress(Message):
