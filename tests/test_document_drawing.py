@@ -167,7 +167,7 @@ async def test_each_screen_line_of_a_paragraph_is_styled_as_the_whole_row_would_
                      if row in (2, 4)]
         assert len(row_lines) > 4 and len(view.overlay) > 0
         for y in row_lines:
-            view._section, view._styled = None, None
+            view._section = None
             whole_row = list(view._render_line(y))  # the whole row styled, then cut
             view._lines.clear()
             assert list(view.render_line(y)) == whole_row, y

@@ -72,7 +72,6 @@ class DocumentView(TextArea):
         self._row_layers: dict[int, tuple] = {}  # row -> its spans, for the current layers version
         self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
-        self._styled: tuple[tuple, Text] | None = None  # the last row styled by get_line
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
 
     # --- layers -------------------------------------------------------------------------------
@@ -129,7 +128,6 @@ class DocumentView(TextArea):
     def _layers_changed(self) -> None:
         self._layers_version += 1
         self._row_layers.clear()
-        self._styled = None
 
     def _highlights_changed(self) -> None:
         self._row_highlights.clear()
@@ -388,24 +386,15 @@ class DocumentView(TextArea):
         return self._markdown_by_line.get(index, [])
 
     def get_line(self, line_index: int) -> Text:
-        # render_line draws one screen line: a section of a wrapped paragraph. TextArea styles the whole
-        # row and cuts it into sections, so the cost of a keystroke at the end of a long highlighted
-        # paragraph grew with its length; only the section being drawn gets its highlight spans.
-        text = self.document[line_index] if line_index < self.document.line_count else ""
-        section = self._section
-        a, b = (section[1], section[2]) if section is not None and section[0] == line_index else (0, len(text))
-        key = (line_index, text, self._layers_version, a, b)
-        if self._styled is not None and self._styled[0] == key:
-            return self._styled[1].copy()
-        line = self._styled_line(line_index, a, b)
-        self._styled = (key, line.copy())
-        return line
-
-    def _styled_line(self, line_index: int, a: int, b: int) -> Text:
-        """The row, with its Markdown styles and the highlight spans that touch columns [a, b)."""
+        """The row, with its Markdown styles and its highlight spans. render_line draws one screen line, a
+        section of a wrapped paragraph: TextArea styles the whole row and cuts it into sections, so only the
+        section being drawn gets its highlight spans (else a keystroke at the end of a long highlighted
+        paragraph cost more the longer it was). Drawn lines are cached by render_line, not here."""
         line = super().get_line(line_index)
         if not line.plain:
             return line
+        section = self._section
+        a, b = section[1:] if section is not None and section[0] == line_index else (0, len(line.plain))
         highlights, _, dimmed, _ = self._layers_of(line_index)
         for x, y, style in self._markdown_line(line_index):
             line.stylize(style, x, y)
