@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morph.features.analysis import AnalysisCancelled, AnalysisConfig, Analyzer, cut_blocks, find_paragraphs
-from morph.models.hooks import capture
 
 TEXT = (
     "The river ran past the old mill, and the miller's daughter watched the water.\n"
@@ -100,6 +99,83 @@ def test_focus_block_is_delivered_first(tiny_lens):
 def test_cancel_stops_the_run(tiny_lens):
     with pytest.raises(AnalysisCancelled):
         Analyzer(tiny_lens, SMALL).analyze(TEXT * 10, should_stop=lambda: True)
+
+
+def test_checkpoint_runs_between_layers_and_stages_without_changing_results(tiny_lens):
+    import inspect
+
+    text = TEXT * 6
+    in_forward = []  # per call: made from inside a module's forward?
+    paused = Analyzer(tiny_lens, SMALL).analyze(
+        text, checkpoint=lambda: in_forward.append(any(f.function == "_call_impl" for f in inspect.stack())))
+    plain = Analyzer(tiny_lens, SMALL).analyze(text)
+    layers_run = tiny_lens.hook.layer + 1  # the forward stops at the hook
+    assert sum(in_forward) >= 2 * layers_run  # at least each layer and a submodule of it
+    assert len(in_forward) - sum(in_forward) >= 5  # stages: tokenize, SAE encode, decode, sparse, assemble
+    np.testing.assert_array_equal(paused.indptr, plain.indptr)
+    np.testing.assert_array_equal(paused.indices, plain.indices)
+    np.testing.assert_allclose(paused.values, plain.values, atol=1e-6)
+
+
+def test_cancel_inside_the_forward_stops_it_and_leaves_the_cache_sound(tiny_lens):
+    """A newer edit stops a run at the next layer, not after its batch; what ran is not cached half-done."""
+    def hooks():  # transformers keeps hooks of its own on the layers: compare, do not expect none
+        return [(set(m._forward_pre_hooks), set(m._forward_hooks)) for m in tiny_lens.model.modules()]
+
+    text = TEXT * 6
+    analyzer = Analyzer(tiny_lens, SMALL)
+    before = hooks()
+    seen = []
+    stop = [False]
+
+    def checkpoint():
+        seen.append(1)
+        if len(seen) == 5:  # a few modules into the first forward
+            stop[0] = True
+
+    with pytest.raises(AnalysisCancelled):
+        analyzer.analyze(text, should_stop=lambda: stop[0], checkpoint=checkpoint)
+    assert len(seen) == 5
+    assert hooks() == before
+    again = analyzer.analyze(text)
+    fresh = Analyzer(tiny_lens, SMALL).analyze(text)
+    np.testing.assert_allclose(dense(again, tiny_lens.d_sae), dense(fresh, tiny_lens.d_sae), atol=1e-6)
+
+
+def test_a_splice_that_misses_is_replaced_by_the_full_tokenization(tiny_lens):
+    """The cursor's block may be computed on spliced tokens; the final result always rests on the full
+    tokenization (here the splice is made wrong on purpose: one token dropped)."""
+    text = TEXT * 6
+    analyzer = Analyzer(tiny_lens, SMALL)
+    analyzer.analyze(text)
+    edited = text[:100] + " lantern" + text[100:]
+    splice = analyzer._splicer.quick
+
+    def wrong(new_text):
+        ids, offsets = splice(new_text)
+        return np.delete(ids, 3), np.delete(offsets, 3, axis=0)
+
+    analyzer._splicer.quick = wrong
+    partials = []
+    result = analyzer.analyze(edited, focus=100, on_partial=partials.append)
+    fresh = Analyzer(tiny_lens, SMALL).analyze(edited)
+    assert analyzer._splicer.misses == 1
+    assert np.array_equal(result.token_ids, fresh.token_ids) and np.array_equal(result.offsets, fresh.offsets)
+    np.testing.assert_allclose(dense(result, tiny_lens.d_sae), dense(fresh, tiny_lens.d_sae), atol=1e-6)
+
+
+def test_an_edit_is_tokenized_around_the_edit_only(tiny_lens):
+    text = TEXT * 20
+    analyzer = Analyzer(tiny_lens, SMALL)
+    analyzer.analyze(text)
+    lengths = []
+    tokenize = analyzer.tokenize
+    analyzer.tokenize = lambda part: lengths.append(len(part)) or tokenize(part)
+    partials = []
+    middle = text.index("\n", len(text) // 2)
+    analyzer.analyze(text[:middle] + " lantern" + text[middle:], focus=middle, on_partial=partials.append)
+    assert partials and lengths[0] < len(text) / 5  # the cursor's block: spliced tokens
+    assert lengths[1:] == [len(text) + 8]  # then the full tokenization, once, to check the splice
 
 
 def test_empty_and_whitespace_documents(tiny_lens):

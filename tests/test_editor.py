@@ -285,6 +285,8 @@ async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
 
         analyzer.tokenize = slow_tokenize
         app.engine.analyze = recording_analyze
+        app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
+        await pilot.pause()
         app.start_analysis()
         await wait_for(pilot, lambda: entered.is_set())
         worker = next(w for w in app.workers if w.group == "analysis")
@@ -333,3 +335,36 @@ async def test_the_rest_of_the_document_waits_until_the_cursor_block_is_drawn(ma
         await wait_for(pilot, lambda: analysed(app))
         assert any(m.partial for m in posted) and len(computes) == 2
         assert computes == [True, True]  # the second batch began after the cursor's block was on screen
+
+
+async def test_the_analysis_pauses_while_a_key_is_handled(make_app):
+    """A key arriving while the analysis runs holds the analysis at its next checkpoint (the UI first);
+    a key that does not edit (a cursor move) does not cancel it, and its result is drawn."""
+    import threading
+
+    app = make_app(debounce_ms=60_000)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        app.input_priority.hold_s = 1.0  # long enough that the release below falls inside it on any machine
+        analyzer = app.engine.analyzer
+        entered, release = threading.Event(), threading.Event()
+        tokenize = analyzer.tokenize
+
+        def slow_tokenize(text):
+            entered.set()
+            release.wait(10)
+            return tokenize(text)
+
+        analyzer.tokenize = slow_tokenize
+        app.view.move_cursor((0, 0))
+        app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
+        await pilot.pause()
+        app.start_analysis()
+        await wait_for(pilot, lambda: entered.is_set())
+        generation = app.generation
+        await pilot.press("right")
+        release.set()
+        await wait_for(pilot, lambda: analysed(app))
+        assert app.input_priority.waited_s > 0.1  # the checkpoint after tokenizing held it
+        assert app.generation == generation and app.analysis.generation == generation
+        assert len(app.view.overlay) > 0

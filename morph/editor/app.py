@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -48,12 +48,14 @@ from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
 from morph.editor.steer_screen import EDITED, SteerPane
+from morph.features.priority import InputPriority
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
 PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
+INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
@@ -130,6 +132,7 @@ class MorphApp(App):
         self.palette = list(FALLBACK_PALETTE)
         self.colour_book = ColorBook(len(self.palette))
         self._scales: Any = None
+        self.input_priority = InputPriority()  # the analysis pauses while input is being handled
         self._changes_seen = 0  # DocumentView.changes when the last Changed message was handled
         self._debounce: Any = None
         self._pause_started = 0.0
@@ -309,6 +312,11 @@ class MorphApp(App):
         self.notify(message.error, title="Model not loaded", severity="error", timeout=15)
 
     # --- analysis -------------------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, INPUT_EVENTS):
+            self.input_priority.input_arrived()
+        await super().on_event(event)
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if event.text_area is not self._document:
             return
@@ -367,14 +375,17 @@ class MorphApp(App):
 
         worker = get_current_worker()
         engine = self.engine
+        checkpoint = self.input_priority.checkpoint
         (view_range, pinned, n_colours) = view
 
         def ready(result: Any, partial: bool) -> AnalysisReady:
             # The scales and the highlights of the view the analysis started in are passes over the result:
             # made here, the UI thread only colours them and swaps them in (a keystroke waits for that).
+            checkpoint()
             if worker.is_cancelled:
                 raise AnalysisCancelled("analysis replaced by a newer edit")
             scales = engine.feature_scales(result)
+            checkpoint()
             plan = plan_highlights(result, text, base, view_range, pinned, n_colours, scales)
             return AnalysisReady(result, partial, base, scales, plan)
 
@@ -389,6 +400,7 @@ class MorphApp(App):
             analysis = engine.analyze(
                 text, generation, focus, should_stop=lambda: worker.is_cancelled, on_partial=partial,
                 on_progress=lambda done, total: self.post_message(AnalysisProgress(generation, done, total)),
+                checkpoint=checkpoint,
             )
         except AnalysisCancelled:
             return

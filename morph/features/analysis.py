@@ -1,12 +1,14 @@
 """The analysis engine: text in; tokens with offsets, sparse SAE features, paragraph summaries out.
 
-How a document is cut (and why incremental equals from-scratch): the whole text is tokenized once with
-character offsets, then cut into *blocks* at the ends of newline runs (at least `min_block_tokens` long,
-at most `max_block_tokens`, split at a sentence end where a paragraph runs longer). Each block is run
-through the model as [BOS] + the `context_tokens` tokens before it + the block, so a block's activations
-depend only on (its context ids, its ids). That pair is the cache key: after an edit only the blocks
-whose key changed (the edited block and the few whose left context reaches into it) are recomputed, so
-the cost follows the edit, not the document, and no document is too long for the model's context.
+How a document is cut (and why incremental equals from-scratch): the whole text is tokenized with
+character offsets (for the editor's first delivery, the cursor's block, the tokens may be spliced in
+around the edit, and are checked against the full tokenization before the rest: morph.features.tokens),
+then cut into *blocks* at the ends of newline runs (at least `min_block_tokens` long, at most
+`max_block_tokens`, split at a sentence end where a paragraph runs longer). Each block is run through the
+model as [BOS] + the `context_tokens` tokens before it + the block, so a block's activations depend only
+on (its context ids, its ids). That pair is the cache key: after an edit only the blocks whose key changed
+(the edited block and the few whose left context reaches into it) are recomputed, so the cost follows
+the edit, not the document, and no document is too long for the model's context.
 The model runs only up to the SAE's hook layer.
 """
 
@@ -22,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from morph.errors import MorphError
+from morph.features.tokens import Splicer
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -262,6 +265,7 @@ class Analyzer:
         self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
         self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
         self._lock = threading.Lock()
+        self._splicer = Splicer(lambda text: self.tokenize(text))
 
     def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         enc = self.lens.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -272,21 +276,81 @@ class Analyzer:
     def analyze(self, text: str, generation: int = 0, focus: int | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_partial: Callable[[Analysis], None] | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> Analysis:
+                on_progress: Callable[[int, int], None] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> Analysis:
         """Analyse `text`. With `focus` (a character offset) and `on_partial`, the block at the focus is
         computed first and delivered early, other changed blocks showing their previous results.
-        `on_progress(done, total)` hears how many of the blocks to compute are done, after each batch."""
-        with self._lock:
-            return self._analyze(text, generation, focus, should_stop or (lambda: False), on_partial,
-                                 on_progress or (lambda done, total: None))
+        `on_progress(done, total)` hears how many of the blocks to compute are done, after each batch.
+        `checkpoint()` is called between stages, layers and SAE steps; it may block (to let input be
+        handled first, see morph.features.priority). `should_stop` is checked at the same points."""
+        should_stop = should_stop or (lambda: False)
 
-    def _analyze(self, text, generation, focus, should_stop, on_partial, on_progress) -> Analysis:
+        def step() -> None:
+            if checkpoint is not None:
+                checkpoint()
+            if should_stop():
+                raise AnalysisCancelled("analysis replaced by a newer one")
+
+        with self._lock:
+            return self._analyze(text, generation, focus, step, on_partial, on_progress or (lambda done, total: None))
+
+    def _analyze(self, text, generation, focus, step, on_partial, on_progress) -> Analysis:
         started = time.perf_counter()
-        ids, offsets = self.tokenize(text)
-        if should_stop():
-            raise AnalysisCancelled("analysis replaced by a newer one")
+        step()
+        # For the editor (a focus), the cursor's block is computed on tokens spliced in around the edit; the
+        # splice is checked against the full tokenization before the rest is computed (morph.features.tokens).
+        tokens = self._splicer.exact(text)
+        guess = None
+        if tokens is None:
+            guess = self._splicer.quick(text) if focus is not None else None
+            tokens = guess if guess is not None else self.tokenize(text)
+        ids, offsets = tokens
+        step()
+        blocks, keys, block_keys, todo = self._plan(text, ids, offsets)
+        reused = len(blocks) - len(todo)
+        total = len(todo)
+        computed_tokens = 0
+        if todo and focus is not None:
+            focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
+            todo.sort(key=lambda i: 0 if blocks[i][0] <= focus_token < blocks[i][1] else 1 + abs(blocks[i][0] - focus_token))
+            first = [todo[0]]
+            computed_tokens += self._compute(ids, blocks, keys, block_keys, first, step)
+            todo = todo[1:]
+            on_progress(1, total)
+            if todo and on_partial is not None:
+                step()
+                stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
+                on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
+        if guess is not None:
+            step()
+            full = self._splicer.verify(text, guess)
+            if full is not guess:  # the splice missed: plan again on the real tokens (computed blocks stay cached)
+                ids, offsets = full
+                done = total - len(todo)
+                blocks, keys, block_keys, todo = self._plan(text, ids, offsets)
+                reused = len(blocks) - len(todo)
+                total = done + len(todo)
+        done = total - len(todo)
+        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, step,
+                                         lambda n: on_progress(done + n, total))
+        step()
+        n_computed = len(blocks) - reused
+        stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
+        result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
+        self._splicer.remember(text, (ids, offsets))
+        while len(self._cache) > self.config.cache_blocks:
+            key, _ = self._cache.popitem(last=False)
+        if len(self._by_block) > self.config.cache_blocks:
+            live = set(block_keys)
+            self._by_block = {k: v for k, v in self._by_block.items() if k in live}
+        return result
+
+    def _plan(self, text, ids, offsets) -> tuple[list, list, list, list]:
+        """The blocks, their cache keys (context + block ids) and block-only keys, and the indices of the
+        blocks not in the cache (each distinct key once)."""
         blocks = cut_blocks(text, offsets, self.config)
         keys, block_keys, todo = [], [], []
+        pending = set()
         for i, (a, b) in enumerate(blocks):
             ctx = ids[max(0, a - self.context_tokens):a]
             block_key = ids[a:b].tobytes()
@@ -295,35 +359,10 @@ class Analyzer:
             block_keys.append(block_key)
             if key in self._cache:
                 self._cache.move_to_end(key)
-            elif key not in {keys[j] for j in todo}:
+            elif key not in pending:
+                pending.add(key)
                 todo.append(i)
-        reused = len(blocks) - len(todo)
-        total = len(todo)
-        computed_tokens = 0
-        if todo and focus is not None:
-            focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
-            todo.sort(key=lambda i: 0 if blocks[i][0] <= focus_token < blocks[i][1] else 1 + abs(blocks[i][0] - focus_token))
-            first = [todo[0]]
-            computed_tokens += self._compute(ids, blocks, keys, block_keys, first, should_stop)
-            todo = todo[1:]
-            on_progress(1, total)
-            if todo and on_partial is not None and not should_stop():
-                stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
-                on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
-        done = total - len(todo)
-        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, should_stop,
-                                         lambda n: on_progress(done + n, total))
-        if should_stop():
-            raise AnalysisCancelled("analysis replaced by a newer one")
-        n_computed = len(blocks) - reused
-        stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
-        result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
-        while len(self._cache) > self.config.cache_blocks:
-            key, _ = self._cache.popitem(last=False)
-        if len(self._by_block) > self.config.cache_blocks:
-            live = set(block_keys)
-            self._by_block = {k: v for k, v in self._by_block.items() if k in live}
-        return result
+        return blocks, keys, block_keys, todo
 
     def _assemble(self, text, generation, ids, offsets, keys, block_keys, stats, partial) -> Analysis:
         parts = []
@@ -348,8 +387,9 @@ class Analyzer:
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
                         find_paragraphs(text), stats, self.lens.d_sae)
 
-    def _compute(self, ids, blocks, keys, block_keys, todo, should_stop, on_batch=None) -> int:
-        """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed."""
+    def _compute(self, ids, blocks, keys, block_keys, todo, step, on_batch=None) -> int:
+        """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed. `step()`
+        runs between batches, layers and SAE steps (it raises AnalysisCancelled to stop)."""
         import torch
 
         lens = self.lens
@@ -367,9 +407,8 @@ class Analyzer:
         try:
             finished = 0
             for batch in _batches(windows, self.config.batch_tokens):
-                if should_stop():
-                    raise AnalysisCancelled("analysis replaced by a newer one")
-                processed += self._run_batch(batch, keys, block_keys)
+                step()
+                processed += self._run_batch(batch, keys, block_keys, step)
                 finished += len(batch)
                 if on_batch is not None:
                     on_batch(finished)
@@ -378,7 +417,7 @@ class Analyzer:
                 torch.set_num_threads(previous_threads)
         return processed
 
-    def _run_batch(self, batch, keys, block_keys) -> int:
+    def _run_batch(self, batch, keys, block_keys, step) -> int:
         import torch
 
         from morph.features.concepts import forward_lock
@@ -395,14 +434,18 @@ class Analyzer:
         input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
         with forward_lock(lens), torch.inference_mode():
-            acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None)
+            acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None, between=step)
             rows = [acts[row, skip:skip + n] for row, (_, _, skip, n) in enumerate(batch)]
             x = torch.cat(rows).to(lens.sae.dtype)
+            step()
             feats = lens.sae.encode(x)
+            step()
             recon = lens.sae.decode(feats)
             sse = ((x - recon).float() ** 2).sum(-1)
+            step()
             nz_rows, nz_cols = torch.nonzero(feats, as_tuple=True)
             nz_vals = feats[nz_rows, nz_cols].float()
+        step()
         nz_rows, nz_cols, nz_vals = nz_rows.cpu().numpy(), nz_cols.cpu().numpy(), nz_vals.cpu().numpy()
         x_np = x.float().cpu().numpy().astype(np.float16)
         sse_np = sse.cpu().numpy().astype(np.float32)

@@ -69,8 +69,9 @@ class Engine:
     def analyze(self, text: str, generation: int = 0, focus: int | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_partial: Callable[[Analysis], None] | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> Analysis:
-        return self.analyzer.analyze(text, generation, focus, should_stop, on_partial, on_progress)
+                on_progress: Callable[[int, int], None] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> Analysis:
+        return self.analyzer.analyze(text, generation, focus, should_stop, on_partial, on_progress, checkpoint)
 
     def label(self, feature: int) -> str:
         return self.labels.label(feature)

@@ -241,8 +241,11 @@ def _input_of(args: tuple, kwargs: dict) -> Any:
     return next(iter(kwargs.values()))
 
 
-def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None) -> Any:
-    """Run `model` on `input_ids` just far enough to return the activations at `hook` ([batch, seq, d])."""
+def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None,
+            between: Callable[[], None] | None = None) -> Any:
+    """Run `model` on `input_ids` just far enough to return the activations at `hook` ([batch, seq, d]).
+    `between()`, when given, runs before each submodule's forward: a place to pause or to stop (an exception
+    it raises ends the forward and propagates)."""
     import torch
 
     module = model.get_submodule(hook.module_path)
@@ -252,17 +255,21 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
         captured.append(_centred(acts) if hook.centre else acts)
         raise _StopForward
 
-    if hook.read_input:
-        handle = module.register_forward_pre_hook(
-            lambda _m, args, kwargs: grab(_input_of(args, kwargs)), with_kwargs=True
-        )
-    else:
-        handle = module.register_forward_hook(lambda _m, _args, output: grab(_first(output)))
+    handles = []
     try:
+        if between is not None:
+            handles.extend(m.register_forward_pre_hook(lambda *_: between()) for m in model.modules())
+        if hook.read_input:
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, args, kwargs: grab(_input_of(args, kwargs)), with_kwargs=True
+            ))
+        else:
+            handles.append(module.register_forward_hook(lambda _m, _args, output: grab(_first(output))))
         with torch.inference_mode(), contextlib.suppress(_StopForward):
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     if not captured:
         raise RuntimeError(f"hook {hook.name} was never reached")
     return captured[0]
