@@ -248,6 +248,10 @@ class BenchApp(ProbeMixin, MorphApp):
 
 
 async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.0, step: float = 0.005) -> None:
+    """Poll `condition` every `step` seconds. Between polls only a sleep: `Pilot.pause` would post a message
+    to every widget on each poll and wait for all of them (its `_wait_for_screen`), UI-thread work that the
+    editor does not do while a writer pauses, and that took the interpreter from the analysis being
+    measured (the worker's forward ran at about half speed under it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
@@ -255,7 +259,7 @@ async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float =
             app = pilot.app
             raise TimeoutError(f"the editor did not reach the expected state in time (screen: {app.screen!r}, "
                                f"focused: {app.focused!r})")
-        await pilot.pause(step)
+        await asyncio.sleep(step)
 
 
 def analysis_busy(app: MorphApp) -> bool:
