@@ -317,7 +317,8 @@ class Analyzer:
             computed_tokens += self._compute(ids, blocks, keys, block_keys, first, step)
             todo = todo[1:]
             on_progress(1, total)
-            if todo and on_partial is not None:
+            # delivered early when more is to come: other blocks, or the check of spliced tokens
+            if (todo or guess is not None) and on_partial is not None:
                 step()
                 stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
                 on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
