@@ -156,6 +156,7 @@ def test_a_splice_that_misses_is_replaced_by_the_full_tokenization(tiny_lens):
         return np.delete(ids, 3), np.delete(offsets, 3, axis=0)
 
     analyzer._splicer.quick = wrong
+    analyzer._splicer.splices_are_exact = False  # as for a tokenizer without the byte-level guarantee
     partials = []
     result = analyzer.analyze(edited, focus=100, on_partial=partials.append)
     fresh = Analyzer(tiny_lens, SMALL).analyze(edited)
@@ -164,18 +165,26 @@ def test_a_splice_that_misses_is_replaced_by_the_full_tokenization(tiny_lens):
     np.testing.assert_allclose(dense(result, tiny_lens.d_sae), dense(fresh, tiny_lens.d_sae), atol=1e-6)
 
 
-def test_an_edit_is_tokenized_around_the_edit_only(tiny_lens):
+@pytest.mark.parametrize("exact", [True, False])
+def test_an_edit_is_tokenized_around_the_edit_only(tiny_lens, exact):
+    """The tests' byte-level BPE splices exactly: only the lines around the edit are tokenized. For a
+    tokenizer without that guarantee the whole text is tokenized once more, after the cursor's block."""
     text = TEXT * 20
     analyzer = Analyzer(tiny_lens, SMALL)
+    assert analyzer._splicer.splices_are_exact
+    analyzer._splicer.splices_are_exact = exact
     analyzer.analyze(text)
     lengths = []
     tokenize = analyzer.tokenize
     analyzer.tokenize = lambda part: lengths.append(len(part)) or tokenize(part)
     partials = []
     middle = text.index("\n", len(text) // 2)
-    analyzer.analyze(text[:middle] + " lantern" + text[middle:], focus=middle, on_partial=partials.append)
+    edited = text[:middle] + " lantern" + text[middle:]
+    result = analyzer.analyze(edited, focus=middle, on_partial=partials.append)
     assert partials and lengths[0] < len(text) / 5  # the cursor's block: spliced tokens
-    assert lengths[1:] == [len(text) + 8]  # then the full tokenization, once, to check the splice
+    assert lengths[1:] == ([] if exact else [len(edited)])
+    fresh = Analyzer(tiny_lens, SMALL).analyze(edited)
+    assert np.array_equal(result.token_ids, fresh.token_ids) and np.array_equal(result.offsets, fresh.offsets)
 
 
 def test_empty_and_whitespace_documents(tiny_lens):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morph.features.tokens import Splicer, common_prefix, common_suffix
+from morph.features.tokens import Splicer, common_prefix, common_suffix, splice_is_exact
 from tests.builders import TRAIN_TEXT
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "morph" / "default" / "model"
@@ -81,6 +81,10 @@ def test_splice_equals_full_tokenization_for_the_default_model(default_tokenizer
     check_splices(tokenize_with(default_tokenizer), edits)
 
 
+def test_byte_level_bpe_splices_are_exact_by_construction(tiny_tokenizer, default_tokenizer):
+    assert splice_is_exact(tiny_tokenizer) and splice_is_exact(default_tokenizer)
+
+
 def test_typing_in_the_middle_is_spliced(default_tokenizer):
     tokenize = tokenize_with(default_tokenizer)
     splicer = Splicer(tokenize)
@@ -105,7 +109,9 @@ def test_a_tokenizer_that_cannot_be_spliced_is_caught_and_then_left_alone():
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False)
     tok.train_from_iterator([TRAIN_TEXT], trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"],
                                                                       show_progress=False))
-    tokenize = tokenize_with(PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>"))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    assert not splice_is_exact(fast)
+    tokenize = tokenize_with(fast)
     splicer = Splicer(tokenize)
     text = DOCUMENT
     splicer.remember(text, tokenize(text))

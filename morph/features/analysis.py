@@ -1,8 +1,9 @@
 """The analysis engine: text in; tokens with offsets, sparse SAE features, paragraph summaries out.
 
 How a document is cut (and why incremental equals from-scratch): the whole text is tokenized with
-character offsets (for the editor's first delivery, the cursor's block, the tokens may be spliced in
-around the edit, and are checked against the full tokenization before the rest: morph.features.tokens),
+character offsets (in the editor, the tokens around an edit are spliced into the previous ones; for a
+tokenizer where that is not exact by construction, the splice is checked against the full tokenization
+after the cursor's block and before the rest: morph.features.tokens),
 then cut into *blocks* at the ends of newline runs (at least `min_block_tokens` long, at most
 `max_block_tokens`, split at a sentence end where a paragraph runs longer). Each block is run through the
 model as [BOS] + the `context_tokens` tokens before it + the block, so a block's activations depend only
@@ -24,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from morph.errors import MorphError
-from morph.features.tokens import Splicer
+from morph.features.tokens import Splicer, splice_is_exact
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -265,7 +266,7 @@ class Analyzer:
         self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
         self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
         self._lock = threading.Lock()
-        self._splicer = Splicer(lambda text: self.tokenize(text))
+        self._splicer = Splicer(lambda text: self.tokenize(text), exact=splice_is_exact(lens.tokenizer))
 
     def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         enc = self.lens.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -297,13 +298,15 @@ class Analyzer:
     def _analyze(self, text, generation, focus, step, on_partial, on_progress) -> Analysis:
         started = time.perf_counter()
         step()
-        # For the editor (a focus), the cursor's block is computed on tokens spliced in around the edit; the
-        # splice is checked against the full tokenization before the rest is computed (morph.features.tokens).
+        # For the editor (a focus), tokens are spliced in around the edit; where a splice is not exact by
+        # construction, it is checked against the full tokenization before the rest is computed.
         tokens = self._splicer.exact(text)
-        guess = None
+        guess = None  # spliced tokens still to be checked
         if tokens is None:
-            guess = self._splicer.quick(text) if focus is not None else None
-            tokens = guess if guess is not None else self.tokenize(text)
+            spliced = self._splicer.quick(text) if focus is not None else None
+            tokens = spliced if spliced is not None else self.tokenize(text)
+            if spliced is not None and not self._splicer.splices_are_exact:
+                guess = spliced
         ids, offsets = tokens
         step()
         blocks, keys, block_keys, todo = self._plan(text, ids, offsets)

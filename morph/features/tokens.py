@@ -2,18 +2,24 @@
 
 Tokenizing a whole 8,000-token document takes ~15-20 ms on a laptop core, a good part of the time from a
 pause to the edited paragraph's highlights. After an edit, `Splicer.quick` re-tokenizes only the text from
-a line start a line before the edit to a line start a line after it (plus a few characters of look-ahead), and keeps the tokens of the previous
-text on both sides (their offsets shifted). For the usual tokenizers a token never spans a line start that
-begins with a visible character, so the splice equals a full tokenization; but no such rule holds for
-every tokenizer (SentencePiece models without a pre-tokenizer may merge across lines, and some prepend a
-space marker to any text they are given). So a splice is only ever a first guess: the analyzer shows it
-for the cursor's block, then checks it against the full tokenization before computing the rest (see
-morph.features.analysis), and a tokenizer whose splices miss twice is not spliced again.
+a line start a line before the edit to a line start a line after it (plus a few characters of look-ahead),
+and keeps the tokens of the previous text on both sides, their offsets shifted. The cut points are
+*anchors*: line starts whose first character is visible.
+
+Exact by construction for byte-level BPE with GPT-2's pre-tokenizer regex and no normalizer (GPT-2, the
+shipped default): BPE merges stay inside a pre-token, and a pre-token never spans an anchor, because the
+newline before it can only be matched by the regex's whitespace alternatives, which stop before a visible
+character (the one look-ahead, `\s+(?!\S)`, sees the same visible character at a left anchor in the old
+and the new text, and the characters past a right anchor are tokenized along and dropped). Property tests
+check this against full tokenizations (tests/test_tokens.py). For every other tokenizer a splice is only a
+first guess (SentencePiece models may merge across lines; some mark the start of any text they are given):
+the analyzer shows it for the cursor's block, then checks it against the full tokenization before the rest,
+and a tokenizer whose splices miss twice is not spliced again.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -86,6 +92,18 @@ def anchor_after(text: str, pos: int) -> int | None:
     return None
 
 
+def splice_is_exact(tokenizer: Any) -> bool:
+    """Whether splices of this (Hugging Face fast) tokenizer equal full tokenizations (module docstring)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    from tokenizers import models, pre_tokenizers
+
+    pre = backend.pre_tokenizer
+    return (backend.normalizer is None and isinstance(backend.model, models.BPE)
+            and isinstance(pre, pre_tokenizers.ByteLevel) and pre.use_regex and not pre.add_prefix_space)
+
+
 def _boundary(offsets: np.ndarray, at: int) -> int | None:
     """The index of the first token starting at or after character `at`, if no token spans `at`."""
     i = int(np.searchsorted(offsets[:, 0], at, side="left"))
@@ -97,8 +115,9 @@ def _boundary(offsets: np.ndarray, at: int) -> int | None:
 class Splicer:
     """Remembers the last full tokenization and splices the next text's tokens from it."""
 
-    def __init__(self, tokenize: Callable[[str], Tokens]) -> None:
+    def __init__(self, tokenize: Callable[[str], Tokens], exact: bool = False) -> None:
         self.tokenize = tokenize
+        self.splices_are_exact = exact  # no check needed (see splice_is_exact)
         self._last: tuple[str, np.ndarray, np.ndarray] | None = None
         self.misses = 0
 
@@ -118,7 +137,7 @@ class Splicer:
 
     def quick(self, text: str) -> Tokens | None:
         """The tokens of `text` spliced from the last full tokenization, or None where no splice applies.
-        Not guaranteed equal to `tokenize(text)`: check with `verify`."""
+        Unless `splices_are_exact`, not guaranteed equal to `tokenize(text)`: check with `verify`."""
         if self._last is None or not self.enabled:
             return None
         old, old_ids, old_offsets = self._last
