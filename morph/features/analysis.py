@@ -1,15 +1,15 @@
 """The analysis engine: text in; tokens with offsets, sparse SAE features, paragraph summaries out.
 
 How a document is cut (and why incremental equals from-scratch): the whole text is tokenized with
-character offsets (in the editor, the tokens around an edit are spliced into the previous ones; for a
-tokenizer where that is not exact by construction, the splice is checked against the full tokenization
-after the cursor's block and before the rest: morph.features.tokens),
-then cut into *blocks* at the ends of newline runs (at least `min_block_tokens` long, at most
-`max_block_tokens`, split at a sentence end where a paragraph runs longer). Each block is run through the
-model as [BOS] + the `context_tokens` tokens before it + the block, so a block's activations depend only
-on (its context ids, its ids). That pair is the cache key: after an edit only the blocks whose key changed
-(the edited block and the few whose left context reaches into it) are recomputed, so the cost follows
-the edit, not the document, and no document is too long for the model's context.
+character offsets (in the editor, the tokens around an edit are spliced into the previous ones; where that
+is not exact by construction, the splice is checked against the full tokenization after the cursor's
+block and before the rest: morph.features.tokens), then cut into *blocks* at the ends of newline runs (at
+least `min_block_tokens` long, at most `max_block_tokens`, split at a sentence end where a paragraph runs
+longer). Each block is run through the model as [BOS] + the `context_tokens` tokens before it + the
+block, so a block's activations depend only on (its context ids, its ids). That pair is the cache key:
+after an edit only the blocks whose key changed (the edited block and the few whose left context reaches
+into it) are recomputed, so the cost follows the edit, not the document, and no document is too long for
+the model's context.
 The model runs only up to the SAE's hook layer.
 """
 

@@ -1,4 +1,4 @@
-"""Tokenizing a document after an edit: the lines around the edit are re-tokenized and spliced in.
+r"""Tokenizing a document after an edit: the lines around the edit are re-tokenized and spliced in.
 
 Tokenizing a whole 8,000-token document takes ~15-20 ms on a laptop core, a good part of the time from a
 pause to the edited paragraph's highlights. After an edit, `Splicer.quick` re-tokenizes only the text from
