@@ -368,3 +368,25 @@ async def test_the_analysis_pauses_while_a_key_is_handled(make_app):
         assert app.input_priority.waited_s > 0.1  # the checkpoint after tokenizing held it
         assert app.generation == generation and app.analysis.generation == generation
         assert len(app.view.overlay) > 0
+
+
+async def test_a_result_arriving_while_a_key_is_handled_is_drawn_after_it(make_app):
+    """The keystroke's frame goes out first: a result that arrives within the input hold is applied when the
+    hold ends, not dropped (and a stale one is still never drawn)."""
+    from dataclasses import replace
+
+    from morph.editor.messages import AnalysisReady
+
+    app = make_app(debounce_ms=60_000)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        before = app.analysis
+        newer = replace(before)  # the same numbers, a new result object
+        app.input_priority.hold_s = 0.5
+        app.input_priority.input_arrived()
+        message = AnalysisReady(newer, False)
+        app.post_message(message)
+        await pilot.pause(0.1)
+        assert app.analysis is before and not message.drawn.is_set()  # held back while input is handled
+        await wait_for(pilot, lambda: app.analysis is newer)
+        await wait_for(pilot, lambda: message.drawn.is_set())

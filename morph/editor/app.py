@@ -416,6 +416,12 @@ class MorphApp(App):
         if message.analysis.generation != self.generation:
             message.drawn.set()
             return  # made for text that has changed since: never drawn
+        hold = self.input_priority.remaining()
+        if hold > 0:
+            # A keystroke is being handled: its frame goes out first, the result right after it (drawing a
+            # result takes ~10 ms of the UI thread, which the keystroke would otherwise wait for).
+            self.set_timer(hold, partial(self.on_analysis_ready, message))
+            return
         self.call_after_refresh(message.drawn.set)
         self.analysis = message.analysis
         self.analysis_base = message.offset_base

@@ -30,6 +30,10 @@ class InputPriority:
     def input_arrived(self) -> None:
         self._until = time.perf_counter() + self.hold_s
 
+    def remaining(self) -> float:
+        """Seconds until the hold of the latest input ends (0 when no input is being handled)."""
+        return max(0.0, self._until - time.perf_counter())
+
     def checkpoint(self) -> None:
         """Sleep while input is being handled (at most `max_wait_s`)."""
         start = now = time.perf_counter()
