@@ -24,6 +24,23 @@ def analysed(app: MorphApp) -> bool:
             and app.analysis.stats.complete and app.status.state.state == "idle")
 
 
+def hold_tokenize(analyzer):
+    """Make the analyzer's tokenizing wait: (entered, release) events, set when a run reaches it and to let
+    it go on."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    tokenize = analyzer.tokenize
+
+    def slow_tokenize(text):
+        entered.set()
+        release.wait(10)
+        return tokenize(text)
+
+    analyzer.tokenize = slow_tokenize
+    return entered, release
+
+
 @pytest.fixture
 def make_app(tiny_lens, tmp_path, monkeypatch):
     monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
@@ -256,22 +273,13 @@ async def test_the_panel_keeps_its_result_while_an_edit_waits_for_analysis(make_
 
 
 async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
-    import threading
-
     app = make_app(debounce_ms=60_000)  # no new analysis starts: the edit alone must stop the old one
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: analysed(app))  # the first analysis, on loading
         before = app.analysis
         analyzer = app.engine.analyzer
-        entered, release = threading.Event(), threading.Event()
-        tokenize = analyzer.tokenize
+        entered, release = hold_tokenize(analyzer)
         outcomes: list[str] = []
-
-        def slow_tokenize(text):
-            entered.set()
-            release.wait(10)
-            return tokenize(text)
-
         analyze = app.engine.analyze
 
         def recording_analyze(*args, **kwargs):
@@ -283,7 +291,6 @@ async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
             outcomes.append("finished")
             return result
 
-        analyzer.tokenize = slow_tokenize
         app.engine.analyze = recording_analyze
         app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
         await pilot.pause()
@@ -340,22 +347,12 @@ async def test_the_rest_of_the_document_waits_until_the_cursor_block_is_drawn(ma
 async def test_the_analysis_pauses_while_a_key_is_handled(make_app):
     """A key arriving while the analysis runs holds the analysis at its next checkpoint (the UI first);
     a key that does not edit (a cursor move) does not cancel it, and its result is drawn."""
-    import threading
-
     app = make_app(debounce_ms=60_000)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: analysed(app))
         app.input_priority.hold_s = 1.0  # long enough that the release below falls inside it on any machine
         analyzer = app.engine.analyzer
-        entered, release = threading.Event(), threading.Event()
-        tokenize = analyzer.tokenize
-
-        def slow_tokenize(text):
-            entered.set()
-            release.wait(10)
-            return tokenize(text)
-
-        analyzer.tokenize = slow_tokenize
+        entered, release = hold_tokenize(analyzer)
         app.view.move_cursor((0, 0))
         app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
         await pilot.pause()

@@ -389,7 +389,7 @@ class MorphApp(App):
             plan = plan_highlights(result, text, base, view_range, pinned, n_colours, scales)
             return AnalysisReady(result, partial, base, scales, plan)
 
-        def partial(result: Any) -> None:
+        def deliver_partial(result: Any) -> None:
             # Let the UI draw the edited paragraph before the rest of the document competes with it for the
             # interpreter (drawing it while the other blocks were computed took 2-3 times as long).
             message = ready(result, True)
@@ -398,7 +398,7 @@ class MorphApp(App):
 
         try:
             analysis = engine.analyze(
-                text, generation, focus, should_stop=lambda: worker.is_cancelled, on_partial=partial,
+                text, generation, focus, should_stop=lambda: worker.is_cancelled, on_partial=deliver_partial,
                 on_progress=lambda done, total: self.post_message(AnalysisProgress(generation, done, total)),
                 checkpoint=checkpoint,
             )

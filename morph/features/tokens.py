@@ -48,17 +48,7 @@ def common_prefix(a: str, b: str) -> int:
 
 def common_suffix(a: str, b: str, limit: int) -> int:
     """Length of the longest common suffix, at most `limit`."""
-    n = min(len(a), len(b), limit)
-    if n == 0 or a[len(a) - n:] == b[len(b) - n:]:
-        return n
-    lo, hi = 0, n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return min(common_prefix(a[::-1], b[::-1]), limit)
 
 
 def _is_anchor(text: str, i: int) -> bool:
