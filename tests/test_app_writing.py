@@ -243,7 +243,7 @@ def analysed(app: MorphApp) -> bool:
 def engine_factory(tiny_lens):
     from morph.features.engine import Engine
 
-    return lambda: Engine(tiny_lens)
+    return lambda _progress: Engine(tiny_lens)
 
 
 async def test_markdown_styles_and_feature_highlights_coexist(dirs, engine_factory):

@@ -39,7 +39,7 @@ def analysed(app: MorphApp) -> bool:
 
 @pytest.fixture
 def app(tiny_lens, dirs) -> MorphApp:
-    return MorphApp(None, TEXT, Settings(debounce_ms=30), lambda: Engine(tiny_lens))
+    return MorphApp(None, TEXT, Settings(debounce_ms=30), lambda _progress: Engine(tiny_lens))
 
 
 async def test_incremental_drawing_equals_drawing_from_scratch(app):
@@ -78,7 +78,7 @@ async def test_incremental_drawing_equals_drawing_from_scratch(app):
 @pytest.fixture
 def quiet_app(tiny_lens, dirs) -> MorphApp:
     """An editor whose debounce never fires during a test: analyse_once runs the one analysis."""
-    return MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))
+    return MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda _progress: Engine(tiny_lens))
 
 
 async def analyse_once(pilot, app: MorphApp) -> DocumentView:
@@ -111,7 +111,7 @@ async def test_a_keystroke_repaints_only_the_edited_paragraph(quiet_app):
 
 
 async def test_opening_a_code_fence_redraws_the_rows_below(tiny_lens, dirs):
-    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda: Engine(tiny_lens))  # no highlights arrive
+    app = MorphApp(None, TEXT, Settings(debounce_ms=5000), lambda _progress: Engine(tiny_lens))  # no highlights arrive
     async with app.run_test(size=(70, 24)) as pilot:
         view = app.query_one(DocumentView)
         view.cursor_blink = False

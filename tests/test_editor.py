@@ -47,7 +47,7 @@ def make_app(tiny_lens, tmp_path, monkeypatch):
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
 
     def make(text: str = TEXT, **settings) -> MorphApp:
-        return MorphApp(None, text, Settings(**{"debounce_ms": 30, **settings}), lambda: Engine(tiny_lens))
+        return MorphApp(None, text, Settings(**{"debounce_ms": 30, **settings}), lambda _progress: Engine(tiny_lens))
 
     return make
 
@@ -148,7 +148,7 @@ async def test_model_failure_is_shown_and_editing_goes_on(tmp_path, monkeypatch)
     monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
 
-    def broken():
+    def broken(_progress):
         from morph.errors import ModelLoadError
 
         raise ModelLoadError("model folder '/nope' does not exist")

@@ -39,4 +39,13 @@ def engine_from_args(args: argparse.Namespace) -> Any:
     from morph.features.engine import Engine
     from morph.models.lens import LensSpec
 
-    return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"))
+    return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), progress=say_progress)
+
+
+def say_progress(what: str, done: float) -> None:
+    """A first conversion of the default model, on stderr (stdout stays the command's output)."""
+    import sys
+
+    if done <= 0.05:
+        print("morph: first use: preparing the default model (once, about a minute)", file=sys.stderr)
+    print(f"morph: {done:4.0%} {what}", file=sys.stderr, flush=True)

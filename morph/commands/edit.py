@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         spec = LensSpec(model=args.model or settings.model, sae=args.sae or settings.sae,
                         device=args.device or settings.device)
         if spec.model is None and spec.sae is None and not default_available():
-            note = "the embedded default model is not installed"
+            from morph.models.default_model import HOW_TO_GET
+
+            note = HOW_TO_GET
         else:
             factory = _engine_factory(spec)
     from morph.editor.app import MorphApp
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _engine_factory(spec):
-    def build():
+    def build(progress):
         import os
 
         from morph.features.analysis import AnalysisConfig
@@ -63,6 +65,6 @@ def _engine_factory(spec):
 
         # Leave a core to the UI thread, so typing never waits for the model.
         threads = max(1, (os.cpu_count() or 2) - 1)
-        return Engine.load(spec, AnalysisConfig(threads=threads))
+        return Engine.load(spec, AnalysisConfig(threads=threads), progress)
 
     return build

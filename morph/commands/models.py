@@ -31,15 +31,20 @@ def _sae_cached(spec: str) -> bool:
 
 
 def list_models() -> list[dict]:
-    from morph.models.presets import DEFAULT_DIR, PRESETS, default_available
+    from morph.models import default_model
+    from morph.models.presets import DEFAULT_SAE_DIR, PRESETS, default_available
 
     rows = []
     for preset in PRESETS.values():
         row = {"name": preset.name, "model": preset.model, "sae": preset.sae, "description": preset.description}
         if preset.name == "default":
-            row.update(model="morph-default/model", sae="morph-default/sae", available=default_available())
-            if row["available"]:
-                row["path"] = str(DEFAULT_DIR)
+            source = default_model.find_source()
+            row.update(sae="morph-default/sae", sae_path=str(DEFAULT_SAE_DIR), available=default_available())
+            if source is not None:
+                # "converted": Morph's cache; "hub-cache": the Hugging Face cache; "gguf": converted on first use
+                row.update(path=str(source.path), source=source.kind)
+            else:
+                row["how_to_get"] = default_model.HOW_TO_GET
         else:
             config = _hub_path(preset.model, "config.json")
             row["available"] = bool(config) and _sae_cached(preset.sae)

@@ -41,8 +41,8 @@ from morph.editor.dialogs import (
 )
 from morph.editor.document import DocumentView
 from morph.editor.frames import PacedScreen
-from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineReady,
-                                   FeatureChosen)
+from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
+                                   EngineReady, FeatureChosen)
 from morph.editor.overlay import ColorBook, HighlightPlan, Overlay, plan_highlights
 from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
@@ -111,7 +111,7 @@ class MorphApp(App):
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
-                 engine_factory: Callable[[], Any] | None = None, model_note: str = "",
+                 engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
                  loaded: Any = None) -> None:
         super().__init__()
         from morph.config import DEFAULT_KEYS, Settings
@@ -281,7 +281,7 @@ class MorphApp(App):
     def load_engine(self) -> None:
         started = time.perf_counter()
         try:
-            engine = self.engine_factory()
+            engine = self.engine_factory(lambda what, done: self.post_message(EngineProgress(what, done)))
         except MemoryError:
             self.post_message(EngineFailed("not enough memory to load the model"))
         except Exception as err:  # noqa: BLE001 - any failure is shown, the editor keeps working
@@ -305,6 +305,12 @@ class MorphApp(App):
                                  detail=f"(model ready in {message.seconds:.1f} s)")
         self.panel.show_message("analysing…")
         self.schedule_analysis(0)
+
+    def on_engine_progress(self, message: EngineProgress) -> None:
+        """The first start converts the default model (about a minute): say so, with how far it is."""
+        if self.engine is None:
+            self.status.update_state(state="loading model",
+                                     detail=f"(first start: preparing the model, {message.what} {message.done:.0%})")
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.status.update_state(state="no model", model="model failed to load")
@@ -465,6 +471,12 @@ class MorphApp(App):
         else:
             slots = self.colour_book.assign(plan.features)
         self.view.set_overlay(plan.overlay.with_slots(slots))
+        self._show_legend(plan)
+
+    def _show_legend(self, plan: HighlightPlan) -> None:
+        rows = [PanelRow(f, self.engine.label(f), score, self._colour(f)) for f, score in zip(plan.features, plan.scores)]
+        title = "Pinned feature" if self.pinned is not None else "Highlighted (distinctive in view)"
+        self.panel.show_legend(title, rows)
 
     def _colour(self, feature: int) -> str | None:
         slot = self.colour_book.slot(feature)
@@ -487,7 +499,7 @@ class MorphApp(App):
         if token is not None and 0 <= cursor <= analysis.text_length:
             start, end = analysis.offsets[token]
             token_text = view.text[base + int(start):base + int(end)]
-            self.panel.show_token(token_text, self._rows(analysis.token_features(token, PANEL_ROWS)))
+            self.panel.show_token(token_text, self._rows(analysis.token_features(token, PANEL_ROWS, distinctive=True)))
         else:
             self.panel.show_token(None, [])
         index = analysis.paragraph_index(cursor)

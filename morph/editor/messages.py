@@ -15,6 +15,15 @@ class EngineReady(Message):
         self.seconds = seconds
 
 
+class EngineProgress(Message):
+    """Loading the model takes a while (a first conversion of the default): what is happening, 0..1 done."""
+
+    def __init__(self, what: str, done: float) -> None:
+        super().__init__()
+        self.what = what
+        self.done = done
+
+
 class EngineFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()

@@ -44,15 +44,17 @@ def quiet_hf() -> None:
 class Engine:
     def __init__(self, lens: Any, config: AnalysisConfig | None = None):
         self.lens = lens
-        self.analyzer = Analyzer(lens, config)
         self.labels: FeatureLabels = labels_for(lens)
+        self.analyzer = Analyzer(lens, config, self.labels.norms())
 
     @classmethod
-    def load(cls, spec: Any, config: AnalysisConfig | None = None) -> "Engine":
+    def load(cls, spec: Any, config: AnalysisConfig | None = None,
+             progress: Callable[[str, float], None] | None = None) -> "Engine":
+        """Load the Lens; `progress(what, done)` hears about a first conversion of the default model."""
         from morph.models.lens import load_lens
 
         quiet_hf()
-        return cls(load_lens(spec), config)
+        return cls(load_lens(spec, progress), config)
 
     @property
     def model_name(self) -> str:
@@ -76,23 +78,14 @@ class Engine:
     def label(self, feature: int) -> str:
         return self.labels.label(feature)
 
-    def typical_max(self, feature: int, analysis: Analysis | None = None) -> float:
-        """The scale for a feature's intensity: from the statistics file, else its max in this document."""
-        known = self.labels.max_act(feature)
-        if known:
-            return known
-        if analysis is not None and analysis.n_tokens:
-            return float(analysis.feature_values(feature).max()) or 1.0
-        return 1.0
-
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
         """Per feature, the activation that counts as full intensity: its typical max from the statistics
         file where known, else its max in this document."""
-        scales = analysis.feature_max()
-        known = self.labels.max_acts()
-        if known is not None:
-            scales = np.where(known > 0, known, scales)
-        return np.where(scales > 0, scales, 1.0).astype(np.float32)
+        fallback = analysis.feature_max()
+        norms = self.labels.norms()
+        if norms is None:
+            return np.where(fallback > 0, fallback, 1.0).astype(np.float32)
+        return norms.scales(fallback)
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
         info = self.labels.info(feature)

