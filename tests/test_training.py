@@ -94,20 +94,27 @@ def test_sae_is_an_inference_topk_sae_in_sae_lens_format(run_dir):
 
 def test_labels_cover_every_feature_in_the_editor_format(run_dir):
     labels = json.loads((run_dir / "sae" / "final" / "labels.json").read_text())
-    assert labels["format"] == "morph-labels/1"
+    assert labels["format"] == "morph-labels/2"
     assert isinstance(labels["n_tokens"], int) and labels["n_tokens"] >= 1000
     features = labels["features"]
     assert [f["id"] for f in features] == list(range(128))
     for f in features:
-        assert set(f) == {"id", "label", "density", "mean_act", "max_act", "top_tokens", "promoted"}
+        assert set(f) == {"id", "label", "density", "mean_act", "max_act", "quantiles", "words", "contexts",
+                          "top_tokens", "promoted"}
         assert isinstance(f["label"], str) and f["label"].strip()
         assert 0.0 <= f["density"] <= 1.0
         assert len(f["top_tokens"]) <= 10 and len(f["promoted"]) <= 10 and f["promoted"]
         assert all(isinstance(t, str) and isinstance(c, int) and c > 0 for t, c in f["top_tokens"])
+        assert len(f["words"]) <= 10 and all(w.isalpha() or "'" in w for w, _, _ in f["words"])
+        assert [s for _, s, _ in f["words"]] == sorted((s for _, s, _ in f["words"]), reverse=True)
         if f["density"] == 0:
-            assert f["label"].startswith("(dead)") and not f["top_tokens"]
+            assert f["label"].startswith("(dead)") and not f["top_tokens"] and not f["contexts"]
         else:
             assert f["top_tokens"] and f["max_act"] >= f["mean_act"] > 0
+            q = [f["quantiles"][k] for k in ("0.5", "0.9", "0.99")]
+            assert 0 < q[0] <= q[1] <= q[2] <= f["max_act"]
+            if f["words"]:
+                assert f["label"] == " · ".join(w for w, _, _ in f["words"][:3])
     assert any(f["density"] > 0 for f in features)
     # the most active feature's counts add up to no more than its active tokens
     busiest = max(features, key=lambda f: f["density"])
@@ -115,11 +122,58 @@ def test_labels_cover_every_feature_in_the_editor_format(run_dir):
 
 
 def test_labels_hold_no_passage_of_the_corpus(run_dir):
+    """The test corpus has no README, so no file allows quoting: no contexts at all; tokens are single tokens."""
     text = (run_dir / "sae" / "final" / "labels.json").read_text()
     labels = json.loads(text)
     for f in labels["features"]:
+        assert f["contexts"] == []
         for tok in [t for t, _ in f["top_tokens"]] + f["promoted"]:
             assert len(tok) <= 24 and " " not in tok.strip()
+
+
+def test_contexts_come_only_from_files_whose_readme_row_allows_quoting(run_dir, tmp_path):
+    """With a README marking a.txt quotable and b.txt not, every context is a short span of a.txt."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    corpus = Path(json.loads((out / "config.json").read_text())["corpus"])
+    quoted = tmp_path / "corpus"
+    shutil.copytree(corpus, quoted)
+    (quoted / "README.md").write_text("| file | what | snippets in labels |\n| --- | --- | --- |\n"
+                                      "| a.txt | words | yes |\n| b.txt | words | no |\n")
+    config = json.loads((out / "config.json").read_text())
+    config["corpus"] = str(quoted)
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["train", "data", "--out", str(out)]) == 0
+    assert main(["train", "stats", "--out", str(out)]) == 0
+    labels = json.loads((out / "sae" / "final" / "labels.json").read_text())
+    a_text = " ".join((quoted / "a.txt").read_text().split())
+    b_only = set((quoted / "b.txt").read_text().split()) - set((quoted / "a.txt").read_text().split())
+    contexts = [c for f in labels["features"] for c in f["contexts"]]
+    assert contexts
+    for c in contexts:
+        quote = " ".join((c["before"] + c["token"] + c["after"]).split())
+        assert quote in a_text and not (set(quote.split()) & b_only)
+        assert c["token"] and c["act"] > 0
+
+
+def test_distinctive_words_weigh_against_common_words():
+    """A feature firing on every 'the' and on each rarer 'storm' and 'rain' is named by those, never by 'the';
+    'storm' (rarer, same firings) ranks before 'rain'."""
+    import numpy as np
+
+    from morph.models.training.stats import Collected, distinctive_words
+
+    words = ["the", "storm", "rain"]
+    n_tokens = 10_000
+    word_freq = np.array([2000.0, 20.0, 24.0])
+    keys = np.array([0 * 3 + 0, 0 * 3 + 1, 0 * 3 + 2])
+    c = Collected(n_tokens, np.array([2040]), np.array([2040.0]), np.array([1.0], dtype=np.float32),
+                  np.zeros((1, 2)), keys, np.array([2000.0, 20.0, 20.0]), np.array([2000, 20, 20]),
+                  np.zeros((1, 1)), np.zeros((1, 1)), {})
+    ranked = [w for w, _, _ in distinctive_words(c, words, word_freq)[0]]
+    assert ranked == ["storm", "rain"]
 
 
 def test_metrics_and_card(run_dir):

@@ -17,6 +17,8 @@ STAGE_HELP = "tokenizer, data, lm, sae, stats, eval, card, all (those not yet do
 OPTIONS: dict[str, tuple[str, type, str]] = {
     "--corpus": ("corpus", str, "folder of UTF-8 .txt files (one paragraph per line, <|endoftext|> ends a document)"),
     "--name": ("name", str, "model name written into the SAE metadata and the card"),
+    "--model": ("model", str, "train the SAE on this model (preset, hub id or folder) instead of training an LM"),
+    "--hook": ("hook", str, "hook point the SAE reads, e.g. blocks.10.hook_resid_pre (default: --sae-layer's resid_pre)"),
     "--seed": ("seed", int, "random seed (default 1337)"),
     "--device": ("device", str, "auto (cuda, mps, cpu), cpu, cuda or mps"),
     "--threads": ("threads", int, "CPU threads (default: all cores)"),
@@ -87,7 +89,7 @@ def config_from_args(args: argparse.Namespace):
                  "sae_batch", "sae_expansion", "eval_batch"):
         if getattr(cfg, name) <= 0:
             raise InputError(f"{name.replace('_', '-')} must be positive")
-    if cfg.sae_layer >= cfg.n_layer:
+    if cfg.own_lm and cfg.sae_layer >= cfg.n_layer:
         raise InputError(f"--sae-layer {cfg.sae_layer} is not below --layers {cfg.n_layer}")
     if cfg.sae_k > cfg.d_sae:
         raise InputError(f"--sae-k {cfg.sae_k} is more than the SAE's {cfg.d_sae} features")
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         raise InputError("give --out DIR, the work dir")
     cfg = config_from_args(args)
+    if stage in ("lm", "tokenizer") and not cfg.own_lm:
+        raise InputError(f"stage {stage!r} trains Morph's own LM; this run reads --model {cfg.model}")
     if stage in ("all", "tokenizer", "data"):
         from pathlib import Path
 

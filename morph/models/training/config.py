@@ -15,6 +15,8 @@ class TrainConfig:
     corpus: str = ""  # a folder of UTF-8 .txt files: one paragraph per line, `<|endoftext|>` ends a document
     out: str = ""  # the work dir: checkpoints, logs, final artifacts (keep it outside the repository)
     name: str = "morph-default"
+    # the model the SAE reads: a preset, hub id or folder that Morph loads; empty = the LM trained by this run
+    model: str = ""
     seed: int = 1337
     device: str = "auto"
     threads: int = 0  # 0 = all CPU cores
@@ -46,6 +48,7 @@ class TrainConfig:
     # sparse autoencoder (SAE-Lens TopK)
     sae_layer: int = -1  # -1 = the middle layer (n_layer // 2)
     sae_hook: str = "resid_pre"
+    hook: str = ""  # a full hook name (blocks.L.hook_...); wins over sae_layer/sae_hook
     sae_expansion: int = 16
     sae_k: int = 32
     sae_lr: float = 4e-4
@@ -68,7 +71,12 @@ class TrainConfig:
 
     @property
     def hook_name(self) -> str:
-        return f"blocks.{self.layer}.hook_{self.sae_hook}"
+        return self.hook or f"blocks.{self.layer}.hook_{self.sae_hook}"
+
+    @property
+    def own_lm(self) -> bool:
+        """Whether the SAE reads the LM this run trains (else a model Morph loads: `model`)."""
+        return not self.model
 
     @property
     def d_sae(self) -> int:

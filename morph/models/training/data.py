@@ -9,7 +9,7 @@ from typing import Iterator
 import numpy as np
 
 from morph.errors import InputError
-from morph.models.training.common import LOG, Paths, record, write_json
+from morph.models.training.common import LOG, Paths, read_json, record, write_json
 from morph.models.training.config import TrainConfig
 
 EOT = "<|endoftext|>"
@@ -17,14 +17,20 @@ EOT = "<|endoftext|>"
 
 def read_documents(corpus: str) -> list[str]:
     """Every document of every .txt file under `corpus`, in path order: paragraphs joined later."""
+    return [text for _, text in read_sourced_documents(corpus)]
+
+
+def read_sourced_documents(corpus: str) -> list[tuple[str, str]]:
+    """(file path relative to `corpus`, document) for every document, paragraphs joined by NUL."""
     folder = Path(corpus).expanduser()
     if not corpus or not folder.is_dir():
         raise InputError(f"corpus folder {corpus!r} does not exist (give --corpus DIR)")
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise InputError(f"corpus folder {corpus!r} holds no .txt files")
-    docs: list[list[str]] = []
+    docs: list[tuple[str, list[str]]] = []
     for path in files:
+        source = path.relative_to(folder).as_posix()
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
@@ -34,37 +40,43 @@ def read_documents(corpus: str) -> list[str]:
             line = line.strip()
             if line == EOT:
                 if paragraphs:
-                    docs.append(paragraphs)
+                    docs.append((source, paragraphs))
                 paragraphs = []
             elif line:
                 paragraphs.append(line)
         if paragraphs:
-            docs.append(paragraphs)
+            docs.append((source, paragraphs))
     if not docs:
         raise InputError(f"corpus folder {corpus!r} holds no text")
-    return ["\x00".join(d) for d in docs]  # paragraphs kept apart until the separator is chosen
+    return [(source, "\x00".join(d)) for source, d in docs]  # paragraphs kept apart until the separator is chosen
 
 
 def split_documents(cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """A seeded shuffle of the documents, cut to --max-corpus-mb, then held-out documents for validation."""
-    docs = [d.replace("\x00", cfg.paragraph_sep) for d in read_documents(cfg.corpus)]
+    train, val = split_sourced_documents(cfg)
+    return [text for _, text in train], [text for _, text in val]
+
+
+def split_sourced_documents(cfg: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """split_documents, each document with the corpus file it came from."""
+    docs = [(source, d.replace("\x00", cfg.paragraph_sep)) for source, d in read_sourced_documents(cfg.corpus)]
     random.Random(cfg.seed).shuffle(docs)
     if cfg.max_corpus_mb > 0:
         budget, kept = int(cfg.max_corpus_mb * 1e6), []
-        for doc in docs:
+        for source, doc in docs:
             if budget <= 0:
                 break
-            kept.append(doc[:budget])
+            kept.append((source, doc[:budget]))
             budget -= len(doc)
         docs = kept
     if len(docs) == 1:  # one document: hold out its tail
-        doc = docs[0]
+        source, doc = docs[0]
         cut = doc.rfind(cfg.paragraph_sep, 0, int(len(doc) * (1 - cfg.val_fraction)))
         cut = cut if cut > 0 else int(len(doc) * (1 - cfg.val_fraction))
-        docs = [doc[:cut], doc[cut:].lstrip()]
-    total = sum(len(d) for d in docs)
-    val: list[str] = []
-    while docs and (not val or sum(map(len, val)) < cfg.val_fraction * total) and len(docs) > 1:
+        docs = [(source, doc[:cut]), (source, doc[cut:].lstrip())]
+    total = sum(len(d) for _, d in docs)
+    val: list[tuple[str, str]] = []
+    while docs and (not val or sum(len(d) for _, d in val) < cfg.val_fraction * total) and len(docs) > 1:
         val.append(docs.pop())
     return docs, val
 
@@ -113,36 +125,51 @@ def load_tokenizer(paths: Paths):
 
 # ---------------------------------------------------------------------------------------------- token files
 def stage_data(cfg: TrainConfig, paths: Paths) -> None:
-    """Tokenize the split corpus into uint16 token streams, each document preceded by <|endoftext|>."""
+    """Tokenize the split corpus with the subject model's tokenizer into token streams (uint16, or uint32 for
+    a vocabulary over 65,536), each document preceded by <|endoftext|> (or the tokenizer's end-of-text)."""
     from tqdm.auto import tqdm
 
-    tokenizer = load_tokenizer(paths)
+    from morph.models.training.subject import load_subject_tokenizer
+
+    tokenizer = load_subject_tokenizer(cfg, paths)
     tokenizer.model_max_length = 1 << 40  # whole documents here; windows are cut later
-    eot = tokenizer.convert_tokens_to_ids(EOT)
-    train, val = split_documents(cfg)
+    eot = tokenizer.convert_tokens_to_ids(EOT) if EOT in tokenizer.get_vocab() else tokenizer.eos_token_id
+    dtype = token_dtype(len(tokenizer))
+    train, val = split_sourced_documents(cfg)
     paths.data.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for name, docs, target in (("train", train, paths.train_bin), ("val", val, paths.val_bin)):
+    counts: dict = {}
+    for name, sourced, target in (("train", train, paths.train_bin), ("val", val, paths.val_bin)):
+        docs = [text for _, text in sourced]
         pieces = []
         for start in tqdm(range(0, len(docs), 16), desc=f"tokenizing {name}", unit_scale=16, unit="doc"):
             for ids in tokenizer(docs[start:start + 16], add_special_tokens=False)["input_ids"]:
-                pieces.append(np.asarray([eot, *ids], dtype=np.uint16))
-        tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
+                pieces.append(np.asarray([eot, *ids], dtype=dtype))
+        if name == "val":  # which file each held-out token came from: labels quote only files that allow it
+            files = sorted({source for source, _ in sourced})
+            starts = np.concatenate([[0], np.cumsum([len(p) for p in pieces])[:-1]]).astype(int).tolist()
+            counts["val_sources"] = {"files": files, "starts": starts,
+                                     "file": [files.index(source) for source, _ in sourced]}
+        tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
         tmp = target.with_suffix(".tmp")
         tokens.tofile(tmp)
         tmp.replace(target)
         counts[name] = {"documents": len(docs), "characters": sum(map(len, docs)), "tokens": int(len(tokens))}
         LOG.info("data: %s: %d documents, %d characters, %d tokens", name, len(docs), counts[name]["characters"],
                  len(tokens))
-    write_json(paths.data_meta, counts)
+    write_json(paths.data_meta, {**counts, "dtype": np.dtype(dtype).name})
     files = sorted(p.name for p in Path(cfg.corpus).expanduser().rglob("*.txt"))
-    record(paths, "data", corpus=str(cfg.corpus), files=files, **counts)
+    record(paths, "data", corpus=str(cfg.corpus), files=files, train=counts["train"], val=counts["val"])
+
+
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
 
 
 def load_tokens(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"no token file {path}: run `morph train data` first")
-    return np.memmap(path, dtype=np.uint16, mode="r")
+    meta = read_json(path.parent / "meta.json", {})
+    return np.memmap(path, dtype=np.dtype(meta.get("dtype", "uint16")), mode="r")
 
 
 def random_batch(tokens: np.ndarray, batch: int, context: int, bos: int, rng: np.random.Generator):

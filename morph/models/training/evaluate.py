@@ -12,7 +12,7 @@ import math
 from morph.models.training.common import LOG, Paths, hardware, record, setup_torch, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, sequential_batches
-from morph.models.training.stats import load_work_lens
+from morph.models.training.subject import load_work_lens
 
 
 def sae_metrics(cfg: TrainConfig, lens, val, n_tokens: int) -> dict:
@@ -102,7 +102,7 @@ def ce_metrics(cfg: TrainConfig, lens, val, n_tokens: int) -> dict:
 
 def stage_eval(cfg: TrainConfig, paths: Paths) -> None:
     device = setup_torch(cfg)
-    lens = load_work_lens(paths, device)
+    lens = load_work_lens(cfg, paths, device)
     val = load_tokens(paths.val_bin)
     sae = sae_metrics(cfg, lens, val, cfg.eval_tokens)
     LOG.info("eval: SAE over %d held-out tokens: L0 %.2f, variance explained %.4f, dead %d of %d (%.2f%%)",

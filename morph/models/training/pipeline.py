@@ -11,6 +11,11 @@ from morph.models.training.config import TrainConfig
 STAGES = ("tokenizer", "data", "lm", "sae", "stats", "eval", "card")
 
 
+def stages_of(cfg: TrainConfig) -> tuple[str, ...]:
+    """The stages of a run: all of them for Morph's own LM; no tokenizer or LM for a model Morph loads."""
+    return STAGES if cfg.own_lm else tuple(s for s in STAGES if s not in ("tokenizer", "lm"))
+
+
 def run_stage(stage: str, cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
     from morph.models.training import card, data, evaluate, lm, sae, stats
 
@@ -43,7 +48,7 @@ def run(stage: str, cfg: TrainConfig, fresh: bool = False, dest: Path | None = N
 
             export(cfg, paths, Path(dest) if dest else DEFAULT_DIR)
             return
-        todo = [stage] if stage != "all" else [s for s in STAGES if fresh or s not in read_json(paths.state, {})]
+        todo = [stage] if stage != "all" else [s for s in stages_of(cfg) if fresh or s not in read_json(paths.state, {})]
         for name in todo:
             t0 = time.time()
             LOG.info("== %s ==", name)

@@ -17,7 +17,7 @@ from morph.models.training.common import LOG, Paths, hardware, read_json, record
     use_autocast, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, random_batch
-from morph.models.training.lm import load_final_lm
+from morph.models.training.subject import load_subject
 
 
 class ActivationStream:
@@ -67,7 +67,7 @@ def sae_metadata(cfg: TrainConfig):
     from sae_lens.saes.sae import SAEMetadata
 
     return SAEMetadata(
-        model_name=cfg.name, model_class_name="AutoModelForCausalLM", hook_name=cfg.hook_name,
+        model_name=cfg.model or cfg.name, model_class_name="AutoModelForCausalLM", hook_name=cfg.hook_name,
         hook_head_index=None, prepend_bos=True, context_size=cfg.context, dataset_path=None,
         model_from_pretrained_kwargs={}, exclude_bos_in_training=True,
     )
@@ -108,11 +108,12 @@ def stage_sae(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
 
     device = setup_torch(cfg)
     amp = use_autocast(cfg, device) and not device.startswith("cpu")  # on CPU bf16 is slower here than fp32
-    model, tokenizer = load_final_lm(paths, device)
+    model, tokenizer = load_subject(cfg, paths, device)
     hook = resolve_hook(model, cfg.hook_name)
     train = load_tokens(paths.train_bin)
     rng = np.random.default_rng(cfg.seed + 2)
-    stream = ActivationStream(cfg, model, hook, train, tokenizer.bos_token_id, device, rng)
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    stream = ActivationStream(cfg, model, hook, train, bos, device, rng)
     plan_path = paths.sae_ckpt / "plan.json"
     plan = None if fresh else read_json(plan_path)
 

@@ -1,19 +1,41 @@
-"""Feature statistics and labels over held-out text, written to `sae/labels.json` (format morph-labels/1).
+"""Feature statistics and labels over held-out text, written to `sae/labels.json` (format morph-labels/2).
 
-Per feature: density (fraction of tokens it is active on), mean activation when active, max activation, the
-tokens it is most often active on, the tokens its decoder direction promotes through the unembedding, and a
-short label made from those. Only single tokens and numbers are written: no passage of the corpus.
+Per feature, from `--stats-tokens` held-out tokens:
+- density (share of tokens it is active on), mean activation when active, max, and quantiles of its active
+  values (the 0.99 quantile is its *typical max*, the unit of intensity everywhere in Morph);
+- the words it fires on most distinctively: a token counts for the whole word it is part of, and a word's
+  score is its share of the feature's activation mass times the log of that share over the word's share of
+  all tokens (its term of the KL divergence), and the commonest words (more than 1 token in 400: the, of,
+  was, ...) never count, however often the feature fires on them; the label joins the top three
+  ("furious · outraged · angry");
+- a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
+  README row allows quoting (see `quotable_files`);
+- the tokens its decoder direction promotes (morph.models.unembed), and the tokens it fires on most often.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
 
-from morph.models.training.common import LOG, Paths, record, setup_torch, write_json
+import numpy as np
+
+from morph.models.training.common import LOG, Paths, read_json, record, setup_torch, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, sequential_batches
+from morph.models.training.subject import load_work_lens
 
-LABELS_FORMAT = "morph-labels/1"
+LABELS_FORMAT = "morph-labels/2"
+QUANTILES = (0.5, 0.9, 0.99)
+N_WORDS = 10
+N_CONTEXTS = 5
+CONTEXT_BEFORE, CONTEXT_AFTER = 11, 4  # tokens around the firing one: 16 in all
+MIN_WORD_COUNT = 3  # firings on a word before it may name a feature
+MAX_WORD_FREQ = 1 / 400  # words more common than this (the, of, and, was, ...) never name a feature
+# activation histogram per feature for the quantiles: log-spaced bins from 1e-3 to 1e4
+_BINS = np.logspace(-3, 4, 141)
 
 
 def readable(text: str) -> str:
@@ -60,62 +82,6 @@ def token_strings(tokenizer) -> list[str]:
     return out
 
 
-def promoted_tokens(model, sae, n: int = 10):
-    """Per feature, the token ids its decoder direction promotes most through ln_f's gain and the unembedding."""
-    import torch
-
-    with torch.no_grad():
-        w_dec = sae.W_dec.detach().float().cpu()
-        w_dec = w_dec - w_dec.mean(dim=-1, keepdim=True)  # the final LayerNorm removes the mean
-        ln_f = getattr(getattr(model, "transformer", None), "ln_f", None)
-        if ln_f is not None and getattr(ln_f, "weight", None) is not None:
-            w_dec = w_dec * ln_f.weight.detach().float().cpu()
-        w_u = model.get_output_embeddings().weight.detach().float().cpu()  # [vocab, d]
-        logits = w_dec @ w_u.T  # [d_sae, vocab]
-        return logits.topk(n, dim=-1).indices
-
-
-def collect(cfg: TrainConfig, paths: Paths, lens, n_tokens: int):
-    """Run the SAE over held-out text; per-feature counts, sums, maxima, and feature x token counts."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from morph.models.hooks import capture
-
-    val = load_tokens(paths.val_bin)
-    d_sae, vocab = lens.d_sae, len(lens.tokenizer)
-    count = torch.zeros(d_sae, dtype=torch.float64)
-    total = torch.zeros(d_sae, dtype=torch.float64)
-    peak = torch.zeros(d_sae)
-    by_token = torch.zeros(d_sae * vocab, dtype=torch.int64)
-    pending: list = []  # (feature, token) keys, counted in bulk: one bincount per ~64k tokens
-
-    def flush() -> None:
-        nonlocal by_token
-        if pending:
-            by_token += torch.bincount(torch.cat(pending), minlength=d_sae * vocab)
-            pending.clear()
-
-    seen = 0
-    bar = tqdm(total=n_tokens, desc="stats", unit="tok", unit_scale=True)
-    for x, _ in sequential_batches(val, n_tokens, cfg.eval_batch, cfg.context, lens.bos_token_id):
-        with torch.no_grad():
-            acts = capture(lens.model, lens.hook, x.to(lens.device))[:, 1:, :]
-            feats = lens.sae.encode(acts.reshape(-1, acts.shape[-1])).float().cpu()
-        tokens = x[:, 1:].reshape(-1)
-        active = feats > 0
-        count += active.sum(0)
-        total += feats.sum(0, dtype=torch.float64)
-        peak = torch.maximum(peak, feats.max(0).values)
-        rows, cols = active.nonzero(as_tuple=True)
-        pending.append(cols * vocab + tokens[rows])
-        seen += len(tokens)
-        if sum(len(p) for p in pending) > 64 * 65536:
-            flush()
-        bar.update(len(tokens))
-    flush()
-    bar.close()
-    return seen, count, total, peak, by_token.view(d_sae, vocab)
 
 
 def _wordlike(tok: str) -> bool:
@@ -123,75 +89,300 @@ def _wordlike(tok: str) -> bool:
     return not (tok.startswith("<") and tok.endswith(">") and len(tok) > 2) and "\\x" not in tok and tok != "∅"
 
 
-def make_label(top: list[str], promoted: list[str], dead: bool) -> str:
-    def short(tokens: list[str], n: int) -> str:
-        out: list[str] = []
-        for tok in [t for t in tokens if _wordlike(t)] or tokens:
-            if tok not in out:
-                out.append(tok[:16])
-            if len(out) == n:
-                break
-        return ", ".join(out)
+def quotable_files(corpus: str | Path) -> set[str]:
+    """Corpus files (paths relative to the corpus folder) whose README row allows snippets in labels: the
+    last column of each table row says "yes" or "with attribution". No README: nothing is quotable."""
+    folder = Path(corpus)
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return set()
+    allowed: set[str] = set()
+    prefix = ""
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"^#+ .*\(`([^`]+)/`\)", line)
+        if heading:
+            prefix = heading.group(1).strip("/") + "/"
+        elif line.startswith("#"):
+            prefix = ""
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].endswith(".txt") and cells[-1].lower() in ("yes", "with attribution"):
+            name = cells[0].strip("`")
+            allowed.add(name if (folder / name).is_file() else prefix + name)
+    return allowed
 
-    if dead or not top:
-        return f"(dead) → {short(promoted, 3)}"
-    return f"{short(top, 3)} → {short(promoted, 2)}"
+
+def word_ids(tokenizer, tokens: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Per token, the id of the lower-cased word it is part of (-1 for punctuation, spaces, numbers), and the
+    words. A token continues the previous word when it starts with a letter and the previous token ended with
+    one; letters are kept, apostrophes inside a word too."""
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    starts_letter = np.array([bool(t) and t[0].isalpha() for t in texts])
+    ends_letter = np.array([bool(t) and t[-1].isalpha() for t in texts])
+    cores = [re.sub(r"[^a-z']", "", t.lower()) if re.fullmatch(r"\s?[A-Za-z']+", t) else "" for t in texts]
+    vocab: dict[str, int] = {}
+    out = np.full(len(tokens), -1, dtype=np.int64)
+    word, members = "", []
+
+    def close() -> None:
+        if len(word.strip("'")) >= 2 and members:
+            wid = vocab.setdefault(word.strip("'"), len(vocab))
+            out[members] = wid
+
+    for pos, tok in enumerate(tokens.tolist()):
+        core = cores[tok]
+        if core and starts_letter[tok] and members and ends_letter[tokens[pos - 1]]:
+            word += core
+            members.append(pos)
+            continue
+        close()
+        word, members = (core, [pos]) if core else ("", [])
+    close()
+    return out, list(vocab)
 
 
-def build_labels(tokenizer, n_tokens: int, count, total, peak, by_token, promoted_ids, n: int = 10) -> dict:
-    """The morph-labels/1 document from the collected statistics."""
+@dataclass
+class Collected:
+    """What one pass over the held-out text gathers."""
+
+    n_tokens: int
+    count: np.ndarray  # [d_sae] firings
+    total: np.ndarray  # [d_sae] activation mass
+    peak: np.ndarray  # [d_sae]
+    histogram: np.ndarray  # [d_sae, bins] active values
+    word_keys: np.ndarray  # feature * n_words + word, one entry per (feature, word) seen
+    word_mass: np.ndarray
+    word_count: np.ndarray
+    top_tokens: np.ndarray  # [d_sae, k] token ids it fires on most often
+    top_token_counts: np.ndarray
+    best: dict[int, list[tuple[float, int]]]  # feature -> [(activation, position)] in quotable text
+
+
+def _reduce(keys: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = np.concatenate(keys)
+    v = np.concatenate(values)
+    uniq, inverse = np.unique(k, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=v, minlength=len(uniq)), np.bincount(inverse, minlength=len(uniq))
+
+
+def collect(cfg: TrainConfig, lens, tokens: np.ndarray, words: np.ndarray, n_words: int, quotable: np.ndarray,
+            n_tokens: int) -> Collected:
+    """Run the SAE over held-out text (windows of --context tokens after BOS, BOS left out)."""
     import torch
+    from tqdm.auto import tqdm
 
-    strings = token_strings(tokenizer)
-    token_freq = by_token.sum(0).double()  # how often each token appears among activations, all features
+    from morph.models.hooks import capture
+
+    d_sae, vocab = lens.d_sae, len(lens.tokenizer)
+    count = np.zeros(d_sae, dtype=np.int64)
+    total = np.zeros(d_sae, dtype=np.float64)
+    peak = np.zeros(d_sae, dtype=np.float32)
+    histogram = np.zeros((d_sae, len(_BINS) + 1), dtype=np.int64)
+    acc_keys: list[np.ndarray] = []  # (feature, word) and (feature, token) pairs, reduced now and then
+    acc_vals: list[np.ndarray] = []
+    tok_keys: list[np.ndarray] = []
+    word_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    token_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    floor = np.zeros(d_sae, dtype=np.float32)  # the N_CONTEXTS-th best quotable activation so far
+    best_f: list[np.ndarray] = []
+    best_v: list[np.ndarray] = []
+    best_p: list[np.ndarray] = []
+    seen = 0
+    position = 0  # index into `tokens` of the first text token of the next window
+    bar = tqdm(total=n_tokens, desc="stats", unit="tok", unit_scale=True)
+    for x, _ in sequential_batches(tokens, n_tokens, cfg.eval_batch, cfg.context, lens.bos_token_id):
+        with torch.inference_mode():
+            acts = capture(lens.model, lens.hook, x.to(lens.device))[:, 1:, :]
+            feats = lens.sae.encode(acts.reshape(-1, acts.shape[-1]).to(lens.sae.dtype)).float().cpu()
+        width = x.shape[1] - 1
+        # positions (in `tokens`) of the text tokens this batch saw: windows are consecutive `context` spans
+        pos = (position + np.arange(x.shape[0])[:, None] * cfg.context + np.arange(width)[None, :]).reshape(-1)
+        position += x.shape[0] * cfg.context
+        rows, cols = (t.numpy() for t in torch.nonzero(feats, as_tuple=True))
+        vals = feats[rows, cols].numpy()
+        p = pos[rows]
+        count += np.bincount(cols, minlength=d_sae)
+        total += np.bincount(cols, weights=vals, minlength=d_sae)
+        np.maximum.at(peak, cols, vals)
+        np.add.at(histogram, (cols, np.searchsorted(_BINS, vals)), 1)
+        w = words[p]
+        has_word = w >= 0
+        acc_keys.append(cols[has_word].astype(np.int64) * n_words + w[has_word])
+        acc_vals.append(vals[has_word])
+        tok_keys.append(cols.astype(np.int64) * vocab + tokens[p].astype(np.int64))
+        keep = quotable[p] & (vals > floor[cols])
+        best_f.append(cols[keep]), best_v.append(vals[keep]), best_p.append(p[keep])
+        seen += len(pos)
+        bar.update(len(pos))
+        if sum(len(k) for k in acc_keys) > 20_000_000:
+            word_parts.append(_reduce(acc_keys, acc_vals))
+            token_parts.append(_reduce(tok_keys, [np.ones(len(k)) for k in tok_keys]))
+            acc_keys, acc_vals, tok_keys = [], [], []
+        if sum(len(f) for f in best_f) > 200_000:
+            best_f, best_v, best_p, floor = _keep_best(best_f, best_v, best_p, d_sae)
+    bar.close()
+    word_parts.append(_reduce(acc_keys, acc_vals))
+    token_parts.append(_reduce(tok_keys, [np.ones(len(k)) for k in tok_keys]))
+    wk, wm, _ = _reduce([p[0] for p in word_parts], [p[1] for p in word_parts])
+    _, wc, _ = _reduce([p[0] for p in word_parts], [p[2] for p in word_parts])
+    tk, tc, _ = _reduce([p[0] for p in token_parts], [p[1] for p in token_parts])
+    top_tokens, top_counts = _top_per_feature(tk // vocab, tk % vocab, tc, d_sae, 10)
+    best_f, best_v, best_p, _ = _keep_best(best_f, best_v, best_p, d_sae)
+    best: dict[int, list[tuple[float, int]]] = {}
+    for f, v, q in zip(best_f[0].tolist(), best_v[0].tolist(), best_p[0].tolist()):
+        best.setdefault(f, []).append((v, q))
+    return Collected(seen, count, total, peak, histogram, wk, wm, wc.astype(np.int64), top_tokens, top_counts, best)
+
+
+def _keep_best(fs: list[np.ndarray], vs: list[np.ndarray], ps: list[np.ndarray], d_sae: int):
+    """Per feature, the best activations at positions at least 16 tokens apart (N_CONTEXTS of them, with a
+    margin for spacing), and the new per-feature floor."""
+    f, v, p = np.concatenate(fs), np.concatenate(vs), np.concatenate(ps)
+    order = np.lexsort((-v, f))
+    f, v, p = f[order], v[order], p[order]
+    keep_f, keep_v, keep_p = [], [], []
+    floor = np.zeros(d_sae, dtype=np.float32)
+    bounds = np.flatnonzero(np.diff(f, prepend=-1))
+    for start, end in zip(bounds, list(bounds[1:]) + [len(f)]):
+        chosen: list[int] = []
+        for i in range(start, end):
+            if all(abs(int(p[i]) - int(p[j])) >= 16 for j in chosen):
+                chosen.append(i)
+                if len(chosen) == 3 * N_CONTEXTS:
+                    break
+        keep_f.extend(f[chosen]), keep_v.extend(v[chosen]), keep_p.extend(p[chosen])
+        if len(chosen) >= N_CONTEXTS:
+            floor[f[start]] = v[chosen[N_CONTEXTS - 1]] * 0.999
+    return [np.array(keep_f, dtype=np.int64)], [np.array(keep_v, dtype=np.float32)], \
+        [np.array(keep_p, dtype=np.int64)], floor
+
+
+def _top_per_feature(features: np.ndarray, items: np.ndarray, scores: np.ndarray, d_sae: int, k: int):
+    """Per feature, the k items of highest score: ([d_sae, k] items, -1 where fewer), scores."""
+    order = np.lexsort((-scores, features))
+    features, items, scores = features[order], items[order], scores[order]
+    out = np.full((d_sae, k), -1, dtype=np.int64)
+    out_scores = np.zeros((d_sae, k), dtype=np.float64)
+    bounds = np.flatnonzero(np.diff(features, prepend=-1))
+    for start, end in zip(bounds, list(bounds[1:]) + [len(features)]):
+        n = min(k, end - start)
+        out[features[start], :n] = items[start:start + n]
+        out_scores[features[start], :n] = scores[start:start + n]
+    return out, out_scores
+
+
+def quantiles_of(histogram: np.ndarray, peak: float) -> list[float]:
+    """QUANTILES of a feature's active values from its log-spaced histogram (upper bin edges, capped at its max)."""
+    n = histogram.sum()
+    if n == 0:
+        return [0.0 for _ in QUANTILES]
+    cdf = np.cumsum(histogram) / n
+    edges = np.append(_BINS, np.inf)
+    return [float(min(edges[int(np.searchsorted(cdf, q))], peak)) for q in QUANTILES]
+
+
+def distinctive_words(c: Collected, words: list[str], word_freq: np.ndarray) -> dict[int, list[tuple[str, float, int]]]:
+    """Per feature: (word, score, firings) best first (module docstring: share x log(share / frequency))."""
+    n_words = len(words)
+    f = c.word_keys // n_words
+    w = c.word_keys % n_words
+    mass_f = np.bincount(f, weights=c.word_mass, minlength=len(c.count))
+    share = c.word_mass / np.maximum(mass_f[f], 1e-12)
+    prior = word_freq[w] / max(c.n_tokens, 1)
+    score = share * np.log(np.maximum(share, 1e-12) / np.maximum(prior, 1e-12))
+    score[(c.word_count < MIN_WORD_COUNT) | (prior > MAX_WORD_FREQ)] = -np.inf
+    top, top_scores = _top_per_feature(f, w, score, len(c.count), N_WORDS)
+    counts = dict(zip(c.word_keys.tolist(), c.word_count.tolist()))
+    out: dict[int, list[tuple[str, float, int]]] = {}
+    for feature in range(len(c.count)):
+        entries = [(words[i], float(s), int(counts[feature * n_words + i]))
+                   for i, s in zip(top[feature].tolist(), top_scores[feature].tolist()) if i >= 0 and s > 0]
+        out[feature] = entries
+    return out
+
+
+def context_of(tokenizer, tokens: np.ndarray, position: int) -> tuple[str, str, str]:
+    """(before, token, after): at most 16 tokens around `position`, not crossing a document boundary."""
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    lo, hi = max(0, position - CONTEXT_BEFORE), min(len(tokens), position + CONTEXT_AFTER + 1)
+    window = tokens[lo:hi].astype(np.int64).tolist()
+    cut = [i for i, t in enumerate(window) if t == eot]
+    left = max([i + 1 for i in cut if i + lo < position], default=0)
+    right = min([i for i in cut if i + lo > position], default=len(window))
+    window = window[left:right]
+    at = position - lo - left
+    return (tokenizer.decode(window[:at]), tokenizer.decode(window[at:at + 1]), tokenizer.decode(window[at + 1:]))
+
+
+def make_label(words: list[str], promoted: list[str], dead: bool) -> str:
+    """The top three distinctive words; a feature without any (dead, or firing on punctuation and numbers)
+    is named by the tokens it fires on or promotes."""
+    if dead:
+        return "(dead) → " + ", ".join(promoted[:3])
+    if words:
+        return " · ".join(words[:3])
+    return "→ " + ", ".join(promoted[:3])
+
+
+def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, tokens: np.ndarray) -> dict:
+    """The morph-labels/2 document."""
+    from morph.models.unembed import promoted_token_ids
+
+    strings = token_strings(lens.tokenizer)
+    promoted_ids = promoted_token_ids(lens.model, lens.sae.W_dec.detach(), 30).cpu().numpy()
+    by_feature = distinctive_words(c, words, word_freq)
     features = []
-    for f in range(by_token.shape[0]):
-        row = by_token[f]
-        active = int(count[f].item())
-        top: list[list] = []
-        distinctive: list[str] = []
-        if active:
-            # most frequent, merged by their readable form (" the" and "the" are one entry)
-            ids = torch.nonzero(row).flatten()
-            order = ids[torch.argsort(row[ids], descending=True)][:50]
-            merged: dict[str, int] = {}
-            for i in order.tolist():
-                merged[strings[i]] = merged.get(strings[i], 0) + int(row[i])
-            top = [[tok, c] for tok, c in sorted(merged.items(), key=lambda kv: -kv[1])[:n]]
-            # for the label: frequent and specific (share of the feature's firings x share of the token's)
-            score = row[ids].double() ** 2 / token_freq[ids].clamp(min=1)
-            distinctive = [strings[i] for i in ids[torch.argsort(score, descending=True)][:10].tolist()]
-        promoted = []
+    for f in range(len(c.count)):
+        active = int(c.count[f])
+        promoted: list[str] = []
         for i in promoted_ids[f].tolist():
-            if strings[i] not in promoted:
+            if strings[i] not in promoted and _wordlike(strings[i]):
                 promoted.append(strings[i])
+        fired_on = [[strings[i], int(n)] for i, n in zip(c.top_tokens[f].tolist(), c.top_token_counts[f].tolist())
+                    if i >= 0]
+        quantiles = quantiles_of(c.histogram[f], float(c.peak[f]))
+        contexts = []
+        for value, position in sorted(c.best.get(f, []), reverse=True)[:N_CONTEXTS]:
+            before, token, after = context_of(lens.tokenizer, tokens, position)
+            contexts.append({"before": before, "token": token, "after": after, "act": round(float(value), 4)})
+        word_list = [w for w, _, _ in by_feature[f]]
+        fallback = [t for t, _ in fired_on if _wordlike(t)]
         features.append({
             "id": f,
-            "label": make_label(distinctive, promoted, dead=not active),
-            "density": active / max(n_tokens, 1),
-            "mean_act": float(total[f].item() / active) if active else 0.0,
-            "max_act": float(peak[f].item()),
-            "top_tokens": top,
-            "promoted": promoted[:n],
+            "label": make_label(word_list, fallback or promoted, dead=not active),
+            "density": active / max(c.n_tokens, 1),
+            "mean_act": float(c.total[f] / active) if active else 0.0,
+            "max_act": float(c.peak[f]),
+            "quantiles": dict(zip((str(q) for q in QUANTILES), quantiles)),
+            "words": [[w, round(s, 5), n] for w, s, n in by_feature[f]],
+            "contexts": contexts,
+            "top_tokens": fired_on,
+            "promoted": promoted[:10],
         })
-    return {"format": LABELS_FORMAT, "n_tokens": int(n_tokens), "features": features}
-
-
-def load_work_lens(paths: Paths, device: str):
-    """The trained model and SAE loaded through `load_lens`, exactly as the editor loads them."""
-    from morph.models.lens import LensSpec, load_lens
-
-    return load_lens(LensSpec(model=str(paths.lm_final), sae=str(paths.sae_final), device=device))
+    return {"format": LABELS_FORMAT, "n_tokens": int(c.n_tokens), "quantiles": list(QUANTILES), "features": features}
 
 
 def stage_stats(cfg: TrainConfig, paths: Paths) -> None:
     device = setup_torch(cfg)
-    lens = load_work_lens(paths, device)
-    seen, count, total, peak, by_token = collect(cfg, paths, lens, cfg.stats_tokens)
-    labels = build_labels(lens.tokenizer, seen, count, total, peak, by_token, promoted_tokens(lens.model, lens.sae))
+    lens = load_work_lens(cfg, paths, device)
+    tokens = load_tokens(paths.val_bin)
+    n = min(cfg.stats_tokens, len(tokens))
+    meta = read_json(paths.data_meta, {}).get("val_sources")
+    quotable = np.zeros(len(tokens), dtype=bool)
+    if meta and cfg.corpus:
+        allowed = quotable_files(cfg.corpus)
+        starts = meta["starts"] + [len(tokens)]
+        for i, file_index in enumerate(meta["file"]):
+            if meta["files"][file_index] in allowed:
+                quotable[starts[i]:starts[i + 1]] = True
+    words, vocab = word_ids(lens.tokenizer, np.asarray(tokens[:n + cfg.context]))
+    words = np.concatenate([words, np.full(len(tokens) - len(words), -1)])
+    word_freq = np.bincount(words[:n][words[:n] >= 0], minlength=len(vocab)).astype(np.float64)
+    collected = collect(cfg, lens, tokens, words, max(len(vocab), 1), quotable, n)
+    labels = build_labels(lens, collected, vocab, word_freq, np.asarray(tokens))
     write_json(paths.labels, labels)
     dead = sum(1 for f in labels["features"] if f["density"] == 0)
-    LOG.info("stats: %d held-out tokens, %d of %d features never active; labels in %s", seen, dead,
-             len(labels["features"]), paths.labels)
-    record(paths, "stats", tokens=seen, dead=dead, features=len(labels["features"]),
-           mean_density=math.fsum(f["density"] for f in labels["features"]) / len(labels["features"]))
+    LOG.info("stats: %d held-out tokens (%.0f%% quotable), %d of %d features never active; labels in %s",
+             collected.n_tokens, 100 * quotable[:n].mean(), dead, len(labels["features"]), paths.labels)
+    record(paths, "stats", tokens=collected.n_tokens, dead=dead, features=len(labels["features"]),
+           mean_density=math.fsum(f["density"] for f in labels["features"]) / len(labels["features"]),
+           quotable_share=float(quotable[:n].mean()))
