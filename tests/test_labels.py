@@ -32,7 +32,7 @@ def test_labels_file_and_neuronpedia_export_win(tiny_lens, tmp_path, monkeypatch
     assert "labels.json" in labels.source and "Neuronpedia" in labels.source
     assert labels.label(5) == "nautical terms"
     assert labels.label(6) == "feature word6"
-    assert labels.max_act(6) == 8.0 and labels.max_acts()[6] == 8.0
+    assert labels.typical_max(6) == 8.0 and labels.norms().typical[6] == 8.0
     assert labels.info(6).top_tokens == (("sea", 3),)
     assert labels.search("nautical") == [5]
     assert labels.search("word6")[0] == 6 and 7 in labels.search("word7", limit=20)

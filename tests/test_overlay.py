@@ -41,7 +41,7 @@ def test_overlay_of_a_token_range_is_that_part_of_the_whole(tiny_lens):
     text = "The river ran past the old mill.\n\nIn the evening the lamps were lit along the harbour.\n"
     analysis = Analyzer(tiny_lens).analyze(text)
     features = sorted({int(f) for f in analysis.indices})[:6]
-    scales = np.ones(tiny_lens.d_sae, dtype=np.float32)
+    scales = np.maximum(analysis.feature_max(), 1e-6)  # intensities relative to each feature's max here
     slots = {f: i for i, f in enumerate(features)}
     whole = build_overlay(analysis, text, features, slots, scales)
     a, b = 4, 12

@@ -42,8 +42,8 @@ def build_report(engine, analysis, text: str, top: int, shift: int = 0) -> dict:
             "start": summary.start + shift,
             "end": summary.end + shift,
             "n_tokens": summary.n_tokens,
-            "features": [{"id": f.id, "label": engine.label(f.id), "max": round(f.max, 5), "mean": round(f.mean, 5)}
-                         for f in summary.features],
+            "features": [{"id": f.id, "label": engine.label(f.id), "score": round(f.score, 5), "max": round(f.max, 5),
+                          "mean": round(f.mean, 5)} for f in summary.features],
             "explained_variance": None if summary.explained_variance is None else round(summary.explained_variance, 5),
         })
     tokens = []
@@ -69,10 +69,12 @@ def print_report(report: dict, with_tokens: bool, elapsed: float) -> None:
         table = Table(title=title, title_justify="left", expand=False)
         table.add_column("feature", justify="right")
         table.add_column("label")
+        table.add_column("score", justify="right")
         table.add_column("max", justify="right")
         table.add_column("mean", justify="right")
         for feature in paragraph["features"]:
-            table.add_row(str(feature["id"]), feature["label"], f"{feature['max']:.2f}", f"{feature['mean']:.3f}")
+            table.add_row(str(feature["id"]), feature["label"], f"{feature['score']:.2f}", f"{feature['max']:.2f}",
+                          f"{feature['mean']:.3f}")
         console.print(table)
     if with_tokens:
         table = Table(title="tokens", title_justify="left")

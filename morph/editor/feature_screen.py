@@ -41,20 +41,38 @@ class FeatureDetailScreen(ModalScreen):
         r, info = self.report, self.report.info
         with Vertical():
             yield Label(f"Feature #{info.id} · {info.label}", id="title")
-            facts = [f"promotes: {' '.join(info.promoted[:10]) or '—'}"]
-            if info.top_tokens:
+            facts = []
+            if info.words:
+                facts.append("fires on words: " + ", ".join(w for w, _, _ in info.words[:10]))
+            elif info.top_tokens:
                 facts.append("fires most on: " + " ".join(t for t, _ in info.top_tokens[:10]))
+            facts.append(f"promotes: {' '.join(info.promoted[:10]) or '—'}")
             if info.density is not None:
-                facts.append(f"corpus: density {info.density:.4f}, mean when active {info.mean_act or 0:.2f}, "
-                             f"max {info.max_act or 0:.2f}")
+                typical = f", typical max {info.typical_max:.2f}" if info.typical_max else ""
+                facts.append(f"corpus: density {info.density:.4f}, mean when active {info.mean_act or 0:.2f}"
+                             f"{typical}, max {info.max_act or 0:.2f}")
             facts.append(f"this document: active on {r.active_tokens} of {r.total_tokens} tokens, "
                          f"max {r.max_act:.2f}, mean when active {r.mean_when_active:.2f}")
             yield Static("\n".join(facts), classes="facts", id="facts")
+            if info.contexts:
+                yield Label("Where it fires most in the corpus:")
+                yield Static(self._corpus_contexts(), classes="facts", id="contexts")
             yield Label("Where it fires (strongest first; Enter jumps there):")
             yield OptionList(*self._occurrence_options(), id="occurrences")
             with Horizontal():
                 yield Button("Pin (p)", id="pin", variant="primary")
                 yield Button("Close (Esc)", id="close")
+
+    def _corpus_contexts(self) -> Text:
+        text = Text()
+        for i, c in enumerate(self.report.info.contexts):
+            if i:
+                text.append("\n")
+            text.append(f"{c.activation:6.2f}  ", style="bold")
+            text.append("…" + " ".join(c.before.split()) + (" " if c.before[-1:].isspace() else ""), style="dim")
+            text.append(c.token.replace("\n", "⏎"), style=f"bold reverse {self.colour or ''}".strip())
+            text.append(" ".join(c.after.split()) + "…", style="dim")
+        return text
 
     def _occurrence_options(self) -> list[Option]:
         ranked = sorted(self.report.occurrences, key=lambda o: -o.activation)[:200]

@@ -7,12 +7,14 @@ writer types; the tokens an edit touches lose theirs until the next analysis arr
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 LEVELS = 4  # intensity steps; a token's level is its activation over the feature's typical max, quantised
-MIN_INTENSITY = 0.08  # weaker than this (relative to the feature's typical max) is left plain
+MIN_INTENSITY = 0.25  # weaker than this (relative to the feature's typical max) is left plain
+MAX_COLOURS = 6  # features coloured at once in the overview: few enough to tell apart, each in the legend
+MIN_SCORE = 1.0  # how distinctive a feature must be in view to be coloured (morph.features.ranking)
 
 
 class ColorBook:
@@ -110,6 +112,7 @@ class HighlightPlan:
     key: tuple  # (view start, view end, pinned feature or None, number of colours)
     features: list[int]
     overlay: Overlay
+    scores: list[float] = field(default_factory=list)  # how distinctive each is in view (features.ranking)
 
 
 def plan_highlights(analysis, text: str, base: int, view: tuple[int, int], pinned: int | None, n_colours: int,
@@ -118,15 +121,17 @@ def plan_highlights(analysis, text: str, base: int, view: tuple[int, int], pinne
     screenful above and below: the cost of a result must not grow with the document; scrolling plans again.
     `text` is the analysed text, which starts at document offset `base`; `view` is in document offsets."""
     start, end = view
+    a, b = analysis.tokens_in(max(0, start - base), max(0, end - base))
     if pinned is not None:
-        features = [pinned]
+        ranked = analysis.strongest_features(a, b, 1, scales, only=[pinned]) or [(pinned, 0.0)]
     else:
-        a, b = analysis.tokens_in(max(0, start - base), max(0, end - base))
-        features = analysis.strongest_features(a, b, n_colours, weights=lambda ids: 1.0 / scales[ids])
+        ranked = analysis.strongest_features(a, b, min(n_colours, MAX_COLOURS), scales,
+                                             min_score=MIN_SCORE if analysis.norms is not None else 0.0)
+    features = [f for f, _ in ranked]
     margin = end - start
     tokens = analysis.tokens_in(max(0, start - margin - base), max(0, end + margin - base))
     overlay = build_overlay(analysis, text, features, {}, scales, base, tokens)
-    return HighlightPlan((start, end, pinned, n_colours), features, overlay)
+    return HighlightPlan((start, end, pinned, n_colours), features, overlay, [s for _, s in ranked])
 
 
 def build_overlay(analysis, text: str, features: list[int], slots: dict[int, int], scales: np.ndarray,

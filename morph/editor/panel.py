@@ -1,4 +1,5 @@
-"""The side panel: the features of the cursor token, the current paragraph and the selection."""
+"""The side panel: the legend of the highlight colours, and the features of the cursor token, the current
+paragraph and the selection."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class FeatureList(OptionList):
 
 DEFAULT_ROW_WIDTH = 40  # the panel's rows before the first layout
 PANEL_ROWS = 8  # features listed per section
+LEGEND_ROWS = 6  # the overview colours at most this many features (morph.editor.overlay.MAX_COLOURS)
 
 
 def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
@@ -109,14 +111,17 @@ class FeaturePanel(VerticalScroll):
                             text-wrap: nowrap; text-overflow: ellipsis; }
     FeaturePanel #pinned { color: $accent; margin-top: 1; width: 1fr; }
     FeaturePanel FeatureList { height: %d; border: none; background: $surface; padding: 0; }
+    FeaturePanel #legend-features { height: %d; }
     FeaturePanel FeatureList:focus { border: none; background: $boost; }
-    """ % PANEL_ROWS
+    """ % (PANEL_ROWS, LEGEND_ROWS)
 
     def compose(self) -> ComposeResult:
         # Kept by reference, not queried: a result that arrives while the app is closing (children already
         # removed) must not raise.
         self._parts: dict[str, Label | FeatureList] = {
             "pinned": Label("", id="pinned"),
+            "legend-title": Label("Highlighted", classes="section", id="legend-title"),
+            "legend-features": FeatureList(id="legend-features"),
             "token-title": Label("Token", classes="section", id="token-title"),
             "token-features": FeatureList(id="token-features"),
             "paragraph-title": Label("Paragraph", classes="section", id="paragraph-title"),
@@ -128,6 +133,11 @@ class FeaturePanel(VerticalScroll):
 
     def _list(self, name: str) -> FeatureList:
         return self._parts[f"{name}-features"]  # type: ignore[return-value]
+
+    def show_legend(self, title: str, rows: list[PanelRow]) -> None:
+        """What each highlight colour on screen means (the number: how distinctive it is in view)."""
+        self._title("legend-title", title)
+        self._list("legend").show(rows, "nothing stands out here")
 
     def show_token(self, token_text: str | None, rows: list[PanelRow]) -> None:
         self._title("token-title", f"Token {token_text!r}" if token_text is not None else "Token")
@@ -151,5 +161,5 @@ class FeaturePanel(VerticalScroll):
 
     def show_message(self, text: str) -> None:
         """No analysis (yet): say why, in every section."""
-        for name in ("token", "paragraph", "selection"):
+        for name in ("legend", "token", "paragraph", "selection"):
             self._list(name).show([], text)

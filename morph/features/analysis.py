@@ -11,6 +11,12 @@ after an edit only the blocks whose key changed (the edited block and the few wh
 into it) are recomputed, so the cost follows the edit, not the document, and no document is too long for
 the model's context.
 The model runs only up to the SAE's hook layer.
+
+Typing changes one block at a time, and its left context (the text before it) stays the same: so when a
+block is computed alone, the key/values of [BOS] + its context are kept (a few, keyed by the context ids)
+and the next computation of that block runs only its own tokens on top of them. The result is the same
+computation (equal within float rounding, ~1e-6 relative), at the cost of the block instead of block +
+context.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from morph.errors import MorphError
+from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
@@ -41,6 +48,7 @@ class AnalysisConfig:
     max_block_tokens: int = 256
     batch_tokens: int = 4096  # padded tokens per forward pass
     cache_blocks: int = 4096
+    cache_prefixes: int = 8  # key/values of block contexts kept for single-block recomputations (~2 MB each)
     threads: int | None = None  # torch threads for the forward (None: leave torch's setting)
 
 
@@ -49,6 +57,7 @@ class FeatureStat:
     id: int
     max: float
     mean: float
+    score: float  # how distinctive it is for the span (morph.features.ranking), the order of lists
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class ParagraphSummary:
     start: int  # character offsets, trailing newlines excluded
     end: int
     n_tokens: int
-    features: tuple[FeatureStat, ...]  # the top by max activation, then by mean, without repeats
+    features: tuple[FeatureStat, ...]  # the most distinctive first (Analysis.span_features)
     explained_variance: float | None  # None for a paragraph without tokens
 
 
@@ -95,6 +104,7 @@ class Analysis:
     paragraphs: list[tuple[int, int]]  # character spans of paragraphs (runs of non-blank lines)
     stats: AnalysisStats
     d_sae: int
+    norms: FeatureNorms | None = None  # corpus statistics that rank features (None: rank by activation)
     _summaries: dict = field(default_factory=dict, repr=False)
     _feature_cache: dict = field(default_factory=dict, repr=False)
 
@@ -117,14 +127,19 @@ class Analysis:
         b = int(np.searchsorted(self.offsets[:, 0], end, side="left"))
         return a, max(a, b)
 
-    def token_features(self, i: int, k: int = 10) -> list[tuple[int, float]]:
+    def token_features(self, i: int, k: int = 10, distinctive: bool = False) -> list[tuple[int, float]]:
+        """(feature, activation) of token i: the k largest activations, or with `distinctive` (and norms) the
+        k features that stand out most on it (morph.features.ranking)."""
         lo, hi = self.indptr[i], self.indptr[i + 1]
         ids, vals = self.indices[lo:hi], self.values[lo:hi]
-        order = np.argsort(-vals)[:k]
+        ranked = distinctive and self.norms is not None
+        score = distinctiveness(ids, vals, 1, self.norms, vals) if ranked else vals
+        order = [j for j in np.argsort(-score)[:k] if not ranked or score[j] > 0]
         return [(int(ids[j]), float(vals[j])) for j in order]
 
     def span_features(self, a: int, b: int, k: int = 10) -> list[FeatureStat]:
-        """Top features over tokens [a, b): the top k by max activation, then by mean, without repeats."""
+        """The k most distinctive features over tokens [a, b) (morph.features.ranking), those that stand out
+        only; without norms, the top k by max activation, then by mean, without repeats."""
         n = b - a
         if n <= 0:
             return []
@@ -137,11 +152,15 @@ class Analysis:
         np.maximum.at(maxes, inverse, vals)
         sums = np.bincount(inverse, weights=vals, minlength=len(uniq))
         means = sums / n
-        chosen: list[int] = []
-        for j in list(np.argsort(-maxes)[:k]) + list(np.argsort(-means)[:k]):
-            if j not in chosen:
-                chosen.append(int(j))
-        return [FeatureStat(int(uniq[j]), float(maxes[j]), float(means[j])) for j in chosen]
+        scores = distinctiveness(uniq, sums, n, self.norms, maxes)
+        if self.norms is not None:
+            chosen = [int(j) for j in np.argsort(-scores)[:k] if scores[j] > 0]
+        else:
+            chosen = []
+            for j in list(np.argsort(-maxes)[:k]) + list(np.argsort(-means)[:k]):
+                if j not in chosen:
+                    chosen.append(int(j))
+        return [FeatureStat(int(uniq[j]), float(maxes[j]), float(means[j]), float(scores[j])) for j in chosen]
 
     def explained_variance(self, a: int, b: int) -> float | None:
         """Fraction of the hook activations' variance over tokens [a, b) that the SAE reconstructs."""
@@ -201,21 +220,26 @@ class Analysis:
         np.maximum.at(out, self.indices, self.values)
         return out
 
-    def strongest_features(self, a: int, b: int, n: int, weights: Callable[[np.ndarray], np.ndarray] | None = None,
-                           max_share: float = 0.5) -> list[int]:
-        """Up to n features that stand out over tokens [a, b): ranked by summed (weighted) activation,
-        leaving out features active on more than `max_share` of the tokens (too common to tell anything)."""
+    def strongest_features(self, a: int, b: int, n: int, scales: np.ndarray, min_score: float = 0.0,
+                           max_share: float = 0.5, only: list[int] | None = None) -> list[tuple[int, float]]:
+        """Up to n (feature, score) that stand out over tokens [a, b), the most distinctive first, scoring
+        more than `min_score` (morph.features.ranking; `scales` [d_sae] is each feature's unit where its
+        typical max is unknown), among `only` if given. Without norms, features active on more than
+        `max_share` of the tokens are left out."""
         lo, hi = self.indptr[a], self.indptr[b]
         ids, vals = self.indices[lo:hi], self.values[lo:hi]
+        if only is not None:
+            keep = np.isin(ids, only)
+            ids, vals = ids[keep], vals[keep]
         if len(ids) == 0:
             return []
         uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-        scale = weights(uniq) if weights is not None else np.ones(len(uniq), dtype=np.float32)
-        score = np.bincount(inverse, weights=vals, minlength=len(uniq)) * scale
-        if b - a >= 8:
+        mass = np.bincount(inverse, weights=vals, minlength=len(uniq))
+        score = distinctiveness(uniq, mass, b - a, self.norms, scales[uniq])
+        if self.norms is None and b - a >= 8:
             score[counts > max_share * (b - a)] = 0
-        order = [j for j in np.argsort(-score)[:n] if score[j] > 0]
-        return [int(uniq[j]) for j in order]
+        order = [j for j in np.argsort(-score)[:n] if score[j] > min_score]
+        return [(int(uniq[j]), float(score[j])) for j in order]
 
 
 def find_paragraphs(text: str) -> list[tuple[int, int]]:
@@ -258,12 +282,14 @@ def cut_blocks(text: str, offsets: np.ndarray, config: AnalysisConfig) -> list[t
 class Analyzer:
     """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
 
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None):
+    def __init__(self, lens: Any, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
         self.lens = lens
         self.config = config or AnalysisConfig()
+        self.norms = norms
         room = lens.context_size - 1 - self.config.max_block_tokens
         self.context_tokens = max(0, min(self.config.context_tokens, room))
         self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
+        self._prefixes: OrderedDict[bytes, Any] = OrderedDict()  # context key -> key/values of [BOS] + context
         self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
         self._lock = threading.Lock()
         self._splicer = Splicer(lambda text: self.tokenize(text), exact=splice_is_exact(lens.tokenizer))
@@ -389,7 +415,7 @@ class Analyzer:
             x = np.zeros((0, self.lens.d_model), dtype=np.float16)
             sse = np.zeros(0, dtype=np.float32)
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
-                        find_paragraphs(text), stats, self.lens.d_sae)
+                        find_paragraphs(text), stats, self.lens.d_sae, self.norms)
 
     def _compute(self, ids, blocks, keys, block_keys, todo, step, on_batch=None) -> int:
         """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed. `step()`
@@ -428,6 +454,8 @@ class Analyzer:
         from morph.models.hooks import capture
 
         lens = self.lens
+        if len(batch) == 1 and _supports_cache(lens.model):
+            return self._run_one(batch[0], keys, block_keys, step)
         width = max(len(w[1]) for w in batch)
         pad = lens.bos_token_id or 0
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -446,7 +474,56 @@ class Analyzer:
             step()
             recon = lens.sae.decode(feats)
             sse = ((x - recon).float() ** 2).sum(-1)
+        self._store(batch, keys, block_keys, x, feats, sse, step)
+        return int(mask.sum())
+
+    def _run_one(self, window: tuple, keys: list, block_keys: list, step: Callable[[], None]) -> int:
+        """One block, on top of the cached key/values of its context when they are known (module docstring)."""
+        import copy
+
+        import torch
+
+        from morph.features.concepts import forward_lock
+        from morph.models.hooks import capture
+
+        lens = self.lens
+        i, ids, skip, n = window
+        prefix_key = keys[i][:-len(block_keys[i])] if block_keys[i] else keys[i]
+        known = self._prefixes.get(prefix_key)
+        with forward_lock(lens), torch.inference_mode():
+            if known is not None:
+                self._prefixes.move_to_end(prefix_key)
+                cache = copy.deepcopy(known)
+                block = torch.tensor([ids[skip:]], device=lens.device)
+                acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
+                processed = n
+            else:  # [BOS] + context first, its key/values kept, then the block on top of a copy of them
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=lens.model.config)
+                if skip:
+                    capture(lens.model, lens.hook, torch.tensor([ids[:skip]], device=lens.device), between=step,
+                            cache=cache)
+                self._prefixes[prefix_key] = copy.deepcopy(cache)
+                while len(self._prefixes) > self.config.cache_prefixes:
+                    self._prefixes.popitem(last=False)
+                block = torch.tensor([ids[skip:]], device=lens.device)
+                acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
+                processed = len(ids)
+            x = acts.to(lens.sae.dtype)
             step()
+            feats = lens.sae.encode(x)
+            step()
+            sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
+        self._store([window], keys, block_keys, x, feats, sse, step)
+        return processed
+
+    def _store(self, batch: list, keys: list, block_keys: list, x: Any, feats: Any, sse: Any,
+               step: Callable[[], None]) -> None:
+        """Cache each block's sparse features, activations and reconstruction error."""
+        import torch
+
+        with torch.inference_mode():
             nz_rows, nz_cols = torch.nonzero(feats, as_tuple=True)
             nz_vals = feats[nz_rows, nz_cols].float()
         step()
@@ -468,7 +545,11 @@ class Analyzer:
             self._cache[keys[i]] = result
             self._by_block[block_keys[i]] = result
             start += n
-        return int(mask.sum())
+
+
+def _supports_cache(model: Any) -> bool:
+    """Whether the model takes transformers' key/value caches."""
+    return bool(getattr(model, "_supports_cache_class", True))
 
 
 def _batches(windows: list, budget: int) -> list[list]:

@@ -93,7 +93,7 @@ def feature_label(lens: Any, feature: int) -> str:
 
 def labelled_max_act(lens: Any, feature: int) -> float | None:
     labels = _labels(lens)
-    value = labels.max_act(feature) if labels is not None else None
+    value = labels.typical_max(feature) if labels is not None else None
     return float(value) if value is not None and math.isfinite(value) and value > 0 else None
 
 

@@ -1,12 +1,16 @@
 """Feature labels: a labels file beside the SAE, a local Neuronpedia export, or the decoder's promoted tokens.
 
 The promoted-token source is always available offline: a feature's decoder direction, read through the
-model's unembedding, says which next tokens it pushes up. The files, when present, win for the label text
-and add activation statistics.
+model's final norm and unembedding (morph.models.unembed), says which next tokens it pushes up. The files,
+when present, win for the label text and add activation statistics: `labels.json` (morph-labels/1 or /2,
+written by `morph train stats`) gives density, mean, max, quantiles, the distinctive words a feature fires
+on, a few example contexts, and the tokens it fires on most; those statistics also rank features
+(morph.features.ranking) and set each feature's typical max, the one unit of intensity in Morph.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import gzip
 import json
@@ -15,8 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from morph.features.ranking import FeatureNorms
+
 LABELS_FILE = "labels.json"
 NEURONPEDIA_FILES = ("explanations.json", "explanations.json.gz", "neuronpedia.json", "neuronpedia.jsonl")
+
+
+@dataclass(frozen=True)
+class Context:
+    """A short passage where the feature fires strongly: `token` is the firing token."""
+
+    before: str
+    token: str
+    after: str
+    activation: float
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,17 @@ class FeatureInfo:
     max_act: float | None = None
     top_tokens: tuple[tuple[str, int], ...] = ()  # tokens that most often activate it, with counts
     promoted: tuple[str, ...] = ()  # tokens its decoder direction promotes
+    quantiles: tuple[tuple[float, float], ...] = ()  # (q, activation) of its active values
+    words: tuple[tuple[str, float, int], ...] = ()  # distinctive words it fires on: (word, score, firings)
+    contexts: tuple[Context, ...] = ()
+
+    @property
+    def typical_max(self) -> float | None:
+        """The 0.99 quantile of its active values where known, else its max: a feature's unit of intensity."""
+        for q, value in self.quantiles:
+            if q == 0.99 and value > 0:
+                return value
+        return self.max_act or None
 
 
 def readable_token(token: str) -> str:
@@ -45,7 +74,7 @@ class FeatureLabels:
     _explanations: dict[int, str] = field(default_factory=dict)
     _promoted: dict[int, tuple[str, ...]] = field(default_factory=dict)
     _lens: Any = None
-    _max_array: Any = None
+    _norms: FeatureNorms | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def promoted(self, feature: int, k: int = 8) -> tuple[str, ...]:
@@ -67,29 +96,28 @@ class FeatureLabels:
     def info(self, feature: int) -> FeatureInfo:
         self._check(feature)
         base = self._file.get(feature) or FeatureInfo(feature, "")
-        return FeatureInfo(
-            id=feature, label=self.label(feature), density=base.density, mean_act=base.mean_act,
-            max_act=base.max_act, top_tokens=base.top_tokens, promoted=self.promoted(feature),
-        )
+        return dataclasses.replace(base, id=feature, label=self.label(feature), promoted=self.promoted(feature))
 
-    def max_act(self, feature: int) -> float | None:
+    def typical_max(self, feature: int) -> float | None:
         self._check(feature)
         info = self._file.get(feature)
-        return info.max_act if info and info.max_act else None
+        return info.typical_max if info else None
 
-    def max_acts(self) -> "Any":
-        """Typical max activation per feature from the statistics file (0 where unknown), or None."""
+    def norms(self) -> FeatureNorms | None:
+        """Density, mean and typical max of every feature from the statistics file, or None without one."""
         if not self._file:
             return None
-        if self._max_array is None:
-            import numpy as np
-
-            arr = np.zeros(self.d_sae, dtype=np.float32)
+        if self._norms is None:
+            density = np.zeros(self.d_sae, dtype=np.float32)
+            mean = np.zeros(self.d_sae, dtype=np.float32)
+            typical = np.zeros(self.d_sae, dtype=np.float32)
             for i, info in self._file.items():
-                if info.max_act and 0 <= i < self.d_sae:
-                    arr[i] = info.max_act
-            self._max_array = arr
-        return self._max_array
+                if 0 <= i < self.d_sae:
+                    density[i] = info.density or 0.0
+                    mean[i] = info.mean_act or 0.0
+                    typical[i] = info.typical_max or 0.0
+            self._norms = FeatureNorms(density, mean, typical)
+        return self._norms
 
     def all_labels(self) -> list[str]:
         """Every label; the promoted-token ones are computed in batches (a few seconds for a large SAE)."""
@@ -114,10 +142,13 @@ class FeatureLabels:
         ranked: dict[int, tuple] = {}
         for i, text in enumerate(labels):
             info = self._file.get(i)
+            words = [w.lower() for w, _, _ in info.words] if info else []
             fires_on = [t.lower() for t, _ in info.top_tokens] if info else []
             promoted = [t.lower() for t in info.promoted] if info else []
-            if query in fires_on:
-                ranked[i] = (0, fires_on.index(query))
+            if query in words:
+                ranked[i] = (0, words.index(query))
+            elif query in fires_on:
+                ranked[i] = (0, 10 + fires_on.index(query))
             elif query in _words(text):
                 ranked[i] = (1, _words(text).index(query))
             elif query in promoted:
@@ -153,16 +184,12 @@ def _words(text: str) -> list[str]:
 
 
 def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
-    """The tokens each feature's decoder direction promotes most through the unembedding."""
-    import torch
+    """The tokens each feature's decoder direction promotes most (morph.models.unembed)."""
+    from morph.models.unembed import promoted_token_ids
 
     if lens is None:
         return {i: () for i in features}
-    unembed = lens.model.get_output_embeddings().weight  # [vocab, d_model]
-    with torch.inference_mode():
-        directions = lens.sae.W_dec[features].to(unembed.dtype)  # [n, d_model]
-        logits = directions @ unembed.T
-        top = logits.topk(min(3 * k, logits.shape[-1]), dim=-1).indices.tolist()
+    top = promoted_token_ids(lens.model, lens.sae.W_dec[features], 3 * k).tolist()
     out = {}
     for feature, ids in zip(features, top):
         words = [readable_token(lens.tokenizer.decode([t])) for t in ids]
@@ -172,6 +199,7 @@ def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[
 
 
 def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:
+    """morph-labels/1 or /2 (the later adds quantiles, words and contexts)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     out = {}
     for entry in data.get("features", []):
@@ -180,6 +208,10 @@ def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:
             density=entry.get("density"), mean_act=entry.get("mean_act"), max_act=entry.get("max_act"),
             top_tokens=tuple((str(t), int(c)) for t, c in entry.get("top_tokens", [])),
             promoted=tuple(str(t) for t in entry.get("promoted", [])),
+            quantiles=tuple(sorted((float(q), float(v)) for q, v in (entry.get("quantiles") or {}).items())),
+            words=tuple((str(w), float(score), int(n)) for w, score, n in entry.get("words", [])),
+            contexts=tuple(Context(str(c["before"]), str(c["token"]), str(c["after"]), float(c["act"]))
+                           for c in entry.get("contexts", [])),
         )
     return out
 

@@ -242,10 +242,12 @@ def _input_of(args: tuple, kwargs: dict) -> Any:
 
 
 def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None,
-            between: Callable[[], None] | None = None) -> Any:
+            between: Callable[[], None] | None = None, cache: Any = None) -> Any:
     """Run `model` on `input_ids` just far enough to return the activations at `hook` ([batch, seq, d]).
     `between()`, when given, runs before each submodule's forward: a place to pause or to stop (an exception
-    it raises ends the forward and propagates)."""
+    it raises ends the forward and propagates). With `cache` (a transformers Cache), the forward continues
+    from the key/values in it (`input_ids` are the tokens after them) and appends its own, for the layers
+    below the hook."""
     import torch
 
     module = model.get_submodule(hook.module_path)
@@ -266,13 +268,23 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
         else:
             handles.append(module.register_forward_hook(lambda _m, _args, output: grab(_first(output))))
         with torch.inference_mode(), contextlib.suppress(_StopForward):
-            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            if cache is None:
+                model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            else:
+                model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{_cache_argument(model): cache})
     finally:
         for handle in handles:
             handle.remove()
     if not captured:
         raise RuntimeError(f"hook {hook.name} was never reached")
     return captured[0]
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5.2x takes a key/value cache as `cache`; earlier versions as `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _replace_output(output: Any, new: Any) -> Any:
