@@ -34,11 +34,13 @@ FIGURES = [
     "startup_first_paint_s", "startup_model_ready_s", "startup_first_analysis_s",
     # 7. memory
     "memory_peak_rss_mb",
+    # 8. labels
+    "topic_named", "features_specific",
 ]
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
     "pause_8000_vs_500_middle", "analysis_vs_forward", "steer_first_candidate_s", "steer_speed_ratio",
-    "startup_first_paint_s", "startup_model_ready_s",
+    "startup_first_paint_s", "startup_model_ready_s", "topic_named", "features_specific",
     *(f"pause_to_highlight_{n}_{w}_ms" for w in ("end", "middle") for n in (500, 2000, 8000)),
 }
 

@@ -252,3 +252,37 @@ def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
     assert main(argv) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the log's stage header, if any
     assert last.startswith("morph: ") and message in last
+
+
+def test_an_sae_on_a_model_morph_loads(tiny_dirs, tmp_path):
+    """`morph train all --model FOLDER --hook H`: no tokenizer or LM stage; data with the model's tokenizer,
+    an SAE at that hook, labels, metrics and a card; the SAE loads through SAE-Lens and Morph's lens."""
+    from sae_lens import SAE
+
+    from morph.models.lens import LensSpec, load_lens
+
+    write_corpus(tmp_path / "corpus")
+    out = tmp_path / "run"
+    sae_options = [a for a in TINY if a not in ("--vocab", "300", "--layers", "2", "--width", "32", "--heads", "2")]
+    assert main(["train", "all", "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--model",
+                 str(tiny_dirs["model"]), "--hook", "blocks.2.hook_resid_pre", *sae_options]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert set(state) >= {"data", "sae", "stats", "eval", "card"} and not {"tokenizer", "lm"} & set(state)
+    assert not (out / "lm").exists() and not (out / "tokenizer").exists()
+    sae = SAE.load_from_disk(str(out / "sae" / "final"), device="cpu")
+    assert sae.cfg.metadata.hook_name == "blocks.2.hook_resid_pre" and sae.cfg.d_in == 64
+    assert sae.cfg.metadata.model_name == str(tiny_dirs["model"])
+    lens = load_lens(LensSpec(model=str(tiny_dirs["model"]), sae=str(out / "sae" / "final"), device="cpu"))
+    assert lens.d_sae == 4 * 64
+    labels = json.loads((out / "sae" / "final" / "labels.json").read_text())
+    assert labels["format"] == "morph-labels/2" and len(labels["features"]) == 256
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "variance explained" in card and f"--model {tiny_dirs['model']}" in card
+    dest = tmp_path / "shipped"
+    assert main(["train", "export", "--out", str(out), "--dest", str(dest)]) == 0
+    assert (dest / "sae" / "labels.json").is_file() and not (dest / "model").exists()
+
+
+def test_lm_stages_are_refused_for_a_loaded_model(tiny_dirs, tmp_path, capsys):
+    assert main(["train", "lm", "--out", str(tmp_path / "run"), "--model", str(tiny_dirs["model"])]) == 2
+    assert "trains Morph's own LM" in capsys.readouterr().err
