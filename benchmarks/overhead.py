@@ -5,7 +5,10 @@ the model up to the hook with left context per block, SAE encode/decode, sparse 
 Bare forward: the whole model (LM head included) over the document's tokens in context-size windows,
 batched to the analyzer's token budget, no hooks. Truncated forward: the same windows, stopped at the
 hook layer (morph.models.hooks.capture, no SAE): the honest comparison, since analysis never runs the
-layers after the hook. The three alternate in rotating order; ratios per repeat, median over repeats.
+layers after the hook. Peer: what an interpretability engineer would write today, TransformerLens's
+`run_with_cache` (its TransformerBridge over the same Hugging Face model, stopped after the hook layer, caching
+only the hook) plus SAE-Lens's `encode` (the same SAE, loaded by SAE-Lens) over the same windows. The runs
+alternate in rotating order; ratios per repeat, median over repeats.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from benchmarks.common import Context, Figure, figure
 from benchmarks.corpus import document_tokens
 
 NAME = "overhead"
+WINDOW = 1024  # tokens per window of the bare and peer forwards (GPT-2's context; longer ones cost quadratically)
 
 
 def _windows(lens, ids: list[int], budget: int):
     import torch
 
-    size = lens.context_size
+    size = min(lens.context_size, WINDOW)
     chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
     full = [c for c in chunks if len(c) == size]
     rest = [c for c in chunks if len(c) != size]
@@ -64,6 +68,12 @@ def run(ctx: Context) -> list[Figure]:
         return time.perf_counter() - t0
 
     runs = {"analysis": analysis, "bare": bare, "truncated": truncated}
+    peer_note = ""
+    try:
+        runs["peer"] = _peer(ctx, lens, batches)
+    except Exception as err:  # noqa: BLE001 - the peer is optional (TransformerLens may not know the model)
+        peer_note = f"{type(err).__name__}: {err}"[:200]
+        ctx.log(f"overhead: no TransformerLens peer ({peer_note})")
     names = list(runs)
     for fn in runs.values():  # warm-up
         fn()
@@ -72,13 +82,13 @@ def run(ctx: Context) -> list[Figure]:
     torch.set_num_threads(ctx.threads)
     try:
         for rep in range(reps):
-            for name in names[rep % 3:] + names[:rep % 3]:
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
                 times[name].append(runs[name]())
     finally:
         torch.set_num_threads(previous)
     n = len(ids)
     probe = Analyzer(lens, config).analyze(text)
-    details = dict(document_tokens=n, windows=lens.context_size, batches=len(batches),
+    details = dict(document_tokens=n, windows=min(lens.context_size, WINDOW), batches=len(batches),
                    model_tokens_per_document_token=round(probe.stats.computed_tokens / max(1, n), 3),
                    analysis_tokens_per_s=round(n / min(times["analysis"])),
                    bare_tokens_per_s=round(n / min(times["bare"])),
@@ -89,6 +99,47 @@ def run(ctx: Context) -> list[Figure]:
                  [t / a for a, t in zip(times["analysis"], times["truncated"])], unit="×", **details)
     tps = figure("analysis_tokens_per_s", "full analysis throughput", [n / a for a in times["analysis"]],
                  unit="tok/s", document_tokens=n)
-    for fig in (full, cut, tps):
+    figures = [full, cut, tps]
+    if "peer" in times:
+        figures.append(figure("analysis_vs_peer", "analysis tokens/s ÷ TransformerLens run_with_cache + SAE-Lens "
+                              "encode tokens/s", [p / a for a, p in zip(times["analysis"], times["peer"])], unit="×",
+                              target=(">=", 1.0), peer_tokens_per_s=round(n / min(times["peer"])), **details))
+    else:
+        figures.append(figure("analysis_vs_peer", "analysis ÷ TransformerLens + SAE-Lens (not run)", [], unit="×",
+                              why=peer_note))
+    for fig in figures:
         fig.benchmark = NAME
-    return [full, cut, tps]
+    return figures
+
+
+def _peer(ctx: Context, lens, batches):
+    """A timed function: TransformerLens (bridge over the lens's own HF model) + SAE-Lens over `batches`."""
+    import warnings
+
+    import torch
+    from sae_lens import SAE
+    from transformer_lens.model_bridge import TransformerBridge
+
+    sae_dir = lens.sae_dir
+    if sae_dir is None:
+        raise RuntimeError("the SAE is not a local folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sae = SAE.load_from_disk(str(sae_dir), device="cpu")
+        name = getattr(lens.model, "name_or_path", "") or str(sae.cfg.metadata.model_name)
+        bridge = TransformerBridge.boot_transformers(name, hf_model=lens.model, tokenizer=lens.tokenizer,
+                                                     device="cpu")
+    hook = lens.hook.name
+    stop = lens.hook.layer + 1
+
+    def peer() -> float:
+        import time
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for batch in batches:
+                _, cache = bridge.run_with_cache(batch, names_filter=hook, stop_at_layer=stop)
+                sae.encode(cache[hook])
+        return time.perf_counter() - t0
+
+    return peer

@@ -101,3 +101,26 @@ async def test_legend_lists_the_highlighted_features_and_details_show_corpus_con
         assert "mill" in contexts and "the old" in contexts
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, FeatureDetailScreen))
+
+
+async def test_a_first_conversion_is_shown_in_the_status_bar(tiny_lens, tmp_path, monkeypatch):
+    """While the engine factory reports progress (the default's first conversion), the status bar says so."""
+    import threading
+
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
+    go_on = threading.Event()
+
+    def factory(progress):
+        progress("dequantizing the weights", 0.3)
+        go_on.wait(10)
+        return Engine(tiny_lens)
+
+    app = MorphApp(None, TEXT, Settings(debounce_ms=30), factory)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await wait_for(pilot, lambda: "preparing the model" in str(app.status.render_state()))
+        assert "dequantizing the weights 30%" in str(app.status.render_state())
+        await pilot.press("a")  # the editor types meanwhile
+        assert app.view.text.startswith("a")
+        go_on.set()
+        await wait_for(pilot, lambda: app.engine is not None and app.status.state.state == "idle")

@@ -491,25 +491,23 @@ class Analyzer:
         prefix_key = keys[i][:-len(block_keys[i])] if block_keys[i] else keys[i]
         known = self._prefixes.get(prefix_key)
         with forward_lock(lens), torch.inference_mode():
-            if known is not None:
-                self._prefixes.move_to_end(prefix_key)
-                cache = copy.deepcopy(known)
-                block = torch.tensor([ids[skip:]], device=lens.device)
-                acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
-                processed = n
-            else:  # [BOS] + context first, its key/values kept, then the block on top of a copy of them
+            if known is None:  # [BOS] + context first: its key/values are kept for the next edit of this block
                 from transformers import DynamicCache
 
-                cache = DynamicCache(config=lens.model.config)
+                known = DynamicCache(config=lens.model.config)
                 if skip:
                     capture(lens.model, lens.hook, torch.tensor([ids[:skip]], device=lens.device), between=step,
-                            cache=cache)
-                self._prefixes[prefix_key] = copy.deepcopy(cache)
+                            cache=known)
+                self._prefixes[prefix_key] = known
                 while len(self._prefixes) > self.config.cache_prefixes:
                     self._prefixes.popitem(last=False)
-                block = torch.tensor([ids[skip:]], device=lens.device)
-                acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
                 processed = len(ids)
+            else:
+                self._prefixes.move_to_end(prefix_key)
+                processed = n
+            cache = copy.deepcopy(known)  # the block's key/values are appended to the copy
+            block = torch.tensor([ids[skip:]], device=lens.device)
+            acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
             x = acts.to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)

@@ -5,7 +5,8 @@ Per feature, from `--stats-tokens` held-out tokens:
   values (the 0.99 quantile is its *typical max*, the unit of intensity everywhere in Morph);
 - the words it fires on most distinctively: a token counts for the whole word it is part of, and a word's
   score is its share of the feature's activation mass times the log of that share over the word's share of
-  all tokens (its term of the KL divergence), and the commonest words (more than 1 token in 400: the, of,
+  all tokens (its term of the KL divergence; each word's count smoothed by 10 so that a word seen a few times
+  does not win on its rarity alone), and the commonest words (more than 1 token in 400: the, of,
   was, ...) never count, however often the feature fires on them; the label joins the top three
   ("furious · outraged · angry");
 - a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
@@ -32,7 +33,9 @@ QUANTILES = (0.5, 0.9, 0.99)
 N_WORDS = 10
 N_CONTEXTS = 5
 CONTEXT_BEFORE, CONTEXT_AFTER = 11, 4  # tokens around the firing one: 16 in all
-MIN_WORD_COUNT = 3  # firings on a word before it may name a feature
+MIN_WORD_COUNT = 5  # firings on a word before it may name a feature
+WORD_PRIOR_COUNT = 10.0  # added to each word's count for its frequency: a word seen a few times (one chemistry
+# table's "protactinium") does not outrank words the feature fires on across the corpus
 MAX_WORD_FREQ = 1 / 400  # words more common than this (the, of, and, was, ...) never name a feature
 # activation histogram per feature for the quantiles: log-spaced bins from 1e-3 to 1e4
 _BINS = np.logspace(-3, 4, 141)
@@ -288,7 +291,8 @@ def distinctive_words(c: Collected, words: list[str], word_freq: np.ndarray) -> 
     mass_f = np.bincount(f, weights=c.word_mass, minlength=len(c.count))
     share = c.word_mass / np.maximum(mass_f[f], 1e-12)
     prior = word_freq[w] / max(c.n_tokens, 1)
-    score = share * np.log(np.maximum(share, 1e-12) / np.maximum(prior, 1e-12))
+    smoothed = (word_freq[w] + WORD_PRIOR_COUNT) / max(c.n_tokens, 1)
+    score = share * np.log(np.maximum(share, 1e-12) / smoothed)
     score[(c.word_count < MIN_WORD_COUNT) | (prior > MAX_WORD_FREQ)] = -np.inf
     top, top_scores = _top_per_feature(f, w, score, len(c.count), N_WORDS)
     counts = dict(zip(c.word_keys.tolist(), c.word_count.tolist()))
