@@ -112,7 +112,8 @@ class MorphApp(App):
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
                  engine_factory: Callable[[], Any] | None = None, model_note: str = "",
-                 loaded: Any = None) -> None:
+                 loaded: Any = None, settings_error: str = "") -> None:
+        """`settings_error`: why the config file could not be used (the editor then runs on the defaults)."""
         super().__init__()
         from morph.config import DEFAULT_KEYS, Settings
 
@@ -124,6 +125,7 @@ class MorphApp(App):
         self.engine_factory = engine_factory  # None: run without a model
         self.engine: Any = None
         self.model_note = model_note
+        self.settings_error = settings_error
         self.generation = 0
         self.analysis: Any = None
         self.analysis_base = 0
@@ -209,6 +211,9 @@ class MorphApp(App):
         return self._base(SteerPane)
 
     def on_mount(self) -> None:
+        if self.settings_error:
+            self.notify(self.settings_error, title="Settings not loaded: using the defaults", severity="error",
+                        timeout=20)
         self._apply_theme()
         self.view.soft_wrap = self.settings.soft_wrap
         self.view.show_line_numbers = self.settings.line_numbers
@@ -229,7 +234,7 @@ class MorphApp(App):
     def _apply_theme(self) -> None:
         try:
             from morph.config import themes_dir
-            from morph.editor.themes import load_themes
+            from morph.editor.themes import DEFAULT_THEME, load_themes
         except ImportError:
             return
         themes, errors = load_themes(themes_dir())
@@ -238,12 +243,12 @@ class MorphApp(App):
         self.morph_themes = themes
         for error in errors:
             self.notify(error, title="Theme not loaded", severity="warning")
-        if self.settings.theme not in themes and themes:
-            self.notify(f"theme {self.settings.theme!r} not found; using {next(iter(themes))}",
-                        title="Theme not found", severity="warning")
-        name = self.settings.theme if self.settings.theme in themes else next(iter(themes), None)
-        if name:
-            self.set_morph_theme(name)
+        name = self.settings.theme
+        if name not in themes:  # load_themes always gives DEFAULT_THEME
+            self.notify(f"theme {name!r} not found; using {DEFAULT_THEME}", title="Theme not found",
+                        severity="warning")
+            name = DEFAULT_THEME
+        self.set_morph_theme(name)
 
     def set_morph_theme(self, name: str) -> None:
         theme = self.morph_themes[name]
