@@ -86,6 +86,8 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("help", "This list of keys", "Help: keys"),
 ]
 KEYED_ACTIONS = frozenset(action for action, _, _ in ACTIONS)
+# The features panel's actions: while the steering pane has the panel's place they would act on a hidden panel.
+PANEL_ACTIONS = frozenset({"focus_panel", "toggle_panel", "unpin"})
 
 
 def _one_line(err: BaseException) -> str:
@@ -108,6 +110,7 @@ class MorphApp(App):
     # own keys such as F6/F7 do not hide them; they are disabled while a dialog is open).
     BINDINGS = [
         Binding("escape", "focus_editor", "Editor", show=False),
+        Binding(SteerPane.CLOSE_KEY, "close_steering", show=False),  # from the text; the pane binds it too
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
@@ -703,6 +706,8 @@ class MorphApp(App):
                         timeout=15)
         finally:
             self._flow_busy = False
+            if not self._modal_open() and self.focused is None:
+                self.view.focus()  # keys typed after a dialog go to the text, never nowhere
 
     async def _ask(self, screen: Screen) -> Any:
         return await self.push_screen(screen, wait_for_dismiss=True)
@@ -931,12 +936,14 @@ class MorphApp(App):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in KEYED_ACTIONS and self._modal_open():
+        if (action in KEYED_ACTIONS or action == "close_steering") and self._modal_open():
             return False  # the dialog's own keys win
         if action in ("undo", "redo") and self.focused is not self._document:
             return False  # undo in the find box is the find box's
         if action in KEYED_ACTIONS and action != "steer" and self._steer_shadows(action):
             return False  # the steering pane has the focus and its own use for this key
+        if action in PANEL_ACTIONS and self._steering_open():
+            return False  # the panel is hidden behind the steering pane
         return True
 
     def action_save(self) -> None:
@@ -1016,7 +1023,7 @@ class MorphApp(App):
                  ("ctrl+g", "In the steering pane: generate rewrites"),
                  ("enter", "In the steering pane: accept the highlighted rewrite (one undo step)"),
                  ("escape", "In the steering pane: back to the text (generation goes on)"),
-                 ("ctrl+w", "In the steering pane: close it and cancel the generation")]
+                 (SteerPane.CLOSE_KEY, "With the steering pane open: close it and cancel the generation")]
         from morph.config import config_path
 
         where = self.settings.source or config_path()
@@ -1045,13 +1052,20 @@ class MorphApp(App):
         self.panel.add_class("-steering")  # the pane takes the panel's place
         pane.open(steerer_for(self.engine.lens), start, end)
 
+    def _steering_open(self) -> bool:
+        pane = self._widgets.get(SteerPane)
+        return pane is not None and pane.is_open
+
     def _steer_shadows(self, action: str) -> bool:
         """Is `action`'s key one the steering pane uses, while the pane has the focus?"""
         keys = {key.strip() for key in str(self.keys.get(action) or "").split(",")}
         if not keys & SteerPane.KEYS:
             return False
-        pane = self._widgets.get(SteerPane)
-        return pane is not None and pane.is_open and pane.has_focus_within
+        return self._steering_open() and self.steerpane.has_focus_within
+
+    def action_close_steering(self) -> None:
+        if self._steering_open():
+            self.steerpane.action_close()
 
     def on_steer_pane_accepted(self, message: SteerPane.Accepted) -> None:
         pane, view = message.pane, self.view
