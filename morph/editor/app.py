@@ -5,8 +5,10 @@ runs in a thread worker (group "analysis", exclusive, so a newer request cancels
 results come back as typed messages carrying the document generation they were made for.
 
 Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
-saves a recovery file is written after `autosave_seconds` of idle time (in a thread) and when the app
-exits with unsaved text; a newer recovery file is offered on the next start. Every key comes from
+saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
+typing too, and every AUTOSAVE_EDITS edits; and synchronously when the app exits, is told to stop (SIGTERM,
+SIGQUIT) or loses its terminal (SIGHUP). Another window's recovery whose text differs from the file is offered
+when the file is opened. Every key comes from
 `settings.keys` (action -> key), so users can remap them; every action is also in the command palette.
 """
 
@@ -57,6 +59,8 @@ GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (def
 PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
 INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
+WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
+AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
 ACTIONS: list[tuple[str, str, str]] = [
@@ -155,13 +159,17 @@ class MorphApp(App):
         self._counts_timer: Any = None
         self._preview_timer: Any = None
         # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
+        from morph.recovery import new_session
+
+        self.recovery_session = new_session()
+        """This window's recovery files are its own (morph.recovery): other windows never write over them."""
         self._recovery_lock = threading.Lock()
         self._recovery_epoch = 0
         self._recovery_dirty = False
-        self._recovery_pending = False  # an older recovery file is kept ("later"): autosave is paused
         self._discarded = False
-        self._last_change = time.monotonic()
-        self._last_autosave = time.monotonic()
+        self._edits_since_autosave = 0
+        self._last_autosave = float("-inf")  # the first edit is written at the next tick
+        self._restore_signals: Callable[[], None] | None = None
         self._autosave_error: str | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
@@ -224,7 +232,11 @@ class MorphApp(App):
         self._show_file()
         self._update_counts()
         self._announce_file()
-        self.set_interval(min(1.0, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        if not self.is_headless:
+            from morph.editor.lifeline import catch_fatal_signals
+
+            self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
         self._start_flow(self._offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
@@ -335,7 +347,9 @@ class MorphApp(App):
         else:
             self.modified = True
             self._recovery_dirty = True
-            self._last_change = time.monotonic()
+            self._edits_since_autosave += 1
+            if self._edits_since_autosave >= AUTOSAVE_EDITS:
+                self._autosave()
             self._show_file()
         if self.status.state.chars > LARGE_COUNTS:
             if self._counts_timer is not None:
@@ -753,8 +767,8 @@ class MorphApp(App):
             with self._recovery_lock:  # a late autosave must not bring back a recovery file
                 self._recovery_epoch += 1
                 if old_path is None or not _same_file(old_path, target):
-                    discard_recovery(old_path)
-                discard_recovery(target)
+                    discard_recovery(old_path, self.recovery_session)
+                discard_recovery(target, self.recovery_session)
             return written
 
         self.status.update_state(note="saving…")
@@ -766,7 +780,6 @@ class MorphApp(App):
             return False
         self.status.update_state(note="")
         self.path, self.loaded = written.path, written
-        self._recovery_pending = False
         if self.generation == generation:
             self.modified = False
             self._recovery_dirty = False
@@ -792,10 +805,9 @@ class MorphApp(App):
     def _discard_changes(self) -> None:
         from morph.recovery import discard_recovery
 
-        if not self._recovery_pending:  # a recovery kept for later is the writer's, not this session's
-            with self._recovery_lock:
-                self._recovery_epoch += 1
-                discard_recovery(self.path)
+        with self._recovery_lock:  # this window's own file; another window's, kept for later, stays
+            self._recovery_epoch += 1
+            discard_recovery(self.path, self.recovery_session)
         self.modified = False
         self._recovery_dirty = False
         self._discarded = True
@@ -848,7 +860,7 @@ class MorphApp(App):
         self.view.move_cursor((0, 0))
         self.modified = False
         self._recovery_dirty = False
-        self._recovery_pending = False
+        self._edits_since_autosave = 0
         self._discarded = False
         self.pinned = None
         self.analysis = None
@@ -860,44 +872,49 @@ class MorphApp(App):
             self.panel.show_message("analysing…")
 
     async def _offer_recovery(self) -> None:
-        from morph.recovery import discard_recovery, find_recovery
+        """Offer each recovery of another window (newest first) whose text differs from the file on disk."""
+        from morph.recovery import discard, find_recoveries
 
-        rec = await asyncio.to_thread(find_recovery, self.path)
-        if rec is None:
+        for rec in await asyncio.to_thread(find_recoveries, self.path, self.recovery_session):
+            loaded = self.loaded
+            on_disk = loaded.text if loaded is not None and not loaded.is_new else None
+            name = self.path.name if self.path is not None else "an untitled document"
+            choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
+            if choice == "restore":
+                self.view.replace(rec.text, (0, 0), self.view.document.end)
+                self.view.move_cursor((0, 0))
+                self.status.update_state(note="")
+                # The text is this window's now: in its own recovery file before the other one goes.
+                await asyncio.to_thread(self._write_recovery_now, self.path, self.view.text, self._recovery_epoch)
+                await asyncio.to_thread(discard, rec)
+                self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
+                return
+            if choice == "discard":
+                await asyncio.to_thread(discard, rec)
+                continue
+            self.status.update_state(note=WAITING_NOTE)
             return
-        loaded = self.loaded
-        on_disk = loaded.text if loaded is not None and not loaded.is_new else None
-        name = self.path.name if self.path is not None else "an untitled document"
-        choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
-        if choice == "restore":
-            self._recovery_pending = False
-            self.view.replace(rec.text, (0, 0), self.view.document.end)
-            self.view.move_cursor((0, 0))
+        if self.status.state.note == WAITING_NOTE:
             self.status.update_state(note="")
-            self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
-        elif choice == "discard":
-            with self._recovery_lock:
-                self._recovery_epoch += 1
-                discard_recovery(self.path)
-            self._recovery_pending = False
-        else:
-            self._recovery_pending = True
-            self.status.update_state(note="autosave paused: recovered text is waiting (palette: File: recovered text)")
 
     # --- autosave and recovery ------------------------------------------------------------------
     def _autosave_tick(self) -> None:
-        if not self._recovery_dirty or self._recovery_pending:
-            return
-        now = time.monotonic()
-        idle = now - self._last_change >= self.settings.autosave_seconds
-        overdue = now - self._last_autosave >= max(30.0, 6 * self.settings.autosave_seconds)
-        if idle or overdue:
-            self._recovery_dirty = False
-            self._last_autosave = now
-            self._write_recovery(self.path, self.view.text, self._recovery_epoch)
+        """Unsaved edits reach this window's recovery file at most `autosave_seconds` after they were made,
+        while typing as well as after it (and after AUTOSAVE_EDITS edits, see on_text_area_changed)."""
+        if self._recovery_dirty and time.monotonic() - self._last_autosave >= self.settings.autosave_seconds:
+            self._autosave()
+
+    def _autosave(self) -> None:
+        self._recovery_dirty = False
+        self._edits_since_autosave = 0
+        self._last_autosave = time.monotonic()
+        self._write_recovery(self.path, self.view.text, self._recovery_epoch)
 
     @work(thread=True, group="autosave", exit_on_error=False, name="autosave")
     def _write_recovery(self, path: Path | None, text: str, epoch: int) -> None:
+        self._write_recovery_now(path, text, epoch)
+
+    def _write_recovery_now(self, path: Path | None, text: str, epoch: int) -> None:
         from morph.errors import MorphError
         from morph.recovery import save_recovery
 
@@ -905,7 +922,7 @@ class MorphApp(App):
             if epoch != self._recovery_epoch:
                 return  # saved or discarded since: this text is not needed
             try:
-                save_recovery(path, text)
+                save_recovery(path, text, self.recovery_session)
             except MorphError as err:
                 if self._autosave_error != str(err):
                     self._autosave_error = str(err)
@@ -915,20 +932,36 @@ class MorphApp(App):
                 self._autosave_error = None
 
     def _emergency_recovery(self) -> None:
-        """The app is going away with unsaved text: keep it in the recovery file."""
+        """The app is going away with unsaved text: keep it in the recovery file, now (this may run in a
+        signal handler, on the main thread, so the lock is not waited on for long)."""
         document = self._document
-        if document is None or not self.modified or self._discarded or self._recovery_pending:
+        if document is None or not self.modified or self._discarded:
             return
         try:
             from morph.recovery import save_recovery
 
-            with self._recovery_lock:
-                save_recovery(self.path, document.text)
+            locked = self._recovery_lock.acquire(timeout=1.0)
+            try:
+                save_recovery(self.path, document.text, self.recovery_session)
+            finally:
+                if locked:
+                    self._recovery_lock.release()
         except Exception:  # noqa: BLE001 - nothing more can be done while exiting
             pass
 
+    def _on_fatal_signal(self, signum: int) -> None:
+        """SIGTERM, SIGHUP, SIGQUIT: the unsaved text goes to the recovery file, then the process ends at once
+        (threads still loading a model or analysing would keep it alive, and a lost terminal answers nothing)."""
+        from morph.editor.lifeline import exit_now
+
+        self._emergency_recovery()
+        exit_now(signum, getattr(self, "_driver", None))
+
     def on_unmount(self) -> None:
         self._emergency_recovery()
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
 
     def _handle_exception(self, error: Exception) -> None:
         self._emergency_recovery()
@@ -968,7 +1001,7 @@ class MorphApp(App):
         async def offer() -> None:
             from morph.recovery import find_recovery
 
-            if await asyncio.to_thread(find_recovery, self.path) is None:
+            if await asyncio.to_thread(find_recovery, self.path, self.recovery_session) is None:
                 self.notify("there is no recovered text for this document")
                 return
             await self._offer_recovery()
