@@ -521,3 +521,27 @@ def test_cli_bad_input_in_a_real_process(dirs):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"morph: cannot open {missing}: folder {missing.parent} does not exist"]
     assert result.stdout == ""
+
+
+async def test_undoing_back_to_the_saved_text_clears_the_modified_marker(dirs):
+    path = dirs / "undo.md"
+    path.write_text("saved\n")
+    app = open_app(path, autosave_seconds=0.5)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press(*"abc")
+        assert app.modified and "●" in app.sub_title
+        await wait_for(pilot, lambda: load_recovery(path, app.recovery_session) is not None, timeout=5)
+        await pilot.press("ctrl+z")
+        await wait_for(pilot, lambda: app.view.text == "saved\n")
+        assert not app.modified and "●" not in app.sub_title
+        assert load_recovery(path, app.recovery_session) is None  # nothing unsaved to recover
+        await pilot.press("ctrl+y")
+        assert app.modified and "●" in app.sub_title
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.modified)
+        await pilot.press("x", "ctrl+z")  # back to the newly saved text
+        await wait_for(pilot, lambda: app.view.text == "abcsaved\n")
+        assert not app.modified
+        app.exit()
+    assert load_recovery(path, app.recovery_session) is None

@@ -85,6 +85,24 @@ async def test_go_to_line(dirs):
         assert app.status.state.row == 4
 
 
+async def test_ctrl_home_and_ctrl_end_go_to_the_ends_of_the_document(dirs):
+    app = make()
+    async with app.run_test(size=(110, 30)) as pilot:
+        await ready(pilot, app)
+        view = app.view
+        view.move_cursor((2, 3))
+        await pilot.press("ctrl+end")
+        assert view.cursor_location == view.document.end
+        await pilot.press("ctrl+home")
+        assert view.cursor_location == (0, 0)
+        await pilot.press("ctrl+shift+end")
+        assert view.selected_text == view.text
+        view.move_cursor((2, 2))
+        await pilot.press("ctrl+shift+home")
+        assert view.selection.end == (0, 0) and view.selection.start == (2, 2)
+        assert view.text == TEXT
+
+
 async def test_undo_redo_and_counts(dirs):
     app = make("one two")
     async with app.run_test(size=(110, 30)) as pilot:

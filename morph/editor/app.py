@@ -129,6 +129,8 @@ class MorphApp(App):
         self.loaded = loaded if loaded is not None else _describe_on_disk(self.path)
         """The file as on disk (morph.textio.LoadedText) when it was opened or last saved; None: untitled."""
         self.initial_text = text
+        self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
+        self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
         self.engine_factory = engine_factory  # None: run without a model
         self.engine: Any = None
         self.model_note = model_note
@@ -344,7 +346,11 @@ class MorphApp(App):
         self._changes_seen = self.view.changes
         if self._ignore_changes:
             self._ignore_changes -= 1  # a file was loaded: not an edit
+        elif self._history_moved and self.view.text == self._clean_text:
+            self._history_moved = False
+            self._back_to_clean()
         else:
+            self._history_moved = False
             self.modified = True
             self._recovery_dirty = True
             self._edits_since_autosave += 1
@@ -781,6 +787,7 @@ class MorphApp(App):
         self.status.update_state(note="")
         self.path, self.loaded = written.path, written
         if self.generation == generation:
+            self._clean_text = text
             self.modified = False
             self._recovery_dirty = False
         self._show_file()
@@ -856,7 +863,8 @@ class MorphApp(App):
         self.path = loaded.path if loaded is not None else None
         self.loaded = loaded
         self._ignore_changes += 1
-        self.view.load_text(loaded.text if loaded is not None else "")
+        self._clean_text = loaded.text if loaded is not None else ""
+        self.view.load_text(self._clean_text)
         self.view.move_cursor((0, 0))
         self.modified = False
         self._recovery_dirty = False
@@ -1009,10 +1017,24 @@ class MorphApp(App):
         self._start_flow(offer)
 
     def action_undo(self) -> None:
+        self._history_moved = True
         self.view.action_undo()
 
     def action_redo(self) -> None:
+        self._history_moved = True
         self.view.action_redo()
+
+    def _back_to_clean(self) -> None:
+        """Undo or redo led back to the text on disk: not modified, and this window's recovery file goes."""
+        from morph.recovery import discard_recovery
+
+        self.modified = False
+        self._recovery_dirty = False
+        self._edits_since_autosave = 0
+        with self._recovery_lock:  # rare (an undo), and an unlink: done here, so no later autosave is lost
+            self._recovery_epoch += 1
+            discard_recovery(self.path, self.recovery_session)
+        self._show_file()
 
     def action_find(self) -> None:
         self.findbar.open(replace=False)

@@ -17,6 +17,7 @@ import numpy as np
 from rich.color import Color, blend_rgb
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.document._edit import Edit
 from textual.document._document_navigator import DocumentNavigator
@@ -43,6 +44,13 @@ class DocumentView(TextArea):
 
     class Scrolled(Message):
         """The lines in view changed: the features in view may have too."""
+
+    BINDINGS = [
+        Binding("ctrl+home", "cursor_document_start", "Start of the document", show=False),
+        Binding("ctrl+end", "cursor_document_end", "End of the document", show=False),
+        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to the start", show=False),
+        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to the end", show=False),
+    ]
 
     DEFAULT_CSS = """
     DocumentView { border: none; padding: 0 1; }
@@ -76,6 +84,12 @@ class DocumentView(TextArea):
         self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
+
+    def action_cursor_document_start(self, select: bool = False) -> None:
+        self.move_cursor((0, 0), select=select)
+
+    def action_cursor_document_end(self, select: bool = False) -> None:
+        self.move_cursor(self.document.end, select=select)
 
     def _set_document(self, text: str, language: str | None) -> None:
         """TextArea's, for plain text (Morph styles Markdown itself), on a NewlineOnlyDocument."""
