@@ -146,3 +146,4 @@ async def test_the_editor_shows_the_refusal_and_keeps_editing(tmp_path, tiny_dir
         assert app.query_one(DocumentView).text == "Helloyy"
         assert any("auto_map" in str(n.message) for n in app._notifications)
     assert not canary.exists()
+

@@ -285,7 +285,24 @@ def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     """Load an SAE; returns the SAE and the local folder it came from (if any).
 
     A local folder of an architecture morph.models.saes covers loads natively (importing SAE-Lens takes
-    seconds); everything else goes through SAE-Lens."""
+    seconds); everything else goes through SAE-Lens. An SAE with a NaN or infinite weight is refused: every
+    activation it gave would be NaN (and `--json` would print invalid JSON)."""
+    sae, folder = _load_sae(spec, device)
+    _refuse_non_finite(sae, spec)
+    return sae, folder
+
+
+def _refuse_non_finite(sae: Any, spec: str) -> None:
+    import torch
+
+    for name, tensor in [*sae.named_parameters(), *sae.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(f"SAE {spec!r} is broken: its {name} has {bad} NaN or infinite value"
+                                 f"{'s' if bad != 1 else ''}")
+
+
+def _load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     import warnings
 
     check_sae_spec(spec)
