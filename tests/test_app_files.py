@@ -545,3 +545,21 @@ async def test_undoing_back_to_the_saved_text_clears_the_modified_marker(dirs):
         assert not app.modified
         app.exit()
     assert load_recovery(path, app.recovery_session) is None
+
+
+async def test_save_as_onto_a_fifo_is_refused_and_the_text_stays(dirs):
+    fifo = dirs / "pipe"
+    os.mkfifo(fifo)
+    app = open_app(None, "words\n")
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a", "ctrl+shift+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SaveAsScreen))
+        await type_path(pilot, app, fifo)
+        await pilot.press("enter")  # it exists: Enter again to replace it
+        await wait_for(pilot, lambda: "not a regular file" in notes(app))
+        await wait_for(pilot, lambda: not app._flow_busy)
+        assert app.modified and app.view.text == "awords\n" and app.path is None
+    import stat as stat_module
+
+    assert stat_module.S_ISFIFO(os.stat(fifo).st_mode)
