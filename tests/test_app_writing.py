@@ -309,3 +309,12 @@ async def test_markdown_styling_pauses_for_very_large_documents(dirs, monkeypatc
         assert "Markdown styling is off" in notes(app)
         await pilot.press("ctrl+z")
         await wait_for(pilot, lambda: app.view._markdown_fn is not None)
+
+
+@pytest.mark.parametrize("columns, panel_width", [(140, 44), (100, 44), (80, 35), (60, 26)])
+async def test_the_side_panel_narrows_on_a_narrow_terminal(dirs, columns, panel_width):
+    app = make()
+    async with app.run_test(size=(columns, 24)) as pilot:
+        await ready(pilot, app)
+        assert app.panel.outer_size.width == panel_width
+        assert app.view.outer_size.width == columns - panel_width
