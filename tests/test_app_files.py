@@ -563,3 +563,26 @@ async def test_save_as_onto_a_fifo_is_refused_and_the_text_stays(dirs):
     import stat as stat_module
 
     assert stat_module.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+async def test_coming_back_to_the_terminal_tells_of_a_change_on_disk_once(dirs):
+    from textual import events
+
+    path = dirs / "watched.md"
+    path.write_text("mine\n")
+    app = open_app(path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.3)
+        assert "changed on disk" not in notes(app)
+        path.write_text("someone else's\n")
+        app.post_message(events.AppFocus())
+        await wait_for(pilot, lambda: "watched.md has changed on disk" in notes(app))
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.3)
+        assert notes(app).count("has changed on disk") == 1  # once per change
+        path.unlink()
+        app.post_message(events.AppFocus())
+        await wait_for(pilot, lambda: "watched.md is no longer on disk" in notes(app))
+        assert app.view.text == "mine\n"

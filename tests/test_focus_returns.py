@@ -126,3 +126,23 @@ async def test_typing_after_the_dialog_lands_in_the_text(dirs, name):
         await pilot.press("Q")
         assert app.focused is app.view, name
         assert app.view.text == before[:start] + "Q" + before[end:], name  # typed at the cursor (over a match)
+
+
+@pytest.mark.parametrize("key", ["ctrl+r", "ctrl+f"])
+async def test_typing_replaces_a_pre_filled_find_text(dirs, key):
+    from textual.widgets import Input
+
+    app = open_app(None, "hello world\n")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot, app)
+        app.view.selection = ((0, 6), (0, 11))
+        await pilot.press(key)
+        field = app.screen.query_one("#find-input", Input)
+        await wait_for(pilot, lambda: field.has_focus and field.value == "world")
+        await pilot.press(*"hel")
+        assert field.value == "hel"
+        await pilot.press("escape", key)  # opened again: the last query, again replaced by typing
+        await wait_for(pilot, lambda: field.has_focus)
+        await pilot.press("w")
+        assert field.value == "w"
+        assert app.view.text == "hello world\n"

@@ -172,6 +172,7 @@ class MorphApp(App):
         self._edits_since_autosave = 0
         self._last_autosave = float("-inf")  # the first edit is written at the next tick
         self._restore_signals: Callable[[], None] | None = None
+        self._disk_change_told: tuple | None = None  # the change on disk the writer was last told of
         self._autosave_error: str | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
@@ -338,6 +339,30 @@ class MorphApp(App):
         if isinstance(event, INPUT_EVENTS):
             self.input_priority.input_arrived()
         await super().on_event(event)
+
+    def on_app_focus(self, _event: events.AppFocus) -> None:
+        """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
+        if self.path is not None and self.loaded is not None and not self.loaded.is_new:
+            self._check_disk(self.path, self.loaded)
+
+    @work(thread=True, group="disk", exclusive=True, exit_on_error=False, name="changed on disk")
+    def _check_disk(self, path: Path, loaded: Any) -> None:
+        from morph.textio import changed_on_disk
+
+        if not changed_on_disk(path, loaded):
+            return
+        try:
+            st = os.stat(path)
+            change = (str(path), loaded.sha256, st.st_mtime_ns, st.st_size)
+        except OSError:
+            change = (str(path), loaded.sha256, None, None)  # deleted
+        if change == self._disk_change_told:
+            return
+        self._disk_change_told = change
+        what = "has changed on disk" if change[2] is not None else "is no longer on disk"
+        self.call_from_thread(
+            self.notify, f"{path.name} {what} since Morph opened it; saving will ask before replacing it",
+            title="Changed on disk", severity="warning", timeout=15)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if event.text_area is not self._document:
