@@ -159,7 +159,8 @@ async def test_keys_typed_in_the_pane_never_change_the_text(app):
         inside = [w for w in app.screen.focus_chain if pane in w.ancestors]
         assert len(inside) >= 4
         for key in ["ctrl+w", *["tab"] * (len(inside) + 2), *["shift+tab"] * (len(inside) + 2), "f9", "enter",
-                    "f2", "shift+f9", "ctrl+w", "backspace", "delete"]:
+                    "f2", "shift+f9", "ctrl+w", "backspace", "delete", "ctrl+z", "ctrl+y", "ctrl+x", "ctrl+k",
+                    "ctrl+u"]:
             await pilot.press(key)
             assert app.view.text == TEXT, key
             assert pane.has_focus_within, key
