@@ -37,16 +37,39 @@ def test_lines_break_at_newline_only():
     assert document.line_count == 4
     assert document.text == BODY
     document.replace_range((2, 0), (2, 0), "a\u2028b\x0bc\r\nd")  # pasted: CRLF still breaks, the rest does not
-    assert document.lines[2:4] == ["a\u2028b\x0bc", "dsecond paragraph"]
+    assert document.line_count == 5
+    assert document.get_text_range((2, 0), (4, 0)) == "a\u2028b\x0bc\ndsecond paragraph\n"
+    assert document.text == BODY.replace("second", "a\u2028b\x0bc\ndsecond")
 
 
-def test_separators_are_drawn_as_visible_stand_ins_of_the_same_length():
+def test_controls_are_held_as_one_cell_stand_ins_and_drawn_as_pictures():
+    """Textual measures a line by what the document holds: one cell per control, as it is drawn."""
+    from textual._cells import cell_len
+
     line = BODY.split("\n")[0]
-    drawn = shown(line)
-    assert len(drawn) == len(line)
+    document = NewlineOnlyDocument(BODY)
+    held = document.get_line(0)
+    assert len(held) == len(line) and cell_len(held) == len(line)
+    drawn = shown(held)
+    assert cell_len(drawn) == len(drawn) == len(line)
     assert not set(SEPARATORS) & set(drawn)
     assert "\u240b" in drawn and "\u240c" in drawn and "\u2424" in drawn  # VT, FF, NEL pictures
     assert shown("tab\tstays") == "tab\tstays"
+    assert shown("esc\x1b[2J") == "esc\u241b[2J"  # never sent to the terminal as an escape sequence
+
+
+@pytest.mark.parametrize("when", ["in the file", "pasted"])
+def test_a_text_holding_the_stand_ins_own_characters_is_kept_exactly(when):
+    from morph.editor.linebreaks import _STAND_IN_BASE
+
+    odd = f"private {chr(_STAND_IN_BASE + 9)} use"
+    text = f"vt\x0bhere\n{odd}\n" if when == "in the file" else "vt\x0bhere\n"
+    document = NewlineOnlyDocument(text)
+    if when == "pasted":
+        document.replace_range(document.end, document.end, odd + "\n")
+    assert document.text == f"vt\x0bhere\n{odd}\n"
+    document.replace_range((0, 0), (0, 0), "x\x0c")
+    assert document.text == f"x\x0cvt\x0bhere\n{odd}\n"
 
 
 async def test_save_without_an_edit_is_byte_for_byte(dirs):
@@ -59,6 +82,8 @@ async def test_save_without_an_edit_is_byte_for_byte(dirs):
         view = app.query_one(DocumentView)
         assert view.document.line_count == 4
         assert "\u240b" in view.get_line(0).plain
+        view.select_all()
+        assert view.selected_text == BODY  # what is copied is the writer's text
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "saved seps.txt" in "\n".join(str(n.message) for n in app._notifications))
     assert path.read_bytes() == data
@@ -92,3 +117,19 @@ async def test_an_edit_next_to_a_separator_keeps_it(dirs):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not app.modified)
     assert path.read_bytes() == "one!\u2028?two\n".encode()
+
+
+async def test_a_line_with_controls_wraps_and_draws_every_character(dirs):
+    """What is drawn is as wide as what Textual measured: the end of a line with controls is not cut off."""
+    path = dirs / "wrap.txt"
+    line = "".join(f"w{i}{sep}" for i, sep in enumerate(SEPARATORS * 3)) + "END"
+    path.write_bytes((line + "\n").encode())
+    app = open_app(path)
+    async with app.run_test(size=(70, 24)) as pilot:
+        await settle(pilot, app)
+        view = app.query_one(DocumentView)
+        width = view.content_region.width
+        rows = [view.render_line(y).text for y in range(view.size.height)]
+        drawn = "".join(row.rstrip() for row in rows if row.strip())
+        assert drawn == shown(line)
+        assert all(len(row.rstrip()) <= width for row in rows)
