@@ -96,7 +96,7 @@ class Settings:
     markdown: bool = field(default=True, metadata=_meta("bool", "style Markdown as you write"))
     line_numbers: bool = field(default=False, metadata=_meta("bool", "show line numbers"))
     autosave_seconds: float = field(
-        default=5.0, metadata=_meta("float", "seconds between recovery autosaves", 0.5, 3600)
+        default=2.0, metadata=_meta("float", "most seconds unsaved edits wait for the recovery file", 0.5, 3600)
     )
     analysis_max_chars: int = field(
         default=200_000,

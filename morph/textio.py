@@ -223,8 +223,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
     Raises `InputError` with one line on any failure.
 
     Like every rename-based save, this gives the file a new inode: hard links to the old file keep
-    the old content, and extended attributes / ACLs are not copied. A process killed mid-save can
-    leave a hidden `.<name>.*.morph-tmp` file next to the document; the document itself is intact.
+    the old content, and extended attributes / ACLs are not copied. A process killed mid-save leaves a
+    hidden `.<name>.<pid>.*.morph-tmp` file next to the document (the document itself is intact); the
+    next save of that document removes those of processes that no longer run.
     """
     target = Path(os.path.realpath(os.fspath(path)))
     parent = target.parent
@@ -241,10 +242,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
         raise InputError(f"cannot save {target}: {_os_reason(exc)}") from None
     if old is not None and stat.S_ISDIR(old.st_mode):
         raise InputError(f"cannot save {target}: it is a folder")
+    if old is not None and not stat.S_ISREG(old.st_mode):  # renaming over it would replace it with a file
+        raise InputError(f"cannot save {target}: it is not a regular file (a FIFO, a device or a socket)")
 
+    _remove_stale_temporaries(target)
     tmp_name: str | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".morph-tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.{os.getpid()}.", suffix=_TMP_SUFFIX)
         try:
             if old is not None:
                 os.fchmod(fd, stat.S_IMODE(old.st_mode))
@@ -272,6 +276,37 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
             except OSError:
                 pass
     _fsync_dir(parent)
+
+
+_TMP_SUFFIX = ".morph-tmp"
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete the temporary files that saves of `target` killed midway left behind: those whose writer
+    (the pid in the name) no longer runs. Another process's save in progress is left alone."""
+    prefix = f".{target.name}."
+    try:
+        names = [n for n in os.listdir(target.parent) if n.startswith(prefix) and n.endswith(_TMP_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(target.parent / name)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -65,11 +65,11 @@ async def test_save_keeps_crlf_and_bom_and_clears_recovery(dirs):
         await settle(pilot, app)
         await pilot.press("X")
         assert app.modified and "● story.md" in app.sub_title
-        save_recovery(path, "X" + "one\ntwo\n")  # as an autosave would have
+        save_recovery(path, "X" + "one\ntwo\n", app.recovery_session)  # as an autosave would have
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not app.modified)
         assert path.read_bytes() == BOM + b"Xone\r\ntwo\r\n"
-        assert not recovery_file(path).exists()
+        assert not recovery_file(path, app.recovery_session).exists()
         assert app.loaded.had_bom and app.loaded.newline == "\r\n"
         assert "saved story.md" in notes(app)
         assert "●" not in str(app.status.render_state())
@@ -232,13 +232,13 @@ async def test_quit_with_changes_discard(dirs):
     async with app.run_test(size=(100, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("A")
-        save_recovery(path, "Atext\n")
+        save_recovery(path, "Atext\n", app.recovery_session)
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.click("#no")
         await wait_for(pilot, lambda: exited(app))
     assert path.read_text() == "text\n"
-    assert load_recovery(path) is None  # discarded on purpose: not offered next time
+    assert load_recovery(path, app.recovery_session) is None  # discarded on purpose: not offered next time
 
 
 async def test_quit_with_changes_save(dirs):
@@ -309,31 +309,89 @@ async def test_recovery_discard_and_later(dirs):
     app = open_app(path)
     async with app.run_test(size=(100, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, RecoveryScreen))
-        await pilot.press("escape")  # later: kept, and autosave does not overwrite it
+        await pilot.press("escape")  # later: kept; this window autosaves into its own file meanwhile
         await wait_for(pilot, lambda: not app._modal_open() and not app._flow_busy)
-        assert app.view.text == "disk\n" and "autosave paused" in app.status.state.note
+        assert app.view.text == "disk\n" and "recovered text is waiting" in app.status.state.note
+        assert load_recovery(path).text == "newer\n"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: load_recovery(path, app.recovery_session) is not None, timeout=5)
+        assert load_recovery(path, app.recovery_session).text == "xdisk\n"
         assert load_recovery(path).text == "newer\n"
         app.action_recovered_text()  # the palette's "File: recovered text…"
         await wait_for(pilot, lambda: isinstance(app.screen, RecoveryScreen))
         await pilot.press("d")
         await wait_for(pilot, lambda: not app._modal_open())
-        assert load_recovery(path) is None and app.view.text == "disk\n"
+        assert load_recovery(path) is None and app.view.text == "xdisk\n"
+        assert "waiting" not in app.status.state.note
 
 
-async def test_autosave_writes_the_recovery_file_after_a_pause(dirs):
+async def test_autosave_keeps_up_with_typing(dirs):
+    """While typing without a pause, the recovery file is never more than autosave_seconds behind."""
     path = dirs / "auto.md"
     path.write_text("start\n")
     app = open_app(path, autosave_seconds=0.5)
     async with app.run_test(size=(100, 24)) as pilot:
         await settle(pilot, app)
-        await pilot.press(*"typed ")
-        assert load_recovery(path) is None  # not on every keystroke
-        await wait_for(pilot, lambda: load_recovery(path) is not None, timeout=5)
-        assert load_recovery(path).text == "typed start\n"
+        typed = ""
+        for k in range(30):  # ~3 s of typing, a key every ~0.1 s
+            await pilot.press("a")
+            typed += "a"
+            await pilot.pause(0.1)
+            if k == 15:
+                rec = load_recovery(path, app.recovery_session)
+                assert rec is not None and rec.text.startswith("a" * 8), "nothing written while typing"
+        await wait_for(pilot, lambda: (load_recovery(path, app.recovery_session) or None) is not None
+                       and load_recovery(path, app.recovery_session).text == typed + "start\n", timeout=5)
         assert path.read_text() == "start\n"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not app.modified)
-        assert load_recovery(path) is None
+        assert load_recovery(path, app.recovery_session) is None
+
+
+async def test_autosave_after_200_edits_whatever_the_time(dirs):
+    path = dirs / "fast.md"
+    path.write_text("")
+    app = open_app(path, autosave_seconds=3600)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: load_recovery(path, app.recovery_session) is not None, timeout=5)
+        await pilot.press(*"b" * 199)
+        assert load_recovery(path, app.recovery_session).text == "a"  # 199 edits: not yet
+        await pilot.press("c")
+        await wait_for(pilot, lambda: load_recovery(path, app.recovery_session).text == "a" + "b" * 199 + "c",
+                       timeout=5)
+
+
+async def test_recovery_is_offered_whatever_the_file_modification_time(dirs):
+    path = dirs / "touched.md"
+    path.write_text("disk\n")
+    save_recovery(path, "lost words\n")
+    future = time.time_ns() + 60_000_000_000
+    os.utime(path, ns=(future, future))  # something touched the file after the crash
+    app = open_app(path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RecoveryScreen))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.view.text == "lost words\n")
+
+
+async def test_two_windows_on_one_file_keep_separate_recovery_files(dirs):
+    path = dirs / "both.md"
+    path.write_text("shared\n")
+    first, second = open_app(path, autosave_seconds=0.5), open_app(path, autosave_seconds=0.5)
+    async with first.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, first)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: load_recovery(path, first.recovery_session) is not None, timeout=5)
+    async with second.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(second.screen, RecoveryScreen))  # the first window's text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not second._modal_open() and not second._flow_busy)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: load_recovery(path, second.recovery_session) is not None, timeout=5)
+    assert load_recovery(path, first.recovery_session).text == "1shared\n"
+    assert load_recovery(path, second.recovery_session).text == "2shared\n"
 
 
 async def test_leaving_with_unsaved_text_keeps_it_for_recovery(dirs):
@@ -344,7 +402,7 @@ async def test_leaving_with_unsaved_text_keeps_it_for_recovery(dirs):
         await settle(pilot, app)
         await pilot.press("b")
         app.exit()  # e.g. the terminal went away: no prompt
-    assert load_recovery(path).text == "ba\n"
+    assert load_recovery(path, app.recovery_session).text == "ba\n"
     assert find_recovery(path) is not None
 
 
@@ -463,3 +521,68 @@ def test_cli_bad_input_in_a_real_process(dirs):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"morph: cannot open {missing}: folder {missing.parent} does not exist"]
     assert result.stdout == ""
+
+
+async def test_undoing_back_to_the_saved_text_clears_the_modified_marker(dirs):
+    path = dirs / "undo.md"
+    path.write_text("saved\n")
+    app = open_app(path, autosave_seconds=0.5)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press(*"abc")
+        assert app.modified and "●" in app.sub_title
+        await wait_for(pilot, lambda: load_recovery(path, app.recovery_session) is not None, timeout=5)
+        await pilot.press("ctrl+z")
+        await wait_for(pilot, lambda: app.view.text == "saved\n")
+        assert not app.modified and "●" not in app.sub_title
+        assert load_recovery(path, app.recovery_session) is None  # nothing unsaved to recover
+        await pilot.press("ctrl+y")
+        assert app.modified and "●" in app.sub_title
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not app.modified)
+        await pilot.press("x", "ctrl+z")  # back to the newly saved text
+        await wait_for(pilot, lambda: app.view.text == "abcsaved\n")
+        assert not app.modified
+        app.exit()
+    assert load_recovery(path, app.recovery_session) is None
+
+
+async def test_save_as_onto_a_fifo_is_refused_and_the_text_stays(dirs):
+    fifo = dirs / "pipe"
+    os.mkfifo(fifo)
+    app = open_app(None, "words\n")
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a", "ctrl+shift+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SaveAsScreen))
+        await type_path(pilot, app, fifo)
+        await pilot.press("enter")  # it exists: Enter again to replace it
+        await wait_for(pilot, lambda: "not a regular file" in notes(app))
+        await wait_for(pilot, lambda: not app._flow_busy)
+        assert app.modified and app.view.text == "awords\n" and app.path is None
+    import stat as stat_module
+
+    assert stat_module.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+async def test_coming_back_to_the_terminal_tells_of_a_change_on_disk_once(dirs):
+    from textual import events
+
+    path = dirs / "watched.md"
+    path.write_text("mine\n")
+    app = open_app(path)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await settle(pilot, app)
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.3)
+        assert "changed on disk" not in notes(app)
+        path.write_text("someone else's\n")
+        app.post_message(events.AppFocus())
+        await wait_for(pilot, lambda: "watched.md has changed on disk" in notes(app))
+        app.post_message(events.AppFocus())
+        await pilot.pause(0.3)
+        assert notes(app).count("has changed on disk") == 1  # once per change
+        path.unlink()
+        app.post_message(events.AppFocus())
+        await wait_for(pilot, lambda: "watched.md is no longer on disk" in notes(app))
+        assert app.view.text == "mine\n"

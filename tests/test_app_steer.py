@@ -66,7 +66,7 @@ async def test_closing_leaves_the_document_untouched(app):
         app.view.selection = ((2, 0), (2, 14))
         await pilot.press("ctrl+e")
         assert pane.has_focus_within and pane.original == "In the evening"
-        await pilot.press("ctrl+w")
+        await pilot.press("f4")
         await wait_for(pilot, lambda: not pane.is_open)
         assert app.query_one(DocumentView).text == TEXT
         assert app.view.has_focus and app.panel.display
@@ -148,3 +148,41 @@ async def test_editing_the_passage_blocks_accepting(app, slow):
         pane.action_accept()
         await wait_for(pilot, lambda: not pane.is_open)
         assert view.text == REWRITE + TEXT[31:]
+
+
+async def test_keys_typed_in_the_pane_never_change_the_text(app):
+    """Ctrl+W (once the pane's close key, a word deletion in the text), Tab past the pane's last widget, and the
+    hidden features panel's keys (F9, Enter, F2, Shift+F9) leave the text alone and the focus in the pane."""
+    async with app.run_test(size=(130, 40)) as pilot:
+        pane = await open_steering(app, pilot)
+        pinned = app.pinned
+        inside = [w for w in app.screen.focus_chain if pane in w.ancestors]
+        assert len(inside) >= 4
+        for key in ["ctrl+w", *["tab"] * (len(inside) + 2), *["shift+tab"] * (len(inside) + 2), "f9", "enter",
+                    "f2", "shift+f9", "ctrl+w", "backspace", "delete", "ctrl+z", "ctrl+y", "ctrl+x", "ctrl+k",
+                    "ctrl+u"]:
+            await pilot.press(key)
+            assert app.view.text == TEXT, key
+            assert pane.has_focus_within, key
+        assert app.pinned == pinned and not app.panel.display
+        # Tab goes round: from the last widget to the first.
+        inside[-1].focus()
+        await pilot.press("tab")
+        assert app.focused is inside[0]
+        await pilot.press("shift+tab")
+        assert app.focused is inside[-1]
+
+
+async def test_f9_from_the_text_with_the_pane_open_does_nothing_and_f4_closes(app):
+    async with app.run_test(size=(130, 40)) as pilot:
+        pane = await open_steering(app, pilot)
+        await pilot.press("escape")
+        assert app.view.has_focus
+        await pilot.press("f9")  # would focus the hidden panel, where Enter pinned an unseen feature
+        assert app.view.has_focus and pane.is_open and not app.panel.display
+        assert app.view.text == TEXT
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: not pane.is_open)
+        assert app.view.has_focus and app.view.text == TEXT and app.panel.display
+        await pilot.press("z")
+        assert app.view.text.startswith("z")

@@ -85,6 +85,24 @@ async def test_go_to_line(dirs):
         assert app.status.state.row == 4
 
 
+async def test_ctrl_home_and_ctrl_end_go_to_the_ends_of_the_document(dirs):
+    app = make()
+    async with app.run_test(size=(110, 30)) as pilot:
+        await ready(pilot, app)
+        view = app.view
+        view.move_cursor((2, 3))
+        await pilot.press("ctrl+end")
+        assert view.cursor_location == view.document.end
+        await pilot.press("ctrl+home")
+        assert view.cursor_location == (0, 0)
+        await pilot.press("ctrl+shift+end")
+        assert view.selected_text == view.text
+        view.move_cursor((2, 2))
+        await pilot.press("ctrl+shift+home")
+        assert view.selection.end == (0, 0) and view.selection.start == (2, 2)
+        assert view.text == TEXT
+
+
 async def test_undo_redo_and_counts(dirs):
     app = make("one two")
     async with app.run_test(size=(110, 30)) as pilot:
@@ -291,3 +309,12 @@ async def test_markdown_styling_pauses_for_very_large_documents(dirs, monkeypatc
         assert "Markdown styling is off" in notes(app)
         await pilot.press("ctrl+z")
         await wait_for(pilot, lambda: app.view._markdown_fn is not None)
+
+
+@pytest.mark.parametrize("columns, panel_width", [(140, 44), (100, 44), (80, 35), (60, 26)])
+async def test_the_side_panel_narrows_on_a_narrow_terminal(dirs, columns, panel_width):
+    app = make()
+    async with app.run_test(size=(columns, 24)) as pilot:
+        await ready(pilot, app)
+        assert app.panel.outer_size.width == panel_width
+        assert app.view.outer_size.width == columns - panel_width

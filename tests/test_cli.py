@@ -43,6 +43,22 @@ def test_analyze_json_offsets_are_file_characters(tmp_path, lens_args, capsys):
     assert all(set(f) == {"id", "label", "max", "mean"} and f["label"] for f in first["features"])
 
 
+@pytest.mark.parametrize("top", [1, 2, 5])
+def test_analyze_top_k_gives_at_most_k_features(tmp_path, lens_args, capsys, top):
+    path = tmp_path / "doc.txt"
+    path.write_text(TEXT)
+    code, out, err = run_main(["analyze", str(path), "--json", "--top", str(top), *lens_args], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert all(1 <= len(p["features"]) <= top for p in report["paragraphs"])
+    assert all(len(t["top"]) <= top for t in report["tokens"])
+    if top == 1:  # the single feature is the paragraph's strongest
+        code, out, _ = run_main(["analyze", str(path), "--json", "--top", "5", *lens_args], capsys)
+        wider = json.loads(out)
+        assert [p["features"][0]["id"] for p in report["paragraphs"]] == [
+            max(p["features"], key=lambda f: f["max"])["id"] for p in wider["paragraphs"]]
+
+
 def test_analyze_table(tmp_path, lens_args, capsys):
     path = tmp_path / "doc.md"
     path.write_text(TEXT)

@@ -65,3 +65,5 @@ def test_sigkill_during_saves_never_tears_the_file(tmp_path: Path) -> None:
     # Leftover temporary files from killed saves are hidden and never replace the document.
     for p in tmp_path.iterdir():
         assert p == target or (p.name.startswith(".novel.txt.") and p.name.endswith(".morph-tmp"))
+    # Each save removes those of the saves killed before it: at most the last one's is left.
+    assert len([p for p in tmp_path.iterdir() if p != target]) <= 1

@@ -8,8 +8,10 @@ import pytest
 
 from morph.recovery import (
     discard_recovery,
+    find_recoveries,
     find_recovery,
     load_recovery,
+    new_session,
     recovery_dir,
     recovery_file,
     save_recovery,
@@ -62,7 +64,8 @@ def test_one_file_per_document(tmp_path: Path) -> None:
     assert find_recovery(b).text == "B"  # type: ignore[union-attr]
 
 
-def test_not_offered_when_file_is_newer(tmp_path: Path) -> None:
+def test_offered_whatever_the_modification_time(tmp_path: Path) -> None:
+    """A file touched (or saved by another program) after the recovery was written: its text still differs."""
     doc = tmp_path / "d.txt"
     doc.write_text("v1")
     save_recovery(doc, "v1 plus edits")
@@ -70,8 +73,49 @@ def test_not_offered_when_file_is_newer(tmp_path: Path) -> None:
     st = doc.stat()
     newer = st.st_mtime_ns + 5_000_000_000
     os.utime(doc, ns=(newer, newer))
-    assert find_recovery(doc) is None
-    assert load_recovery(doc) is not None  # kept, just not offered
+    assert find_recovery(doc).text == "v1 plus edits"  # type: ignore[union-attr]
+
+
+def test_each_window_has_its_own_file_and_does_not_see_its_own(tmp_path: Path) -> None:
+    doc = tmp_path / "shared.md"
+    doc.write_text("on disk")
+    one, two = new_session(), new_session()
+    assert one != two and recovery_file(doc, one) != recovery_file(doc, two)
+    save_recovery(doc, "window one's text", one)
+    save_recovery(doc, "window two's text", two)
+    assert load_recovery(doc, one).text == "window one's text"  # type: ignore[union-attr]
+    assert [r.text for r in find_recoveries(doc, own_session=one)] == ["window two's text"]
+    assert [r.text for r in find_recoveries(doc)] == ["window two's text", "window one's text"]  # newest first
+    discard_recovery(doc, one)
+    assert [r.session for r in find_recoveries(doc)] == [two]
+
+
+def test_untitled_windows_do_not_share_a_file() -> None:
+    one, two = new_session(), new_session()
+    save_recovery(None, "first draft", one)
+    save_recovery(None, "second draft", two)
+    assert sorted(r.text for r in find_recoveries(None)) == ["first draft", "second draft"]
+    assert [r.text for r in find_recoveries(None, own_session=two)] == ["first draft"]
+
+
+def test_a_window_still_running_keeps_its_file_to_itself(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    doc = tmp_path / "d.txt"
+    doc.write_text("disk")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        file = save_recovery(doc, "the other window's text", "other")
+        record = json.loads(file.read_text())
+        record["pid"] = other.pid  # as if that process had written it
+        file.write_text(json.dumps(record))
+        assert find_recoveries(doc) == []
+    finally:
+        other.kill()
+        other.wait()
+    assert [r.text for r in find_recoveries(doc)] == ["the other window's text"]
 
 
 def test_identical_recovery_not_offered_and_dropped(tmp_path: Path) -> None:

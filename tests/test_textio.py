@@ -272,3 +272,39 @@ def test_changed_on_disk_new_file(tmp_path: Path) -> None:
     assert not changed_on_disk(f, loaded)
     f.write_text("someone else")
     assert changed_on_disk(f, loaded)
+
+
+def test_a_fifo_or_device_is_never_replaced_by_a_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        write_document(fifo, "text")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    with pytest.raises(InputError, match="not a regular file"):
+        write_document("/dev/null", "text")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert list(tmp_path.iterdir()) == [fifo]  # no temporary file left behind
+
+
+def test_a_save_removes_temporary_files_left_by_killed_saves(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    doc = tmp_path / "novel.txt"
+    doc.write_text("old")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = tmp_path / f".novel.txt.{dead.pid}.abc123.morph-tmp"
+        in_progress = tmp_path / f".novel.txt.{running.pid}.def456.morph-tmp"
+        other_doc = tmp_path / f".other.txt.{dead.pid}.abc123.morph-tmp"
+        for path in (stale, in_progress, other_doc):
+            path.write_text("half a save")
+        write_document(doc, "new")
+        assert doc.read_text() == "new"
+        assert not stale.exists()
+        assert in_progress.exists() and other_doc.exists()  # a save still running; another document's
+    finally:
+        running.kill()
+        running.wait()

@@ -202,15 +202,18 @@ def test_missing_builtins_still_give_a_default(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_pyproject_packages_every_folder() -> None:
-    """Packages are listed by hand (for morph_themes): every folder of morph/ with code must be listed."""
+    """Packages are listed by hand (for morph_themes): every folder of morph/ with files in it must be listed
+    (setuptools warns at length about an installed folder that is not), and a folder of data only needs its
+    files in package-data."""
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    folders = {
-        ".".join(p.parent.relative_to(REPO).parts)
-        for p in (REPO / "morph").rglob("*.py")
-        if "__pycache__" not in p.parts
-    }
+    files = [p for p in (REPO / "morph").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    folders = {".".join(p.parent.relative_to(REPO).parts) for p in files}
     assert folders <= listed, f"add to [tool.setuptools] packages: {sorted(folders - listed)}"
+    code = {".".join(p.parent.relative_to(REPO).parts) for p in files if p.suffix == ".py"}
+    data_only = folders - code
+    missing = {f for f in data_only if f not in cfg["package-data"]}
+    assert not missing, f"add to [tool.setuptools.package-data]: {sorted(missing)}"
     assert cfg["package-dir"]["morph_themes"] == "themes"
     assert "*.toml" in cfg["package-data"]["morph_themes"]
 
@@ -226,12 +229,14 @@ def test_wheel_contains_themes(tmp_path: Path) -> None:
     shutil.copytree(REPO / "morph", src / "morph", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "themes", src / "themes")
     out = tmp_path / "wheel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
-        check=True, capture_output=True, timeout=300,
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-v", "-w", str(out)],
+        check=True, capture_output=True, text=True, timeout=300,
     )
+    assert "absent from" not in built.stdout + built.stderr  # setuptools' long warning about unlisted folders
     (wheel,) = out.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert "morph/default/model/config.json" in names and "morph/default/sae/cfg.json" in names
     for name in BUILTIN_THEME_NAMES:
         assert f"morph_themes/{name}.toml" in names
     assert "morph/editor/themes.py" in names

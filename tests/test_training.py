@@ -45,7 +45,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_all_stages_write_their_outputs(run_dir):
     for path in ("config.json", "train.log", "state.json", "tokenizer/tokenizer.json", "data/train.bin",
-                 "data/val.bin", "lm/ckpt.pt", "lm/final/config.json", "lm/final/model.safetensors",
+                 "data/val.bin", "lm/checkpoint.safetensors", "lm/final/config.json", "lm/final/model.safetensors",
                  "sae/final/cfg.json", "sae/final/sae_weights.safetensors", "sae/final/labels.json", "metrics.json",
                  "MODEL_CARD.md"):
         assert (run_dir / path).is_file(), path
@@ -199,6 +199,88 @@ def test_lm_resumes_from_its_checkpoint(run_dir, tmp_path):
     assert state["lm"]["iterations"] == 18  # 12 done before, 6 more
     assert "resumed from" in (out / "train.log").read_text()
     assert json.loads((out / "config.json").read_text())["max_iters"] == 18
+
+
+class _Planted:
+    """Unpickling this writes a canary file: what a malicious pickle checkpoint would do."""
+
+    def __init__(self, canary: Path):
+        self.canary = canary
+
+    def __reduce__(self):
+        return (Path.write_text, (self.canary, "checkpoint code ran"))
+
+
+def _lm_run_without_checkpoint(run_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    (out / "lm" / "checkpoint.safetensors").unlink()
+    return out
+
+
+def test_a_planted_pickle_checkpoint_runs_nothing(run_dir, tmp_path, capsys):
+    import torch
+
+    out = _lm_run_without_checkpoint(run_dir, tmp_path)
+    canary = tmp_path / "canary.txt"
+    torch.save({"model": {}, "payload": _Planted(canary)}, out / "lm" / "ckpt.pt")
+    assert main(["train", "lm", "--out", str(out), "--max-iters", "18"]) == 2
+    assert not canary.exists()
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("morph: cannot resume from checkpoint") and "--fresh" in last
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x10\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_a_corrupt_checkpoint_is_one_line(run_dir, tmp_path, capsys, content):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    (out / "lm" / "checkpoint.safetensors").write_bytes(content)
+    assert main(["train", "lm", "--out", str(out), "--max-iters", "18"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("morph: cannot resume from checkpoint") and "--fresh" in last
+
+
+def test_a_checkpoint_of_the_earlier_format_is_resumed_with_the_weights_only_reader(run_dir, tmp_path):
+    import torch
+
+    from morph.models.training import checkpoint
+
+    out = _lm_run_without_checkpoint(run_dir, tmp_path)
+    current = checkpoint.load(run_dir / "lm" / "checkpoint.safetensors")
+    torch.save({"model": current.model, "optimizer": current.optimizer, **current.state}, out / "lm" / "ckpt.pt")
+    assert main(["train", "lm", "--out", str(out), "--max-iters", "18"]) == 0
+    assert json.loads((out / "state.json").read_text())["lm"]["iterations"] == 18
+
+
+def test_checkpoint_round_trip_keeps_every_tensor_and_value(tmp_path):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from morph.models.training import checkpoint
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+    model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
+    optimizer.step()
+    state = {"iter": 7, "rng": {"state": {"state": 2**100 + 1}}, "history": [{"val_loss": 1.5}]}
+    path = tmp_path / "checkpoint.safetensors"
+    checkpoint.save(path, checkpoint.Checkpoint(model.state_dict(), optimizer.state_dict(), state))
+    back = checkpoint.load(path)
+    assert back.state == state
+    assert set(back.model) == set(model.state_dict())
+    assert all(torch.equal(back.model[k], v) for k, v in model.state_dict().items())
+    fresh = torch.optim.AdamW(model.parameters(), lr=5.0)
+    fresh.load_state_dict(back.optimizer)
+    original = optimizer.state_dict()
+    assert fresh.state_dict()["param_groups"][0]["lr"] == 1e-3
+    for index, values in original["state"].items():
+        for name, value in values.items():
+            assert torch.equal(fresh.state_dict()["state"][index][name], value), (index, name)
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_export_copies_the_artifacts(run_dir, tmp_path):

@@ -43,7 +43,7 @@ def build_report(engine, analysis, text: str, top: int, shift: int = 0) -> dict:
             "end": summary.end + shift,
             "n_tokens": summary.n_tokens,
             "features": [{"id": f.id, "label": engine.label(f.id), "score": round(f.score, 5), "max": round(f.max, 5),
-                          "mean": round(f.mean, 5)} for f in summary.features],
+                          "mean": round(f.mean, 5)} for f in summary.features[:top]],
             "explained_variance": None if summary.explained_variance is None else round(summary.explained_variance, 5),
         })
     tokens = []

@@ -16,10 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from morph.config import load_settings, with_updates
+    from morph.config import Settings, load_settings, with_updates
     from morph.errors import InputError
 
-    settings = load_settings()
+    try:
+        settings, settings_error = load_settings(), ""
+    except InputError as err:  # the editor opens on the defaults and says why
+        settings, settings_error = Settings(), str(err)
     changes = {}
     if args.theme:
         changes["theme"] = args.theme
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             factory = _engine_factory(spec)
     from morph.editor.app import MorphApp
 
-    app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded)
+    app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded,
+                   settings_error=settings_error)
     app.run()
     return int(app.return_code or 0)
 

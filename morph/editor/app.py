@@ -5,8 +5,10 @@ runs in a thread worker (group "analysis", exclusive, so a newer request cancels
 results come back as typed messages carrying the document generation they were made for.
 
 Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
-saves a recovery file is written after `autosave_seconds` of idle time (in a thread) and when the app
-exits with unsaved text; a newer recovery file is offered on the next start. Every key comes from
+saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
+typing too, and every AUTOSAVE_EDITS edits; and synchronously when the app exits, is told to stop (SIGTERM,
+SIGQUIT) or loses its terminal (SIGHUP). Another window's recovery whose text differs from the file is offered
+when the file is opened. Every key comes from
 `settings.keys` (action -> key), so users can remap them; every action is also in the command palette.
 """
 
@@ -57,6 +59,8 @@ GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (def
 PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
 INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
+WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
+AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
 ACTIONS: list[tuple[str, str, str]] = [
@@ -86,6 +90,8 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("help", "This list of keys", "Help: keys"),
 ]
 KEYED_ACTIONS = frozenset(action for action, _, _ in ACTIONS)
+# The features panel's actions: while the steering pane has the panel's place they would act on a hidden panel.
+PANEL_ACTIONS = frozenset({"focus_panel", "toggle_panel", "unpin"})
 
 
 def _one_line(err: BaseException) -> str:
@@ -108,11 +114,13 @@ class MorphApp(App):
     # own keys such as F6/F7 do not hide them; they are disabled while a dialog is open).
     BINDINGS = [
         Binding("escape", "focus_editor", "Editor", show=False),
+        Binding(SteerPane.CLOSE_KEY, "close_steering", show=False),  # from the text; the pane binds it too
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
                  engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
-                 loaded: Any = None) -> None:
+                 loaded: Any = None, settings_error: str = "") -> None:
+        """`settings_error`: why the config file could not be used (the editor then runs on the defaults)."""
         super().__init__()
         from morph.config import DEFAULT_KEYS, Settings
 
@@ -121,9 +129,12 @@ class MorphApp(App):
         self.loaded = loaded if loaded is not None else _describe_on_disk(self.path)
         """The file as on disk (morph.textio.LoadedText) when it was opened or last saved; None: untitled."""
         self.initial_text = text
+        self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
+        self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
         self.engine_factory = engine_factory  # None: run without a model
         self.engine: Any = None
         self.model_note = model_note
+        self.settings_error = settings_error
         self.generation = 0
         self.analysis: Any = None
         self.analysis_base = 0
@@ -150,13 +161,18 @@ class MorphApp(App):
         self._counts_timer: Any = None
         self._preview_timer: Any = None
         # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
+        from morph.recovery import new_session
+
+        self.recovery_session = new_session()
+        """This window's recovery files are its own (morph.recovery): other windows never write over them."""
         self._recovery_lock = threading.Lock()
         self._recovery_epoch = 0
         self._recovery_dirty = False
-        self._recovery_pending = False  # an older recovery file is kept ("later"): autosave is paused
         self._discarded = False
-        self._last_change = time.monotonic()
-        self._last_autosave = time.monotonic()
+        self._edits_since_autosave = 0
+        self._last_autosave = float("-inf")  # the first edit is written at the next tick
+        self._restore_signals: Callable[[], None] | None = None
+        self._disk_change_told: tuple | None = None  # the change on disk the writer was last told of
         self._autosave_error: str | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
@@ -209,6 +225,9 @@ class MorphApp(App):
         return self._base(SteerPane)
 
     def on_mount(self) -> None:
+        if self.settings_error:
+            self.notify(self.settings_error, title="Settings not loaded: using the defaults", severity="error",
+                        timeout=20)
         self._apply_theme()
         self.view.soft_wrap = self.settings.soft_wrap
         self.view.show_line_numbers = self.settings.line_numbers
@@ -216,7 +235,11 @@ class MorphApp(App):
         self._show_file()
         self._update_counts()
         self._announce_file()
-        self.set_interval(min(1.0, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        if not self.is_headless:
+            from morph.editor.lifeline import catch_fatal_signals
+
+            self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
         self._start_flow(self._offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
@@ -229,7 +252,7 @@ class MorphApp(App):
     def _apply_theme(self) -> None:
         try:
             from morph.config import themes_dir
-            from morph.editor.themes import load_themes
+            from morph.editor.themes import DEFAULT_THEME, load_themes
         except ImportError:
             return
         themes, errors = load_themes(themes_dir())
@@ -238,12 +261,12 @@ class MorphApp(App):
         self.morph_themes = themes
         for error in errors:
             self.notify(error, title="Theme not loaded", severity="warning")
-        if self.settings.theme not in themes and themes:
-            self.notify(f"theme {self.settings.theme!r} not found; using {next(iter(themes))}",
-                        title="Theme not found", severity="warning")
-        name = self.settings.theme if self.settings.theme in themes else next(iter(themes), None)
-        if name:
-            self.set_morph_theme(name)
+        name = self.settings.theme
+        if name not in themes:  # load_themes always gives DEFAULT_THEME
+            self.notify(f"theme {name!r} not found; using {DEFAULT_THEME}", title="Theme not found",
+                        severity="warning")
+            name = DEFAULT_THEME
+        self.set_morph_theme(name)
 
     def set_morph_theme(self, name: str) -> None:
         theme = self.morph_themes[name]
@@ -323,6 +346,30 @@ class MorphApp(App):
             self.input_priority.input_arrived()
         await super().on_event(event)
 
+    def on_app_focus(self, _event: events.AppFocus) -> None:
+        """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
+        if self.path is not None and self.loaded is not None and not self.loaded.is_new:
+            self._check_disk(self.path, self.loaded)
+
+    @work(thread=True, group="disk", exclusive=True, exit_on_error=False, name="changed on disk")
+    def _check_disk(self, path: Path, loaded: Any) -> None:
+        from morph.textio import changed_on_disk
+
+        if not changed_on_disk(path, loaded):
+            return
+        try:
+            st = os.stat(path)
+            change = (str(path), loaded.sha256, st.st_mtime_ns, st.st_size)
+        except OSError:
+            change = (str(path), loaded.sha256, None, None)  # deleted
+        if change == self._disk_change_told:
+            return
+        self._disk_change_told = change
+        what = "has changed on disk" if change[2] is not None else "is no longer on disk"
+        self.call_from_thread(
+            self.notify, f"{path.name} {what} since Morph opened it; saving will ask before replacing it",
+            title="Changed on disk", severity="warning", timeout=15)
+
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if event.text_area is not self._document:
             return
@@ -330,10 +377,16 @@ class MorphApp(App):
         self._changes_seen = self.view.changes
         if self._ignore_changes:
             self._ignore_changes -= 1  # a file was loaded: not an edit
+        elif self._history_moved and self.view.text == self._clean_text:
+            self._history_moved = False
+            self._back_to_clean()
         else:
+            self._history_moved = False
             self.modified = True
             self._recovery_dirty = True
-            self._last_change = time.monotonic()
+            self._edits_since_autosave += 1
+            if self._edits_since_autosave >= AUTOSAVE_EDITS:
+                self._autosave()
             self._show_file()
         if self.status.state.chars > LARGE_COUNTS:
             if self._counts_timer is not None:
@@ -710,6 +763,8 @@ class MorphApp(App):
                         timeout=15)
         finally:
             self._flow_busy = False
+            if not self._modal_open() and self.focused is None:
+                self.view.focus()  # keys typed after a dialog go to the text, never nowhere
 
     async def _ask(self, screen: Screen) -> Any:
         return await self.push_screen(screen, wait_for_dismiss=True)
@@ -755,8 +810,8 @@ class MorphApp(App):
             with self._recovery_lock:  # a late autosave must not bring back a recovery file
                 self._recovery_epoch += 1
                 if old_path is None or not _same_file(old_path, target):
-                    discard_recovery(old_path)
-                discard_recovery(target)
+                    discard_recovery(old_path, self.recovery_session)
+                discard_recovery(target, self.recovery_session)
             return written
 
         self.status.update_state(note="saving…")
@@ -768,8 +823,8 @@ class MorphApp(App):
             return False
         self.status.update_state(note="")
         self.path, self.loaded = written.path, written
-        self._recovery_pending = False
         if self.generation == generation:
+            self._clean_text = text
             self.modified = False
             self._recovery_dirty = False
         self._show_file()
@@ -794,10 +849,9 @@ class MorphApp(App):
     def _discard_changes(self) -> None:
         from morph.recovery import discard_recovery
 
-        if not self._recovery_pending:  # a recovery kept for later is the writer's, not this session's
-            with self._recovery_lock:
-                self._recovery_epoch += 1
-                discard_recovery(self.path)
+        with self._recovery_lock:  # this window's own file; another window's, kept for later, stays
+            self._recovery_epoch += 1
+            discard_recovery(self.path, self.recovery_session)
         self.modified = False
         self._recovery_dirty = False
         self._discarded = True
@@ -846,11 +900,12 @@ class MorphApp(App):
         self.path = loaded.path if loaded is not None else None
         self.loaded = loaded
         self._ignore_changes += 1
-        self.view.load_text(loaded.text if loaded is not None else "")
+        self._clean_text = loaded.text if loaded is not None else ""
+        self.view.load_text(self._clean_text)
         self.view.move_cursor((0, 0))
         self.modified = False
         self._recovery_dirty = False
-        self._recovery_pending = False
+        self._edits_since_autosave = 0
         self._discarded = False
         self.pinned = None
         self.analysis = None
@@ -862,44 +917,49 @@ class MorphApp(App):
             self.panel.show_message("analysing…")
 
     async def _offer_recovery(self) -> None:
-        from morph.recovery import discard_recovery, find_recovery
+        """Offer each recovery of another window (newest first) whose text differs from the file on disk."""
+        from morph.recovery import discard, find_recoveries
 
-        rec = await asyncio.to_thread(find_recovery, self.path)
-        if rec is None:
+        for rec in await asyncio.to_thread(find_recoveries, self.path, self.recovery_session):
+            loaded = self.loaded
+            on_disk = loaded.text if loaded is not None and not loaded.is_new else None
+            name = self.path.name if self.path is not None else "an untitled document"
+            choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
+            if choice == "restore":
+                self.view.replace(rec.text, (0, 0), self.view.document.end)
+                self.view.move_cursor((0, 0))
+                self.status.update_state(note="")
+                # The text is this window's now: in its own recovery file before the other one goes.
+                await asyncio.to_thread(self._write_recovery_now, self.path, self.view.text, self._recovery_epoch)
+                await asyncio.to_thread(discard, rec)
+                self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
+                return
+            if choice == "discard":
+                await asyncio.to_thread(discard, rec)
+                continue
+            self.status.update_state(note=WAITING_NOTE)
             return
-        loaded = self.loaded
-        on_disk = loaded.text if loaded is not None and not loaded.is_new else None
-        name = self.path.name if self.path is not None else "an untitled document"
-        choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
-        if choice == "restore":
-            self._recovery_pending = False
-            self.view.replace(rec.text, (0, 0), self.view.document.end)
-            self.view.move_cursor((0, 0))
+        if self.status.state.note == WAITING_NOTE:
             self.status.update_state(note="")
-            self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
-        elif choice == "discard":
-            with self._recovery_lock:
-                self._recovery_epoch += 1
-                discard_recovery(self.path)
-            self._recovery_pending = False
-        else:
-            self._recovery_pending = True
-            self.status.update_state(note="autosave paused: recovered text is waiting (palette: File: recovered text)")
 
     # --- autosave and recovery ------------------------------------------------------------------
     def _autosave_tick(self) -> None:
-        if not self._recovery_dirty or self._recovery_pending:
-            return
-        now = time.monotonic()
-        idle = now - self._last_change >= self.settings.autosave_seconds
-        overdue = now - self._last_autosave >= max(30.0, 6 * self.settings.autosave_seconds)
-        if idle or overdue:
-            self._recovery_dirty = False
-            self._last_autosave = now
-            self._write_recovery(self.path, self.view.text, self._recovery_epoch)
+        """Unsaved edits reach this window's recovery file at most `autosave_seconds` after they were made,
+        while typing as well as after it (and after AUTOSAVE_EDITS edits, see on_text_area_changed)."""
+        if self._recovery_dirty and time.monotonic() - self._last_autosave >= self.settings.autosave_seconds:
+            self._autosave()
+
+    def _autosave(self) -> None:
+        self._recovery_dirty = False
+        self._edits_since_autosave = 0
+        self._last_autosave = time.monotonic()
+        self._write_recovery(self.path, self.view.text, self._recovery_epoch)
 
     @work(thread=True, group="autosave", exit_on_error=False, name="autosave")
     def _write_recovery(self, path: Path | None, text: str, epoch: int) -> None:
+        self._write_recovery_now(path, text, epoch)
+
+    def _write_recovery_now(self, path: Path | None, text: str, epoch: int) -> None:
         from morph.errors import MorphError
         from morph.recovery import save_recovery
 
@@ -907,7 +967,7 @@ class MorphApp(App):
             if epoch != self._recovery_epoch:
                 return  # saved or discarded since: this text is not needed
             try:
-                save_recovery(path, text)
+                save_recovery(path, text, self.recovery_session)
             except MorphError as err:
                 if self._autosave_error != str(err):
                     self._autosave_error = str(err)
@@ -917,20 +977,36 @@ class MorphApp(App):
                 self._autosave_error = None
 
     def _emergency_recovery(self) -> None:
-        """The app is going away with unsaved text: keep it in the recovery file."""
+        """The app is going away with unsaved text: keep it in the recovery file, now (this may run in a
+        signal handler, on the main thread, so the lock is not waited on for long)."""
         document = self._document
-        if document is None or not self.modified or self._discarded or self._recovery_pending:
+        if document is None or not self.modified or self._discarded:
             return
         try:
             from morph.recovery import save_recovery
 
-            with self._recovery_lock:
-                save_recovery(self.path, document.text)
+            locked = self._recovery_lock.acquire(timeout=1.0)
+            try:
+                save_recovery(self.path, document.text, self.recovery_session)
+            finally:
+                if locked:
+                    self._recovery_lock.release()
         except Exception:  # noqa: BLE001 - nothing more can be done while exiting
             pass
 
+    def _on_fatal_signal(self, signum: int) -> None:
+        """SIGTERM, SIGHUP, SIGQUIT: the unsaved text goes to the recovery file, then the process ends at once
+        (threads still loading a model or analysing would keep it alive, and a lost terminal answers nothing)."""
+        from morph.editor.lifeline import exit_now
+
+        self._emergency_recovery()
+        exit_now(signum, getattr(self, "_driver", None))
+
     def on_unmount(self) -> None:
         self._emergency_recovery()
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
 
     def _handle_exception(self, error: Exception) -> None:
         self._emergency_recovery()
@@ -938,12 +1014,14 @@ class MorphApp(App):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in KEYED_ACTIONS and self._modal_open():
+        if (action in KEYED_ACTIONS or action == "close_steering") and self._modal_open():
             return False  # the dialog's own keys win
         if action in ("undo", "redo") and self.focused is not self._document:
             return False  # undo in the find box is the find box's
         if action in KEYED_ACTIONS and action != "steer" and self._steer_shadows(action):
             return False  # the steering pane has the focus and its own use for this key
+        if action in PANEL_ACTIONS and self._steering_open():
+            return False  # the panel is hidden behind the steering pane
         return True
 
     def action_save(self) -> None:
@@ -968,7 +1046,7 @@ class MorphApp(App):
         async def offer() -> None:
             from morph.recovery import find_recovery
 
-            if await asyncio.to_thread(find_recovery, self.path) is None:
+            if await asyncio.to_thread(find_recovery, self.path, self.recovery_session) is None:
                 self.notify("there is no recovered text for this document")
                 return
             await self._offer_recovery()
@@ -976,10 +1054,24 @@ class MorphApp(App):
         self._start_flow(offer)
 
     def action_undo(self) -> None:
+        self._history_moved = True
         self.view.action_undo()
 
     def action_redo(self) -> None:
+        self._history_moved = True
         self.view.action_redo()
+
+    def _back_to_clean(self) -> None:
+        """Undo or redo led back to the text on disk: not modified, and this window's recovery file goes."""
+        from morph.recovery import discard_recovery
+
+        self.modified = False
+        self._recovery_dirty = False
+        self._edits_since_autosave = 0
+        with self._recovery_lock:  # rare (an undo), and an unlink: done here, so no later autosave is lost
+            self._recovery_epoch += 1
+            discard_recovery(self.path, self.recovery_session)
+        self._show_file()
 
     def action_find(self) -> None:
         self.findbar.open(replace=False)
@@ -1023,7 +1115,7 @@ class MorphApp(App):
                  ("ctrl+g", "In the steering pane: generate rewrites"),
                  ("enter", "In the steering pane: accept the highlighted rewrite (one undo step)"),
                  ("escape", "In the steering pane: back to the text (generation goes on)"),
-                 ("ctrl+w", "In the steering pane: close it and cancel the generation")]
+                 (SteerPane.CLOSE_KEY, "With the steering pane open: close it and cancel the generation")]
         from morph.config import config_path
 
         where = self.settings.source or config_path()
@@ -1052,13 +1144,20 @@ class MorphApp(App):
         self.panel.add_class("-steering")  # the pane takes the panel's place
         pane.open(steerer_for(self.engine.lens), start, end)
 
+    def _steering_open(self) -> bool:
+        pane = self._widgets.get(SteerPane)
+        return pane is not None and pane.is_open
+
     def _steer_shadows(self, action: str) -> bool:
         """Is `action`'s key one the steering pane uses, while the pane has the focus?"""
         keys = {key.strip() for key in str(self.keys.get(action) or "").split(",")}
         if not keys & SteerPane.KEYS:
             return False
-        pane = self._widgets.get(SteerPane)
-        return pane is not None and pane.is_open and pane.has_focus_within
+        return self._steering_open() and self.steerpane.has_focus_within
+
+    def action_close_steering(self) -> None:
+        if self._steering_open():
+            self.steerpane.action_close()
 
     def on_steer_pane_accepted(self, message: SteerPane.Accepted) -> None:
         pane, view = message.pane, self.view

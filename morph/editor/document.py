@@ -17,8 +17,11 @@ import numpy as np
 from rich.color import Color, blend_rgb
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.document._edit import Edit
+from textual.document._document_navigator import DocumentNavigator
+from textual.document._wrapped_document import WrappedDocument
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -26,6 +29,7 @@ from textual.strip import Strip
 from textual.widgets import TextArea
 from textual.widgets.text_area import Selection
 
+from morph.editor.linebreaks import NewlineOnlyDocument, shown
 from morph.editor.overlay import LEVELS, Overlay
 
 MarkdownSpans = Callable[[str], list]
@@ -40,6 +44,13 @@ class DocumentView(TextArea):
 
     class Scrolled(Message):
         """The lines in view changed: the features in view may have too."""
+
+    BINDINGS = [
+        Binding("ctrl+home", "cursor_document_start", "Start of the document", show=False),
+        Binding("ctrl+end", "cursor_document_end", "End of the document", show=False),
+        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to the start", show=False),
+        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to the end", show=False),
+    ]
 
     DEFAULT_CSS = """
     DocumentView { border: none; padding: 0 1; }
@@ -73,6 +84,21 @@ class DocumentView(TextArea):
         self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
+
+    def action_cursor_document_start(self, select: bool = False) -> None:
+        self.move_cursor((0, 0), select=select)
+
+    def action_cursor_document_end(self, select: bool = False) -> None:
+        self.move_cursor(self.document.end, select=select)
+
+    def _set_document(self, text: str, language: str | None) -> None:
+        """TextArea's, for plain text (Morph styles Markdown itself), on a NewlineOnlyDocument."""
+        self._highlight_query = None
+        self.document = NewlineOnlyDocument(text)
+        self.wrapped_document = WrappedDocument(self.document, tab_width=self.indent_width)
+        self.navigator = DocumentNavigator(self.wrapped_document)
+        self._build_highlight_map()
+        self.move_cursor((0, 0))
 
     # --- layers -------------------------------------------------------------------------------
     def set_palette(self, colours: list[str], background: str) -> None:
@@ -390,7 +416,7 @@ class DocumentView(TextArea):
         section of a wrapped paragraph: TextArea styles the whole row and cuts it into sections, so only the
         section being drawn gets its highlight spans (else a keystroke at the end of a long highlighted
         paragraph cost more the longer it was). Drawn lines are cached by render_line, not here."""
-        line = super().get_line(line_index)
+        line = Text(shown(self.document.get_line(line_index)), end="", no_wrap=True)
         if not line.plain:
             return line
         section = self._section

@@ -105,7 +105,7 @@ class FeaturePanel(VerticalScroll):
     # repaint the panel without a layout pass over the whole screen (~30 ms: the p99 of keystrokes typed
     # while an analysis result was drawn).
     DEFAULT_CSS = """
-    FeaturePanel { width: 44; border-left: vkey $panel; padding: 0 1; background: $surface; }
+    FeaturePanel { width: 44; max-width: 44%%; border-left: vkey $panel; padding: 0 1; background: $surface; }
     FeaturePanel.-hidden { display: none; }
     FeaturePanel .section { color: $text-muted; text-style: bold; margin-top: 1; height: 1; width: 1fr;
                             text-wrap: nowrap; text-overflow: ellipsis; }

@@ -193,13 +193,19 @@ class _Cancel:
 class SteerPane(Vertical):
     """Steered rewrites of a passage of `text_area`, beside the text (hidden until `open`)."""
 
+    CLOSE_KEY = "f4"
+    """Closes the pane, from the pane or from the text: a key that means nothing in the text (Ctrl+W, once the
+    pane's, deletes a word or the selection there, which is the passage being steered)."""
     BINDINGS = [
         Binding("escape", "leave", "Back to the text", show=False),
         # Priority: they win over the search box's own keys; the app gives them way while focus is here.
         Binding("ctrl+g", "generate", "Generate", priority=True),
-        Binding("ctrl+w", "close", "Close", priority=True),
+        Binding(CLOSE_KEY, "close", "Close", priority=True),
+        # Tab and Shift+Tab go round the pane's own widgets: past the last one is the first, not the text.
+        Binding("tab", "cycle_focus(1)", show=False, priority=True),
+        Binding("shift+tab", "cycle_focus(-1)", show=False, priority=True),
     ]
-    KEYS = frozenset({"ctrl+g", "ctrl+w"})
+    KEYS = frozenset({"ctrl+g", CLOSE_KEY, "tab", "shift+tab"})
     """The keys the pane takes while it has the focus (a host with the same keys bound should give way)."""
 
     DEFAULT_CSS = """
@@ -303,8 +309,8 @@ class SteerPane(Vertical):
         with Horizontal(id="buttons"):
             yield Button("Generate ^G", id="generate", variant="primary", compact=True)
             yield Button("Accept ⏎", id="accept", disabled=True, compact=True)
-            yield Button("Close ^W", id="close", compact=True)
-        yield Static("Esc: back to the text (it keeps generating)", id="hint")
+            yield Button(f"Close {self.CLOSE_KEY.upper()}", id="close", compact=True)
+        yield Static(f"Esc: back to the text (it keeps generating) · {self.CLOSE_KEY.upper()}: close", id="hint")
 
     # ----- opening and the passage -------------------------------------------------------------------------
     @property
@@ -599,6 +605,17 @@ class SteerPane(Vertical):
         """Focus the candidates if there are any, else the concepts."""
         box = self.query_one("#candidates" if self.candidates else "#concepts", OptionList)
         box.focus()
+
+    def action_cycle_focus(self, step: int) -> None:
+        """Focus the pane's next (step 1) or previous (-1) focusable widget, going round within the pane."""
+        inside = [w for w in self.screen.focus_chain if self in w.ancestors]
+        if not inside:
+            return
+        current = self.screen.focused
+        if current in inside:
+            inside[(inside.index(current) + step) % len(inside)].focus()
+        else:
+            inside[0 if step > 0 else -1].focus()
 
     def action_leave(self) -> None:
         """Back to the text; the pane stays open and any generation goes on."""

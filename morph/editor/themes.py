@@ -124,6 +124,23 @@ def _color(value: Any, what: str) -> str:
     return value
 
 
+def _check_variable(name: str, value: str, variables: dict[str, str]) -> None:
+    """Refuse a [variables] value that Textual's CSS would reject when the theme is applied (which used to
+    stop the editor). The value is parsed as the CSS does: in a text-style declaration for the *-style
+    variables, in a colour declaration for the rest, with the theme's other variables defined."""
+    from textual.css.stylesheet import Stylesheet
+
+    kind = "text-style" if name.endswith("-style") or name.endswith("-style-hover") else "color"
+    sheet = Stylesheet()
+    sheet.set_variables({**variables, "morph-check": value})
+    sheet.add_source(f"Screen {{ {kind}: $morph-check; }}", read_from=("theme", name))
+    try:
+        sheet.parse()
+    except Exception:  # noqa: BLE001 - Textual raises several kinds of parse error
+        what = "a text style like \"bold\"" if kind == "text-style" else "a colour"
+        raise ThemeError(f"variables.{name} is not {what}: {value!r}") from None
+
+
 def parse_theme(text: str, source: str = "theme.toml") -> MorphTheme:
     """Build a `MorphTheme` from TOML text; raises `ThemeError` (one line, without the file name)."""
     try:
@@ -192,9 +209,11 @@ def parse_theme(text: str, source: str = "theme.toml") -> MorphTheme:
 
     try:
         theme = Theme(name=name, dark=dark, variables=dict(variables), **checked, **extra)  # type: ignore[arg-type]
-        theme.to_color_system().generate()
+        generated = theme.to_color_system().generate()
     except Exception as exc:  # a theme Textual cannot build must not break the editor
         raise ThemeError(f"Textual rejects the theme: {exc}") from None
+    for key, value in variables.items():
+        _check_variable(key, value, generated)
     return MorphTheme(textual_theme=theme, highlights=palette, markdown=markdown, source=source)
 
 

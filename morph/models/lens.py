@@ -12,6 +12,7 @@ from morph.errors import InputError, ModelLoadError
 from morph.models.hooks import HookPoint, resolve_hook, uses_layernorm
 from morph.models import default_model
 from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_sae_available
+from morph.models.remote_code import REFUSAL, is_remote_code_refusal, refuse_remote_code
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ def _hub_access() -> Iterator[str | None]:
 
 def _hub_error(err: BaseException) -> str:
     """One line for a failed hub load."""
+    if is_remote_code_refusal(err):
+        return REFUSAL
     try:
         from huggingface_hub import errors as hub_errors
     except ImportError:  # pragma: no cover
@@ -149,7 +152,8 @@ def _from_pretrained(loader: Any, name: str, what: str, part: str | None = None,
         try:
             return loader(str(local), local_files_only=True, **kwargs)
         except Exception as err:  # noqa: BLE001 - any loader failure is a user-facing load error
-            raise ModelLoadError(f"cannot load the {part} from {name!r}: {_short(err)}") from None
+            why = REFUSAL if is_remote_code_refusal(err) else _short(err)
+            raise ModelLoadError(f"cannot load the {part} from {name!r}: {why}") from None
     if _looks_like_path(name):
         raise ModelLoadError(f"{what} folder {name!r} does not exist")
     try:
@@ -157,7 +161,8 @@ def _from_pretrained(loader: Any, name: str, what: str, part: str | None = None,
     except OSError:  # not (completely) cached: try the hub
         pass
     except Exception as err:  # noqa: BLE001 - cached, but it does not load
-        raise ModelLoadError(f"cannot load the {part} of {name!r} from the local cache: {_short(err)}") from None
+        why = REFUSAL if is_remote_code_refusal(err) else _short(err)
+        raise ModelLoadError(f"cannot load the {part} of {name!r} from the local cache: {why}") from None
     with _hub_access() as no_hub:
         if no_hub:
             raise ModelLoadError(f"{what} {name!r} is not a folder and not in the local cache, and {no_hub}")
@@ -185,7 +190,8 @@ def load_tokenizer(name: str) -> Any:
     """The fast tokenizer of a model (a folder, or a hub id in the cache or online)."""
     from transformers import AutoTokenizer
 
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True,
+                                 trust_remote_code=False)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"model {name!r} has no fast tokenizer; Morph needs character offsets")
     if len(tokenizer) < 2:  # transformers 5 makes an empty tokenizer when a folder has no tokenizer files
@@ -194,6 +200,10 @@ def load_tokenizer(name: str) -> Any:
 
 
 def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
+    """The model (eval mode, on `device`) and its fast tokenizer, from a folder, the cache or the hub.
+
+    No code that comes with the model ever runs: a folder is checked by `refuse_remote_code` first, and
+    every load passes trust_remote_code=False (so transformers never asks on standard input)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -202,8 +212,8 @@ def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
         raise ModelLoadError(f"model path {name!r} is not a folder")
     if not local.exists() and _looks_like_path(name):
         raise ModelLoadError(f"model folder {name!r} does not exist")
-    if local.is_dir() and not (local / "config.json").is_file():
-        raise ModelLoadError(f"model folder {name!r} has no config.json (not a Hugging Face model folder)")
+    if local.is_dir():
+        refuse_remote_code(local)
     tokenizer = load_tokenizer(name)
     dtype = torch.float32 if device == "cpu" else "auto"
     model = _from_pretrained(
@@ -277,7 +287,24 @@ def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     """Load an SAE; returns the SAE and the local folder it came from (if any).
 
     A local folder of an architecture morph.models.saes covers loads natively (importing SAE-Lens takes
-    seconds); everything else goes through SAE-Lens."""
+    seconds); everything else goes through SAE-Lens. An SAE with a NaN or infinite weight is refused: every
+    activation it gave would be NaN (and `--json` would print invalid JSON)."""
+    sae, folder = _load_sae(spec, device)
+    _refuse_non_finite(sae, spec)
+    return sae, folder
+
+
+def _refuse_non_finite(sae: Any, spec: str) -> None:
+    import torch
+
+    for name, tensor in [*sae.named_parameters(), *sae.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(f"SAE {spec!r} is broken: its {name} has {bad} NaN or infinite value"
+                                 f"{'s' if bad != 1 else ''}")
+
+
+def _load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     import warnings
 
     check_sae_spec(spec)

@@ -42,7 +42,7 @@ class SAEMetadata:
 
     def __getattr__(self, name: str) -> None:
         if name.startswith("__"):
-            raise AttributeError(name)  # keep copy/pickle protocols intact
+            raise AttributeError(name)  # keep the copy and serialisation protocols intact
         return None
 
     def __getitem__(self, key: str) -> Any:

@@ -30,7 +30,8 @@ class Paths:
         self.train_bin = self.data / "train.bin"
         self.val_bin = self.data / "val.bin"
         self.data_meta = self.data / "meta.json"
-        self.lm_ckpt = self.out / "lm" / "ckpt.pt"
+        self.lm_ckpt = self.out / "lm" / "checkpoint.safetensors"
+        self.lm_legacy_ckpt = self.out / "lm" / "ckpt.pt"  # the earlier format, still resumed from
         self.lm_final = self.out / "lm" / "final"
         self.sae_ckpt = self.out / "sae" / "checkpoint"
         self.sae_final = self.out / "sae" / "final"

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from morph.errors import InputError
+from morph.models.training import checkpoint
 from morph.models.training.common import LOG, Paths, autocast, hardware, record, setup_torch, use_autocast
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokenizer, load_tokens, random_batch
@@ -65,14 +66,18 @@ def stage_lm(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     it, elapsed, tokens_seen, history = 0, 0.0, 0, []
     rng = np.random.default_rng(cfg.seed)
-    if paths.lm_ckpt.is_file() and not fresh:
-        ckpt = torch.load(paths.lm_ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        it, elapsed, tokens_seen, history = ckpt["iter"], ckpt["elapsed"], ckpt["tokens_seen"], ckpt["history"]
-        rng.bit_generator.state = ckpt["rng"]
-        LOG.info("lm: resumed from %s at iteration %d (%.1f min, %d tokens)", paths.lm_ckpt, it, elapsed / 60,
-                 tokens_seen)
+    resumed = None if fresh else _read_checkpoint(paths)
+    if resumed is not None:
+        try:
+            model.load_state_dict(resumed.model)
+            optimizer.load_state_dict(resumed.optimizer)
+            state = resumed.state
+            it, elapsed, tokens_seen, history = state["iter"], state["elapsed"], state["tokens_seen"], state["history"]
+            rng.bit_generator.state = state["rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another model's shapes, a missing value
+            raise checkpoint.unreadable(paths.lm_ckpt.parent, err) from None
+        LOG.info("lm: resumed from %s at iteration %d (%.1f min, %d tokens)", paths.lm_ckpt.parent, it,
+                 elapsed / 60, tokens_seen)
     n_params = sum(p.numel() for p in model.parameters())
     LOG.info("lm: %d layers, width %d, %d heads, context %d, %.2fM parameters, device %s, bf16 autocast %s",
              cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.context, n_params / 1e6, device, amp)
@@ -92,12 +97,9 @@ def stage_lm(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
         return float(np.mean(losses))
 
     def save_checkpoint() -> None:
-        tmp = paths.lm_ckpt.with_suffix(".tmp")
-        paths.lm_ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter": it,
-                    "elapsed": elapsed, "tokens_seen": tokens_seen, "history": history,
-                    "rng": rng.bit_generator.state, "config": cfg.__dict__}, tmp)
-        tmp.replace(paths.lm_ckpt)
+        state = {"iter": it, "elapsed": elapsed, "tokens_seen": tokens_seen, "history": history,
+                 "rng": rng.bit_generator.state, "config": cfg.__dict__}
+        checkpoint.save(paths.lm_ckpt, checkpoint.Checkpoint(model.state_dict(), optimizer.state_dict(), state))
 
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
 
@@ -158,6 +160,15 @@ def stage_lm(cfg: TrainConfig, paths: Paths, fresh: bool = False) -> None:
     record(paths, "lm", iterations=it, tokens_seen=tokens_seen, minutes=round(elapsed / 60, 2),
            params=n_params, val_loss=val_loss, val_batches=cfg.eval_batches * cfg.batch_size,
            history=history, hardware=hardware(device), bf16_autocast=amp, device=device)
+
+
+def _read_checkpoint(paths: Paths) -> checkpoint.Checkpoint | None:
+    """The checkpoint to resume from, if any: the current format, else one of the earlier format."""
+    if paths.lm_ckpt.is_file():
+        return checkpoint.load(paths.lm_ckpt)
+    if paths.lm_legacy_ckpt.is_file():
+        return checkpoint.load_legacy(paths.lm_legacy_ckpt)
+    return None
 
 
 def load_final_lm(paths: Paths, device: str):
