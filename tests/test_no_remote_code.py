@@ -139,7 +139,7 @@ async def test_the_editor_shows_the_refusal_and_keeps_editing(tmp_path, tiny_dir
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
     folder, canary = planted_folder(tiny_dirs["model"], tmp_path)
     spec = LensSpec(model=str(folder), sae=str(tiny_dirs["sae"]), device="cpu")
-    app = MorphApp(None, "Hello", Settings(debounce_ms=30), lambda: Engine.load(spec))
+    app = MorphApp(None, "Hello", Settings(debounce_ms=30), lambda _progress: Engine.load(spec))
     async with app.run_test(size=(100, 20)) as pilot:
         await wait_for(pilot, lambda: app.status.state.state == "no model")
         await pilot.press("end", *"yy")
