@@ -2,15 +2,20 @@
 
 For a feature f over a span of n tokens with activations a_i (0 where it is off), and its statistics on the
 corpus: density p_f (share of tokens it fires on), mean activation when active m_f and typical max t_f (the
-0.99 quantile of its active values):
+0.99 quantile of its active values), in units of t_f:
 
-    score_f = (sum_i a_i - n * p_f * m_f) / t_f
+    observed_f = sum_i a_i / t_f        expected_f = n * p_f * m_f / t_f
+    score_f = (observed_f - expected_f) / (expected_f + C)
 
-the activation mass beyond what the feature's density predicts for n tokens, in units of its typical max.
-A feature that fires on nearly every token has an expected mass close to its mass and scores about 0, so it
-never fills a list or a screen; a topical feature firing a few times at half its typical max scores a few
-points. For one token this is (a - p_f m_f) / t_f. Features whose density is unknown (an SAE without a labels
-file) count as never expected (p_f = 0), with this document's max as their scale.
+how many times more activation the feature has here than its density predicts (its lift, minus one), with a
+pseudo-count C = 0.2 typical maxima so that one weak firing of a very rare feature does not win on rarity
+alone. A feature that fires on nearly every token scores about 0, and so does a feature of a whole register
+(prose, dialogue) that fires on most tokens of a paragraph: its expected mass is large, so its lift is small.
+A concept that fires a few times at a good strength where it is rarely expected scores high. Measured on the
+32 paragraphs of benchmarks/data/topics.json (benchmarks/labels.py): the excess mass alone (the numerator)
+named the topic in 41% and listed 42% paragraph-specific features; this score 78% and 88% (C = 0.1: 66% and
+98%; C = 0.5: 75% and 74%). Features whose density is unknown (an SAE without a labels file) count as never
+expected, with this document's max as their scale.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class FeatureNorms:
         return np.where(scales > 0, scales, 1.0).astype(np.float32)
 
 
+PSEUDO_COUNT = 0.2  # C above, in typical maxima
+
+
 def distinctiveness(ids: np.ndarray, mass: np.ndarray, n: int, norms: FeatureNorms | None,
                     fallback_scale: np.ndarray) -> np.ndarray:
     """score_f (module docstring) for the features `ids` with summed activation `mass` over `n` tokens;
@@ -47,4 +55,6 @@ def distinctiveness(ids: np.ndarray, mass: np.ndarray, n: int, norms: FeatureNor
         return mass / np.where(fallback_scale > 0, fallback_scale, 1.0)
     typical = norms.typical[ids]
     scale = np.where(typical > 0, typical, np.where(fallback_scale > 0, fallback_scale, 1.0))
-    return (mass - n * norms.expected[ids]) / scale
+    observed = mass / scale
+    expected = n * norms.expected[ids] / scale
+    return (observed - expected) / (expected + PSEUDO_COUNT)

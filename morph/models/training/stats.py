@@ -8,7 +8,8 @@ Per feature, from `--stats-tokens` held-out tokens:
   all tokens (its term of the KL divergence; each word's count smoothed by 10 so that a word seen a few times
   does not win on its rarity alone), and the commonest words (more than 1 token in 400: the, of,
   was, ...) never count, however often the feature fires on them; the label joins the top three
-  ("furious · outraged · angry");
+  ("furious · outraged · angry"); a word must occur in at least three held-out documents, so that one novel's
+  character names never name a feature;
 - a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
   README row allows quoting (see `quotable_files`);
 - the tokens its decoder direction promotes (morph.models.unembed), and the tokens it fires on most often.
@@ -36,6 +37,7 @@ CONTEXT_BEFORE, CONTEXT_AFTER = 11, 4  # tokens around the firing one: 16 in all
 MIN_WORD_COUNT = 5  # firings on a word before it may name a feature
 WORD_PRIOR_COUNT = 10.0  # added to each word's count for its frequency: a word seen a few times (one chemistry
 # table's "protactinium") does not outrank words the feature fires on across the corpus
+MIN_WORD_DOCS = 3  # held-out documents a word must appear in: one novel's character names never name a feature
 MAX_WORD_FREQ = 1 / 400  # words more common than this (the, of, and, was, ...) never name a feature
 # activation histogram per feature for the quantiles: log-spaced bins from 1e-3 to 1e4
 _BINS = np.logspace(-3, 4, 141)
@@ -283,8 +285,10 @@ def quantiles_of(histogram: np.ndarray, peak: float) -> list[float]:
     return [float(min(edges[int(np.searchsorted(cdf, q))], peak)) for q in QUANTILES]
 
 
-def distinctive_words(c: Collected, words: list[str], word_freq: np.ndarray) -> dict[int, list[tuple[str, float, int]]]:
-    """Per feature: (word, score, firings) best first (module docstring: share x log(share / frequency))."""
+def distinctive_words(c: Collected, words: list[str], word_freq: np.ndarray,
+                      doc_freq: np.ndarray | None = None) -> dict[int, list[tuple[str, float, int]]]:
+    """Per feature: (word, score, firings) best first (module docstring: share x log(share / frequency));
+    `doc_freq`: in how many held-out documents each word occurs (None: not known, not checked)."""
     n_words = len(words)
     f = c.word_keys // n_words
     w = c.word_keys % n_words
@@ -294,6 +298,8 @@ def distinctive_words(c: Collected, words: list[str], word_freq: np.ndarray) -> 
     smoothed = (word_freq[w] + WORD_PRIOR_COUNT) / max(c.n_tokens, 1)
     score = share * np.log(np.maximum(share, 1e-12) / smoothed)
     score[(c.word_count < MIN_WORD_COUNT) | (prior > MAX_WORD_FREQ)] = -np.inf
+    if doc_freq is not None:
+        score[doc_freq[w] < MIN_WORD_DOCS] = -np.inf
     top, top_scores = _top_per_feature(f, w, score, len(c.count), N_WORDS)
     counts = dict(zip(c.word_keys.tolist(), c.word_count.tolist()))
     out: dict[int, list[tuple[str, float, int]]] = {}
@@ -327,13 +333,14 @@ def make_label(words: list[str], promoted: list[str], dead: bool) -> str:
     return "→ " + ", ".join(promoted[:3])
 
 
-def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, tokens: np.ndarray) -> dict:
+def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, tokens: np.ndarray,
+                 doc_freq: np.ndarray | None = None) -> dict:
     """The morph-labels/2 document."""
     from morph.models.unembed import promoted_token_ids
 
     strings = token_strings(lens.tokenizer)
     promoted_ids = promoted_token_ids(lens.model, lens.sae.W_dec.detach(), 30).cpu().numpy()
-    by_feature = distinctive_words(c, words, word_freq)
+    by_feature = distinctive_words(c, words, word_freq, doc_freq)
     features = []
     for f in range(len(c.count)):
         active = int(c.count[f])
@@ -372,17 +379,22 @@ def stage_stats(cfg: TrainConfig, paths: Paths) -> None:
     n = min(cfg.stats_tokens, len(tokens))
     meta = read_json(paths.data_meta, {}).get("val_sources")
     quotable = np.zeros(len(tokens), dtype=bool)
-    if meta and cfg.corpus:
-        allowed = quotable_files(cfg.corpus)
+    words, vocab = word_ids(lens.tokenizer, np.asarray(tokens[:n + cfg.context]))
+    words = np.concatenate([words, np.full(len(tokens) - len(words), -1)])
+    word_freq = np.bincount(words[:n][words[:n] >= 0], minlength=len(vocab)).astype(np.float64)
+    doc_freq = None
+    if meta:
+        allowed = quotable_files(cfg.corpus) if cfg.corpus else set()
         starts = meta["starts"] + [len(tokens)]
         for i, file_index in enumerate(meta["file"]):
             if meta["files"][file_index] in allowed:
                 quotable[starts[i]:starts[i + 1]] = True
-    words, vocab = word_ids(lens.tokenizer, np.asarray(tokens[:n + cfg.context]))
-    words = np.concatenate([words, np.full(len(tokens) - len(words), -1)])
-    word_freq = np.bincount(words[:n][words[:n] >= 0], minlength=len(vocab)).astype(np.float64)
+        seen = words[:n] >= 0
+        docs = np.searchsorted(np.asarray(meta["starts"]), np.nonzero(seen)[0], side="right") - 1
+        pairs = np.unique(words[:n][seen] * (len(starts) + 1) + docs)
+        doc_freq = np.bincount(pairs // (len(starts) + 1), minlength=len(vocab))
     collected = collect(cfg, lens, tokens, words, max(len(vocab), 1), quotable, n)
-    labels = build_labels(lens, collected, vocab, word_freq, np.asarray(tokens))
+    labels = build_labels(lens, collected, vocab, word_freq, np.asarray(tokens), doc_freq)
     write_json(paths.labels, labels)
     dead = sum(1 for f in labels["features"] if f["density"] == 0)
     LOG.info("stats: %d held-out tokens (%.0f%% quotable), %d of %d features never active; labels in %s",
