@@ -289,4 +289,4 @@ def new_app(ctx: Any, text: str, debounce_ms: int | None = None, **settings: Any
     config = ctx.analysis_config()
     if debounce_ms is not None:
         settings["debounce_ms"] = debounce_ms
-    return BenchApp(None, text, Settings(**settings), lambda: Engine(lens, config))
+    return BenchApp(None, text, Settings(**settings), lambda _progress: Engine(lens, config))
