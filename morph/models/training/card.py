@@ -187,10 +187,11 @@ def _model_facts(cfg: TrainConfig) -> dict:
     from morph.models import default_model
     from morph.models.lens import resolve_model_name
 
-    is_default = cfg.model in ("default", default_model.HUB_ID)
+    from morph.models.training.subject import model_label
+
     config = Path(resolve_model_name(cfg.model)) / "config.json"
     raw = json.loads(config.read_text()) if config.is_file() else {}
-    return {"name": default_model.HUB_ID if is_default else cfg.model, "default": is_default,
+    return {"name": model_label(cfg), "default": model_label(cfg) == default_model.HUB_ID,
             "type": str(raw.get("model_type", "?")).capitalize(),
             "layers": raw.get("num_hidden_layers", raw.get("n_layer", "?")),
             "width": raw.get("hidden_size", raw.get("n_embd", "?"))}

@@ -17,7 +17,7 @@ from morph.models.training.common import LOG, Paths, hardware, read_json, record
     use_autocast, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, random_batch
-from morph.models.training.subject import load_subject
+from morph.models.training.subject import load_subject, model_label
 
 
 class ActivationStream:
@@ -67,7 +67,7 @@ def sae_metadata(cfg: TrainConfig):
     from sae_lens.saes.sae import SAEMetadata
 
     return SAEMetadata(
-        model_name=cfg.model or cfg.name, model_class_name="AutoModelForCausalLM", hook_name=cfg.hook_name,
+        model_name=model_label(cfg), model_class_name="AutoModelForCausalLM", hook_name=cfg.hook_name,
         hook_head_index=None, prepend_bos=True, context_size=cfg.context, dataset_path=None,
         model_from_pretrained_kwargs={}, exclude_bos_in_training=True,
     )

@@ -8,6 +8,15 @@ from morph.models.training.common import Paths
 from morph.models.training.config import TrainConfig
 
 
+def model_label(cfg: TrainConfig) -> str:
+    """The model's name for metadata and the card: the default's hub id for the default, else as given."""
+    from morph.models import default_model
+
+    if cfg.own_lm:
+        return cfg.name
+    return default_model.HUB_ID if cfg.model in ("default", default_model.HUB_ID) else cfg.model
+
+
 def subject_name(cfg: TrainConfig, paths: Paths) -> str:
     """What `load_lens` is given as the model: a folder, or a name Morph resolves."""
     if cfg.own_lm:
