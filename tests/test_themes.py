@@ -236,7 +236,8 @@ def test_wheel_contains_themes(tmp_path: Path) -> None:
     assert "absent from" not in built.stdout + built.stderr  # setuptools' long warning about unlisted folders
     (wheel,) = out.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "morph/default/model/config.json" in names and "morph/default/sae/cfg.json" in names
+    assert {"morph/default/sae/cfg.json", "morph/default/sae/sae_weights.safetensors", "morph/default/sae/labels.json",
+            "morph/default/MODEL_CARD.md"} <= names
     for name in BUILTIN_THEME_NAMES:
         assert f"morph_themes/{name}.toml" in names
     assert "morph/editor/themes.py" in names

@@ -3,7 +3,6 @@ the shipped default's), and caught by the check for a tokenizer where splicing c
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from hypothesis import strategies as st
 from morph.features.tokens import Splicer, common_prefix, common_suffix, splice_is_exact
 from tests.builders import TRAIN_TEXT
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "morph" / "default" / "model"
 DOCUMENT = "\n\n".join(TRAIN_TEXT.strip().split("\n")[:6]) + "\n"
 PIECES = ["", " the", "\n", "\n\n", "Fog. ", "é", "lamp,", "  ", " 1865", "\"Oh!\"", "\t", "\r\n", "日本"]
 
@@ -35,9 +33,14 @@ def tiny_tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default_tokenizer():
+    """The default model's tokenizer (SmolLM2's byte-level BPE), from its converted folder."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    from morph.models import default_model
+
+    if default_model.find_source() is None:
+        pytest.skip(default_model.HOW_TO_GET)
+    return AutoTokenizer.from_pretrained(str(default_model.ensure()))
 
 
 @given(st.text(alphabet="ab\n", max_size=30), st.text(alphabet="ab\n", max_size=30))

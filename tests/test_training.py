@@ -345,7 +345,9 @@ def test_an_sae_on_a_model_morph_loads(tiny_dirs, tmp_path):
 
     write_corpus(tmp_path / "corpus")
     out = tmp_path / "run"
-    sae_options = [a for a in TINY if a not in ("--vocab", "300", "--layers", "2", "--width", "32", "--heads", "2")]
+    lm_only = {"--vocab", "--layers", "--width", "--heads"}
+    pairs = list(zip(TINY[::2], TINY[1::2]))
+    sae_options = [a for option, value in pairs if option not in lm_only for a in (option, value)]
     assert main(["train", "all", "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--model",
                  str(tiny_dirs["model"]), "--hook", "blocks.2.hook_resid_pre", *sae_options]) == 0
     state = json.loads((out / "state.json").read_text())
