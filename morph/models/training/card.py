@@ -60,6 +60,14 @@ def _aims(m_sae: dict, m_lm: dict, fve_aim: float, ce_aim: float) -> list[tuple[
     ]
 
 
+def _training_line(sae: dict) -> str:
+    """What the SAE stage recorded about its training, as one line of the card."""
+    return (f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), "
+            f"{sae['minutes']:.1f} min on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
+            + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
+            + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".")
+
+
 def _metric_rows(cfg: TrainConfig, m_sae: dict, m_lm: dict, aims: list) -> list[str]:
     lines = [
         "| metric | value | aim | measured by |",
@@ -149,10 +157,7 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
         f"`morph.models.hooks.capture`, the editor's own code, on BOS-prefixed windows of {cfg.context} tokens; the "
         "BOS position was left out of training and of every metric below.",
         "",
-        f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), {sae['minutes']:.1f} min "
-        f"on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
-        + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
-        + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
+        _training_line(sae),
         "",
         *_metric_rows(cfg, m_sae, m_lm, _aims(m_sae, m_lm, 0.75, 0.9)),
         "",
@@ -264,10 +269,7 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         "Activations were captured with `morph.models.hooks.capture`, the editor's own code, on BOS-prefixed "
         "windows; the BOS position was left out of training and of every SAE metric below.",
         "",
-        f"- Training: {sae['samples']:,} activations ({sae['steps']:,} steps of {sae['batch']}), {sae['minutes']:.1f} min "
-        f"on {sae['hardware']}, lr {sae['lr']:g}, auxiliary loss for dead features"
-        + (f", each captured activation used {sae['reuse']} times" if sae.get("reuse", 1) > 1 else "")
-        + (" (stopped by its time budget)" if sae.get("stopped_by_time") else "") + ".",
+        _training_line(sae),
         "",
         *_metric_rows(cfg, m_sae, m_lm, aims),
         "",
