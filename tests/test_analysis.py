@@ -96,6 +96,53 @@ def test_focus_block_is_delivered_first(tiny_lens):
     assert partials and not partials[0].stats.complete and analysis.stats.complete
 
 
+@pytest.mark.parametrize("where", ["end", "middle"])
+def test_typing_in_a_block_runs_only_the_tokens_after_the_edit(tiny_lens, where):
+    """Typing continues the kept key/values of the block's window: the typed tokens (at a paragraph's end)
+    or the tokens after the edit (in its middle) run, and the result still equals a fresh analysis."""
+    text = "".join(f"Note {i}. {TEXT}" for i in range(4))
+    # blocks stay whole; contexts reach back to "Note i" (a block of the same window elsewhere is computed once)
+    config = AnalysisConfig(context_tokens=40, min_block_tokens=6, max_block_tokens=200)
+    analyzer = Analyzer(tiny_lens, config)
+    first = text.index("harbour.", text.index("Note 2.")) + len("harbour.")
+    at = first if where == "end" else first - len("along the harbour.")
+    analyzer.analyze(text, focus=at)
+    for word in (" softly", " and", " then", " again"):
+        text = text[:at] + word + text[at:]
+        at += len(word)
+        partials = []
+        incremental = analyzer.analyze(text, focus=at, on_partial=partials.append)
+        rest = text[at:text.index("\n", at)].strip() if where == "middle" else ""  # the block's words after the edit
+        count = len(tiny_lens.tokenizer(word + " " + rest, add_special_tokens=False)["input_ids"])
+        assert partials[0].stats.computed_tokens <= count + 3  # + the block's closing newlines
+    scratch = Analyzer(tiny_lens, config).analyze(text)
+    np.testing.assert_allclose(dense(incremental, tiny_lens.d_sae), dense(scratch, tiny_lens.d_sae), atol=1e-4)
+    np.testing.assert_allclose(incremental.sse, scratch.sse, rtol=1e-4, atol=1e-4)
+
+
+def test_a_cancelled_continuation_leaves_no_half_extended_window(tiny_lens):
+    """A run stopped inside the forward that continues a kept window must not leave that window half
+    extended: the next run of the same text equals a fresh analysis."""
+    config = AnalysisConfig(context_tokens=40, min_block_tokens=6, max_block_tokens=200)
+    text = "".join(f"Note {i}. {TEXT}" for i in range(3))
+    at = text.index("harbour.", text.index("Note 1.")) + len("harbour.")
+    analyzer = Analyzer(tiny_lens, config)
+    analyzer.analyze(text, focus=at)
+    text = text[:at] + " softly" + text[at:]
+    calls = []
+
+    def checkpoint():
+        calls.append(1)
+        if len(calls) == 6:
+            raise AnalysisCancelled("stopped in the forward")
+
+    with pytest.raises(AnalysisCancelled):
+        analyzer.analyze(text, focus=at + 7, checkpoint=checkpoint)
+    again = analyzer.analyze(text, focus=at + 7)
+    scratch = Analyzer(tiny_lens, config).analyze(text)
+    np.testing.assert_allclose(dense(again, tiny_lens.d_sae), dense(scratch, tiny_lens.d_sae), atol=1e-4)
+
+
 def test_cancel_stops_the_run(tiny_lens):
     with pytest.raises(AnalysisCancelled):
         Analyzer(tiny_lens, SMALL).analyze(TEXT * 10, should_stop=lambda: True)

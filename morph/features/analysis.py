@@ -12,11 +12,14 @@ into it) are recomputed, so the cost follows the edit, not the document, and no 
 the model's context.
 The model runs only up to the SAE's hook layer.
 
-Typing changes one block at a time, and its left context (the text before it) stays the same: so when a
-block is computed alone, the key/values of [BOS] + its context are kept (a few, keyed by the context ids)
-and the next computation of that block runs only its own tokens on top of them. The result is the same
-computation (equal within float rounding, ~1e-6 relative), at the cost of the block instead of block +
-context.
+The model is causal, so a token's activations depend only on the tokens before it in its window. When a
+block is computed alone (typing changes one block at a time), the key/values of its whole window are kept
+(a few windows, most recent first, `cache_windows`) with its result. The next computation of a window
+finds the kept window sharing the longest prefix with it, keeps that many positions of key/values and
+those tokens' features, and runs only the rest: typing at the end of a paragraph costs the typed tokens,
+typing in its middle costs the tokens after the edit, and the next block (whose left context holds the
+edit) costs the tokens after the edit too. The result is the same computation (equal within float
+rounding, ~1e-6 relative).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class AnalysisConfig:
     max_block_tokens: int = 256
     batch_tokens: int = 4096  # padded tokens per forward pass
     cache_blocks: int = 4096
-    cache_prefixes: int = 8  # key/values of block contexts kept for single-block recomputations (~2 MB each)
+    cache_windows: int = 8  # key/values of recently computed windows, reused by the next edit (~6 MB each)
     threads: int | None = None  # torch threads for the forward (None: leave torch's setting)
 
 
@@ -289,7 +292,7 @@ class Analyzer:
         room = lens.context_size - 1 - self.config.max_block_tokens
         self.context_tokens = max(0, min(self.config.context_tokens, room))
         self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
-        self._prefixes: OrderedDict[bytes, Any] = OrderedDict()  # context key -> key/values of [BOS] + context
+        self._windows: OrderedDict[bytes, _Window] = OrderedDict()  # window key -> its key/values and result
         self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
         self._lock = threading.Lock()
         self._splicer = Splicer(lambda text: self.tokenize(text), exact=splice_is_exact(lens.tokenizer))
@@ -478,47 +481,70 @@ class Analyzer:
         return int(mask.sum())
 
     def _run_one(self, window: tuple, keys: list, block_keys: list, step: Callable[[], None]) -> int:
-        """One block, on top of the cached key/values of its context when they are known (module docstring)."""
-        import copy
-
+        """One block, continuing the kept window that shares the longest prefix with it (module docstring).
+        Returns the tokens run through the model."""
         import torch
 
         from morph.features.concepts import forward_lock
-        from morph.models.hooks import capture
+        from morph.models.hooks import capture, crop_cache
 
         lens = self.lens
         i, ids, skip, n = window
-        prefix_key = keys[i][:-len(block_keys[i])] if block_keys[i] else keys[i]
-        known = self._prefixes.get(prefix_key)
+        kept, keep = self._reusable(np.asarray(ids, dtype=np.int64), skip)
         with forward_lock(lens), torch.inference_mode():
-            if known is None:  # [BOS] + context first: its key/values are kept for the next edit of this block
+            if kept is None:
                 from transformers import DynamicCache
 
-                known = DynamicCache(config=lens.model.config)
-                if skip:
-                    capture(lens.model, lens.hook, torch.tensor([ids[:skip]], device=lens.device), between=step,
-                            cache=known)
-                self._prefixes[prefix_key] = known
-                while len(self._prefixes) > self.config.cache_prefixes:
-                    self._prefixes.popitem(last=False)
-                processed = len(ids)
+                cache = DynamicCache(config=lens.model.config)
             else:
-                self._prefixes.move_to_end(prefix_key)
-                processed = n
-            cache = copy.deepcopy(known)  # the block's key/values are appended to the copy
-            block = torch.tensor([ids[skip:]], device=lens.device)
-            acts = capture(lens.model, lens.hook, block, between=step, cache=cache)[0]
-            x = acts.to(lens.sae.dtype)
+                cache = kept.cache  # taken out of the kept windows: extended in place, stored again below
+                crop_cache(cache, len(kept.ids) - keep)
+            acts = capture(lens.model, lens.hook, torch.tensor([ids[keep:]], device=lens.device), between=step,
+                           cache=cache)[0]
+            first = max(keep, skip)  # the first block token computed now
+            x = acts[first - keep:].to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)
             step()
             sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
-        self._store([window], keys, block_keys, x, feats, sse, step)
-        return processed
+        result = self._results([(i, ids, first, len(ids) - first)], x, feats, sse, step)[0]
+        if first > skip:  # the block's first tokens are those of the kept window
+            old = kept.result
+            result = _join(_rows(old, skip - kept.skip, first - kept.skip), result)
+        self._cache[keys[i]] = result
+        self._by_block[block_keys[i]] = result
+        self._windows[keys[i]] = _Window(np.asarray(ids, dtype=np.int64), skip, cache, result)
+        while len(self._windows) > self.config.cache_windows:
+            self._windows.popitem(last=False)
+        return len(ids) - keep
+
+    def _reusable(self, ids: np.ndarray, skip: int) -> tuple["_Window | None", int]:
+        """The kept window sharing the longest prefix with `ids` (taken out of the kept ones) and how many of
+        its positions can be kept: at most all but the last token, and no block token whose features the
+        kept window does not hold. A window that would save less than a quarter of the work stays kept."""
+        best, keep = None, 0
+        for key, kept in self._windows.items():
+            m = min(len(kept.ids), len(ids) - 1)
+            differs = np.flatnonzero(kept.ids[:m] != ids[:m])
+            common = int(differs[0]) if len(differs) else m
+            if common > skip and kept.skip > skip:
+                common = skip  # block tokens that were context there: their features were not kept
+            if common > keep:
+                best, keep = key, common
+        if best is None or keep * 4 < len(ids):
+            return None, 0
+        return self._windows.pop(best), keep
 
     def _store(self, batch: list, keys: list, block_keys: list, x: Any, feats: Any, sse: Any,
                step: Callable[[], None]) -> None:
         """Cache each block's sparse features, activations and reconstruction error."""
+        for (i, _, _, _), result in zip(batch, self._results(batch, x, feats, sse, step)):
+            self._cache[keys[i]] = result
+            self._by_block[block_keys[i]] = result
+
+    @staticmethod
+    def _results(batch: list, x: Any, feats: Any, sse: Any, step: Callable[[], None]) -> list[_BlockResult]:
+        """Split the rows of a batch (the blocks' tokens, in order) into one result per block."""
         import torch
 
         with torch.inference_mode():
@@ -530,19 +556,45 @@ class Analyzer:
         sse_np = sse.cpu().numpy().astype(np.float32)
         counts = np.bincount(nz_rows, minlength=len(x_np))
         row_ptr = np.concatenate([[0], np.cumsum(counts)])
+        results = []
         start = 0
-        for i, _, _, n in batch:
+        for _, _, _, n in batch:
             lo, hi = row_ptr[start], row_ptr[start + n]
-            result = _BlockResult(
+            results.append(_BlockResult(
                 indptr=(row_ptr[start:start + n + 1] - lo).astype(np.int64),
                 indices=nz_cols[lo:hi].astype(np.int32),
                 values=nz_vals[lo:hi].astype(np.float32),
                 x=x_np[start:start + n],
                 sse=sse_np[start:start + n],
-            )
-            self._cache[keys[i]] = result
-            self._by_block[block_keys[i]] = result
+            ))
             start += n
+        return results
+
+
+@dataclass
+class _Window:
+    """A window computed alone: its ids, where its block starts, the key/values of all its positions (for
+    the layers below the hook) and its block's result."""
+
+    ids: np.ndarray
+    skip: int
+    cache: Any
+    result: _BlockResult
+
+
+def _rows(result: _BlockResult, a: int, b: int) -> _BlockResult:
+    """Tokens a..b of a block's result."""
+    lo, hi = result.indptr[a], result.indptr[b]
+    return _BlockResult(result.indptr[a:b + 1] - lo, result.indices[lo:hi], result.values[lo:hi],
+                        result.x[a:b], result.sse[a:b])
+
+
+def _join(first: _BlockResult, second: _BlockResult) -> _BlockResult:
+    """The tokens of `first` followed by those of `second`."""
+    return _BlockResult(np.concatenate([first.indptr[:-1], second.indptr + first.indptr[-1]]),
+                        np.concatenate([first.indices, second.indices]),
+                        np.concatenate([first.values, second.values]),
+                        np.concatenate([first.x, second.x]), np.concatenate([first.sse, second.sse]))
 
 
 def _supports_cache(model: Any) -> bool:

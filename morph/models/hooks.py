@@ -280,6 +280,12 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     return captured[0]
 
 
+def crop_cache(cache: Any, remove: int) -> None:
+    """Drop the last `remove` positions from a key/value cache (a negative count works across versions)."""
+    if cache is not None and remove > 0:
+        cache.crop(-remove)
+
+
 def _cache_argument(model: Any) -> str:
     """transformers 5.2x takes a key/value cache as `cache`; earlier versions as `past_key_values`."""
     import inspect
