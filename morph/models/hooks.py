@@ -244,8 +244,9 @@ def _input_of(args: tuple, kwargs: dict) -> Any:
 def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None,
             between: Callable[[], None] | None = None, cache: Any = None) -> Any:
     """Run `model` on `input_ids` just far enough to return the activations at `hook` ([batch, seq, d]).
-    `between()`, when given, runs before each submodule's forward: a place to pause or to stop (an exception
-    it raises ends the forward and propagates). With `cache` (a transformers Cache), the forward continues
+    `between()`, when given, runs before each decoder layer's forward and each of its direct submodules
+    (attention, MLP, norms): a place to pause or to stop (an exception it raises ends the forward and
+    propagates). With `cache` (a transformers Cache), the forward continues
     from the key/values in it (`input_ids` are the tokens after them) and appends its own, for the layers
     below the hook."""
     import torch
@@ -260,7 +261,7 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     handles = []
     try:
         if between is not None:
-            handles.extend(m.register_forward_pre_hook(lambda *_: between()) for m in model.modules())
+            handles.extend(m.register_forward_pre_hook(lambda *_: between()) for m in _checkpoint_modules(model))
         if hook.read_input:
             handles.append(module.register_forward_pre_hook(
                 lambda _m, args, kwargs: grab(_input_of(args, kwargs)), with_kwargs=True
@@ -278,6 +279,16 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     if not captured:
         raise RuntimeError(f"hook {hook.name} was never reached")
     return captured[0]
+
+
+def _checkpoint_modules(model: Any) -> list[Any]:
+    """The decoder layers and their direct submodules: places between which a forward can pause, a few per
+    layer (every module of the model would be hundreds of hooks to add and remove per forward)."""
+    try:
+        layers = model.get_submodule(decoder_layers_path(model))
+    except ModelLoadError:
+        return list(model.modules())
+    return [m for layer in layers for m in (layer, *layer.children())]
 
 
 def crop_cache(cache: Any, remove: int) -> None:
