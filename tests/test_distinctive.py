@@ -69,6 +69,7 @@ def test_lists_leave_out_features_that_fire_everywhere(labelled_lens):
     assert scores == sorted(scores, reverse=True) and scores[-1] > 0
     token = analysis.token_features(3, 8, distinctive=True)
     assert not {f for f, _ in token} & common
+    assert [s for _, s in token] == sorted((s for _, s in token), reverse=True)  # shown as ranked: by score
     raw = analysis.token_features(3, 64)  # the JSON's per-token lists stay by activation
     assert [a for _, a in raw] == sorted((a for _, a in raw), reverse=True)
 
@@ -91,6 +92,9 @@ async def test_legend_lists_the_highlighted_features_and_details_show_corpus_con
         assert all(row.colour for row in legend.rows) and not {r.feature for r in legend.rows} & common
         coloured = {int(f) for f in app.view.overlay.features.tolist()}
         assert coloured <= {row.feature for row in legend.rows}
+        for section in ("token", "paragraph"):  # every list shows the number it is ranked by
+            rows = app.query_one(f"#{section}-features", FeatureList).rows
+            assert rows and [r.value for r in rows] == sorted((r.value for r in rows), reverse=True)
         legend.focus()
         legend.highlighted = 0
         await pilot.press("d")

@@ -562,13 +562,13 @@ class MorphApp(App):
             summary = analysis.summary(index, PANEL_ROWS)
             variance = "—" if summary.explained_variance is None else f"{summary.explained_variance:.2f}"
             self.panel.show_paragraph(f"¶{index + 1} · {summary.n_tokens} tokens · variance explained {variance}",
-                                      self._rows([(f.id, f.max) for f in summary.features[:PANEL_ROWS]]))
+                                      self._rows([(f.id, f.score) for f in summary.features[:PANEL_ROWS]]))
         sel_start, sel_end = view.selection_offsets
         if sel_end > sel_start:
             a, b = analysis.tokens_in(sel_start - base, sel_end - base)
             stats = analysis.span_features(a, b, PANEL_ROWS)
-            self.panel.show_selection(f"Selection · {b - a} tokens (max)",
-                                      self._rows([(f.id, f.max) for f in stats[:PANEL_ROWS]]))
+            self.panel.show_selection(f"Selection · {b - a} tokens",
+                                      self._rows([(f.id, f.score) for f in stats[:PANEL_ROWS]]))
         else:
             self.panel.show_selection("Selection", [])
         if self.pinned is not None:

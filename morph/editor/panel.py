@@ -21,7 +21,7 @@ from morph.editor.messages import FeatureChosen
 class PanelRow:
     feature: int
     label: str
-    activation: float
+    value: float  # what the list is ranked by: how distinctive it is there (without statistics: activation)
     colour: str | None  # the feature's highlight colour, when it has one
 
 
@@ -93,7 +93,7 @@ LEGEND_ROWS = 6  # the overview colours at most this many features (morph.editor
 def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("██ " if row.colour else "   ", style=row.colour or "")
-    text.append(f"{row.activation:6.2f} ", style="bold")
+    text.append(f"{row.value:6.2f} ", style="bold")
     text.append(f"#{row.feature:<5} ", style="dim")
     text.append(row.label)
     text.truncate(max(1, width), overflow="ellipsis")

@@ -131,14 +131,14 @@ class Analysis:
         return a, max(a, b)
 
     def token_features(self, i: int, k: int = 10, distinctive: bool = False) -> list[tuple[int, float]]:
-        """(feature, activation) of token i: the k largest activations, or with `distinctive` (and norms) the
-        k features that stand out most on it (morph.features.ranking)."""
+        """(feature, activation) of token i for the k largest activations, or with `distinctive` (and norms)
+        (feature, score) for the k features that stand out most on it (morph.features.ranking)."""
         lo, hi = self.indptr[i], self.indptr[i + 1]
         ids, vals = self.indices[lo:hi], self.values[lo:hi]
         ranked = distinctive and self.norms is not None
         score = distinctiveness(ids, vals, 1, self.norms, vals) if ranked else vals
         order = [j for j in np.argsort(-score)[:k] if not ranked or score[j] > 0]
-        return [(int(ids[j]), float(vals[j])) for j in order]
+        return [(int(ids[j]), float(score[j])) for j in order]
 
     def span_features(self, a: int, b: int, k: int = 10) -> list[FeatureStat]:
         """The k most distinctive features over tokens [a, b) (morph.features.ranking), those that stand out
