@@ -247,7 +247,9 @@ class MorphApp(App):
         else:
             self.status.update_state(state="loading model", model="loading…")
             self.panel.show_message("the model is loading…")
-            self.load_engine()
+            # after the first paint: the loader's imports (torch, transformers) would hold the interpreter
+            # lock while the screen is being drawn for the first time
+            self.call_after_refresh(self.load_engine)
 
     def _apply_theme(self) -> None:
         try:
