@@ -212,38 +212,29 @@ class BenchApp(ProbeMixin, MorphApp):
 
     # --- engine side (runs in the worker thread) -----------------------------------------------------------
     def on_engine_ready(self, message: Any) -> None:
-        # Before MorphApp's handler: wrap the engine so each analysis reports when it started, when the
-        # focus block was delivered and when it ended.
+        # Before MorphApp's handler: wrap the engine's stream of analysis events so that each analysis
+        # reports when it started, when the focus block was delivered and when it ended.
         engine = message.engine
         if getattr(engine, "_bench_wrapped", False):
             return
-        original = engine.analyze
+        original = engine.stream
         probe = self.probe
 
-        def analyze(text, generation=0, focus=None, should_stop=None, on_partial=None, *args, **kwargs):
+        def stream(text, generation=0, *args, **kwargs):
+            from morph.features.analysis import FinalResult, PartialResult
+
             record = {"generation": generation, "start": time.perf_counter(), "first": None, "end": None,
-                      "tokens": None, "computed_tokens": None, "cancelled": False}
+                      "tokens": None, "computed_tokens": None, "cancelled": True}
             probe.analyses.append(record)
-
-            def partial(result):
-                if record["first"] is None:
+            for event in original(text, generation, *args, **kwargs):
+                if isinstance(event, (PartialResult, FinalResult)) and record["first"] is None:
                     record["first"] = time.perf_counter()
-                if on_partial is not None:
-                    on_partial(result)
+                if isinstance(event, FinalResult):
+                    record.update(end=time.perf_counter(), cancelled=False, tokens=event.analysis.stats.total_tokens,
+                                  computed_tokens=event.analysis.stats.computed_tokens)
+                yield event
 
-            try:
-                result = original(text, generation, focus, should_stop, partial, *args, **kwargs)
-            except BaseException:
-                record["cancelled"] = True
-                raise
-            record["end"] = time.perf_counter()
-            if record["first"] is None:
-                record["first"] = record["end"]
-            record["tokens"] = result.stats.total_tokens
-            record["computed_tokens"] = result.stats.computed_tokens
-            return result
-
-        engine.analyze = analyze
+        engine.stream = stream
         engine._bench_wrapped = True
 
 

@@ -77,7 +77,7 @@ def test_lists_leave_out_features_that_fire_everywhere(labelled_lens):
 async def test_legend_lists_the_highlighted_features_and_details_show_corpus_contexts(labelled_lens, tmp_path,
                                                                                        monkeypatch):
     from morph.editor.feature_screen import FeatureDetailScreen
-    from morph.editor.overlay import MAX_COLOURS
+    from morph.features.highlights import MAX_COLOURS
 
     monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))

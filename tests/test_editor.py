@@ -169,7 +169,7 @@ async def test_analysis_error_is_a_notification_not_a_crash(make_app):
         def explode(*args, **kwargs):
             raise RuntimeError("boom")
 
-        app.engine.analyze = explode
+        app.engine.stream = explode
         await pilot.press("x")
         await wait_for(pilot, lambda: app.status.state.state == "error")
         assert app.query_one(DocumentView).text.startswith("x")
@@ -234,7 +234,7 @@ async def test_long_feature_labels_stay_on_one_line_in_the_panel(make_app):
 
 
 async def test_highlights_planned_in_the_worker_equal_those_planned_on_the_ui(make_app):
-    from morph.editor.overlay import HighlightPlan, Overlay
+    from morph.features.highlights import HighlightPlan, Overlay
 
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
@@ -280,18 +280,17 @@ async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
         analyzer = app.engine.analyzer
         entered, release = hold_tokenize(analyzer)
         outcomes: list[str] = []
-        analyze = app.engine.analyze
+        stream = app.engine.stream
 
-        def recording_analyze(*args, **kwargs):
+        def recording_stream(*args, **kwargs):
             try:
-                result = analyze(*args, **kwargs)
+                yield from stream(*args, **kwargs)
             except Exception as err:
                 outcomes.append(type(err).__name__)
                 raise
             outcomes.append("finished")
-            return result
 
-        app.engine.analyze = recording_analyze
+        app.engine.stream = recording_stream
         app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
         await pilot.pause()
         app.start_analysis()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from morph.editor.overlay import Overlay, build_overlay
+from morph.features.highlights import Overlay, build_overlay
 from morph.features.analysis import Analyzer
 
 

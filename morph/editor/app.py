@@ -19,6 +19,7 @@ import gc
 import os
 import threading
 import time
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -45,7 +46,8 @@ from morph.editor.document import DocumentView
 from morph.editor.frames import PacedScreen
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
                                    EngineReady, FeatureChosen)
-from morph.editor.overlay import ColorBook, HighlightPlan, Overlay, plan_highlights
+from morph.editor.colours import ColorBook
+from morph.features.highlights import HighlightPlan, Overlay, plan_highlights
 from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
@@ -432,46 +434,39 @@ class MorphApp(App):
 
     @work(thread=True, group="analysis", exclusive=True, exit_on_error=False, name="analysis")
     def _analyse(self, text: str, generation: int, focus: int, base: int, view: tuple) -> None:
-        from morph.features.analysis import AnalysisCancelled
+        """A short loop over the engine's events. A result goes out with its highlight plan for the view
+        the analysis started in (made here, so the UI thread only colours it and swaps it in); after a
+        partial result the next event is not asked for until the UI has drawn it, so the edited paragraph
+        is drawn before the rest of the document competes with it for the interpreter."""
+        from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResult
 
         worker = get_current_worker()
         engine = self.engine
         checkpoint = self.input_priority.checkpoint
         (view_range, pinned, n_colours) = view
-
-        def ready(result: Any, partial: bool) -> AnalysisReady:
-            # The scales and the highlights of the view the analysis started in are passes over the result:
-            # made here, the UI thread only colours them and swaps them in (a keystroke waits for that).
-            checkpoint()
-            if worker.is_cancelled:
-                raise AnalysisCancelled("analysis replaced by a newer edit")
-            scales = engine.feature_scales(result)
-            checkpoint()
-            plan = plan_highlights(result, text, base, view_range, pinned, n_colours, scales)
-            return AnalysisReady(result, partial, base, scales, plan)
-
-        def deliver_partial(result: Any) -> None:
-            # Let the UI draw the edited paragraph before the rest of the document competes with it for the
-            # interpreter (drawing it while the other blocks were computed took 2-3 times as long).
-            message = ready(result, True)
-            self.post_message(message)
-            message.drawn.wait(PARTIAL_DRAW_WAIT_S)
-
         try:
-            analysis = engine.analyze(
-                text, generation, focus, should_stop=lambda: worker.is_cancelled, on_partial=deliver_partial,
-                on_progress=lambda done, total: self.post_message(AnalysisProgress(generation, done, total)),
-                checkpoint=checkpoint,
-            )
+            stream = engine.stream(text, generation, focus, should_stop=lambda: worker.is_cancelled,
+                                   checkpoint=checkpoint)
+            with closing(stream):
+                for event in stream:
+                    if isinstance(event, BlockProgress):
+                        self.post_message(AnalysisProgress(generation, event.done, event.total))
+                        continue
+                    scales = engine.feature_scales(event.analysis)
+                    checkpoint()
+                    plan = plan_highlights(event.analysis, text, base, view_range, pinned, n_colours, scales)
+                    if worker.is_cancelled:
+                        return
+                    message = AnalysisReady(event.analysis, not isinstance(event, FinalResult), base, scales, plan)
+                    self.post_message(message)
+                    if message.partial:
+                        message.drawn.wait(PARTIAL_DRAW_WAIT_S)
         except AnalysisCancelled:
             return
         except MemoryError:
             self.post_message(AnalysisFailed(generation, "out of memory during analysis"))
         except Exception as err:  # noqa: BLE001 - shown in the UI, the text is untouched
             self.post_message(AnalysisFailed(generation, _one_line(err)))
-        else:
-            if not worker.is_cancelled:
-                self.post_message(ready(analysis, False))
 
     def on_analysis_ready(self, message: AnalysisReady) -> None:
         if message.analysis.generation != self.generation:

@@ -30,7 +30,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Selection
 
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
-from morph.editor.overlay import LEVELS, Overlay
+from morph.features.highlights import LEVELS, Overlay
 
 MarkdownSpans = Callable[[str], list]
 # Screen lines kept: a few screenfuls. Each strip is ~30 objects the garbage collector walks on every full

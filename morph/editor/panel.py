@@ -87,7 +87,7 @@ class FeatureList(OptionList):
 
 DEFAULT_ROW_WIDTH = 40  # the panel's rows before the first layout
 PANEL_ROWS = 8  # features listed per section
-LEGEND_ROWS = 6  # the overview colours at most this many features (morph.editor.overlay.MAX_COLOURS)
+LEGEND_ROWS = 6  # the overview colours at most this many features (morph.features.highlights.MAX_COLOURS)
 
 
 def _row_text(row: PanelRow, width: int = DEFAULT_ROW_WIDTH) -> Text:

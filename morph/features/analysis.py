@@ -28,8 +28,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 
@@ -89,6 +90,31 @@ class _BlockResult:
     values: np.ndarray
     x: np.ndarray  # the hook activations (float16), for explained variance
     sse: np.ndarray  # squared reconstruction error per token
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """The block at the focus is computed; other changed blocks still show their previous results."""
+
+    analysis: "Analysis"
+
+
+@dataclass(frozen=True)
+class BlockProgress:
+    """`done` of the `total` blocks to compute are computed."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """The whole text analysed: the result to keep."""
+
+    analysis: "Analysis"
+
+
+AnalysisEvent = Union[PartialResult, BlockProgress, FinalResult]
 
 
 @dataclass
@@ -308,11 +334,29 @@ class Analyzer:
                 on_partial: Callable[[Analysis], None] | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
-        """Analyse `text`. With `focus` (a character offset) and `on_partial`, the block at the focus is
-        computed first and delivered early, other changed blocks showing their previous results.
-        `on_progress(done, total)` hears how many of the blocks to compute are done, after each batch.
-        `checkpoint()` is called between stages, layers and SAE steps; it may block (to let input be
-        handled first, see morph.features.priority). `should_stop` is checked at the same points."""
+        """`stream` drained: the final result; `on_partial` and `on_progress` hear the other events."""
+        events = self.stream(text, generation, focus, should_stop, checkpoint, partials=on_partial is not None)
+        with closing(events):
+            for event in events:
+                if isinstance(event, FinalResult):
+                    return event.analysis
+                if isinstance(event, PartialResult) and on_partial is not None:
+                    on_partial(event.analysis)
+                elif isinstance(event, BlockProgress) and on_progress is not None:
+                    on_progress(event.done, event.total)
+        raise AssertionError("an analysis stream ends with its final result")
+
+    def stream(self, text: str, generation: int = 0, focus: int | None = None,
+               should_stop: Callable[[], bool] | None = None, checkpoint: Callable[[], None] | None = None,
+               partials: bool = True) -> Iterator[AnalysisEvent]:
+        """Analyse `text` as a stream of events: with `focus` (a character offset) the block at the focus is
+        computed first and, when more is to come and `partials`, delivered as a PartialResult (other changed
+        blocks showing their previous results); a BlockProgress after each batch of the blocks to compute;
+        the FinalResult last. Nothing runs until the next event is asked for: a consumer that waits (until
+        a partial result is drawn) holds the analysis back. `checkpoint()` is called between stages, layers
+        and SAE steps; it may block (to let input be handled first, see morph.features.priority).
+        `should_stop` is checked at the same points (AnalysisCancelled). One stream at a time: close it (or
+        drain it) to let the next one run."""
         should_stop = should_stop or (lambda: False)
 
         def step() -> None:
@@ -322,9 +366,10 @@ class Analyzer:
                 raise AnalysisCancelled("analysis replaced by a newer one")
 
         with self._lock:
-            return self._analyze(text, generation, focus, step, on_partial, on_progress or (lambda done, total: None))
+            yield from self._events(text, generation, focus, step, partials)
 
-    def _analyze(self, text, generation, focus, step, on_partial, on_progress) -> Analysis:
+    def _events(self, text: str, generation: int, focus: int | None, step: Callable[[], None],
+                partials: bool) -> Iterator[AnalysisEvent]:
         started = time.perf_counter()
         step()
         # For the editor (a focus), tokens are spliced in around the edit; where a splice is not exact by
@@ -345,15 +390,15 @@ class Analyzer:
         if todo and focus is not None:
             focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
             todo.sort(key=lambda i: 0 if blocks[i][0] <= focus_token < blocks[i][1] else 1 + abs(blocks[i][0] - focus_token))
-            first = [todo[0]]
-            computed_tokens += self._compute(ids, blocks, keys, block_keys, first, step)
+            for _, processed in self._compute(ids, blocks, keys, block_keys, todo[:1], step):
+                computed_tokens += processed
             todo = todo[1:]
-            on_progress(1, total)
+            yield BlockProgress(1, total)
             # delivered early when more is to come: other blocks, or the check of spliced tokens
-            if (todo or guess is not None) and on_partial is not None:
+            if (todo or guess is not None) and partials:
                 step()
                 stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
-                on_partial(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
+                yield PartialResult(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
         if guess is not None:
             step()
             full = self._splicer.verify(text, guess)
@@ -364,8 +409,9 @@ class Analyzer:
                 reused = len(blocks) - len(todo)
                 total = done + len(todo)
         done = total - len(todo)
-        computed_tokens += self._compute(ids, blocks, keys, block_keys, todo, step,
-                                         lambda n: on_progress(done + n, total))
+        for finished, processed in self._compute(ids, blocks, keys, block_keys, todo, step):
+            computed_tokens += processed
+            yield BlockProgress(done + finished, total)
         step()
         n_computed = len(blocks) - reused
         stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
@@ -376,7 +422,7 @@ class Analyzer:
         if len(self._by_block) > self.config.cache_blocks:
             live = set(block_keys)
             self._by_block = {k: v for k, v in self._by_block.items() if k in live}
-        return result
+        yield FinalResult(result)
 
     def _plan(self, text, ids, offsets) -> tuple[list, list, list, list]:
         """The blocks, their cache keys (context + block ids) and block-only keys, and the indices of the
@@ -420,9 +466,10 @@ class Analyzer:
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
                         find_paragraphs(text), stats, self.lens.d_sae, self.norms)
 
-    def _compute(self, ids, blocks, keys, block_keys, todo, step, on_batch=None) -> int:
-        """Run the model + SAE over the blocks in `todo`, in batches; returns tokens processed. `step()`
-        runs between batches, layers and SAE steps (it raises AnalysisCancelled to stop)."""
+    def _compute(self, ids, blocks, keys, block_keys, todo, step) -> Iterator[tuple[int, int]]:
+        """Run the model + SAE over the blocks in `todo`, in batches; after each batch, yields (blocks
+        finished so far, tokens that batch ran). `step()` runs between batches, layers and SAE steps (it
+        raises AnalysisCancelled to stop)."""
         import torch
 
         lens = self.lens
@@ -432,7 +479,6 @@ class Analyzer:
             a, b = blocks[i]
             ctx_start = max(0, a - self.context_tokens)
             windows.append((i, bos + ids[ctx_start:b].tolist(), len(bos) + a - ctx_start, b - a))
-        processed = 0
         threads = self.config.threads
         previous_threads = torch.get_num_threads()
         if threads:
@@ -441,14 +487,12 @@ class Analyzer:
             finished = 0
             for batch in _batches(windows, self.config.batch_tokens):
                 step()
-                processed += self._run_batch(batch, keys, block_keys, step)
+                processed = self._run_batch(batch, keys, block_keys, step)
                 finished += len(batch)
-                if on_batch is not None:
-                    on_batch(finished)
+                yield finished, processed
         finally:
             if threads:
                 torch.set_num_threads(previous_threads)
-        return processed
 
     def _run_batch(self, batch, keys, block_keys, step) -> int:
         import torch

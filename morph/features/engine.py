@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from morph.features.analysis import Analysis, AnalysisConfig, Analyzer
+from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
 from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
 
 
@@ -74,6 +74,12 @@ class Engine:
                 on_progress: Callable[[int, int], None] | None = None,
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
         return self.analyzer.analyze(text, generation, focus, should_stop, on_partial, on_progress, checkpoint)
+
+    def stream(self, text: str, generation: int = 0, focus: int | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               checkpoint: Callable[[], None] | None = None) -> Iterator[AnalysisEvent]:
+        """The analysis as events (morph.features.analysis.Analyzer.stream)."""
+        return self.analyzer.stream(text, generation, focus, should_stop, checkpoint)
 
     def label(self, feature: int) -> str:
         return self.labels.label(feature)

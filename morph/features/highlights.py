@@ -1,50 +1,23 @@
-"""Feature highlights as spans over the text: which token gets which colour, and how strongly.
+"""Highlight planning: which features a view shows, and which token gets which colour slot and how strongly.
 
-Spans are kept in character offsets and shifted on every edit, so highlights follow the text while the
-writer types; the tokens an edit touches lose theirs until the next analysis arrives.
+Spans are kept in character offsets and shifted on every edit (`Overlay.shift`), so highlights follow the
+text while the writer types; the tokens an edit touches lose theirs until the next analysis arrives. A plan
+is made in the analysis worker for the view the analysis started in, so that the UI only gives the features
+their colours (morph.editor.colours) and swaps the spans in.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from morph.features.analysis import Analysis
 
 LEVELS = 4  # intensity steps; a token's level is its activation over the feature's typical max, quantised
 MIN_INTENSITY = 0.25  # weaker than this (relative to the feature's typical max) is left plain
 MAX_COLOURS = 6  # features coloured at once in the overview: few enough to tell apart, each in the legend
 MIN_SCORE = 1.0  # how distinctive a feature must be in view to be coloured (morph.features.ranking)
-
-
-class ColorBook:
-    """Colour slots for features: a feature keeps its colour while it stays among those in view."""
-
-    def __init__(self, n_slots: int):
-        self.n_slots = max(1, n_slots)
-        self._slots: OrderedDict[int, int] = OrderedDict()
-
-    def assign(self, features: list[int]) -> dict[int, int]:
-        wanted = features[: self.n_slots]
-        for feature in wanted:
-            if feature in self._slots:
-                self._slots.move_to_end(feature)
-        used = {self._slots[f] for f in wanted if f in self._slots}
-        free = [s for s in range(self.n_slots) if s not in used]
-        for feature in wanted:
-            if feature not in self._slots:
-                if len(self._slots) >= self.n_slots:
-                    # evict the least recently seen feature that is not wanted now
-                    for old in list(self._slots):
-                        if old not in wanted:
-                            free.append(self._slots.pop(old))
-                            break
-                slot = free.pop(0) if free else len(self._slots) % self.n_slots
-                self._slots[feature] = slot
-        return {f: self._slots[f] for f in wanted}
-
-    def slot(self, feature: int) -> int | None:
-        return self._slots.get(feature)
 
 
 @dataclass
@@ -84,12 +57,6 @@ class Overlay:
         return list(zip(np.maximum(self.starts[lo:hi], a).tolist(), np.minimum(self.ends[lo:hi], b).tolist(),
                         self.slots[lo:hi].tolist(), self.levels[lo:hi].tolist()))
 
-    def feature_at(self, offset: int) -> int | None:
-        i = int(np.searchsorted(self.starts, offset, side="right")) - 1
-        if 0 <= i < len(self.starts) and self.starts[i] <= offset < self.ends[i]:
-            return int(self.features[i])
-        return None
-
     def with_slots(self, slots: dict[int, int]) -> "Overlay":
         """The same spans, coloured by `slots` (feature -> colour slot; 0 for a feature not in it)."""
         if not len(self.features) or not slots:
@@ -115,7 +82,7 @@ class HighlightPlan:
     scores: list[float] = field(default_factory=list)  # how distinctive each is in view (features.ranking)
 
 
-def plan_highlights(analysis, text: str, base: int, view: tuple[int, int], pinned: int | None, n_colours: int,
+def plan_highlights(analysis: Analysis, text: str, base: int, view: tuple[int, int], pinned: int | None, n_colours: int,
                     scales: np.ndarray) -> HighlightPlan:
     """The features in view (the pinned one alone, if any) and the overlay of the lines in view and a
     screenful above and below: the cost of a result must not grow with the document; scrolling plans again.
@@ -134,7 +101,7 @@ def plan_highlights(analysis, text: str, base: int, view: tuple[int, int], pinne
     return HighlightPlan((start, end, pinned, n_colours), features, overlay, [s for _, s in ranked])
 
 
-def build_overlay(analysis, text: str, features: list[int], slots: dict[int, int], scales: np.ndarray,
+def build_overlay(analysis: Analysis, text: str, features: list[int], slots: dict[int, int], scales: np.ndarray,
                   offset_base: int = 0, tokens: tuple[int, int] | None = None) -> Overlay:
     """Colour each token (of the range `tokens`, default all) by the strongest of `features` on it
     (activation over its scale). A feature missing from `slots` gets slot 0 (see Overlay.with_slots)."""
