@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="also benchmark this model (folder or hub id; needs --sae)")
     parser.add_argument("--sae", help="the SAE for --model (folder or RELEASE:SAE_ID)")
     parser.add_argument("--tiny", action="store_true",
-                        help="also benchmark the tiny random test model (tests/builders.py), for development")
+                        help="also benchmark the tiny random test model (morph/models/tiny.py), for development")
     parser.add_argument("--no-default", action="store_true", help="skip the embedded default model")
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(BENCHMARKS)}")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
@@ -41,9 +41,7 @@ def build_tiny() -> tuple[str, str]:
     root = Path(tempfile.gettempdir()) / "morph-bench-tiny"
     model, sae = root / "model", root / "sae"
     if not (model / "config.json").is_file() or not (sae / "cfg.json").is_file():
-        repo = Path(__file__).resolve().parent.parent
-        sys.path.insert(0, str(repo))
-        from tests.builders import build_model, build_sae
+        from morph.models.tiny import build_model, build_sae
 
         build_model(model, "gpt2", d_model=64, n_layers=3)
         build_sae(sae, d_in=64, hook_name="blocks.1.hook_resid_post", arch="topk")
@@ -51,7 +49,8 @@ def build_tiny() -> tuple[str, str]:
 
 
 def contexts(args: argparse.Namespace) -> list[Context]:
-    from morph.models.presets import DEFAULT_DIR, default_available
+    from morph.models.default_model import HOW_TO_GET
+    from morph.models.presets import default_available
 
     out: list[Context] = []
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -60,7 +59,7 @@ def contexts(args: argparse.Namespace) -> list[Context]:
         if default_available():
             out.append(Context(mode, None, None, "default", threads=threads))
         else:
-            print(f"benchmarks: the embedded default model is missing from {DEFAULT_DIR}; skipped", file=sys.stderr)
+            print(f"benchmarks: default skipped: {HOW_TO_GET}", file=sys.stderr)
     if args.model or args.sae:
         if not (args.model and args.sae):
             raise SystemExit("benchmarks: --model and --sae go together")

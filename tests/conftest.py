@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     """A tiny random GPT-2 and a TopK SAE at blocks.1.hook_resid_post, as folders: {'model', 'sae'}."""
-    from tests.builders import build_model, build_sae
+    from morph.models.tiny import build_model, build_sae
 
     root = tmp_path_factory.mktemp("tiny-gpt2")
     build_model(root / "model", "gpt2", d_model=64, n_layers=3)

@@ -277,7 +277,7 @@ def test_incremental_equals_from_scratch(tiny_lens, edits):
                                             ("gpt2", "jumprelu"), ("llama", "topk")])
 def test_engine_equals_sae_lens_across_architectures(tmp_path, arch, sae_arch):
     """Morph's analysis of a document equals SAE-Lens's encoding of hidden states captured independently."""
-    from tests.builders import build_model, build_sae
+    from morph.models.tiny import build_model, build_sae
 
     from morph.models.lens import LensSpec, load_lens
 

@@ -17,7 +17,7 @@ import torch
 
 from morph.errors import ModelLoadError
 from morph.models.hooks import capture, decoder_layers_path, edit_activations, resolve_hook
-from tests.builders import build_gemma3_multimodal, build_model
+from morph.models.tiny import build_gemma3_multimodal, build_model
 
 ARCHS = ["gpt2", "neox", "neox_seq", "llama", "gemma2", "gemma3", "qwen2", "qwen3", "olmo2"]
 KINDS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")

@@ -15,7 +15,7 @@ import torch
 from morph.errors import InputError, ModelLoadError, MorphError
 from morph.models.hooks import capture
 from morph.models.lens import LensSpec, _wants_centring, load_lens, load_sae
-from tests.builders import build_model, build_sae
+from morph.models.tiny import build_model, build_sae
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ import torch
 
 from morph.models.presets import DEFAULT_DIR, default_available
 from morph.models.saes import NativeSAE, load_native_sae
-from tests.builders import build_sae
+from morph.models.tiny import build_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 

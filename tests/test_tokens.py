@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morph.features.tokens import Splicer, common_prefix, common_suffix, splice_is_exact
-from tests.builders import TRAIN_TEXT
+from morph.models.tiny import TRAIN_TEXT
 
 DOCUMENT = "\n\n".join(TRAIN_TEXT.strip().split("\n")[:6]) + "\n"
 PIECES = ["", " the", "\n", "\n\n", "Fog. ", "é", "lamp,", "  ", " 1865", "\"Oh!\"", "\t", "\r\n", "日本"]
@@ -26,7 +26,7 @@ def tokenize_with(tokenizer):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer(tmp_path_factory):
-    from tests.builders import build_tokenizer
+    from morph.models.tiny import build_tokenizer
 
     return build_tokenizer(tmp_path_factory.mktemp("tok"))
 

@@ -30,6 +30,13 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Selection
 
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
+
+# Textual internals this module relies on (Textual's major version is pinned; tests/test_textual_internals.py
+# fails when one of them disappears): TextArea members, and private modules imported above.
+TEXTAREA_INTERNALS = ("_build_highlight_map", "_draw_cursor", "_line_cache", "_matching_bracket_location",
+                      "_render_line", "_scroll_update")
+PRIVATE_MODULES = ("textual.document._edit", "textual.document._document_navigator",
+                   "textual.document._wrapped_document")
 from morph.features.highlights import LEVELS, Overlay
 
 MarkdownSpans = Callable[[str], list]

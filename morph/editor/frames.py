@@ -16,6 +16,12 @@ from textual.screen import UPDATE_PERIOD, Screen
 from textual.timer import EventTargetGone, Timer
 
 
+# Textual internals this module relies on (tests/test_textual_internals.py): Timer's loop and its state,
+# the Screen's update-timer property, and the private module textual._time.
+TIMER_INTERNALS = ("_run", "_repeat", "_interval", "_active", "_skip", "_reset", "_tick", "_start")
+SCREEN_INTERNALS = ("_update_timer", "_on_timer_update", "_timers")
+
+
 def next_slot(start: float, now: float, interval: float) -> int:
     """The index of the first slot (start + index * interval) strictly after `now`, minus one: the
     `count` from which the timer's loop computes its next wake-up, start + (count + 1) * interval."""

@@ -64,10 +64,6 @@ class Engine:
     def sae_name(self) -> str:
         return self.lens.sae_name
 
-    @property
-    def d_sae(self) -> int:
-        return self.lens.d_sae
-
     def analyze(self, text: str, generation: int = 0, focus: int | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 on_partial: Callable[[Analysis], None] | None = None,

@@ -144,10 +144,6 @@ def decoder_layers_path(model: Any) -> str:
     raise ModelLoadError(f"cannot find the decoder layers of model type {model.config.model_type!r}")
 
 
-def n_layers_of(model: Any) -> int:
-    return len(model.get_submodule(decoder_layers_path(model)))
-
-
 def uses_layernorm(model: Any) -> bool:
     """Whether the decoder layers normalise with LayerNorm (which TransformerLens can centre), not RMSNorm."""
     import torch.nn as nn

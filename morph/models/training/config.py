@@ -91,6 +91,3 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]

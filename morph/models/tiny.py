@@ -1,4 +1,5 @@
-"""Small models, tokenizers and SAEs built by the tests themselves: random weights, nothing downloaded."""
+"""Small models, tokenizers and SAEs with random weights, built on the spot (nothing downloaded): the fixtures
+of the tests and of `python -m benchmarks --tiny`."""
 
 from __future__ import annotations
 
