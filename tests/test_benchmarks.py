@@ -27,7 +27,7 @@ FIGURES = [
     # 3. incremental vs from scratch
     "incremental_vs_scratch", "incremental_ms",
     # 4. analysis overhead
-    "analysis_vs_forward", "analysis_vs_truncated_forward", "analysis_tokens_per_s", "analysis_vs_peer",
+    "analysis_vs_forward", "analysis_vs_truncated_forward", "analysis_tokens_per_s", "analysis_vs_peer", "edit_vs_peer",
     # 5. steering
     "steer_first_candidate_s", "steer_speed_ratio", "steer_top_raises_share", "steer_fluency_drop",
     # 6. start-up
