@@ -120,6 +120,24 @@ def test_typing_in_a_block_runs_only_the_tokens_after_the_edit(tiny_lens, where)
     np.testing.assert_allclose(incremental.sse, scratch.sse, rtol=1e-4, atol=1e-4)
 
 
+def test_prepare_makes_the_first_edit_in_another_block_cost_the_typed_tokens(tiny_lens):
+    config = AnalysisConfig(context_tokens=40, min_block_tokens=6, max_block_tokens=200)
+    text = "".join(f"Note {i}. {TEXT}" for i in range(4))
+    analyzer = Analyzer(tiny_lens, config)
+    before = analyzer.analyze(text, focus=0)
+    at = text.index("harbour.", text.index("Note 2.")) + len("harbour.")
+    assert not analyzer.prepare(text + "x", at)  # not the analysed text: nothing to do
+    assert analyzer.prepare(text, at)
+    assert not analyzer.prepare(text, at)  # kept already
+    unchanged = analyzer.analyze(text, focus=at)
+    np.testing.assert_allclose(dense(unchanged, tiny_lens.d_sae), dense(before, tiny_lens.d_sae), atol=1e-5)
+    text = text[:at] + " softly" + text[at:]
+    partials = []
+    analyzer.analyze(text, focus=at + len(" softly"), on_partial=partials.append)
+    typed = len(tiny_lens.tokenizer(" softly", add_special_tokens=False)["input_ids"])
+    assert partials[0].stats.computed_tokens <= typed + 3  # + the block's closing newlines
+
+
 def test_a_cancelled_continuation_leaves_no_half_extended_window(tiny_lens):
     """A run stopped inside the forward that continues a kept window must not leave that window half
     extended: the next run of the same text equals a fresh analysis."""

@@ -386,3 +386,33 @@ async def test_a_result_arriving_while_a_key_is_handled_is_drawn_after_it(make_a
         assert app.analysis is before and not message.drawn.is_set()  # held back while input is handled
         await wait_for(pilot, lambda: app.analysis is newer)
         await wait_for(pilot, lambda: message.drawn.is_set())
+
+
+async def test_the_cursor_settling_in_another_paragraph_prepares_its_block_once(make_app):
+    """Moving into another paragraph makes the engine keep that block's key/values in the background (so the
+    first pause after typing there costs the typed tokens); moving within it asks for nothing more, and the
+    text and the analysis are untouched."""
+    text = "\n\n".join(f"{i}. {TEXT.strip()}" for i in range(8)) + "\n"  # blocks of several paragraphs
+    app = make_app(text)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        before = app.analysis
+        prepare = app.engine.prepare
+        calls: list[tuple[int, bool]] = []
+
+        def recording_prepare(text, focus, *args, **kwargs):
+            done = prepare(text, focus, *args, **kwargs)
+            calls.append((focus, done))
+            return done
+
+        app.engine.prepare = recording_prepare
+        row = text.split("\n").index("7. The river ran past the old mill, and the miller's daughter watched the water.")
+        app.view.move_cursor((row, 5))  # a paragraph in the last block
+        await wait_for(pilot, lambda: len(calls) == 1)
+        app.view.move_cursor((row, 9))  # the same paragraph
+        await pilot.pause(0.2)
+        assert len(calls) == 1 and calls[0][1]
+        assert app.analysis is before and app.view.text == text
+        await pilot.press("x")
+        await wait_for(pilot, lambda: analysed(app))
+        assert app.view.document[row].startswith("7. The rixver")

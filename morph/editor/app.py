@@ -148,6 +148,8 @@ class MorphApp(App):
         self.input_priority = InputPriority()  # the analysis pauses while input is being handled
         self._changes_seen = 0  # DocumentView.changes when the last Changed message was handled
         self._debounce: Any = None
+        self._prepare_timer: Any = None
+        self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
         self._pause_started = 0.0
         self.last_latency_ms: float | None = None
         self.modified = False
@@ -586,7 +588,39 @@ class MorphApp(App):
             cursor = self.view.cursor_offset
             if not self.analysis_base <= cursor <= self.analysis_base + self.analysis.text_length:
                 self.schedule_analysis()
+            else:
+                self._schedule_prepare()
         self._refresh_panel()
+
+    def _schedule_prepare(self) -> None:
+        """When the cursor settles in another paragraph, the engine keeps that block's key/values (a
+        background pass), so that the first pause after typing there costs what was typed, not the block."""
+        if self._prepare_timer is not None:
+            self._prepare_timer.stop()
+        self._prepare_timer = self.set_timer(max(self.settings.debounce_ms, 1) / 1000, self._prepare)
+
+    def _prepare(self) -> None:
+        self._prepare_timer = None
+        if not self._analysis_current() or self.engine is None or not self.analysis_enabled:
+            return
+        if any(w.group == "analysis" and not w.is_finished for w in self.workers):
+            return  # the analysis computes the cursor's block itself
+        base, analysis = self.analysis_base, self.analysis
+        cursor = self.view.cursor_offset - base
+        where = (self.generation, analysis.paragraph_index(cursor))
+        if where[1] is None or where == self._prepared:
+            return
+        self._prepared = where
+        self._prepare_block(self.view.text[base:base + analysis.text_length], cursor)
+
+    @work(thread=True, group="prepare", exclusive=True, exit_on_error=False, name="prepare")
+    def _prepare_block(self, text: str, focus: int) -> None:
+        worker = get_current_worker()
+        try:
+            self.engine.prepare(text, focus, should_stop=lambda: worker.is_cancelled,
+                                checkpoint=self.input_priority.checkpoint)
+        except Exception:  # noqa: BLE001 - only a speed-up: the next analysis computes the block itself
+            pass
 
     def on_document_view_scrolled(self, _event: Any) -> None:
         self._refresh_highlights()

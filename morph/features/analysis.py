@@ -368,6 +368,36 @@ class Analyzer:
         with self._lock:
             yield from self._events(text, generation, focus, step, partials)
 
+    def prepare(self, text: str, focus: int, should_stop: Callable[[], bool] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> bool:
+        """Keep the key/values of the window of the block at `focus` in the last analysed `text`, when they
+        are not kept yet, so that the first edit there costs the tokens after the edit, not the window (the
+        editor calls this when the cursor settles in another paragraph). The results do not change.
+        Returns whether a window was computed; nothing is done for a text other than the last analysed."""
+        tokens = self._splicer.exact(text)
+        if tokens is None:
+            return False
+        should_stop = should_stop or (lambda: False)
+
+        def step() -> None:
+            if checkpoint is not None:
+                checkpoint()
+            if should_stop():
+                raise AnalysisCancelled("preparation replaced by an analysis")
+
+        with self._lock:
+            ids, offsets = tokens
+            if not len(ids) or not _supports_cache(self.lens.model):
+                return False
+            blocks, keys, block_keys, _ = self._plan(text, ids, offsets)
+            focus_token = max(0, int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1)
+            i = next((j for j, (a, b) in enumerate(blocks) if a <= focus_token < b), len(blocks) - 1)
+            if keys[i] in self._windows:
+                return False
+            for _ in self._compute(ids, blocks, keys, block_keys, [i], step):
+                pass
+            return True
+
     def _events(self, text: str, generation: int, focus: int | None, step: Callable[[], None],
                 partials: bool) -> Iterator[AnalysisEvent]:
         started = time.perf_counter()

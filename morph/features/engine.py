@@ -71,6 +71,11 @@ class Engine:
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
         return self.analyzer.analyze(text, generation, focus, should_stop, on_partial, on_progress, checkpoint)
 
+    def prepare(self, text: str, focus: int, should_stop: Callable[[], bool] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> bool:
+        """Make the first edit at `focus` cheap (morph.features.analysis.Analyzer.prepare)."""
+        return self.analyzer.prepare(text, focus, should_stop, checkpoint)
+
     def stream(self, text: str, generation: int = 0, focus: int | None = None,
                should_stop: Callable[[], bool] | None = None,
                checkpoint: Callable[[], None] | None = None) -> Iterator[AnalysisEvent]:
