@@ -150,6 +150,7 @@ class MorphApp(App):
         self._debounce: Any = None
         self._prepare_timer: Any = None
         self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
+        self._analysed_focus = 0  # the cursor offset (in the analysed text) the latest analysis started at
         self._pause_started = 0.0
         self.last_latency_ms: float | None = None
         self.modified = False
@@ -430,6 +431,7 @@ class MorphApp(App):
             base, end = window_around(text, focus, limit)
             note = f"large document: analysing {end - base:,} of {len(text):,} chars around the cursor"
         self._pause_started = time.perf_counter()
+        self._analysed_focus = focus - base
         self.status.update_state(state="analysing", detail="", note=note)
         self._analyse(text[base:end], self.generation, focus - base, base,
                       (self.view.visible_offsets(), self.pinned, len(self.palette)))
@@ -608,8 +610,8 @@ class MorphApp(App):
         base, analysis = self.analysis_base, self.analysis
         cursor = self.view.cursor_offset - base
         where = (self.generation, analysis.paragraph_index(cursor))
-        if where[1] is None or where == self._prepared:
-            return
+        if where[1] is None or where == self._prepared or where[1] == analysis.paragraph_index(self._analysed_focus):
+            return  # prepared already, or the analysis itself began there (typing)
         self._prepared = where
         self._prepare_block(self.view.text[base:base + analysis.text_length], cursor)
 
