@@ -1,41 +1,60 @@
-"""Steered rewrites: candidate replacements for a selection, generated with SAE feature directions added.
+"""Steered rewrites: candidate replacements for a selection, generated with SAE feature directions added,
+re-read by the plain model and ranked by one combined score.
 
 How a request runs
 ------------------
-1. The text before the selection is the prompt (base models continue it; a model with a chat template is
-   asked to rewrite the selection, with the text before it as context). Trailing spaces of the prompt
-   move into the generation, so a GPT-2-style tokenizer writes " word" tokens as it would in running text.
-2. The prompt minus its last token is run once, unsteered, and its key/value cache is shared by the N
-   candidates (a batch) and by the scoring passes. Every position that predicts a candidate token (the
-   prompt's last token and the generated ones) is steered; the prompt itself is not.
+1. Method (`SteerRequest.method`; "auto" = hybrid for a model with a chat template, else continuation):
+   - hybrid: the instruct model is asked through its chat template to rewrite the passage toward the
+     writer's words ("Rewrite this sentence so that it is calmer:"), with the sentence or two before it as
+     context in the system line, while the concept's feature directions are added at the hook;
+   - prompt: the same instruction, no vector (the features only measure the concept);
+   - steer: a plain rewrite instruction without the words, with the vector;
+   - continuation: base models: the text before the selection is the prompt and the model continues it,
+     with the vector. Trailing spaces of the prompt move into the generation, so a GPT-2-style tokenizer
+     writes " word" tokens as it would in running text.
+   Without the writer's words (a feature chosen from a list), the instruction names the feature's label.
+2. The text before the selection minus its last token is run once, unsteered, and its key/value cache is
+   shared by the scoring passes (and by the N candidates, a batch, for continuation; the chat methods
+   have their own prompt cache). Every position that predicts a candidate token is steered; the prompt
+   itself is not (unless `steer_context`).
 3. Steering, at the SAE's hook point (in the SAE's frame, via `edit_activations`):
    - toward/away: add sum_i s_i * m_i * d_i, where d_i is feature i's decoder direction (what the SAE's
      decoder adds per unit of the feature), m_i its typical max activation (labels file, else its max on
      the document, see `concepts.typical_max`) and s_i the signed strength (away = negative). The added
-     vector is capped per token at `max_norm_ratio` times that token's residual norm, so strong settings
-     bend the text without breaking it.
+     vector is capped per token at `max_norm_ratio` times that token's residual norm.
+   - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
+     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths spread
+     evenly over AUTO_RANGE (`auto_ladder`): a short sweep in one batch, judged by the re-read below, so the
+     strength is chosen per passage and feature by the candidates that came out best. A number overrides.
    - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
      acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
 4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
-   so a seed reproduces the same candidates. A candidate stops near the original's token length L at a
-   place like the original's end: a sentence end if the original ends one, a clause mark (, ; :) if it ends
-   with one, else a word boundary; it stops at a line break unless the original spans lines; hard cap
-   2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens. The original's leading and trailing
-   whitespace is kept around the candidate's words.
-5. Scoring, by the UNSTEERED model reading (text before + candidate):
-   - target_activation: the mean over the candidate's tokens of sum_i w_i * f_i, with w_i = s_i / sum|s|
-     (suppress: 1/k). The mean (not the max) because a concept that colours a whole span should count
-     more than one token that trips the feature; candidates of similar length compare fairly.
-   - fluency: the mean log-probability (nats per token) of the candidate's tokens given the text before.
-   - similarity: difflib's ratio over the lowercased words (and punctuation) of candidate and original.
-   - gain = direction * (target - original target) / m, in units of the typical max activation;
-     raises_concept = gain > 0.01 (the concept moved the asked way by more than 1% of its typical max).
-   - score = gain + 0.1 * fluency + 0.2 * similarity. Ranking: candidates that move the concept first,
-     then by score (so the concept gain leads, fluency and closeness break near-ties).
+   so a seed reproduces the same candidates. A candidate stops at the model's end of turn (chat) or near
+   the original's token length L at a place like the original's end: a sentence end if the original ends
+   one, a clause mark (, ; :) if it ends with one, else a word boundary; it stops at a line break unless
+   the original spans lines; hard cap 2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens.
+   A chat reply loses a "Here is the rewritten sentence:" preamble and wrapping quotes (`clean_reply`).
+   The original's leading and trailing whitespace is kept around the candidate's words.
+5. Verification, by the UNSTEERED model reading (text before + candidate), for every candidate:
+   - concept: target_activation = the mean over the candidate's tokens of sum_i w_i * f_i (w_i = |s_i| /
+     sum|s|; equal weights for suppress and prompt-only); gain = direction * (target - original's) / m in
+     units of the typical max; raises_concept = gain > RAISE_EPS.
+   - fluency: the mean log-probability (nats per token) of its tokens given the text before; the change
+     against the original's is what counts.
+   - meaning kept: `meaning_similarity` (content-word overlap and word-sequence similarity, 0..1).
+   - length: the ratio of word counts.
+   - combined score (`combined_score`): the harmonic mean of the four parts mapped to 0..1, in the
+     AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
+     token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE. Ranking: unmarked first, then
+     by the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
    SteerDone (cancelled=True) holding the candidates finished so far.
+
+Concepts: `Steerer.concepts` (features active in the selection), `Steerer.concepts_for` (the writer's
+words, or an example for "more like this", mapped to features by label match and output score, see
+`morph.features.concepts.concepts_for_words`).
 """
 
 from __future__ import annotations
