@@ -234,15 +234,20 @@ class ConceptMatch:
 
 def concept_words(words: str) -> list[str]:
     """The words that carry a concept ("about the sea" -> ["sea"], "much calmer" -> ["calmer", "calm"]):
-    filler words out; a comparative or adverb adds its stem (calmer -> calm, formally -> formal)."""
+    filler words out; a comparative, adverb or plural adds its stem (calmer -> calm, formally -> formal,
+    animals -> animal)."""
     out: list[str] = []
     for word in re.findall(r"[a-zA-Z][a-zA-Z'-]*", words.lower()):
         if word in _FILLER or len(word) < 3:
             continue
         forms = [word]
-        for suffix, add in (("ier", "y"), ("er", ""), ("ly", ""), ("ness", "")):
-            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-                forms.append(word[: -len(suffix)] + add)
+        for suffix, add in (("ier", "y"), ("ies", "y"), ("ful", ""), ("er", ""), ("ly", ""), ("ness", ""), ("s", "")):
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+                stem = word[: -len(suffix)] + add
+                if suffix == "er" and len(stem) >= 4 and stem[-1] == stem[-2]:
+                    stem = stem[:-1]  # sadder -> sad, bigger -> big
+                forms.append(stem)
+                break
         for form in forms:
             if form not in out:
                 out.append(form)
