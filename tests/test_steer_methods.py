@@ -103,6 +103,9 @@ def test_replies_lose_preambles_and_wrapping_quotes():
     assert clean_reply('Here is the rewritten sentence: "The sea was calm."', "The lake was calm.") == \
         "The sea was calm."
     assert clean_reply("Rewritten passage: It rained.", "It poured.") == "It rained."
+    assert clean_reply("Rewite the sentence: It rained.", "It poured.") == "It rained."
+    assert clean_reply("The sentence: it is fine", "x") == "it is fine"
+    assert clean_reply("Note: the train was late.", "The train was late.") == "Note: the train was late."
     assert clean_reply('"Go," she said.', '"Stay," she said.') == '"Go," she said.'
 
 

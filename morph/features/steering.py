@@ -965,7 +965,7 @@ class Steerer:
         )
 
 
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|(?:the )?rewritten (?:passage|sentence|text|version))\s*:\s*",
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|[\w ]{0,30}\b(?:passage|sentence|text|version))\s*:\s*",
                        re.I)
 _QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’"}
 
