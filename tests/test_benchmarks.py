@@ -30,6 +30,9 @@ FIGURES = [
     "analysis_vs_forward", "analysis_vs_truncated_forward", "analysis_tokens_per_s", "analysis_vs_peer", "edit_vs_peer",
     # 5. steering
     "steer_first_candidate_s", "steer_speed_ratio", "steer_top_raises_share", "steer_fluency_drop",
+    *(f"steer_{m}_{what}" for m in ("hybrid", "prompt", "steer")
+      for what in ("raises_share", "fluency_change", "similarity", "score")),
+    "steer_hybrid_lead",
     # 6. start-up
     "startup_first_paint_s", "startup_model_ready_s", "startup_first_analysis_s",
     # 7. memory
@@ -40,6 +43,7 @@ FIGURES = [
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
     "pause_8000_vs_500_middle", "analysis_vs_forward", "steer_first_candidate_s", "steer_speed_ratio",
+    "steer_hybrid_lead", "steer_top_raises_share", "steer_fluency_drop",
     "startup_first_paint_s", "startup_model_ready_s", "topic_named", "features_specific", "analysis_vs_peer",
     *(f"pause_to_highlight_{n}_{w}_ms" for w in ("end", "middle") for n in (500, 2000, 8000)),
 }

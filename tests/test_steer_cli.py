@@ -61,7 +61,7 @@ def test_table_output_concept_and_modes(doc, lens_args, capsys):
     code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", "3", "-n", "2",
                             "--suppress", *lens_args], capsys)
     assert code == 0, err
-    assert "suppressing feature 3" in out and "orig" in out and "candidates in" in out
+    assert "suppressing:" in out and "feature 3" in out and "orig" in out and "candidates in" in out
     code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "3", "-n", "1",
                             "--away", "--strength", "strong", "--json", *lens_args], capsys)
     assert code == 0, err
@@ -69,12 +69,47 @@ def test_table_output_concept_and_modes(doc, lens_args, capsys):
     assert report["mode"] == "away" and report["strength"] == -8.0
 
 
+def test_concept_in_words_like_this_and_methods(doc, lens_args, capsys):
+    """Words map to features with both scores and why; --like is "more like this"; a base model runs the
+    continuation method, and the instruct methods say they need a chat template."""
+    from morph.features.labels import labels_for
+    from morph.models.lens import LensSpec, load_lens
+
+    lens = load_lens(LensSpec(model=lens_args[1], sae=lens_args[3], device="cpu"))
+    labels = labels_for(lens)
+    word = next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(lens.d_sae))
+                if w.isalpha() and len(w) >= 3)
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", f"more {word}",
+                            "-n", "2", "--features", "2", "--json", *lens_args], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["method"] == "continuation" and report["concept"] == f"more {word}"
+    assert report["auto_strength"] and report["strength"] is None and len(report["ladder"]) == 2
+    assert 1 <= len(report["features"]) <= 2
+    for f in report["features"]:
+        assert {"id", "label", "label_score", "output_score", "why"} <= set(f)
+    for c in report["candidates"]:
+        assert set(c["parts"]) == {"concept", "fluency", "meaning", "length"}
+        assert isinstance(c["marks"], list) and 0 <= c["score"] <= 1
+        assert c["strength"] in report["ladder"]
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--like",
+                            "Ships and gulls on the grey sea.", "-n", "1", *lens_args], capsys)
+    assert code == 0, err
+    assert "fires more on the example" in " ".join(out.split())
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "3",
+                            "--method", "hybrid", *lens_args], capsys)
+    assert code == 2 and "chat template" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--start", "5", "--end", "5", "--feature", "1"], "empty"),
     (["--start", "0", "--end", "100000", "--feature", "1"], "outside"),
     (["--start", "0", "--end", "5", "--feature", "100000"], "does not exist"),
     (["--start", "0", "--end", "5", "--feature", "-3"], "does not exist"),
-    (["--start", "0", "--end", "5", "--concept", "qqqzzzxxyy"], "no feature label matches"),
+    (["--start", "0", "--end", "5", "--concept", "qqqzzzxxyy"], "no feature matches"),
+    (["--start", "0", "--end", "5", "--concept", "the more"], "no content word"),
+    (["--start", "0", "--end", "5", "--like", "  "], "empty"),
+    (["--start", "0", "--end", "5", "--feature", "1", "--features", "0"], "--features"),
     (["--start", "0", "--end", "5", "--feature", "1", "--strength", "huge"], "strength"),
     (["--start", "0", "--end", "5", "--feature", "1", "-n", "0"], "-n"),
     (["--start", "0", "--end", "5"], "--feature"),

@@ -269,3 +269,79 @@ def test_word_diff_marks_insertions_and_deletions():
     assert diff.plain == "the lampslanterns were lit"
     styles = {str(span.style) for span in diff.spans}
     assert "strike red" in styles and "bold green" in styles
+
+
+# ----- issue 14: words, methods, automatic strength, scores and marks ------------------------------------------
+
+def _chat_steerer(tiny_lens):
+    import copy
+    import dataclasses
+
+    tokenizer = copy.deepcopy(tiny_lens.tokenizer)
+    tokenizer.chat_template = ("{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n"
+                               "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    return Steerer(dataclasses.replace(tiny_lens, tokenizer=tokenizer, labels=None))
+
+
+def _a_label_word(steerer):
+    from morph.features.labels import labels_for
+
+    labels = labels_for(steerer.lens)
+    return next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(steerer.lens.d_sae))
+                if w.isalpha() and len(w) >= 3)
+
+
+async def test_words_method_and_auto_strength_from_the_pane(tiny_lens):
+    """The writer types words: the list shows the chosen features with label and output scores and why;
+    Generate runs the chosen method with the words in the instruction and the strength swept; every
+    candidate shows its combined score, its parts and its marks."""
+    steerer = _chat_steerer(tiny_lens)
+    word = _a_label_word(steerer)
+    app = Host(steerer, n=2, seed=0)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count > 1)
+        pane.query_one("#search", Input).value = f"more {word}"
+        await settle(pilot, lambda: "output" in str(concepts.get_option_at_index(1).prompt))
+        first = str(concepts.get_option_at_index(1).prompt)
+        assert "label" in first and "output" in first
+        assert f"'more {word}'" in str(concepts.get_option_at_index(0).prompt)
+        await pilot.click("#method-hybrid", offset=(2, 0))
+        await pilot.click("#generate")
+        await settle(pilot, lambda: pane.result is not None)
+        result = pane.result
+        assert result.method == "hybrid" and result.request.concept == f"more {word}"
+        assert result.request.auto_strength and len(result.ladder) == 2
+        assert word in result.instruction
+        box = pane.query_one("#candidates", OptionList)
+        shown = str(box.get_option_at_index(0).prompt)
+        assert "score" in shown and "concept" in shown and "fluency" in shown and "meaning" in shown
+        for k, c in enumerate(pane.candidates):
+            if c.marks:
+                assert "marked: " + ", ".join(c.marks) in str(box.get_option_at_index(k).prompt)
+        assert "hybrid · strength auto" in str(pane.query_one("#status", Static).render())
+        # A preset overrides the sweep; "less ..." words steer away.
+        await pilot.click("#strength-strong", offset=(2, 0))
+        pane.query_one("#search", Input).value = f"less {word}"
+        await settle(pilot, lambda: f"'less {word}'" in str(concepts.get_option_at_index(0).prompt))
+        request = pane.build_request()
+        assert request.mode == "away" and not request.auto_strength and request.features[0][1] == 8.0
+
+
+async def test_more_like_this_from_the_pane(tiny_lens):
+    steerer = Steerer(tiny_lens)
+    app = Host(steerer, n=1, seed=0)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count > 1)
+        pane.query_one("#search", Input).value = "like: Gulls and ships on the grey sea beyond the wall."
+        await settle(pilot, lambda: "more like the example" in str(concepts.get_option_at_index(0).prompt))
+        assert concepts.option_count > 1 and "output" in str(concepts.get_option_at_index(1).prompt)
+        request = pane.build_request()
+        assert request.concept == "" and request.features[0][0] == pane.chosen_feature()
+        # a model without a chat template: the instruct methods say so in the pane
+        await pilot.click("#method-prompt", offset=(2, 0))
+        await pilot.click("#generate")
+        await settle(pilot, lambda: "chat template" in str(pane.query_one("#error", Static).render()))

@@ -296,7 +296,7 @@ EFFICACY_TEXT = (
     "to the chin. The train was late again, and the platform smelled of rain and diesel.\n"
 )
 EFFICACY_SPAN = "The train was late again, and the platform smelled of rain and diesel."
-SEEDS = range(5)
+SEEDS = range(3)
 
 
 @pytest.fixture(scope="module")
@@ -312,10 +312,12 @@ def default_steerer():
 
 @pytest.mark.slow
 def test_default_model_steering_toward_raises_the_concept(default_steerer):
-    """Steered vs plain sampling from the same seeds, over several features, every candidate counted.
+    """Continuation (the base mechanism under every steering method): steered vs plain sampling from the
+    same seeds, over several features, every candidate counted.
 
     Features: a seeded sample of the SAE's live features (no choosing the ones that work). The plain
     candidates do not depend on the feature, so they are generated once and read for every feature.
+    (Kept cheap: 6 features x 3 seeds x 4 candidates.)
     """
     import random
 
@@ -324,22 +326,22 @@ def test_default_model_steering_toward_raises_the_concept(default_steerer):
     start = EFFICACY_TEXT.index(EFFICACY_SPAN)
     end = start + len(EFFICACY_SPAN)
     live = [i for i in range(steerer.lens.d_sae) if labels.typical_max(i)]
-    features = random.Random(0).sample(live, 8)
+    features = random.Random(0).sample(live, 6)
     plain_texts = []
     for seed in SEEDS:
-        request = SteerRequest(features=((features[0], 0.0),), n=4, seed=seed)
+        request = SteerRequest(features=((features[0], 0.0),), n=4, seed=seed, method="continuation")
         plain_texts += [c.text for c in steerer.run(EFFICACY_TEXT, start, end, request).candidates]
     plain = torch.stack([feats for feats, _ in steerer.measure(EFFICACY_TEXT, start, end, plain_texts)]).mean(0)
     gains = []
     for feature in features:
         values = []
         for seed in SEEDS:
-            request = SteerRequest.single(feature, "strong", n=4, seed=seed)
+            request = SteerRequest.single(feature, "strong", n=4, seed=seed, method="continuation")
             values += [c.target_activation for c in steerer.run(EFFICACY_TEXT, start, end, request).candidates]
         gains.append((sum(values) / len(values) - float(plain[feature])) / labels.typical_max(feature))
     raised = sum(g > 0 for g in gains)
-    # On the first shipped model (2 layers, token-level features) the effect is real but small: measured
-    # 5 of these 8 raised, mean gain +0.55% of the typical max; 19 of 24 over a wider sample (+0.8%).
+    # The effect of a random feature on continuation is real but small (on the first shipped model: 5 of 8
+    # raised, mean gain +0.55% of the typical max): half of them raised and a positive mean are asked.
     assert raised >= len(features) // 2 and sum(gains) / len(gains) > 0, gains
 
 
@@ -383,3 +385,25 @@ def test_a_long_text_before_and_a_cap_below_the_selection_stay_inside_the_contex
     result = steerer.run(text, start, start + len(SPAN), request)
     assert len(result.candidates) == 2
     assert result.original.n_tokens > 3
+
+
+@pytest.mark.slow
+def test_default_model_hybrid_rewrite_toward_words(default_steerer):
+    """On the shipped instruct default: "about the sea" maps to a feature whose labels hold 'sea' and whose
+    decoder direction moves the model toward the word (positive output score); the hybrid rewrite asks in
+    words, sweeps the strength over the candidates, and every candidate comes back scored and ranked.
+    (One run of 4 candidates: the benchmark measures how often the top one moves the concept.)"""
+    steerer = default_steerer
+    start = EFFICACY_TEXT.index(EFFICACY_SPAN)
+    end = start + len(EFFICACY_SPAN)
+    matches = steerer.concepts_for("about the sea", EFFICACY_TEXT, start, end)
+    assert "sea" in matches[0].label and matches[0].output_score > 0 and matches[0].label_score > 0
+    request = SteerRequest.for_matches(matches[:1], "about the sea", "auto", n=4, seed=0)
+    result = steerer.run(EFFICACY_TEXT, start, end, request)
+    assert result.method == "hybrid" and "about the sea" in result.instruction
+    assert len(result.candidates) == 4 and sorted(c.strength for c in result.candidates) == list(result.ladder)
+    for c in result.candidates:
+        assert c.text.strip() and c.text == c.text.strip()
+        assert len(c.parts) == 4 and 0 <= c.score <= 1
+    unmarked = [c for c in result.candidates if not c.marks]
+    assert list(result.candidates[: len(unmarked)]) == unmarked

@@ -1,31 +1,50 @@
-"""`morph steer FILE --start A --end B (--feature ID | --concept TEXT)`: steered rewrites of a span."""
+"""`morph steer FILE --start A --end B (--concept WORDS | --like TEXT | --feature ID)`: rewrites of a span.
+
+The concept is the writer's words ("calmer", "about the sea", "less jargon"), an example to imitate
+(`--like`, "more like this"), or a feature number. Words and examples are mapped to features by label
+match and output score (morph.features.concepts.concepts_for_words); the chosen features are printed with
+why. `--method` picks how the rewrite is made (hybrid: the instruct model asked in words while the
+features are steered; prompt: words only; steer: features only; continuation: a base model continuing the
+text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
+re-read and scored, and the table shows the combined score with its parts and marks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from morph.cli import add_lens_arguments
+    from morph.features.steering import METHODS
 
     parser.add_argument("file", help="a UTF-8 text file")
     parser.add_argument("--start", type=int, required=True, metavar="A",
                         help="first character of the span to rewrite (offsets count characters of the file)")
     parser.add_argument("--end", type=int, required=True, metavar="B", help="character just after the span")
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--feature", type=int, metavar="ID", help="the SAE feature to steer with")
-    target.add_argument("--concept", metavar="TEXT", help="steer with the feature whose label best matches TEXT")
-    parser.add_argument("--strength", default="medium", metavar="S",
-                        help="subtle, medium, strong, or a number (units of the feature's typical max activation)")
+    target.add_argument("--concept", metavar="WORDS",
+                        help='what you want, in words: "calmer", "about the sea", "more formal", "less jargon"')
+    target.add_argument("--like", metavar="TEXT", help="more like this: an example passage (or a few words) to imitate")
+    target.add_argument("--feature", type=int, metavar="ID", help="an SAE feature by number")
+    parser.add_argument("--features", type=int, default=1, metavar="K",
+                        help="how many of the concept's features to steer with (default 1: the best by output score)")
+    parser.add_argument("--method", default="auto", choices=("auto",) + METHODS,
+                        help="hybrid (instruction + steering), prompt (instruction only), steer (steering "
+                             "only), continuation (base models); auto: hybrid on an instruct model")
+    parser.add_argument("--strength", default="auto", metavar="S",
+                        help="auto (a sweep over the candidates, the default), subtle, medium, strong, or a "
+                             "number (units of the feature's typical max activation)")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--away", action="store_true", help="steer away from the feature")
-    mode.add_argument("--suppress", action="store_true", help="zero the feature through the SAE")
+    mode.add_argument("--away", action="store_true", help="steer away from the concept")
+    mode.add_argument("--suppress", action="store_true", help="zero the features through the SAE")
     parser.add_argument("-n", type=int, default=4, metavar="N", help="number of candidates (default 4)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N", help="cap on generated tokens")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_lens_arguments(parser)
 
@@ -33,46 +52,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from morph.commands.common import engine_from_args, read_input
     from morph.errors import InputError
-    from morph.features.steering import SteerRequest, steerer_for, strength_value
+    from morph.features.concepts import direction_of
+    from morph.features.steering import SteerRequest, is_auto, strength_value
 
     source = read_input(args.file)
     start, end = args.start - source.shift, args.end - source.shift
     if not 0 <= start <= end <= len(source.text):
         raise InputError(f"--start/--end [{args.start}, {args.end}) are outside the file "
                          f"({len(source.text) + source.shift} characters)")
-    strength = strength_value(args.strength)
+    strength: float | str = "auto" if is_auto(args.strength) else strength_value(args.strength)
     if not 1 <= args.n <= 16:
         raise InputError(f"-n must be 1 to 16, not {args.n}")
+    if not 1 <= args.features <= 8:
+        raise InputError(f"--features must be 1 to 8, not {args.features}")
     engine = engine_from_args(args)
-    steerer = steerer_for(engine.lens)
-    if args.concept is not None:
-        feature = steerer.search(args.concept, limit=1)[0].id
+    steerer = engine.steerer()
+    words = ""
+    if args.feature is not None:
+        matches = steerer.concepts_for(str(args.feature), source.text, start, end) if args.feature >= 0 else []
+        if not matches:
+            raise InputError(f"feature {args.feature} does not exist")
+    elif args.like is not None:
+        matches = steerer.concepts_for("", source.text, start, end, example=args.like)[: args.features]
+        words = "more like this: " + " ".join(args.like.split())[:80]
     else:
-        from morph.features.concepts import check_feature
-
-        feature = check_feature(engine.lens, args.feature)
-    mode = "suppress" if args.suppress else "away" if args.away else "toward"
-    request = SteerRequest.single(feature, strength, mode=mode, n=args.n, seed=args.seed,
-                                  max_tokens=args.max_tokens, temperature=args.temperature)
+        matches = steerer.concepts_for(args.concept, source.text, start, end)[: args.features]
+        words = args.concept if not args.concept.strip().isdigit() else ""
+    if args.suppress:
+        mode = "suppress"
+    elif args.away:
+        mode = "away"
+    else:
+        mode = direction_of(words) if args.concept is not None else "toward"
+    request = SteerRequest.for_matches(matches, words if args.like is None else "", strength, mode=mode, n=args.n,
+                                       seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
+                                       method=args.method)
     result = steerer.run(source.text, start, end, request)
-    report = build_report(engine, result, feature)
+    report = build_report(engine, result, matches, words)
     if args.json:
         json.dump(report, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        print_report(report, result)
+        print_report(report)
     return 0
 
 
-def build_report(engine, result, feature: int) -> dict:
+def build_report(engine: Any, result: Any, matches: list, words: str = "") -> dict:
     request = result.request
+    feature = result.features[0][0]
     return {
         "model": engine.model_name,
         "sae": engine.sae_name,
+        "method": result.method,
+        "instruction": result.instruction,
+        "concept": words,
         "feature": feature,
         "label": engine.label(feature),
+        "features": [
+            {"id": m.id, "label": m.label, "label_score": round(m.label_score, 3),
+             "output_score": round(m.output_score, 3), "why": m.why}
+            for m in matches
+        ],
         "mode": request.mode,
-        "strength": None if request.mode == "suppress" else round(result.features[0][1], 4),  # signed
+        "strength": None if (request.mode == "suppress" or request.auto_strength) else round(result.features[0][1], 4),
+        "auto_strength": bool(result.ladder),
+        "ladder": list(result.ladder),
         "typical_max": round(result.scales[0], 5),
         "original": {
             "text": result.original.text,
@@ -82,13 +126,18 @@ def build_report(engine, result, feature: int) -> dict:
         "candidates": [
             {
                 "text": c.text,
+                "rank": c.rank,
+                "score": round(c.score, 4),
+                "parts": {name: round(value, 4) for name, value in c.parts},
+                "marks": list(c.marks),
+                "raises_concept": c.raises_concept,
+                "gain": round(c.gain, 4),
                 "target_activation": round(c.target_activation, 5),
                 "fluency": round(c.fluency, 4),
+                "fluency_change": round(c.fluency_change, 4),
                 "similarity": round(c.similarity, 4),
-                "gain": round(c.gain, 4),
-                "score": round(c.score, 4),
-                "rank": c.rank,
-                "raises_concept": c.raises_concept,
+                "length_ratio": round(c.length_ratio, 3),
+                "strength": c.strength,
             }
             for c in result.candidates
         ],
@@ -98,33 +147,48 @@ def build_report(engine, result, feature: int) -> dict:
     }
 
 
-def print_report(report: dict, result) -> None:
+def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN
+
     console = Console()
     verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[report["mode"]]
-    strength = "" if report["strength"] is None else f" at strength {abs(report['strength']):g}"
+    if report["auto_strength"]:
+        strength = f" · strength auto (swept {', '.join(f'{s:g}' for s in report['ladder'])})"
+    elif report["strength"] is not None:
+        strength = f" · strength {abs(report['strength']):g}"
+    else:
+        strength = ""
     console.print(f"[b]{escape(report['model'])}[/b] · SAE [b]{escape(report['sae'])}[/b] · "
-                  f"steering {verb} feature [b]{report['feature']}[/b] "
-                  f"({escape(report['label'])}){strength}")
+                  f"method [b]{report['method']}[/b]{strength}")
+    if report["instruction"]:
+        console.print(f"instruction: {escape(report['instruction'])}")
+    console.print(f"{verb}:")
+    for f in report["features"]:
+        console.print(f"  feature [b]{f['id']}[/b] ({escape(f['label'])}): label {f['label_score']:.2f}, "
+                      f"output {f['output_score']:+.2f} nats · {escape(f['why'])}")
     original = report["original"]
     table = Table(title_justify="left", expand=False)
-    table.add_column("rank", justify="right")
-    table.add_column("concept", justify="right")
-    table.add_column("gain", justify="right")
-    table.add_column("fluency", justify="right")
-    table.add_column("similar", justify="right")
-    table.add_column("text")
-    table.add_row("orig", f"{original['target_activation']:.3f}", "", f"{original['fluency']:.2f}", "1.00",
+    for name in ("rank", "score", "concept", "fluency", "meaning", "length", "text"):
+        table.add_column(name, justify="left" if name == "text" else "right")
+    table.add_row("orig", "", f"{original['target_activation']:.3f}", f"{original['fluency']:.2f}", "1.00", "1.00",
                   escape(original["text"]), style="dim")
     for c in report["candidates"]:
-        mark = "" if c["raises_concept"] else " ✗"
-        table.add_row(f"{c['rank']}{mark}", f"{c['target_activation']:.3f}", f"{c['gain']:+.3f}",
-                      f"{c['fluency']:.2f}", f"{c['similarity']:.2f}", escape(c["text"]))
+        marks = f"\n[yellow]✗ {escape(', '.join(c['marks']))}[/yellow]" if c["marks"] else ""
+        at = "" if c["strength"] is None else f"\n[dim]at {c['strength']:g}[/dim]"
+        table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
+                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]",
+                      f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",
+                      f"{c['parts'].get('meaning', 0):.2f}", f"{c['parts'].get('length', 0):.2f}",
+                      escape(c["text"]) + marks)
     console.print(table)
     first = report["first_candidate_s"]
     console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
                   f"{'' if first is None else f' (first after {first:.1f} s)'}, "
-                  f"{report['tokens_per_s']:.0f} tokens/s; ✗ = does not move the concept the asked way[/dim]")
+                  f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
+                  f"gain in typical-max units; fluency: nats/token vs the original; marked (✗): the concept did "
+                  f"not move, fluency lost > {FLUENCY_LOSS_MAX} nats/token, meaning < {SIMILARITY_MIN}, or length "
+                  f"off[/dim]")

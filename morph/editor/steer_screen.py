@@ -10,8 +10,16 @@ it "edited", and `passage_now()` says where it is now, or None if it no longer r
 Messages to the host: `SteerPane.Accepted(replacement)` (the candidate's text, the replacement for the
 passage, whitespace included; the host replaces the span and closes the pane) and `SteerPane.Closed`
 (the pane was closed; any generation has been cancelled). `steerer` is any object with the engine calls
-of `morph.features.steering.Steerer`: concepts(text, start, end, k), search(query, limit),
-stream(text, start, end, request, cancel) and label(feature). The pane never imports the app.
+of `morph.features.steering.Steerer`: concepts(text, start, end, k), concepts_for(words, text, start, end,
+k, example) (or, lacking it, search(query, limit)), stream(text, start, end, request, cancel) and
+label(feature). The pane never imports the app.
+
+The search box takes the writer's words ("calmer", "about the sea", "less jargon"): the list shows the
+features chosen for them with both numbers (label match, output score) and why; "like: <example>" lists the
+features of "more like this" for an example passage. Generating uses the highlighted feature, the words
+(in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
+strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
+score with its parts and its marks.
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ from textual.widgets import Button, Input, Label, OptionList, RadioButton, Radio
 from textual.widgets.option_list import Option
 
 from morph.errors import MorphError
+from morph.features.concepts import ConceptMatch, direction_of
 from morph.features.steering import (
+    AUTO,
+    METHODS,
     PRESETS,
     Candidate,
     CandidateReady,
@@ -43,6 +54,11 @@ from morph.features.steering import (
 )
 
 MODES = ("toward", "away", "suppress")
+PANE_METHODS = (AUTO,) + METHODS
+STRENGTHS = (AUTO,) + tuple(PRESETS)
+METHOD_NAMES = {"continuation": "continue"}  # shown shorter: the row is narrow
+LIKE_PREFIX = "like:"
+SEARCH_PAUSE_S = 0.25  # the concept search waits this long for the next key before reading the words
 PROGRESS_EVERY_S = 0.1
 _DIFF_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
 EDITED = ("the passage was edited since it was chosen: the rewrite was not applied "
@@ -209,7 +225,7 @@ class SteerPane(Vertical):
     """The keys the pane takes while it has the focus (a host with the same keys bound should give way)."""
 
     DEFAULT_CSS = """
-    SteerPane { width: 66; max-width: 62%; height: 1fr; border-left: vkey $panel; background: $surface;
+    SteerPane { width: 70; max-width: 62%; height: 1fr; border-left: vkey $panel; background: $surface;
         padding: 0 1; display: none; }
     SteerPane.-open { display: block; }
     SteerPane #steer-title { text-style: bold; color: $accent; }
@@ -221,8 +237,9 @@ class SteerPane(Vertical):
     SteerPane #candidates { height: 2fr; min-height: 4; }
     SteerPane RadioSet { width: auto; height: auto; layout: horizontal; }
     SteerPane RadioSet > RadioButton { width: auto; margin-right: 1; }
+    SteerPane #method > RadioButton { margin-right: 0; }
     SteerPane .row { height: auto; margin-top: 1; }
-    SteerPane .row Label { width: 11; }
+    SteerPane .row Label { width: 10; }
     SteerPane .row Input { margin-left: 1; }
     SteerPane #strength-number { width: 12; }
     SteerPane #count { width: 6; margin-left: 0; }
@@ -287,7 +304,8 @@ class SteerPane(Vertical):
         yield Label("Steer: rewrite the passage toward a concept", id="steer-title")
         yield Static("", id="original")
         yield Static("", id="passage-note")
-        yield Input(placeholder="search concepts by label, or a feature number", id="search", compact=True)
+        yield Input(placeholder="what you want: calmer, about the sea… · like: <example> · a feature number",
+                    id="search", compact=True)
         yield OptionList(id="concepts")
         with Horizontal(classes="row"):
             yield Label("Direction")
@@ -295,10 +313,15 @@ class SteerPane(Vertical):
                 for k, mode in enumerate(MODES):
                     yield RadioButton(mode, value=k == 0, id=f"mode-{mode}")
         with Horizontal(classes="row"):
+            yield Label("Method")
+            with RadioSet(id="method", compact=True):
+                for name in PANE_METHODS:
+                    yield RadioButton(METHOD_NAMES.get(name, name), value=name == AUTO, id=f"method-{name}")
+        with Horizontal(classes="row"):
             yield Label("Strength")
             with RadioSet(id="strength", compact=True):
-                for name in PRESETS:
-                    yield RadioButton(name, value=name == "medium", id=f"strength-{name}")
+                for name in STRENGTHS:
+                    yield RadioButton(name, value=name == AUTO, id=f"strength-{name}")
             yield Input(placeholder="or a number", id="strength-number", compact=True)
         with Horizontal(classes="row"):
             yield Label("Candidates")
@@ -387,12 +410,28 @@ class SteerPane(Vertical):
 
     @work(thread=True, group="steer-concepts", exclusive=True, exit_on_error=False, name="steer search")
     def _search(self, passage: int, query: str) -> None:
+        from textual.worker import get_current_worker
+
+        time.sleep(SEARCH_PAUSE_S)  # the writer may still be typing: only the last query is read
+        if get_current_worker().is_cancelled:
+            return
+        like = query.lower().startswith(LIKE_PREFIX)
         try:
-            found = self.steerer.search(query, 20)
+            if hasattr(self.steerer, "concepts_for"):
+                if like:
+                    found = self.steerer.concepts_for("", self.text, self.start, self.end, 12,
+                                                      example=query[len(LIKE_PREFIX):])
+                else:
+                    found = self.steerer.concepts_for(query, self.text, self.start, self.end, 12)
+            else:
+                found = self.steerer.search(query, 20)
         except Exception as err:  # noqa: BLE001 - a search that matches nothing is an InputError
             self.post_message(self.Concepts(passage, [], _one_line(err), query))
             return
-        self.post_message(self.Concepts(passage, found, f"labels matching {query!r}", query))
+        note = ("more like the example: features stronger there than in the passage" if like else
+                f"features for {query!r}: label match · output score (how far each moves the model toward "
+                "the words)")
+        self.post_message(self.Concepts(passage, found, note, query))
 
     def _reading(self) -> "SteerPane.Concepts":
         return self.Concepts(self._passage, [], "reading the passage…")
@@ -434,7 +473,11 @@ class SteerPane(Vertical):
         for concept in message.concepts:
             line = Text(f"#{concept.id:<6}", style="bold")
             line.append(concept.label)
-            if concept.activation:
+            if isinstance(concept, ConceptMatch):
+                line.append(f"\n   label {concept.label_score:.2f} · output {concept.output_score:+.2f}",
+                            style="cyan" if concept.output_score > 0 else "dim")
+                line.append(f"  {concept.why.split(';')[0]}", style="dim")
+            elif concept.activation:
                 line.append(f"  {concept.activation:.2f}", style="dim")
             box.add_option(Option(line, id=str(concept.id)))
         box.highlighted = 1
@@ -456,12 +499,20 @@ class SteerPane(Vertical):
         if feature is None:
             raise MorphError("choose a concept first (the list above, or search for one)")
         mode = MODES[self.query_one("#mode", RadioSet).pressed_index or 0]
+        method = PANE_METHODS[max(0, self.query_one("#method", RadioSet).pressed_index or 0)]
         number = self.query_one("#strength-number", Input).value.strip()
+        auto = False
         if number:
             strength = strength_value(number)
         else:
             index = self.query_one("#strength", RadioSet).pressed_index
-            strength = list(PRESETS.values())[1 if index is None or index < 0 else index]
+            name = STRENGTHS[0 if index is None or index < 0 else index]
+            auto = name == AUTO
+            strength = 1.0 if auto else PRESETS[name]
+        query = self.query_one("#search", Input).value.strip()
+        words = "" if (not query or query.isdigit() or query.lower().startswith(LIKE_PREFIX)) else query
+        if words and mode == "toward" and direction_of(words) == "away":
+            mode = "away"  # "less jargon": away from the jargon features
         count_text = self.query_one("#count", Input).value.strip() or str(self.n)
         try:
             count = int(count_text)
@@ -469,7 +520,8 @@ class SteerPane(Vertical):
             raise MorphError(f"the number of candidates must be a whole number, not {count_text!r}") from None
         self._runs += 1
         seed = self.seed if self.seed is not None else self._runs - 1
-        return SteerRequest(features=((feature, strength),), mode=mode, n=count, seed=seed)
+        return SteerRequest(features=((feature, strength),), mode=mode, n=count, seed=seed, method=method,
+                            concept=words, auto_strength=auto)
 
     # ----- generating --------------------------------------------------------------------------------------
     def action_generate(self) -> None:
@@ -490,7 +542,8 @@ class SteerPane(Vertical):
         self.query_one("#accept", Button).disabled = True
         label = self.steerer.label(request.features[0][0])
         verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[request.mode]
-        self._headline = f"{verb} #{request.features[0][0]} {label}"
+        words = f" ({request.concept!r})" if request.concept else ""
+        self._headline = f"{verb} #{request.features[0][0]} {label}{words}"
         self.query_one("#status", Static).update(f"Generating {request.n} candidates {self._headline}…")
         self.generating = True
         self._generate(self._run, self.text, self.start, self.end, request, self._cancel)
@@ -535,8 +588,9 @@ class SteerPane(Vertical):
             moved = sum(c.raises_concept for c in self.candidates)
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
-            status.update(f"{state}: {len(self.candidates)} candidates {self._headline}, {moved} move the concept"
-                          f"{'' if first is None else f'; first after {first:.1f} s'}"
+            how = event.result.method + (" · strength auto" if event.result.ladder else "")
+            status.update(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} move the "
+                          f"concept{'' if first is None else f'; first after {first:.1f} s'}"
                           f" ({event.result.tokens_per_s:.0f} tokens/s). Enter accepts.")
 
     def on_steer_pane_failed(self, message: "SteerPane.Failed") -> None:
@@ -561,10 +615,19 @@ class SteerPane(Vertical):
         for position, c in enumerate(candidates):
             line = Text(f"{c.rank if ranked else '·'} ", style="bold")
             line.append_text(word_diff(original, c.text.strip()))
-            mark = "✓" if c.raises_concept else "✗"
-            line.append(f"\n   {mark} concept {c.target_activation:.2f} ({c.gain:+.2f}) · fluency {c.fluency:.2f}"
-                        f" · similarity {c.similarity:.2f}\n",
-                        style="green" if c.raises_concept else "dim")
+            marks = getattr(c, "marks", ())
+            parts = dict(getattr(c, "parts", ()))
+            ok = c.raises_concept and not marks
+            line.append(f"\n   {'✓' if ok else '✗'} score {c.score:.2f}", style="bold green" if ok else "dim")
+            if parts:
+                line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}) · fluency {parts['fluency']:.2f} "
+                            f"({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · length "
+                            f"{parts['length']:.2f}", style="green" if ok else "dim")
+            if getattr(c, "strength", None) is not None:
+                line.append(f" · at {c.strength:g}", style="dim")
+            if marks:
+                line.append(f"\n   marked: {', '.join(marks)}", style="yellow")
+            line.append("\n")
             box.add_option(Option(line, id=str(position)))
         if candidates:
             box.highlighted = 0 if ranked or keep is None else min(keep, len(candidates) - 1)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
 from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
 from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
+
+if TYPE_CHECKING:
+    from morph.features.steering import Steerer
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ class Engine:
 
     def label(self, feature: int) -> str:
         return self.labels.label(feature)
+
+    def steerer(self) -> "Steerer":
+        """The steering engine for this lens (made once): concepts, concept words, rewrites."""
+        from morph.features.steering import steerer_for
+
+        return steerer_for(self.lens)
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
         """Per feature, the activation that counts as full intensity: its typical max from the statistics

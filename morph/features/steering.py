@@ -1,41 +1,60 @@
-"""Steered rewrites: candidate replacements for a selection, generated with SAE feature directions added.
+"""Steered rewrites: candidate replacements for a selection, generated with SAE feature directions added,
+re-read by the plain model and ranked by one combined score.
 
 How a request runs
 ------------------
-1. The text before the selection is the prompt (base models continue it; a model with a chat template is
-   asked to rewrite the selection, with the text before it as context). Trailing spaces of the prompt
-   move into the generation, so a GPT-2-style tokenizer writes " word" tokens as it would in running text.
-2. The prompt minus its last token is run once, unsteered, and its key/value cache is shared by the N
-   candidates (a batch) and by the scoring passes. Every position that predicts a candidate token (the
-   prompt's last token and the generated ones) is steered; the prompt itself is not.
+1. Method (`SteerRequest.method`; "auto" = hybrid for a model with a chat template, else continuation):
+   - hybrid: the instruct model is asked through its chat template to rewrite the passage toward the
+     writer's words ("Rewrite this sentence so that it is calmer:"), with the sentence or two before it as
+     context in the system line, while the concept's feature directions are added at the hook;
+   - prompt: the same instruction, no vector (the features only measure the concept);
+   - steer: a plain rewrite instruction without the words, with the vector;
+   - continuation: base models: the text before the selection is the prompt and the model continues it,
+     with the vector. Trailing spaces of the prompt move into the generation, so a GPT-2-style tokenizer
+     writes " word" tokens as it would in running text.
+   Without the writer's words (a feature chosen from a list), the instruction names the feature's label.
+2. The text before the selection minus its last token is run once, unsteered, and its key/value cache is
+   shared by the scoring passes (and by the N candidates, a batch, for continuation; the chat methods
+   have their own prompt cache). Every position that predicts a candidate token is steered; the prompt
+   itself is not (unless `steer_context`).
 3. Steering, at the SAE's hook point (in the SAE's frame, via `edit_activations`):
    - toward/away: add sum_i s_i * m_i * d_i, where d_i is feature i's decoder direction (what the SAE's
      decoder adds per unit of the feature), m_i its typical max activation (labels file, else its max on
      the document, see `concepts.typical_max`) and s_i the signed strength (away = negative). The added
-     vector is capped per token at `max_norm_ratio` times that token's residual norm, so strong settings
-     bend the text without breaking it.
+     vector is capped per token at `max_norm_ratio` times that token's residual norm.
+   - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
+     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths spread
+     evenly over AUTO_RANGE (`auto_ladder`): a short sweep in one batch, judged by the re-read below, so the
+     strength is chosen per passage and feature by the candidates that came out best. A number overrides.
    - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
      acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
 4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
-   so a seed reproduces the same candidates. A candidate stops near the original's token length L at a
-   place like the original's end: a sentence end if the original ends one, a clause mark (, ; :) if it ends
-   with one, else a word boundary; it stops at a line break unless the original spans lines; hard cap
-   2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens. The original's leading and trailing
-   whitespace is kept around the candidate's words.
-5. Scoring, by the UNSTEERED model reading (text before + candidate):
-   - target_activation: the mean over the candidate's tokens of sum_i w_i * f_i, with w_i = s_i / sum|s|
-     (suppress: 1/k). The mean (not the max) because a concept that colours a whole span should count
-     more than one token that trips the feature; candidates of similar length compare fairly.
-   - fluency: the mean log-probability (nats per token) of the candidate's tokens given the text before.
-   - similarity: difflib's ratio over the lowercased words (and punctuation) of candidate and original.
-   - gain = direction * (target - original target) / m, in units of the typical max activation;
-     raises_concept = gain > 0.01 (the concept moved the asked way by more than 1% of its typical max).
-   - score = gain + 0.1 * fluency + 0.2 * similarity. Ranking: candidates that move the concept first,
-     then by score (so the concept gain leads, fluency and closeness break near-ties).
+   so a seed reproduces the same candidates. A candidate stops at the model's end of turn (chat) or near
+   the original's token length L at a place like the original's end: a sentence end if the original ends
+   one, a clause mark (, ; :) if it ends with one, else a word boundary; it stops at a line break unless
+   the original spans lines; hard cap 2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens.
+   A chat reply loses a "Here is the rewritten sentence:" preamble and wrapping quotes (`clean_reply`).
+   The original's leading and trailing whitespace is kept around the candidate's words.
+5. Verification, by the UNSTEERED model reading (text before + candidate), for every candidate:
+   - concept: target_activation = the mean over the candidate's tokens of sum_i w_i * f_i (w_i = |s_i| /
+     sum|s|; equal weights for suppress and prompt-only); gain = direction * (target - original's) / m in
+     units of the typical max; raises_concept = gain > RAISE_EPS.
+   - fluency: the mean log-probability (nats per token) of its tokens given the text before; the change
+     against the original's is what counts.
+   - meaning kept: `meaning_similarity` (content-word overlap and word-sequence similarity, 0..1).
+   - length: the ratio of word counts.
+   - combined score (`combined_score`): the harmonic mean of the four parts mapped to 0..1, in the
+     AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
+     token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE. Ranking: unmarked first, then
+     by the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
    SteerDone (cancelled=True) holding the candidates finished so far.
+
+Concepts: `Steerer.concepts` (features active in the selection), `Steerer.concepts_for` (the writer's
+words, or an example for "more like this", mapped to features by label match and output score, see
+`morph.features.concepts.concepts_for_words`).
 """
 
 from __future__ import annotations
@@ -52,6 +71,9 @@ from typing import Any, Callable, Iterator, Protocol, Union
 from morph.errors import InputError
 from morph.features.concepts import (
     Concept,
+    ConceptMatch,
+    concepts_for_words,
+    labelled_max_act,
     SpanFeatures,
     check_feature,
     check_span,
@@ -66,13 +88,39 @@ from morph.features.concepts import (
 )
 
 MODES = ("toward", "away", "suppress")
+# How a rewrite is generated (see the module docstring, 1.): "auto" is hybrid for a model with a chat
+# template, continuation for one without.
+METHODS = ("hybrid", "prompt", "steer", "continuation")
+CHAT_METHODS = ("hybrid", "prompt", "steer")
 # Strength presets, in units of the feature's typical max activation.
 PRESETS: dict[str, float] = {"subtle": 2.0, "medium": 4.0, "strong": 8.0}
+AUTO = "auto"
+# The automatic strength sweep: the n candidates are steered at n strengths spread evenly over AUTO_RANGE
+# (x each feature's relative weight, the weights summing to 1, x its typical max); the re-read's combined
+# score then picks among them. On the default model the usable band is narrow: below ~1.5 the rewrite
+# copies the original, above ~5 it stops being English.
+AUTO_RANGE: tuple[float, float] = (1.5, 5.0)
+
+
+def auto_ladder(n: int) -> tuple[float, ...]:
+    """The strengths swept for n candidates: evenly spaced over AUTO_RANGE (its middle for one)."""
+    lo, hi = AUTO_RANGE
+    if n <= 1:
+        return (round((lo + hi) / 2, 3),)
+    return tuple(round(lo + (hi - lo) * j / (n - 1), 3) for j in range(n))
 DEFAULT_STRENGTH = "medium"
 MAX_CANDIDATES = 16
-FLUENCY_WEIGHT = 0.1
-SIMILARITY_WEIGHT = 0.2
 RAISE_EPS = 0.01
+# Stated thresholds: a candidate is marked (not hidden) when it loses more fluency than this against the
+# original (nats per token), keeps less of its meaning than this (similarity 0..1), or is off in length.
+FLUENCY_LOSS_MAX = 0.5
+SIMILARITY_MIN = 0.45
+LENGTH_RANGE = (0.5, 2.0)
+CONCEPT_HALF = 0.05  # the concept gain (typical-max units) that scores 0.5 on the concept part
+MARK_CONCEPT = "concept did not move"
+MARK_FLUENCY = "less fluent"
+MARK_MEANING = "meaning drifted"
+MARK_LENGTH = "length off"
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–]$")
@@ -82,6 +130,11 @@ _WORDS = re.compile(r"\w+|[^\w\s]")
 
 class CancelToken(Protocol):
     def is_set(self) -> bool: ...
+
+
+def is_auto(strength: float | str | None) -> bool:
+    """Is `strength` the automatic sweep (None or "auto")?"""
+    return strength is None or (isinstance(strength, str) and strength.strip().lower() == AUTO)
 
 
 def strength_value(strength: float | str) -> float:
@@ -117,22 +170,43 @@ class SteerRequest:
     top_p: float = 0.95
     max_norm_ratio: float = 1.0  # the added vector is at most this times the token's residual norm
     steer_context: bool = False  # also steer the prompt's positions (one more pass over the prompt)
+    method: str = AUTO  # hybrid | prompt | steer | continuation | auto (hybrid with a chat template)
+    concept: str = ""  # the writer's words for the concept, put in the instruction (hybrid, prompt)
+    auto_strength: bool = False  # sweep the strength over the candidates (auto_ladder); strengths are weights
 
     @classmethod
-    def single(cls, feature: int, strength: float | str = DEFAULT_STRENGTH, mode: str = "toward",
+    def single(cls, feature: int, strength: float | str | None = DEFAULT_STRENGTH, mode: str = "toward",
                **kwargs: Any) -> "SteerRequest":
+        """One feature; strength None or "auto" sweeps the strength (auto_ladder) over the candidates."""
+        if is_auto(strength):
+            return cls(features=((feature, 1.0),), mode=mode, auto_strength=True, **kwargs)
         return cls(features=((feature, strength_value(strength)),), mode=mode, **kwargs)
 
     @classmethod
-    def from_concepts(cls, concepts: list[Concept], strength: float | str = DEFAULT_STRENGTH,
+    def for_matches(cls, matches: list[ConceptMatch], words: str = "", strength: float | str | None = AUTO,
+                    mode: str = "toward", **kwargs: Any) -> "SteerRequest":
+        """Steer toward (or away from) the chosen features of a concept, weighted by their ranking score,
+        with the writer's `words` in the instruction; strength "auto" sweeps it."""
+        if not matches:
+            raise InputError("no concept chosen")
+        weights = [max(m.score, 1e-3) for m in matches]
+        top = max(weights)
+        auto = is_auto(strength)
+        value = 1.0 if auto else strength_value(strength)  # type: ignore[arg-type]
+        pairs = tuple((m.id, value * w / top) for m, w in zip(matches, weights))
+        return cls(features=pairs, mode=mode, auto_strength=auto, concept=words, **kwargs)
+
+    @classmethod
+    def from_concepts(cls, concepts: list[Concept], strength: float | str | None = DEFAULT_STRENGTH,
                       mode: str = "toward", **kwargs: Any) -> "SteerRequest":
         """Several concepts at once (e.g. from `more_like_this`): strengths proportional to activation."""
         if not concepts:
             raise InputError("no concept chosen")
         top = max((abs(c.activation) for c in concepts), default=0.0) or 1.0
-        value = strength_value(strength)
+        auto = is_auto(strength)
+        value = 1.0 if auto else strength_value(strength)  # type: ignore[arg-type]
         pairs = tuple((c.id, value * (abs(c.activation) / top if c.activation else 1.0)) for c in concepts)
-        return cls(features=pairs, mode=mode, **kwargs)
+        return cls(features=pairs, mode=mode, auto_strength=auto, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -148,13 +222,18 @@ class Candidate:
     index: int  # generation slot 0..n-1 (its seed is derived from the request's seed and this)
     text: str  # the replacement for the whole selection, whitespace included
     target_activation: float
-    fluency: float
-    similarity: float
+    fluency: float  # mean log-prob per token (nats) read by the plain model after the text before
+    similarity: float  # meaning kept, 0..1 (see `meaning_similarity`)
     gain: float  # direction-signed change of the target vs. the original, in units of typical max act
-    score: float
+    score: float  # the combined score (see `combined_score`), 0..1
     raises_concept: bool  # moved the concept the asked way (up for toward, down for away/suppress)
     n_tokens: int
     rank: int = 0  # 1 = best; 0 until ranked
+    fluency_change: float = 0.0  # fluency minus the original's (nats/token; negative = less fluent)
+    length_ratio: float = 1.0  # words of the candidate / words of the original
+    strength: float | None = None  # the strength multiplier it was steered at (None: no vector)
+    parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
+    marks: tuple[str, ...] = ()  # what it fails: MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH
 
 
 @dataclass(frozen=True)
@@ -170,6 +249,9 @@ class SteerResult:
     first_candidate_s: float | None
     elapsed_s: float
     tokens_generated: int  # summed over candidates
+    method: str = "continuation"  # the method that ran (auto resolved)
+    instruction: str = ""  # the instruction the model was given ("" for continuation)
+    ladder: tuple[float, ...] = ()  # the strengths swept (auto strength), else ()
 
     @property
     def tokens_per_s(self) -> float:
@@ -200,12 +282,72 @@ SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
 
 
 def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
-    ordered = sorted(candidates, key=lambda c: (not c.raises_concept, -c.score, c.index))
+    """Unmarked candidates first, then marked ones with fewer marks; within each, the combined score
+    (ties: the smaller fluency loss, then generation order)."""
+    ordered = sorted(candidates, key=lambda c: (len(c.marks), not c.raises_concept, -c.score,
+                                                -c.fluency_change, c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
 
 
 def word_similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, _WORDS.findall(a.lower()), _WORDS.findall(b.lower()), autojunk=False).ratio()
+
+
+_STOP = frozenset("""a an the and or but of to in on at by for with from as is are was were be been being it its
+this that these those he she they we i you his her their our my your him them us me there here not no so
+than then too very just had has have do does did will would can could shall should may might must into
+onto over under again""".split())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ingly", "edly", "ness", "ing", "ies", "ied", "ly", "ed", "es", "er", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_words(text: str) -> list[str]:
+    """The stemmed content words of `text` (lowercase, stop words out)."""
+    return [_stem(w) for w in re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower()) if w not in _STOP]
+
+
+def meaning_similarity(candidate: str, original: str) -> float:
+    """Meaning kept, 0..1: the mean of (a) the Dice overlap of the two texts' stemmed content words, which
+    forgives reordering and a changed word or two, and (b) difflib's ratio over all words and punctuation
+    (`word_similarity`), which rewards keeping the sentence's shape."""
+    a, b = set(content_words(candidate)), set(content_words(original))
+    dice = 2 * len(a & b) / (len(a) + len(b)) if (a or b) else 1.0
+    return 0.5 * dice + 0.5 * word_similarity(candidate, original)
+
+
+def combined_score(gain: float, fluency_change: float, similarity: float,
+                   length_ratio: float) -> tuple[float, tuple[tuple[str, float], ...], tuple[str, ...]]:
+    """(combined, parts, marks) of one candidate, in the AxBench manner: the harmonic mean of four parts
+    in 0..1, so a candidate must do well on all of them (one zero part makes it zero):
+    - concept = g / (g + CONCEPT_HALF) for a gain g > RAISE_EPS (typical-max units), else 0;
+    - fluency = exp(min(0, change) / FLUENCY_LOSS_MAX): 1 when it reads as well as the original, 1/e at
+      the stated loss threshold;
+    - meaning = the similarity (`meaning_similarity`);
+    - length = min(r, 1/r) for the word-count ratio r.
+    Marks: MARK_CONCEPT (gain <= RAISE_EPS), MARK_FLUENCY (loss > FLUENCY_LOSS_MAX), MARK_MEANING
+    (similarity < SIMILARITY_MIN), MARK_LENGTH (r outside LENGTH_RANGE)."""
+    concept = gain / (gain + CONCEPT_HALF) if gain > RAISE_EPS else 0.0
+    fluency = math.exp(min(0.0, fluency_change) / FLUENCY_LOSS_MAX)
+    meaning = max(0.0, min(1.0, similarity))
+    length = min(length_ratio, 1 / length_ratio) if length_ratio > 0 else 0.0
+    parts = (("concept", concept), ("fluency", fluency), ("meaning", meaning), ("length", length))
+    values = [v for _, v in parts]
+    combined = 0.0 if min(values) <= 0 else len(values) / sum(1 / v for v in values)
+    marks = []
+    if gain <= RAISE_EPS:
+        marks.append(MARK_CONCEPT)
+    if fluency_change < -FLUENCY_LOSS_MAX:
+        marks.append(MARK_FLUENCY)
+    if similarity < SIMILARITY_MIN:
+        marks.append(MARK_MEANING)
+    if not LENGTH_RANGE[0] <= length_ratio <= LENGTH_RANGE[1]:
+        marks.append(MARK_LENGTH)
+    return combined, parts, tuple(marks)
 
 
 def _split_ws(text: str) -> tuple[str, str, str]:
@@ -232,6 +374,44 @@ def _at_sentence_end(body: str) -> bool:
     last = re.findall(r"[\w.]+(?=[.!?…]*[\"'”’)\]]*$)", body)
     word = last[-1].rstrip(".").lower() if last else ""
     return word not in _ABBREVIATIONS or not body.endswith(".")
+
+
+SYSTEM_PROMPT = "You rewrite sentences as asked. Reply with the rewritten sentence only."
+CONTEXT_CHARS = 240  # at most this much of the text before goes into the instruction, whole sentences
+
+
+def instruction_for(words: str, mode: str = "toward") -> str:
+    """The instruction for the writer's concept words: "Rewrite this passage to make it calmer." toward,
+    "... to make it less formal." away (unless the words already say less/not/without); no words: a plain
+    rewrite request (steer-only)."""
+    words = " ".join(words.split()).rstrip(".")
+    if not words:
+        return "Rewrite this sentence:"
+    if mode in ("away", "suppress") and not re.match(r"(less|not|no|without|fewer)\b", words, re.I):
+        words = f"less {words}"
+    return f"Rewrite this sentence so that it is {words}:"
+
+
+def _label_words(label: str) -> str:
+    """A feature label ("sea · waves · ship") as words for an instruction ("about sea, waves")."""
+    words = [w.strip() for w in label.split("·") if w.strip().isalpha()][:2]
+    return f"about {' and '.join(words)}" if words else ""
+
+
+def _last_sentences(before: str, limit: int) -> str:
+    """The end of `before`, at most `limit` characters, starting at a sentence start where one fits."""
+    tail = " ".join(before.split())[-limit:]
+    if len(tail) == limit:
+        cut = re.search(r"[.!?…][\"'”’)\]]*\s+(?=\S)", tail)
+        tail = tail[cut.end():] if cut else tail[tail.find(" ") + 1:]
+    return tail.strip()
+
+
+def chat_messages(before: str, core: str, instruction: str) -> list[dict[str, str]]:
+    """The conversation that asks for a rewrite (see `Steerer._chat_prompt`)."""
+    context = _last_sentences(before, CONTEXT_CHARS)
+    system = SYSTEM_PROMPT + (f" The writer's text before the sentence: {context}" if context else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"{instruction}\n{core}"}]
 
 
 @dataclass
@@ -261,6 +441,9 @@ class _Plan:
     cap: int
     concept_scale: float = 1.0
     features_window: SpanFeatures | None = None
+    method: str = "continuation"
+    instruction: str = ""
+    ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
 
 
 @dataclass
@@ -283,6 +466,7 @@ class Steerer:
         self.lens = lens
         self._space_mask: Any = None
         self._directions: dict[int, Any] = {}
+        self._row_scales: dict[str, Any] = {}  # "mult": [rows] strength multipliers of the live batch
 
     # ----- concept choice -------------------------------------------------------------------------------
     def concepts(self, text: str, start: int, end: int, k: int = 10) -> list[Concept]:
@@ -293,6 +477,17 @@ class Steerer:
 
     def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list[Concept]:
         return more_like_this(self.lens, example, text, start, end, k)
+
+    def concepts_for(self, words: str, text: str, start: int, end: int, k: int = 8,
+                     example: str | None = None) -> list[ConceptMatch]:
+        """Features for the writer's words ("calmer", "about the sea"), or with `example` for "more like
+        this", ranked by label match and output score (`concepts.concepts_for_words`); a feature number
+        names that feature."""
+        if example is None and (words or "").strip().isdigit():
+            feature = check_feature(self.lens, int(words.strip()))
+            return [ConceptMatch(feature, feature_label(self.lens, feature), 1.0, 0.0, 1.0,
+                                 "named by its number", "number", labelled_max_act(self.lens, feature))]
+        return concepts_for_words(self.lens, words, text, start, end, k, example)
 
     def label(self, feature: int) -> str:
         return feature_label(self.lens, check_feature(self.lens, feature))
@@ -322,6 +517,14 @@ class Steerer:
         check_span(text, start, end)
         if request.mode not in MODES:
             raise InputError(f"unknown steering mode {request.mode!r}: use toward, away or suppress")
+        method = request.method
+        has_template = bool(getattr(tok, "chat_template", None))
+        if method == AUTO:
+            method = "hybrid" if has_template else "continuation"
+        if method not in METHODS:
+            raise InputError(f"unknown method {request.method!r}: use {', '.join(METHODS)} or auto")
+        if method in CHAT_METHODS and not has_template:
+            raise InputError(f"{method} needs an instruct model (one with a chat template): use continuation")
         if not request.features:
             raise InputError("no feature given: choose a concept to steer toward")
         if not 1 <= int(request.n) <= MAX_CANDIDATES:
@@ -340,6 +543,16 @@ class Steerer:
             else:
                 ids.append(feature)
                 strengths.append(value)
+        ladder: tuple[float, ...] = ()
+        if request.auto_strength and request.mode != "suppress" and method != "prompt":
+            total = sum(abs(s) for s in strengths) or 1.0
+            strengths = [s / total for s in strengths]  # relative weights summing to 1; the ladder sets the size
+            ladder = auto_ladder(int(request.n))
+        if method == "prompt":  # the instruction alone: the features only measure the concept
+            strengths = [0.0 if request.mode != "suppress" else s for s in strengths]
+            weights_from = [1.0] * len(ids)
+        else:
+            weights_from = strengths
         if request.mode == "away":
             strengths = [-s for s in strengths]
         window = span_features(lens, text, start, end)
@@ -349,12 +562,11 @@ class Steerer:
             direction = -1
             coeffs = [0.0] * len(ids)
         else:
-            total = sum(abs(s) for s in strengths)
+            total = sum(abs(s) for s in weights_from)
             if total == 0:  # strength 0: plain sampling, concept measured with equal weights
                 weights = [1.0 / len(ids)] * len(ids)
             else:
-                sign = -1.0 if request.mode == "away" else 1.0
-                weights = [sign * s / total for s in strengths]
+                weights = [abs(s) / total for s in weights_from]
             direction = -1 if request.mode == "away" else 1
             coeffs = [s * m for s, m in zip(strengths, scales)]
         concept_scale = sum(abs(w) * m for w, m in zip(weights, scales)) or 1.0
@@ -383,25 +595,32 @@ class Steerer:
         prefix = bos + token_ids(lens, base)[-room:] if base else list(bos)
         if not prefix:
             raise InputError("this model has no BOS token, so a selection at the very start cannot be rewritten")
-        chat = bool(getattr(tok, "chat_template", None))
-        gen_prefix = self._chat_prompt(text[:start], core, room) if chat else prefix
+        chat = method in CHAT_METHODS
+        instruction = ""
+        if chat:
+            words = request.concept.strip() if method != "steer" else ""
+            if method != "steer" and not words:
+                words = ", ".join(_label_words(feature_label(lens, i)) for i in ids[:3])
+            instruction = instruction_for(words, request.mode)
+            gen_prefix = self._chat_prompt(text[:start], core, room, instruction)
+        else:
+            gen_prefix = prefix
         return _Plan(
             text=text, start=start, end=end, request=request, mode=request.mode, ids=ids, coeffs=coeffs,
             scales=scales, weights=weights, direction=direction, lead=lead, core=core, trail=trail,
             moved="" if chat else moved, score_prefix=prefix, gen_prefix=gen_prefix, chat=chat,
             orig_ids=orig_ids, length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
-            features_window=window,
+            features_window=window, method=method, instruction=instruction, ladder=ladder,
         )
 
-    def _chat_prompt(self, before: str, core: str, room: int) -> list[int]:
+    def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
+        """The chat prompt: a system line (an editor that rewrites only the passage), then the instruction,
+        the passage, and the sentence or two before it as context, marked as not to be rewritten. (A small
+        instruct model given the whole text before tends to rewrite that instead; the plain model's
+        re-read still scores every candidate after the whole text before.)"""
         tok = self.lens.tokenizer
-        context = before[-3000:].strip()
-        parts = ["Rewrite the passage below, keeping its meaning, style and about the same length."]
-        if context:
-            parts.append(f"It comes right after this text:\n\n{context}")
-        parts.append(f"Passage:\n{core}\n\nReply with the rewritten passage only.")
-        messages = [{"role": "user", "content": "\n\n".join(parts)}]
+        messages = chat_messages(before, core, instruction)
         try:
             prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as err:  # noqa: BLE001 - a broken template is the model's, say so in one line
@@ -467,11 +686,15 @@ class Steerer:
         ratio = plan.request.max_norm_ratio
         stateless = self._stateless_sae()
         fixed = self._direction(plan) if stateless else None
+        rows = self._row_scales
 
         def add(acts: Any) -> Any:
             if threading.get_ident() != owner:
                 return acts
             vec = fixed.to(acts.dtype) if stateless else self._decode_delta(acts, ids, plan.coeffs)
+            mult = rows.get("mult")
+            if mult is not None and acts.dim() == 3 and acts.shape[0] == mult.shape[0]:
+                vec = vec * mult.to(device=acts.device, dtype=acts.dtype)[:, None, None]
             vnorm = vec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
             scale = (ratio * acts.norm(dim=-1, keepdim=True) / vnorm).clamp(max=1.0)
             return acts + scale * vec
@@ -636,6 +859,8 @@ class Steerer:
 
         n = int(request.n)
         rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
+        row_mult = [plan.ladder[j % len(plan.ladder)] if plan.ladder else 1.0 for j in range(n)]
+        self._row_scales["mult"] = torch.tensor(row_mult) if plan.ladder else None
         if gen_cache is not None and n > 1:
             gen_cache.batch_repeat_interleave(n)
         cur = torch.tensor([[plan.gen_prefix[-1]]] * n, device=self.lens.device)
@@ -680,7 +905,7 @@ class Steerer:
                     done_now.append((row, body))
             yield SteerProgress(step + 1, plan.cap, len(finished), n)
             for row, body in done_now:
-                candidate = self._candidate(plan, row, body, original, score_cache)
+                candidate = self._candidate(plan, row, body, original, score_cache, row_mult[row.index])
                 finished.append(candidate)
                 if first_at is None:
                     first_at = time.perf_counter() - t0
@@ -690,37 +915,70 @@ class Steerer:
                 break
             if len(keep) < len(active):
                 gen_cache.batch_select_indices(torch.tensor(keep, device=self.lens.device))
+                if self._row_scales.get("mult") is not None:
+                    self._row_scales["mult"] = self._row_scales["mult"][torch.tensor(keep)]
             active = [active[k] for k in keep]
             cur = torch.tensor([[picks[k]] for k in keep], device=self.lens.device)
         else:
             for row in active:  # the cap is the last step; rows reach it inside the loop, this is a guard
                 if not row.done:
                     candidate = self._candidate(plan, row, self._cut_at_cap(plan, row.text.lstrip()), original,
-                                                score_cache)
+                                                score_cache, row_mult[row.index])
                     finished.append(candidate)
                     yield CandidateReady(candidate, len(finished), n)
+        self._row_scales["mult"] = None
         elapsed = time.perf_counter() - t0
         result = SteerResult(
             original=original, candidates=rank_candidates(finished), request=request,
             features=tuple(zip(plan.ids, [c / m if m else 0.0 for c, m in zip(plan.coeffs, plan.scales)])),
             scales=tuple(plan.scales), labels=tuple(feature_label(self.lens, i) for i in plan.ids),
             cancelled=cancelled, chat=plan.chat, first_candidate_s=first_at, elapsed_s=elapsed,
-            tokens_generated=generated,
+            tokens_generated=generated, method=plan.method, instruction=plan.instruction, ladder=plan.ladder,
         )
         yield SteerDone(result)
 
-    def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Any) -> Candidate:
+    def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Any,
+                   multiplier: float = 1.0) -> Candidate:
         # Control characters (a model can sample \x0b, \x1c...) would become line breaks in the editor,
         # or worse: the writer gets, and the scores describe, the text without them.
         core = _CONTROL.sub("", body).strip()
+        if plan.chat:
+            core = clean_reply(core, plan.core)
+        if not core:
+            core = plan.core  # an empty reply: the original, scored as such (it moves nothing)
         target, fluency, n_tokens = self._score(plan, core, cache)
-        similarity = word_similarity(core, plan.core)
+        similarity = meaning_similarity(core, plan.core)
         gain = plan.direction * (target - original.target_activation) / plan.concept_scale
-        score = gain + FLUENCY_WEIGHT * fluency + SIMILARITY_WEIGHT * similarity
+        change = fluency - original.fluency
+        ratio = max(1, len(core.split())) / max(1, len(plan.core.split()))
+        score, parts, marks = combined_score(gain, change, similarity, ratio)
+        steered = any(plan.coeffs)
+        strength = None
+        if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
+            strength = multiplier
+        elif steered:
+            strength = round(max(abs(c / m) for c, m in zip(plan.coeffs, plan.scales) if m), 4)
         return Candidate(
             index=row.index, text=plan.lead + core + plan.trail, target_activation=target, fluency=fluency,
             similarity=similarity, gain=gain, score=score, raises_concept=gain > RAISE_EPS, n_tokens=n_tokens,
+            fluency_change=change, length_ratio=ratio, strength=strength, parts=parts, marks=marks,
         )
+
+
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|[\w ]{0,30}\b(?:passage|sentence|text|version))\s*:\s*",
+                       re.I)
+_QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’"}
+
+
+def clean_reply(reply: str, original: str) -> str:
+    """An instruct model's reply as a replacement: a leading "Here is the rewritten passage:" dropped, and
+    quotes around the whole reply dropped when the original is not quoted."""
+    text = _PREAMBLE.sub("", reply.strip()).strip()
+    if len(text) > 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and original[:1] != text[0]:
+        inner = text[1:-1].strip()
+        if text[0] not in inner:
+            text = inner
+    return text
 
 
 READ_SLACK = 8  # positions kept free beyond the longer of the cap and the original (see _plan)

@@ -1,0 +1,235 @@
+"""Issue 14: the rewrite methods (hybrid, prompt, steer, continuation), the automatic strength sweep, the
+verification scores (combined score, parts, marks), and concepts in words (label match + output score).
+Mechanics on the tiny random model (given a minimal chat template where a method needs one); what a
+writer gets on the shipped default is checked once, cheaply, in the slow test at the end."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from morph.errors import InputError
+from morph.features.concepts import (
+    concept_words,
+    concepts_for_words,
+    direction_of,
+    output_scores,
+)
+from morph.features.labels import labels_for
+from morph.features.steering import (
+    AUTO_RANGE,
+    FLUENCY_LOSS_MAX,
+    MARK_CONCEPT,
+    MARK_FLUENCY,
+    MARK_LENGTH,
+    MARK_MEANING,
+    SIMILARITY_MIN,
+    Candidate,
+    Steerer,
+    SteerRequest,
+    auto_ladder,
+    clean_reply,
+    combined_score,
+    instruction_for,
+    meaning_similarity,
+    rank_candidates,
+)
+
+TEXT = ("The river ran past the old mill, and the miller's daughter watched the water turn the wheel.\n"
+        "In the evening the lamps were lit along the harbour. Sailors sang and the gulls were quiet.\n")
+SPAN = "In the evening the lamps were lit along the harbour."
+START = TEXT.index(SPAN)
+END = START + len(SPAN)
+TEMPLATE = ("{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}assistant:{% endif %}")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def chat_lens(tiny_lens):
+    tokenizer = copy.deepcopy(tiny_lens.tokenizer)
+    tokenizer.chat_template = TEMPLATE
+    return dataclasses.replace(tiny_lens, tokenizer=tokenizer, labels=None)
+
+
+@pytest.fixture(scope="module")
+def chat_steerer(chat_lens):
+    return Steerer(chat_lens)
+
+
+# ----- scoring ---------------------------------------------------------------------------------------------------
+
+def test_combined_score_is_the_harmonic_mean_of_its_parts_and_marks_what_fails():
+    score, parts, marks = combined_score(gain=0.05, fluency_change=0.0, similarity=0.8, length_ratio=1.0)
+    values = dict(parts)
+    assert values == {"concept": pytest.approx(0.5), "fluency": 1.0, "meaning": 0.8, "length": 1.0}
+    assert score == pytest.approx(4 / (1 / 0.5 + 1 + 1 / 0.8 + 1))
+    assert marks == ()
+    # a candidate that does not move the concept scores 0 and is marked, whatever else it does well
+    score, parts, marks = combined_score(0.0, 0.3, 1.0, 1.0)
+    assert score == 0 and marks == (MARK_CONCEPT,)
+    # fluency: 1/e at the stated loss threshold, marked beyond it; improvements are not rewarded past 1
+    assert dict(combined_score(0.1, -FLUENCY_LOSS_MAX, 1.0, 1.0)[1])["fluency"] == pytest.approx(math.exp(-1))
+    assert MARK_FLUENCY in combined_score(0.1, -FLUENCY_LOSS_MAX - 0.01, 1.0, 1.0)[2]
+    assert MARK_MEANING in combined_score(0.1, 0.0, SIMILARITY_MIN - 0.01, 1.0)[2]
+    assert MARK_LENGTH in combined_score(0.1, 0.0, 1.0, 2.5)[2]
+    assert dict(combined_score(0.1, 0.0, 1.0, 0.5)[1])["length"] == pytest.approx(0.5)
+
+
+def test_marked_candidates_rank_after_unmarked_ones_but_stay():
+    def cand(i, score, marks):
+        return Candidate(i, "x", 0.0, -3.0, 0.5, 0.1, score, MARK_CONCEPT not in marks, 3, marks=marks)
+
+    ranked = rank_candidates([cand(0, 0.9, (MARK_FLUENCY,)), cand(1, 0.2, ()), cand(2, 0.0, (MARK_CONCEPT,)),
+                              cand(3, 0.4, ())])
+    assert [c.index for c in ranked] == [3, 1, 0, 2]
+    assert [c.rank for c in ranked] == [1, 2, 3, 4]
+
+
+def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():
+    original = "The train was late again, and the platform smelled of rain and diesel."
+    assert meaning_similarity(original, original) == 1.0
+    reordered = "Again the train was late; the platform smelled of diesel and rain."
+    other = "The sea is wide and the gulls are calling."
+    assert meaning_similarity(reordered, original) > SIMILARITY_MIN > meaning_similarity(other, original)
+
+
+def test_replies_lose_preambles_and_wrapping_quotes():
+    assert clean_reply('Here is the rewritten sentence: "The sea was calm."', "The lake was calm.") == \
+        "The sea was calm."
+    assert clean_reply("Rewritten passage: It rained.", "It poured.") == "It rained."
+    assert clean_reply("Rewite the sentence: It rained.", "It poured.") == "It rained."
+    assert clean_reply("The sentence: it is fine", "x") == "it is fine"
+    assert clean_reply("Note: the train was late.", "The train was late.") == "Note: the train was late."
+    assert clean_reply('"Go," she said.', '"Stay," she said.') == '"Go," she said.'
+
+
+# ----- concepts in words -----------------------------------------------------------------------------------------
+
+def test_concept_words_and_direction():
+    assert concept_words("about the sea") == ["sea"]
+    assert concept_words("much calmer") == ["calmer", "calm"]
+    assert concept_words("more formal") == ["formal"]
+    assert direction_of("less jargon") == "away" and direction_of("calmer") == "toward"
+    assert instruction_for("calmer") == "Rewrite this sentence so that it is calmer:"
+    assert instruction_for("formal", "away") == "Rewrite this sentence so that it is less formal:"
+    assert instruction_for("less jargon", "away") == "Rewrite this sentence so that it is less jargon:"
+    assert instruction_for("") == "Rewrite this sentence:"
+
+
+def test_output_score_is_high_toward_the_tokens_a_feature_promotes(tiny_lens):
+    from morph.models.unembed import promoted_token_ids
+
+    features = [3, 11, 40]
+    promoted = promoted_token_ids(tiny_lens.model, tiny_lens.sae.W_dec[features], 5).tolist()
+    for row, feature in enumerate(features):
+        own = output_scores(tiny_lens, [feature], promoted[row], TEXT, START, END)[0]
+        other = output_scores(tiny_lens, [feature], promoted[(row + 1) % 3], TEXT, START, END)[0]
+        assert own > 0 and own > other
+
+
+def test_concepts_for_words_show_both_scores_and_why(tiny_lens):
+    labels = labels_for(tiny_lens)
+    word = next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(tiny_lens.d_sae))
+                if w.isalpha() and len(w) >= 3)
+    matches = concepts_for_words(tiny_lens, word, TEXT, START, END, k=5)
+    assert 1 <= len(matches) <= 5
+    for m in matches:
+        assert m.label and m.why and "output" in m.why
+        assert 0 <= m.label_score <= 1 and isinstance(m.output_score, float)
+    positive = [m for m in matches if m.output_score > 0]
+    assert matches[: len(positive)] == positive  # features that move the model toward the words first
+    with pytest.raises(InputError, match="content word"):
+        concepts_for_words(tiny_lens, "the more", TEXT, START, END)
+    with pytest.raises(InputError, match="empty"):
+        concepts_for_words(tiny_lens, "  ", TEXT, START, END)
+
+
+def test_more_like_this_from_an_example(tiny_lens):
+    matches = Steerer(tiny_lens).concepts_for("", TEXT, START, END,
+                                              example="Gulls and ships and the grey sea beyond the harbour wall.")
+    assert matches and all(m.source == "example" for m in matches)
+    assert all("example" in m.why for m in matches)
+
+
+def test_a_feature_number_is_a_concept(tiny_lens):
+    [match] = Steerer(tiny_lens).concepts_for("7", TEXT, START, END)
+    assert match.id == 7 and match.why == "named by its number"
+
+
+# ----- methods and the strength sweep ----------------------------------------------------------------------------
+
+def test_methods_build_their_prompts(chat_steerer, chat_lens):
+    tok = chat_lens.tokenizer
+    plans = {m: chat_steerer._plan(TEXT, START, END, SteerRequest.single(3, "auto", method=m, concept="calmer"))
+             for m in ("hybrid", "prompt", "steer", "continuation")}
+    assert "calmer" in tok.decode(plans["hybrid"].gen_prefix) and SPAN in tok.decode(plans["hybrid"].gen_prefix)
+    assert "calmer" in tok.decode(plans["prompt"].gen_prefix)
+    assert "calmer" not in tok.decode(plans["steer"].gen_prefix) and "Rewrite" in tok.decode(plans["steer"].gen_prefix)
+    assert plans["continuation"].gen_prefix == plans["continuation"].score_prefix
+    assert chat_steerer._edit_fn(plans["prompt"]) is None  # prompt-only: no vector
+    assert chat_steerer._edit_fn(plans["hybrid"]) is not None and chat_steerer._edit_fn(plans["steer"]) is not None
+    assert plans["hybrid"].ladder == auto_ladder(4) and plans["prompt"].ladder == ()
+    # auto: hybrid with a chat template
+    assert chat_steerer._plan(TEXT, START, END, SteerRequest.single(3)).method == "hybrid"
+
+
+def test_methods_that_need_an_instruct_model_say_so(tiny_lens):
+    steerer = Steerer(tiny_lens)
+    assert steerer._plan(TEXT, START, END, SteerRequest.single(3)).method == "continuation"
+    for method in ("hybrid", "prompt", "steer"):
+        with pytest.raises(InputError, match="chat template"):
+            steerer.stream(TEXT, START, END, SteerRequest.single(3, method=method))
+    with pytest.raises(InputError, match="unknown method"):
+        steerer.stream(TEXT, START, END, SteerRequest.single(3, method="magic"))
+
+
+def test_auto_strength_sweeps_the_ladder_over_the_candidates(chat_steerer):
+    assert auto_ladder(4)[0] == AUTO_RANGE[0] and auto_ladder(4)[-1] == AUTO_RANGE[1]
+    assert len(set(auto_ladder(6))) == 6 and auto_ladder(1) == ((AUTO_RANGE[0] + AUTO_RANGE[1]) / 2,)
+    result = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=4, seed=0, method="hybrid",
+                                                                    concept="calmer"))
+    assert result.method == "hybrid" and result.ladder == auto_ladder(4)
+    assert "calmer" in result.instruction
+    assert sorted(c.strength for c in result.candidates) == sorted(auto_ladder(4))
+    for c in result.candidates:
+        assert [name for name, _ in c.parts] == ["concept", "fluency", "meaning", "length"]
+        assert c.fluency_change == pytest.approx(c.fluency - result.original.fluency)
+        assert (MARK_CONCEPT in c.marks) == (not c.raises_concept)
+
+
+def test_the_per_row_strength_scales_the_added_vector(chat_steerer, chat_lens):
+    plan = chat_steerer._plan(TEXT, START, END, SteerRequest.single(3, "auto", n=2, method="steer",
+                                                                    max_norm_ratio=100.0))
+    edit = chat_steerer._edit_fn(plan)
+    x = torch.randn(2, 3, chat_lens.d_model)
+    chat_steerer._row_scales["mult"] = torch.tensor([1.0, 3.0])
+    try:
+        added = (edit(x) - x).norm(dim=-1)
+    finally:
+        chat_steerer._row_scales["mult"] = None
+    assert torch.allclose(added[1], 3 * added[0], rtol=1e-4)
+
+
+def test_prompt_only_candidates_carry_no_strength(chat_steerer):
+    result = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=2, seed=1, method="prompt",
+                                                                    concept="calmer"))
+    assert result.ladder == () and all(c.strength is None for c in result.candidates)
+
+
+def test_for_matches_weights_features_by_their_ranking(tiny_lens):
+    from morph.features.concepts import ConceptMatch
+
+    matches = [ConceptMatch(3, "a", 1.0, 2.0, 2.0, "why"), ConceptMatch(5, "b", 0.0, 1.0, 1.0, "why")]
+    request = SteerRequest.for_matches(matches, "calmer", "auto", method="hybrid")
+    assert request.auto_strength and request.concept == "calmer"
+    assert request.features == ((3, 1.0), (5, 0.5))
+    fixed = SteerRequest.for_matches(matches, "calmer", "strong")
+    assert not fixed.auto_strength and fixed.features[0] == (3, 8.0)
+    with pytest.raises(InputError):
+        SteerRequest.for_matches([], "calmer")
