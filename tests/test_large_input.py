@@ -159,3 +159,16 @@ def test_a_window_too_small_is_refused(tmp_path, lens_args, capsys):
     path.write_text("text\n")
     assert main(["analyze", str(path), "--window", "10", *lens_args]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("make, message", [
+    (_fifo, "not a regular file"),
+    (_over_the_limit, "over the 50.0 MB limit"),
+    pytest.param(lambda p: (p.write_text("secret"), p.chmod(0), p)[2], "permission denied",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")),
+])
+def test_the_editor_refuses_bad_files_with_one_line(dirs, capsys, make, message):
+    path = make(dirs / "input.md")
+    assert main([str(path), "--no-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("morph: ") and err.count("\n") == 1 and message in err

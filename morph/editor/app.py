@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 import time
 from functools import partial
@@ -237,9 +238,10 @@ class MorphApp(App):
         self._announce_file()
         self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
         if not self.is_headless:
-            from morph.editor.lifeline import catch_fatal_signals
+            from morph.editor.lifeline import TERMINAL_CHECK_S, catch_fatal_signals
 
             self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
+            self.set_interval(TERMINAL_CHECK_S, self._check_terminal, name="terminal")
         self._start_flow(self._offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
@@ -1006,6 +1008,13 @@ class MorphApp(App):
 
         self._emergency_recovery()
         exit_now(signum, getattr(self, "_driver", None))
+
+    def _check_terminal(self) -> None:
+        """The terminal hung up without a SIGHUP reaching Morph (morph.editor.lifeline): as on a SIGHUP."""
+        from morph.editor.lifeline import terminal_gone
+
+        if terminal_gone(getattr(self, "_driver", None)):
+            self._on_fatal_signal(signal.SIGHUP)
 
     def on_unmount(self) -> None:
         self._emergency_recovery()
