@@ -62,6 +62,7 @@ INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDo
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
 AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
+DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
 ACTIONS: list[tuple[str, str, str]] = [
@@ -159,6 +160,10 @@ class MorphApp(App):
         self.focus_mode = False
         self._ignore_changes = 0  # Changed events of loads (not edits) still to come
         self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
+        self._held_keys: list[events.Event] | None = None  # typed after a flow's dialog closed, until it ends
+        self._keys_waiting: list[events.Event] | None = None  # typed while a dialog handles the key before
+        self._dialog_key: events.Event | None = None  # that key
+        self._dialog_key_back = False  # it came back from the dialog's widgets to the app's bindings
         self._counts_timer: Any = None
         self._preview_timer: Any = None
         # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
@@ -346,7 +351,56 @@ class MorphApp(App):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):
             self.input_priority.input_arrived()
+        if isinstance(event, (events.Key, events.Paste)):
+            if event.is_forwarded:  # back from the widgets, unhandled: the app's key bindings
+                await super().on_event(event)
+                if event is self._dialog_key:
+                    self._dialog_key_back = True
+                return
+            if self._keys_waiting is not None:
+                self._keys_waiting.append(event)  # a key is still with a dialog: this one waits its turn
+                return
+            if self._held_keys is not None and not self._modal_open():
+                self._held_keys.append(event)  # a dialog closed and its flow goes on: typed after it, for the text
+                return
+            if self._modal_open():
+                self._keys_waiting, self._dialog_key, self._dialog_key_back = [], event, False
+                dialog = self.screen
+                await super().on_event(event)
+                self.run_worker(self._after_dialog_key(dialog, event), group="dialog keys", exit_on_error=False)
+                return
         await super().on_event(event)
+
+    async def _after_dialog_key(self, dialog: Screen, key: events.Event) -> None:
+        """A key went to a dialog: the keys typed after it wait until the dialog has finished with it. The
+        dialog's own keys (Enter in a field or on a button, Escape) act when the key comes back to the app from
+        the widgets, behind the keys queued there already: typed in the same breath as Enter, they went into
+        the dialog's field (Open then opened the path with them appended) or into the text that the file being
+        opened replaced. Finished: the dialog is gone, or nothing waits on it and the key was either taken by
+        a widget or came back and went through the app's bindings."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DIALOG_SETTLE_S
+        quiet = 0  # polls in a row that found nothing waiting on the dialog
+        while self.screen is dialog and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+            quiet = 0 if _busy(dialog) else quiet + 1
+            if quiet >= 2 and (self._dialog_key_back or key._stop_propagation):
+                break
+        waiting, self._keys_waiting, self._dialog_key = self._keys_waiting or [], None, None
+        if self.screen is not dialog:
+            if self._held_keys is not None:
+                self._held_keys.extend(waiting)  # typed before the flow asks anything else: for the text
+                return
+            deadline = loop.time() + DIALOG_SETTLE_S
+            while waiting and self.focused is None and loop.time() < deadline:
+                await asyncio.sleep(0.002)  # the screen below takes its focus back (on ScreenResume)
+        for event in waiting:
+            self.post_message(_again(event))
+
+    def pop_screen(self) -> Any:
+        if self._flow_busy and self._held_keys is None:
+            self._held_keys = []  # a flow's dialog closed: what is typed now waits for the flow to end
+        return super().pop_screen()
 
     def on_app_focus(self, _event: events.AppFocus) -> None:
         """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
@@ -771,6 +825,14 @@ class MorphApp(App):
             self._flow_busy = False
             if not self._modal_open() and self.focused is None:
                 self.view.focus()  # keys typed after a dialog go to the text, never nowhere
+            if self._held_keys is not None:
+                self.call_later(self._replay_held_keys)  # in the app's turn: before any key typed later
+
+    async def _replay_held_keys(self) -> None:
+        """The keys typed after a flow's dialog closed, now that the flow is over, in the order typed."""
+        held, self._held_keys = self._held_keys or [], None
+        for event in held:
+            await self.on_event(_again(event))
 
     async def _ask(self, screen: Screen) -> Any:
         return await self.push_screen(screen, wait_for_dismiss=True)
@@ -1284,6 +1346,17 @@ class MorphApp(App):
     def switch_theme(self, name: str) -> None:
         self.set_morph_theme(name)
         self._persist("theme", name)
+
+
+def _again(event: events.Event) -> events.Event:
+    """A fresh copy of a key or paste event, to be dispatched again."""
+    return events.Key(event.key, event.character) if isinstance(event, events.Key) else events.Paste(event.text)
+
+
+def _busy(screen: Screen) -> bool:
+    """Whether the screen or a widget on it has messages waiting (a key, or what the key led to: Submitted,
+    Pressed, passed from widget to parent on the way to the screen's handler)."""
+    return any(node._message_queue.qsize() for node in (screen, *screen.walk_children()))
 
 
 def _describe_on_disk(path: Path | None) -> Any:
