@@ -264,3 +264,19 @@ async def test_autosave_takes_the_lines_and_joins_them_in_the_worker(dirs):
         assert app.view.document.snapshot()() == app.view.text == "x" + text
         await wait_for(pilot, lambda: (load_recovery(None, app.recovery_session) or None) is not None
                        and load_recovery(None, app.recovery_session).text == "x" + text)
+
+
+async def test_the_columns_to_the_next_tab_stop_are_textuals(dirs):
+    """TextArea measures the row before the cursor on every key (for Tab); DocumentView only what follows the
+    last tab: the same answer, for plain, tabbed and wide text."""
+    from textual.widgets import TextArea
+
+    rows = ["plain words here", "a\ttab\tand more", "\t\tdeep", "中文 wide\tthen", "x" * 3_000]
+    app = MorphApp(None, "\n".join(rows) + "\n", Settings(), None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        view = app.view
+        for row, line in enumerate(rows):
+            for column in range(0, len(line) + 1, max(1, len(line) // 40)):
+                view.move_cursor((row, column))
+                assert view._find_columns_to_next_tab_stop() == TextArea._find_columns_to_next_tab_stop(view)
