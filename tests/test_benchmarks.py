@@ -39,12 +39,17 @@ FIGURES = [
     "memory_peak_rss_mb",
     # 8. labels
     "topic_named", "features_specific",
+    # 9. size
+    *(f"large_{f}_{d}{u}" for d in ("line", "document")
+      for f, u in (("open", "_s"), ("keystroke_p50", "_ms"), ("keystroke_p99", "_ms"), ("keystroke_p50_ratio", ""))),
 ]
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
     "pause_8000_vs_500_middle", "analysis_vs_forward", "steer_first_candidate_s", "steer_speed_ratio",
     "steer_hybrid_lead", "steer_top_raises_share", "steer_fluency_drop",
     "startup_first_paint_s", "startup_model_ready_s", "topic_named", "features_specific", "analysis_vs_peer",
+    *(f"large_{f}_{d}{u}" for d in ("line", "document") for f, u in (("open", "_s"), ("keystroke_p50_ratio", ""))),
+    "large_keystroke_p50_document_ms",
     *(f"pause_to_highlight_{n}_{w}_ms" for w in ("end", "middle") for n in (500, 2000, 8000)),
 }
 

@@ -146,3 +146,48 @@ async def test_typing_replaces_a_pre_filled_find_text(dirs, key):
         await pilot.press("w")
         assert field.value == "w"
         assert app.view.text == "hello world\n"
+
+
+def burst(app, keys: str | list[str]) -> None:
+    """Keys as a terminal delivers a quick typist's: all at once, none waiting for the one before to be handled
+    (Pilot's press waits after each key, which hid the bug below)."""
+    from textual import events
+
+    for key in keys:
+        character = {"enter": "\r", "escape": "\x1b"}.get(key, key if len(key) == 1 else None)
+        app.post_message(events.Key(key, character))
+
+
+@pytest.mark.parametrize("dialog", ["open", "save-as", "go-to-line", "unsaved-changes"])
+async def test_keys_typed_right_after_enter_go_to_the_text_after_the_dialog(dirs, dialog):
+    """Typed in the same breath as the Enter that closes a dialog: the keys went into the dialog's field (Open then
+    opened 'other.txtabc', a new file) or into the text that the opened file then replaced. Now they wait for
+    the dialog and its flow, then land in the text: the file opened, the one saved under a new name."""
+    path = dirs / "doc.txt"
+    path.write_text("words here\n")
+    (dirs / "other.txt").write_text("other words\n")
+    app = open_app(path)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot, app)
+        if dialog == "go-to-line":
+            await pilot.press("ctrl+g")
+            await wait_for(pilot, lambda: isinstance(app.screen, GotoLineScreen))
+            burst(app, ["1", "enter", *"abc"])
+        else:
+            if dialog == "unsaved-changes":
+                await pilot.press("x")
+            await pilot.press("ctrl+o" if dialog != "save-as" else "ctrl+shift+s")
+            screen_type = SaveAsScreen if dialog == "save-as" else OpenFileScreen
+            await wait_for(pilot, lambda: isinstance(app.screen, screen_type))
+            burst(app, [*str(dirs / ("copy.txt" if dialog == "save-as" else "other.txt")), "enter", *"abc"])
+        if dialog == "unsaved-changes":  # asked only now: the keys typed before the question wait for the text
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            burst(app, ["n", *"xy"])  # don't save, then more typing
+        await wait_for(pilot, lambda: not app._modal_open() and not app._flow_busy and "abc" in app.view.text)
+        await pilot.pause()
+        expected = {"open": (dirs / "other.txt", "abcother words\n"),
+                    "unsaved-changes": (dirs / "other.txt", "abcxyother words\n"),
+                    "save-as": (dirs / "copy.txt", "abcwords here\n"), "go-to-line": (path, "abcwords here\n")}
+        assert (app.path, app.view.text) == expected[dialog]
+        assert app.focused is app.view and not (dirs / "other.txtabc").exists()
+        assert path.read_text() == "words here\n"  # "x" was not saved

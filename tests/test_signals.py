@@ -23,13 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 class Terminal:
     """`morph --no-model FILE` on a pseudo-terminal of its own (its controlling terminal)."""
 
-    def __init__(self, tmp: Path, doc: Path):
+    def __init__(self, tmp: Path, doc: Path, controlling: bool = True):
+        """`controlling=False`: the terminal is the editor's input and output but not its controlling terminal
+        (a session of its own without one, as under setsid): closing it sends no SIGHUP."""
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
 
         def own_terminal() -> None:
             os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            if controlling:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         env = {**os.environ, "TERM": "xterm-256color", "MORPH_CONFIG_DIR": str(tmp / "config"),
                "MORPH_STATE_DIR": str(tmp / "state"), "HF_HUB_OFFLINE": "1"}
@@ -107,5 +110,32 @@ def test_nothing_typed_is_lost_and_the_process_ends(tmp_path, how):
         term.close()
     assert took < 3, f"still running {took:.1f} s after {how}"
     assert code == 128 + expected
+    assert recovered_texts(tmp_path / "state") == ["A and words typed just before the endsaved line\n"]
+    assert doc.read_text() == "saved line\n"
+
+
+def test_a_terminal_lost_without_a_sighup_loses_nothing_and_the_process_ends(tmp_path):
+    """No SIGHUP comes (the terminal is not the editor's controlling terminal): Textual's input thread read
+    end-of-file in a busy loop for ever; the editor notices the hang-up itself, keeps the text, and ends."""
+    doc = tmp_path / "draft.txt"
+    doc.write_text("saved line\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text("autosave_seconds = 3600\n")
+    term = Terminal(tmp_path, doc, controlling=False)
+    try:
+        term.wait_for(b"draft.txt")
+        time.sleep(0.5)
+        term.type("A")
+        deadline = time.monotonic() + 20
+        while "Asaved line\n" not in recovered_texts(tmp_path / "state"):  # the first edit's autosave
+            assert time.monotonic() < deadline, "no autosave after the first edit"
+            time.sleep(0.05)
+        term.type(" and words typed just before the end")
+        time.sleep(0.5)
+        os.close(term.master)
+        code = term.proc.wait(timeout=20)  # it used to spin at 100% of a core, never ending
+    finally:
+        term.close()
+    assert code == 128 + signal.SIGHUP
     assert recovered_texts(tmp_path / "state") == ["A and words typed just before the endsaved line\n"]
     assert doc.read_text() == "saved line\n"

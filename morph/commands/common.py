@@ -29,10 +29,14 @@ def read_input(path: str) -> InputText:
     loaded = read_document(path)
     if loaded.is_new:
         raise InputError(f"cannot open {loaded.path}: no such file")
-    raw = loaded.path.read_bytes()
-    if loaded.had_bom:
-        raw = raw[3:]
-    return InputText(loaded.path, raw.decode("utf-8"), 1 if loaded.had_bom else 0)
+    shift = 1 if loaded.had_bom else 0
+    if loaded.newline == "\n" and not loaded.mixed_newlines:  # no '\r' in the file: its text is as read
+        return InputText(loaded.path, loaded.text, shift)
+    try:
+        raw = loaded.path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {loaded.path}: {exc.strerror or exc}") from None
+    return InputText(loaded.path, raw[3 if loaded.had_bom else 0:].decode("utf-8", errors="replace"), shift)
 
 
 def engine_from_args(args: argparse.Namespace) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 import time
 from contextlib import closing
@@ -63,6 +64,7 @@ INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDo
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
 AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
+DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
 # Every action that has a key in settings.keys: (action, what it does, its command palette title).
 ACTIONS: list[tuple[str, str, str]] = [
@@ -163,6 +165,10 @@ class MorphApp(App):
         self.focus_mode = False
         self._ignore_changes = 0  # Changed events of loads (not edits) still to come
         self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
+        self._held_keys: list[events.Event] | None = None  # typed after a flow's dialog closed, until it ends
+        self._keys_waiting: list[events.Event] | None = None  # typed while a dialog handles the key before
+        self._dialog_key: events.Event | None = None  # that key
+        self._dialog_key_back = False  # it came back from the dialog's widgets to the app's bindings
         self._counts_timer: Any = None
         self._preview_timer: Any = None
         # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
@@ -242,9 +248,10 @@ class MorphApp(App):
         self._announce_file()
         self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
         if not self.is_headless:
-            from morph.editor.lifeline import catch_fatal_signals
+            from morph.editor.lifeline import TERMINAL_CHECK_S, catch_fatal_signals
 
             self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
+            self.set_interval(TERMINAL_CHECK_S, self._check_terminal, name="terminal")
         self._start_flow(self._offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
@@ -351,7 +358,56 @@ class MorphApp(App):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):
             self.input_priority.input_arrived()
+        if isinstance(event, (events.Key, events.Paste)):
+            if event.is_forwarded:  # back from the widgets, unhandled: the app's key bindings
+                await super().on_event(event)
+                if event is self._dialog_key:
+                    self._dialog_key_back = True
+                return
+            if self._keys_waiting is not None:
+                self._keys_waiting.append(event)  # a key is still with a dialog: this one waits its turn
+                return
+            if self._held_keys is not None and not self._modal_open():
+                self._held_keys.append(event)  # a dialog closed and its flow goes on: typed after it, for the text
+                return
+            if self._modal_open():
+                self._keys_waiting, self._dialog_key, self._dialog_key_back = [], event, False
+                dialog = self.screen
+                await super().on_event(event)
+                self.run_worker(self._after_dialog_key(dialog, event), group="dialog keys", exit_on_error=False)
+                return
         await super().on_event(event)
+
+    async def _after_dialog_key(self, dialog: Screen, key: events.Event) -> None:
+        """A key went to a dialog: the keys typed after it wait until the dialog has finished with it. The
+        dialog's own keys (Enter in a field or on a button, Escape) act when the key comes back to the app from
+        the widgets, behind the keys queued there already: typed in the same breath as Enter, they went into
+        the dialog's field (Open then opened the path with them appended) or into the text that the file being
+        opened replaced. Finished: the dialog is gone, or nothing waits on it and the key was either taken by
+        a widget or came back and went through the app's bindings."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DIALOG_SETTLE_S
+        quiet = 0  # polls in a row that found nothing waiting on the dialog
+        while self.screen is dialog and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+            quiet = 0 if _busy(dialog) else quiet + 1
+            if quiet >= 2 and (self._dialog_key_back or key._stop_propagation):
+                break
+        waiting, self._keys_waiting, self._dialog_key = self._keys_waiting or [], None, None
+        if self.screen is not dialog:
+            if self._held_keys is not None:
+                self._held_keys.extend(waiting)  # typed before the flow asks anything else: for the text
+                return
+            deadline = loop.time() + DIALOG_SETTLE_S
+            while waiting and self.focused is None and loop.time() < deadline:
+                await asyncio.sleep(0.002)  # the screen below takes its focus back (on ScreenResume)
+        for event in waiting:
+            self.post_message(_again(event))
+
+    def pop_screen(self) -> Any:
+        if self._flow_busy and self._held_keys is None:
+            self._held_keys = []  # a flow's dialog closed: what is typed now waits for the flow to end
+        return super().pop_screen()
 
     def on_app_focus(self, _event: events.AppFocus) -> None:
         """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
@@ -422,21 +478,25 @@ class MorphApp(App):
     def start_analysis(self) -> None:
         if self.engine is None or not self.analysis_enabled:
             return
-        text = self.view.text
         focus = self.view.cursor_offset
-        base, end = 0, len(text)
+        chars = self.view.document.counts()[1]
         limit = self.settings.analysis_max_chars
         note = ""
-        if len(text) > limit:
-            base, end = window_around(text, focus, limit)
-            note = f"large document: analysing {end - base:,} of {len(text):,} chars around the cursor"
+        if chars > limit:  # the window from the text around the cursor (joining a 50 MB text took ~50 ms)
+            around = max(0, focus - limit)
+            region = self.view.text_between(around, focus + limit)
+            base, end = window_around(region, focus - around, limit)
+            text, base, end = region[base:end], base + around, end + around
+            note = f"large document: analysing {end - base:,} of {chars:,} chars around the cursor"
+        else:
+            text, base = self.view.text, 0
         self._pause_started = time.perf_counter()
         self._analysed_focus = focus - base
         self.status.update_state(state="analysing", detail="", note=note)
-        self._analyse(text[base:end], self.generation, focus - base, base,
+        self._analyse(text, self.generation, focus - base, base,
                       (self.view.visible_offsets(), self.pinned, len(self.palette)))
 
-    @work(thread=True, group="analysis", exclusive=True, exit_on_error=False, name="analysis")
+    @work(thread=True, group="analysis", exclusive=True, exit_on_error=False, name="analysis", description="analysis")
     def _analyse(self, text: str, generation: int, focus: int, base: int, view: tuple) -> None:
         """A short loop over the engine's events. A result goes out with its highlight plan for the view
         the analysis started in (made here, so the UI thread only colours it and swaps it in); after a
@@ -518,7 +578,7 @@ class MorphApp(App):
         view = self.view.visible_offsets()
         if plan is None or plan.key != (*view, self.pinned, len(self.palette)):
             analysis, base = self.analysis, self.analysis_base
-            text = self.view.text[base:base + analysis.text_length]
+            text = self.view.text_between(base, base + analysis.text_length)
             plan = plan_highlights(analysis, text, base, view, self.pinned, len(self.palette), self._scales)
         if self.pinned is not None:
             slots = self.colour_book.assign([self.pinned] + [f for f in self.colour_book._slots if f != self.pinned])
@@ -552,7 +612,7 @@ class MorphApp(App):
         token = analysis.token_at(cursor - 1 if at_word_end else cursor)
         if token is not None and 0 <= cursor <= analysis.text_length:
             start, end = analysis.offsets[token]
-            token_text = view.text[base + int(start):base + int(end)]
+            token_text = view.text_between(base + int(start), base + int(end))
             self.panel.show_token(token_text, self._rows(analysis.token_features(token, PANEL_ROWS, distinctive=True)))
         else:
             self.panel.show_token(None, [])
@@ -629,9 +689,9 @@ class MorphApp(App):
 
     def _update_counts(self) -> None:
         self._counts_timer = None
-        text = self.view.text
-        self.status.update_state(words=len(text.split()), chars=len(text))
-        self._check_size(len(text))
+        words, chars = self.view.document.counts()  # kept up to date edit by edit (morph.editor.linebreaks)
+        self.status.update_state(words=words, chars=chars)
+        self._check_size(chars)
 
     # --- pinning and feature details -----------------------------------------------------------
     def on_feature_chosen(self, message: FeatureChosen) -> None:
@@ -654,7 +714,7 @@ class MorphApp(App):
         from morph.editor.feature_screen import FeatureDetailScreen
 
         report = self.engine.feature_report(feature, self.analysis)
-        text = self.view.text[self.analysis_base:self.analysis_base + self.analysis.text_length]
+        text = self.view.text_between(self.analysis_base, self.analysis_base + self.analysis.text_length)
 
         def done(result: tuple[str, int] | None) -> None:
             if result is None:
@@ -798,6 +858,14 @@ class MorphApp(App):
             self._flow_busy = False
             if not self._modal_open() and self.focused is None:
                 self.view.focus()  # keys typed after a dialog go to the text, never nowhere
+            if self._held_keys is not None:
+                self.call_later(self._replay_held_keys)  # in the app's turn: before any key typed later
+
+    async def _replay_held_keys(self) -> None:
+        """The keys typed after a flow's dialog closed, now that the flow is over, in the order typed."""
+        held, self._held_keys = self._held_keys or [], None
+        for event in held:
+            await self.on_event(_again(event))
 
     async def _ask(self, screen: Screen) -> Any:
         return await self.push_screen(screen, wait_for_dismiss=True)
@@ -986,11 +1054,12 @@ class MorphApp(App):
         self._recovery_dirty = False
         self._edits_since_autosave = 0
         self._last_autosave = time.monotonic()
-        self._write_recovery(self.path, self.view.text, self._recovery_epoch)
+        # The lines as they are now, joined in the worker (joining a 50 MB text here stalled typing ~50 ms)
+        self._write_recovery(self.path, self.view.document.snapshot(), self._recovery_epoch)
 
-    @work(thread=True, group="autosave", exit_on_error=False, name="autosave")
-    def _write_recovery(self, path: Path | None, text: str, epoch: int) -> None:
-        self._write_recovery_now(path, text, epoch)
+    @work(thread=True, group="autosave", exit_on_error=False, name="autosave", description="autosave")
+    def _write_recovery(self, path: Path | None, text: Callable[[], str], epoch: int) -> None:
+        self._write_recovery_now(path, text(), epoch)
 
     def _write_recovery_now(self, path: Path | None, text: str, epoch: int) -> None:
         from morph.errors import MorphError
@@ -1034,6 +1103,13 @@ class MorphApp(App):
 
         self._emergency_recovery()
         exit_now(signum, getattr(self, "_driver", None))
+
+    def _check_terminal(self) -> None:
+        """The terminal hung up without a SIGHUP reaching Morph (morph.editor.lifeline): as on a SIGHUP."""
+        from morph.editor.lifeline import terminal_gone
+
+        if terminal_gone(getattr(self, "_driver", None)):
+            self._on_fatal_signal(signal.SIGHUP)
 
     def on_unmount(self) -> None:
         self._emergency_recovery()
@@ -1303,6 +1379,17 @@ class MorphApp(App):
     def switch_theme(self, name: str) -> None:
         self.set_morph_theme(name)
         self._persist("theme", name)
+
+
+def _again(event: events.Event) -> events.Event:
+    """A fresh copy of a key or paste event, to be dispatched again."""
+    return events.Key(event.key, event.character) if isinstance(event, events.Key) else events.Paste(event.text)
+
+
+def _busy(screen: Screen) -> bool:
+    """Whether the screen or a widget on it has messages waiting (a key, or what the key led to: Submitted,
+    Pressed, passed from widget to parent on the way to the screen's handler)."""
+    return any(node._message_queue.qsize() for node in (screen, *screen.walk_children()))
 
 
 def _describe_on_disk(path: Path | None) -> Any:

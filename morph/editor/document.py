@@ -15,13 +15,14 @@ from typing import Callable
 
 import numpy as np
 from rich.color import Color, blend_rgb
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._cells import cell_len
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.document._edit import Edit
 from textual.document._document_navigator import DocumentNavigator
-from textual.document._wrapped_document import WrappedDocument
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -30,6 +31,8 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Selection
 
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
+from morph.editor.wrapping import LineWrap
+from morph.features.highlights import LEVELS, Overlay
 
 # Textual internals this module relies on (Textual's major version is pinned; tests/test_textual_internals.py
 # fails when one of them disappears): TextArea members, and private modules imported above.
@@ -37,13 +40,20 @@ TEXTAREA_INTERNALS = ("_build_highlight_map", "_draw_cursor", "_line_cache", "_m
                       "_render_line", "_scroll_update")
 PRIVATE_MODULES = ("textual.document._edit", "textual.document._document_navigator",
                    "textual.document._wrapped_document")
-from morph.features.highlights import LEVELS, Overlay
 
 MarkdownSpans = Callable[[str], list]
 # Screen lines kept: a few screenfuls. Each strip is ~30 objects the garbage collector walks on every full
 # pass, so a bigger cache makes the rare full pass cost a keystroke more (4,096 lines: ~120 ms).
 LINE_CACHE = 512
 DRAWN_LINES = 1024  # screen lines whose drawn key is remembered (see _refresh_changed_lines)
+# Rows at least this long are drawn a screen line at a time from their own section (_render_section):
+# TextArea styles the whole row and cuts it at every break for each screen line it draws (a 1 MB row: ~5 s a
+# keystroke, about 15,000 sections cut for each of the 30 lines on screen).
+LONG_ROW = 2_000
+# Unwrapped, a row is one screen line drawn whole, and TextArea measures every row after each edit to size the
+# view: past these sizes soft wrap stays on (a 5 MB line took seconds a keystroke).
+NO_WRAP_ROW = 10_000
+NO_WRAP_DOCUMENT = 1_000_000
 
 
 class DocumentView(TextArea):
@@ -76,7 +86,9 @@ class DocumentView(TextArea):
         # No current-line shading: TextArea paints it over the whole row after get_line, so it hid the
         # feature highlights on the very line being written.
         kwargs.setdefault("highlight_cursor_line", False)
-        super().__init__(text, soft_wrap=True, tab_behavior="indent", **kwargs)
+        # TextArea.__init__ builds a Document and a WrappedDocument of the text, then _set_document builds them
+        # again: given the text once, at the end (a 50 MB file: 6 s less to open).
+        super().__init__("", soft_wrap=True, tab_behavior="indent", **kwargs)
         self.overlay = Overlay.empty()
         self._span_styles: list[list[Style]] = []
         self._markdown_styles: dict[str, Style] = {}
@@ -91,6 +103,45 @@ class DocumentView(TextArea):
         self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
+        if text:
+            self._set_document(text, None)
+
+    def validate_soft_wrap(self, soft_wrap: bool) -> bool:
+        return soft_wrap or self._keep_wrapping()
+
+    def _keep_wrapping(self, rows: range | None = None) -> bool:
+        """Whether the document (or, after an edit, `rows`) is too large to leave unwrapped; says so if it is."""
+        lines = self.document.lines
+        longest = max(map(len, lines if rows is None else (lines[row] for row in rows)), default=0)
+        chars = self.document.counts()[1] if isinstance(self.document, NewlineOnlyDocument) else 0
+        if longest > NO_WRAP_ROW:
+            reason = f"a line is {longest:,} characters long"
+        elif chars > NO_WRAP_DOCUMENT:
+            reason = f"the document is {chars:,} characters long"
+        else:
+            return False
+        self.notify(f"Soft wrap stays on: {reason} (unwrapped, every keystroke would measure and draw all of it)",
+                    title="Soft wrap", timeout=10)
+        return True
+
+    def _find_columns_to_next_tab_stop(self) -> int:
+        """TextArea works this out on every key (to have it ready should the key be Tab): the cell width of the
+        row before the cursor, expanded (a 5 MB line: ~30 ms a keystroke). Modulo the indent only the part after
+        the last tab counts (a tab ends at a tab stop), and one-cell text is as wide as it is long."""
+        row, column = self.cursor_location
+        line = self.document[row]
+        width = self.indent_width
+        if not line:
+            return width
+        start = line.rfind("\t", 0, column) + 1
+        wrap = self.wrapped_document
+        simple = isinstance(wrap, LineWrap) and wrap.one_cell_line(row)
+        before = column - start if simple else cell_len(line[start:column])
+        return width - ((width + before) % width)
+
+    def _watch_language(self, language: str | None) -> None:
+        if language is not None:  # never in Morph: TextArea would rebuild the document for a language
+            super()._watch_language(language)
 
     def action_cursor_document_start(self, select: bool = False) -> None:
         self.move_cursor((0, 0), select=select)
@@ -102,7 +153,7 @@ class DocumentView(TextArea):
         """TextArea's, for plain text (Morph styles Markdown itself), on a NewlineOnlyDocument."""
         self._highlight_query = None
         self.document = NewlineOnlyDocument(text)
-        self.wrapped_document = WrappedDocument(self.document, tab_width=self.indent_width)
+        self.wrapped_document = LineWrap(self.document, tab_width=self.indent_width)
         self.navigator = DocumentNavigator(self.wrapped_document)
         self._build_highlight_map()
         self.move_cursor((0, 0))
@@ -183,9 +234,29 @@ class DocumentView(TextArea):
     @property
     def line_starts(self) -> np.ndarray:
         if self._line_starts is None:
-            lengths = np.fromiter((len(line) + 1 for line in self.document.lines), dtype=np.int64)
-            self._line_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(1, np.int64)
+            lines = self.document.lines
+            starts = np.zeros(max(1, len(lines)), dtype=np.int64)
+            if len(lines) > 1:
+                np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines) - 1) + 1, out=starts[1:])
+            self._line_starts = starts
         return self._line_starts
+
+    def _edit_line_starts(self, first: int, old_last: int, new_last: int) -> None:
+        """Rows first..old_last became rows first..new_last: their starts worked out again, the later rows'
+        shifted (C speed: an edit near the top of a 50 MB document no longer walks every row in Python)."""
+        starts = self._line_starts
+        if starts is None:
+            return
+        lines = self.document.lines
+        lengths = np.fromiter((len(lines[row]) + 1 for row in range(first, new_last + 1)), dtype=np.int64)
+        ends = starts[first] + np.cumsum(lengths)  # the starts of rows first + 1 .. new_last + 1
+        shift = int(ends[-1] - starts[old_last + 1]) if old_last + 1 < len(starts) else 0
+        if new_last == old_last:  # (typing) in place
+            starts[first + 1:new_last + 1] = ends[:-1]
+            if shift:
+                starts[new_last + 1:] += shift
+        else:
+            self._line_starts = np.concatenate((starts[:first + 1], ends[:-1], starts[old_last + 1:] + shift))
 
     def offset_of(self, location: tuple[int, int]) -> int:
         row, column = location
@@ -196,6 +267,12 @@ class DocumentView(TextArea):
         row = int(np.searchsorted(starts, offset, side="right")) - 1
         row = max(0, min(row, len(starts) - 1))
         return row, max(0, min(offset - int(starts[row]), len(self.document[row])))
+
+    def text_between(self, start: int, end: int) -> str:
+        """`text[start:end]`, from the rows concerned (`text` joins every row: ~50 ms for 50 MB)."""
+        if end <= start:
+            return ""
+        return self.document.get_text_range(self.location_of(start), self.location_of(end))
 
     @property
     def cursor_offset(self) -> int:
@@ -228,11 +305,19 @@ class DocumentView(TextArea):
         before = self._layers_in_view() if self.is_mounted else {}
         self._in_edit = True
         self.changes += 1
+        wrap = self.wrapped_document
+        single = isinstance(wrap, LineWrap)
+        if single:
+            wrap.single_edit = True  # the range TextArea gives wrap_range is this edit's own
         try:
             result = super().edit(edit)
         finally:
             self._in_edit = False
-        self._line_starts = None
+            if single:
+                wrap.single_edit = False
+        self._edit_line_starts(top[0], bottom[0], result.end_location[0])
+        if not self.soft_wrap and self._keep_wrapping(range(top[0], result.end_location[0] + 1)):
+            self.soft_wrap = True
         self._markdown_by_line = None
         self.overlay.shift(start, old_end, start + len(edit.text))
         self._highlights_edited(top[0], bottom[0], result.end_location[0] - bottom[0])
@@ -283,6 +368,8 @@ class DocumentView(TextArea):
     def load_text(self, text: str) -> None:
         super().load_text(text)
         self._forget_layers()
+        if not self.soft_wrap and self._keep_wrapping():
+            self.soft_wrap = True
 
     # --- repainting -------------------------------------------------------------------------
     def _watch_selection(self, previous: Selection, selection: Selection) -> None:
@@ -339,14 +426,60 @@ class DocumentView(TextArea):
         drawn[y + self.scroll_offset.y] = key
         strip = self._lines.get(key)
         if strip is None:
-            row, _, a, section = key[:4]
-            self._section = (row, a, a + len(section))  # get_line styles only this section of the row
-            try:
-                strip = self._render_line(y)
-            finally:
-                self._section = None
+            row, number, a, section = key[:4]
+            if self.soft_wrap and len(self.document[row]) >= LONG_ROW:
+                strip = self._render_section(row, number, a, section)
+            else:
+                self._section = (row, a, a + len(section))  # get_line styles only this section of the row
+                try:
+                    strip = self._render_line(y)
+                finally:
+                    self._section = None
             self._lines[key] = strip
         return strip
+
+    def _render_section(self, row: int, number: int, a: int, section: str) -> Strip:
+        """Screen line `number` of long row `row`, `section` = the row's characters from `a`, drawn from the
+        section alone, as TextArea._render_line draws it from the whole row: the text area's selection, cursor,
+        matching bracket and gutter, the layers of get_line, the cell the cursor rests in at the row's end."""
+        theme = self._theme
+        base_style = theme.base_style if theme and theme.base_style is not None else self.rich_style
+        b = a + len(section)
+        row_length = len(self.document[row])
+        last = b == row_length
+        line = self._styled(row, a, b, section)
+        if last:
+            line.set_length(len(section) + 1)
+        start, end = self.selection
+        (top_row, top_column), (bottom_row, bottom_column) = sorted((start, end))
+        if start != end and top_row <= row <= bottom_row and theme and theme.selection_style:
+            lo = top_column if row == top_row else 0
+            hi = bottom_column if row == bottom_row else row_length
+            lo, hi = max(lo, a) - a, min(hi, b) - a
+            if hi > lo:
+                line.stylize(theme.selection_style, lo, hi)
+        cursor_row, cursor_column = end
+        cursor_here = cursor_row == row and (a <= cursor_column < b or (last and cursor_column == b))
+        bracket = self._matching_bracket_location
+        brackets = self._has_cursor and self.match_cursor_bracket and bracket is not None and start == end
+        bracket_style = theme.bracket_matching_style if theme else None
+        if cursor_here:
+            if brackets and bracket_style:
+                line.stylize(bracket_style, cursor_column - a, cursor_column - a + 1)
+            if self._draw_cursor and theme and theme.cursor_style:
+                line.stylize(theme.cursor_style, cursor_column - a, cursor_column - a + 1)
+        if brackets and bracket_style and bracket[0] == row and a <= bracket[1] < b:
+            line.stylize(bracket_style, bracket[1] - a, bracket[1] - a + 1)
+        line.expand_tabs(self.indent_width)
+        gutter_width = self.gutter_width
+        strip = Strip(line.render(self.app.console), cell_length=line.cell_len)
+        strip = strip.extend_cell_length(self.scrollable_content_region.size.width - gutter_width,
+                                         theme.base_style if theme else None)
+        if self.show_line_numbers and theme:
+            number_text = str(row + self.line_number_start) if number == 0 else ""
+            gutter = Segment(f"{number_text:>{gutter_width - 2}}  ", theme.gutter_style)
+            strip = Strip.join([Strip([gutter], cell_length=gutter_width), strip])
+        return strip.apply_style(base_style)
 
     def _line_key(self, y: int) -> tuple | None:
         """Everything that decides how screen line y looks; None where TextArea draws it itself.
@@ -423,18 +556,25 @@ class DocumentView(TextArea):
         section of a wrapped paragraph: TextArea styles the whole row and cuts it into sections, so only the
         section being drawn gets its highlight spans (else a keystroke at the end of a long highlighted
         paragraph cost more the longer it was). Drawn lines are cached by render_line, not here."""
-        line = Text(shown(self.document.get_line(line_index)), end="", no_wrap=True)
+        text = self.document.get_line(line_index)
+        section = self._section
+        a, b = section[1:] if section is not None and section[0] == line_index else (0, len(text))
+        return self._styled(line_index, a, b, text, relative=False)
+
+    def _styled(self, row: int, a: int, b: int, text: str, relative: bool = True) -> Text:
+        """`text` (the row, or with `relative` its characters a..b) as drawn, with the Markdown styles and the
+        highlights of characters a..b of the row."""
+        line = Text(shown(text), end="", no_wrap=True)
         if not line.plain:
             return line
-        section = self._section
-        a, b = section[1:] if section is not None and section[0] == line_index else (0, len(line.plain))
-        highlights, _, dimmed, _ = self._layers_of(line_index)
-        for x, y, style in self._markdown_line(line_index):
+        shift = a if relative else 0
+        highlights, _, dimmed, _ = self._layers_of(row)
+        for x, y, style in (_clip(self._markdown_line(row), a, b) if relative else self._markdown_line(row)):
             line.stylize(style, x, y)
         if self._span_styles:
             styles = self._span_styles
             for x, y, slot, level in _clip_sorted(highlights, a, b, relative=False):
-                line.stylize(styles[slot % len(styles)][level], x, y)
+                line.stylize(styles[slot % len(styles)][level], x - shift, y - shift)
         if dimmed:
             line.stylize(self._dim_style)
         return line

@@ -4,14 +4,23 @@ SIGTERM, SIGHUP (the terminal closed) and SIGQUIT: the editor's handler keeps th
 recovery file, synchronously, then `exit_now` ends the process at once. A normal exit waits for worker
 threads (a model still loading, an analysis), and after a hang-up the terminal answers nothing, which kept
 the process alive for seconds after its terminal was gone.
+
+A terminal can also go without a SIGHUP: the kernel sends one only to the terminal's session leader and its
+foreground processes, so an editor started in a session of its own (setsid, some launchers and IDEs), in
+the background, or whose SIGHUP is blocked, hears nothing. Textual's input thread then reads end-of-file
+in a busy loop, for ever (measured: 99% of a core, the process never ended). `terminal_gone` tells, from
+the terminal's own file descriptors (poll reports the hang-up), and the editor checks it twice a second.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import termios
 from typing import Any, Callable
+
+TERMINAL_CHECK_S = 0.5  # how often the editor asks whether its terminal is still there
 
 FATAL_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -50,3 +59,24 @@ def _restore_terminal(driver: Any) -> None:
         os.write(fileno, _RESET)
     except Exception:  # noqa: BLE001 - a terminal that cannot be restored must not stop the exit
         pass
+
+
+def terminal_gone(driver: Any) -> bool:
+    """Whether the terminal of Textual's `driver` has hung up (its other end closed), SIGHUP or not."""
+    fds = {getattr(driver, "fileno", None)}
+    output = getattr(driver, "_file", None)
+    try:
+        fds.add(output.fileno() if output is not None else None)
+    except (OSError, ValueError, AttributeError):
+        return True  # the output file is closed
+    fds.discard(None)
+    if not fds:
+        return False
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)  # a hang-up, an error or a closed descriptor is always reported
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return True
+    return any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in events)

@@ -22,6 +22,20 @@ class Occurrence:
 
 
 @dataclass(frozen=True)
+class TextWindow:
+    """One window of a long text (morph.features.windows) and its analysis.
+
+    The analysis covers text[base:end]: the window text[start:end] and, before it, its left context, which
+    is analysed only so that the window's first tokens see the text before them. Offsets in the analysis
+    count from `base`."""
+
+    base: int
+    start: int
+    end: int
+    analysis: Analysis
+
+
+@dataclass(frozen=True)
 class FeatureReport:
     """One feature in one document: its label and statistics, and where it fires."""
 
@@ -84,6 +98,18 @@ class Engine:
                checkpoint: Callable[[], None] | None = None) -> Iterator[AnalysisEvent]:
         """The analysis as events (morph.features.analysis.Analyzer.stream)."""
         return self.analyzer.stream(text, generation, focus, should_stop, checkpoint)
+
+    def analyze_windows(self, text: str, window_chars: int | None = None,
+                        context_chars: int | None = None) -> Iterator[TextWindow]:
+        """`text` analysed a window at a time (morph.features.windows), each window with an analyzer of its
+        own, so that memory follows the window, not the text. A text that fits in one window gives one window
+        whose analysis is `analyze(text)`."""
+        from morph.features.windows import CONTEXT_CHARS, WINDOW_CHARS, context_start, cut_windows
+
+        for start, end in cut_windows(text, window_chars or WINDOW_CHARS):
+            base = context_start(text, start, CONTEXT_CHARS if context_chars is None else context_chars)
+            analyzer = Analyzer(self.lens, self.analyzer.config, self.labels.norms())
+            yield TextWindow(base, start, end, analyzer.analyze(text[base:end]))
 
     def label(self, feature: int) -> str:
         return self.labels.label(feature)
