@@ -12,7 +12,7 @@ from morph.editor import document, frames
 
 
 def test_private_modules_import():
-    for name in document.PRIVATE_MODULES + ("textual._time",):
+    for name in document.PRIVATE_MODULES + ("textual._time", "textual._cells"):
         importlib.import_module(name)
 
 

@@ -1248,10 +1248,9 @@ class MorphApp(App):
         if self.engine is None:
             self.notify("steering needs a model, and none is loaded", severity="warning")
             return
-        from morph.features.steering import steerer_for
 
         self.panel.add_class("-steering")  # the pane takes the panel's place
-        pane.open(steerer_for(self.engine.lens), start, end)
+        pane.open(self.engine.steerer(), start, end)
 
     def _steering_open(self) -> bool:
         pane = self._widgets.get(SteerPane)
