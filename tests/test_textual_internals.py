@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import TextArea
 
@@ -30,3 +31,5 @@ async def test_text_area_timer_and_screen_internals_exist_on_a_live_app():
         assert not missing, f"Textual's Timer lost {missing}"
         missing = [n for n in frames.SCREEN_INTERNALS if not hasattr(pilot.app.screen, n)]
         assert not missing, f"Textual's Screen lost {missing}"
+        # morph.editor.app's dialog key handling: a node's message queue, a message's stop flag
+        assert hasattr(area, "_message_queue") and hasattr(events.Key("a", "a"), "_stop_propagation")
