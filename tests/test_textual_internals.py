@@ -13,7 +13,7 @@ from morph.editor import document, frames
 
 
 def test_private_modules_import():
-    for name in document.PRIVATE_MODULES + ("textual._time", "textual._cells"):
+    for name in document.PRIVATE_MODULES + ("textual._time", "textual._cells", "textual._wrap"):
         importlib.import_module(name)
 
 

@@ -34,6 +34,8 @@ from textual.document._wrapped_document import WrappedDocument
 from textual.expand_tabs import expand_tabs_inline, get_tab_widths
 from textual.geometry import Offset
 
+from morph.features.tokens import common_prefix, common_suffix
+
 # Characters that are one cell wide (rich's table, checked in tests/test_wrapping.py): Latin, Greek, Cyrillic,
 # general punctuation (quotes, dashes), currency, and the stand-ins morph.editor.linebreaks draws controls as.
 _ONE_CELL = re.compile(
@@ -116,8 +118,8 @@ def rewrap_line(old_line: str, new_line: str, old: list[int], width: int, tab_wi
                 and (trusted or (old_line[:first] == new_line[:first] and old_line[old_end:] == new_line[new_end:]))):
             first = -1
     if first < 0:
-        first = _common_prefix(old_line, new_line, n)  # the edit: old [first, old_end) became new [first, new_end)
-        tail = _common_suffix(old_line, new_line, n - first)
+        first = common_prefix(old_line, new_line, n)  # the edit: old [first, old_end) became new [first, new_end)
+        tail = common_suffix(old_line, new_line, n - first)
         old_end, new_end = len(old_line) - tail, len(new_line) - tail
     simple = old_simple and one_cell(new_line[first:new_end])
     if width < 2 or (not simple and ("\t" in new_line or "\t" in old_line)):  # (a 2-cell character folds oddly at 1)
@@ -141,35 +143,6 @@ def rewrap_line(old_line: str, new_line: str, old: list[int], width: int, tab_wi
                 result.extend(map(shift.__add__, old[j + 1:]))  # (C speed: a 5 MB line has 70,000 breaks)
                 return result, simple
     return result, simple
-
-
-def _common_prefix(a: str, b: str, limit: int) -> int:
-    if a[:limit] == b[:limit]:
-        return limit
-    lo, hi = 0, limit  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    """The longest common suffix of a and b, at most `limit` long."""
-    if limit <= 0:
-        return 0
-    if a[len(a) - limit:] == b[len(b) - limit:]:
-        return limit
-    lo, hi = 0, limit
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 class _ScreenLines:

@@ -357,14 +357,7 @@ class Analyzer:
         and SAE steps; it may block (to let input be handled first, see morph.features.priority).
         `should_stop` is checked at the same points (AnalysisCancelled). One stream at a time: close it (or
         drain it) to let the next one run."""
-        should_stop = should_stop or (lambda: False)
-
-        def step() -> None:
-            if checkpoint is not None:
-                checkpoint()
-            if should_stop():
-                raise AnalysisCancelled("analysis replaced by a newer one")
-
+        step = _stepper(should_stop, checkpoint, "analysis replaced by a newer one")
         with self._lock:
             yield from self._events(text, generation, focus, step, partials)
 
@@ -377,14 +370,7 @@ class Analyzer:
         tokens = self._splicer.exact(text)
         if tokens is None:
             return False
-        should_stop = should_stop or (lambda: False)
-
-        def step() -> None:
-            if checkpoint is not None:
-                checkpoint()
-            if should_stop():
-                raise AnalysisCancelled("preparation replaced by an analysis")
-
+        step = _stepper(should_stop, checkpoint, "preparation replaced by an analysis")
         with self._lock:
             ids, offsets = tokens
             if not len(ids) or not _supports_cache(self.lens.model):
@@ -669,6 +655,18 @@ def _join(first: _BlockResult, second: _BlockResult) -> _BlockResult:
                         np.concatenate([first.indices, second.indices]),
                         np.concatenate([first.values, second.values]),
                         np.concatenate([first.x, second.x]), np.concatenate([first.sse, second.sse]))
+
+
+def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], None] | None,
+             why: str) -> Callable[[], None]:
+    """What runs between stages, layers and SAE steps: the checkpoint (it may block), then the stop check."""
+    def step() -> None:
+        if checkpoint is not None:
+            checkpoint()
+        if should_stop is not None and should_stop():
+            raise AnalysisCancelled(why)
+
+    return step
 
 
 def _supports_cache(model: Any) -> bool:

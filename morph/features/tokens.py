@@ -31,9 +31,9 @@ LOOKAHEAD_CHARS = 16
 GIVE_UP_AFTER_MISSES = 2
 
 
-def common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search over slices: C-speed comparisons)."""
-    n = min(len(a), len(b))
+def common_prefix(a: str, b: str, limit: int | None = None) -> int:
+    """Length of the longest common prefix, at most `limit` (binary search over slices: C-speed comparisons)."""
+    n = min(len(a), len(b)) if limit is None else max(0, min(limit, len(a), len(b)))
     if a[:n] == b[:n]:
         return n
     lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
@@ -47,8 +47,19 @@ def common_prefix(a: str, b: str) -> int:
 
 
 def common_suffix(a: str, b: str, limit: int) -> int:
-    """Length of the longest common suffix, at most `limit`."""
-    return min(common_prefix(a[::-1], b[::-1]), limit)
+    """Length of the longest common suffix, at most `limit` (the same search over slices of the ends, no
+    reversed copies: a line may be megabytes long)."""
+    n = max(0, min(limit, len(a), len(b)))
+    if a[len(a) - n:] == b[len(b) - n:]:
+        return n
+    lo, hi = 0, n  # the last lo characters agree, the last hi do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _is_anchor(text: str, i: int) -> bool:
