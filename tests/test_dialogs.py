@@ -24,6 +24,7 @@ from morph.editor.dialogs import (
     format_key,
     replace_all,
 )
+from morph.editor.document import DocumentView
 
 TEXT = "The cat sat.\nA CAT ran; the Cat hid.\nNo dogs here.\ncat"
 
@@ -35,7 +36,7 @@ class EditorApp(App[None]):
         self.results: list[Any] = []
 
     def compose(self) -> ComposeResult:
-        ta = TextArea(self.initial, id="ta")
+        ta = DocumentView(self.initial, id="ta")  # the find functions work on the writing surface
         yield ta
         yield FindBar(ta, id="find")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from textual.app import App, ComposeResult
-from textual.widgets import Button, Input, OptionList, Static, TextArea
+from textual.widgets import Button, Input, OptionList, Static
 
 from morph.editor.document import DocumentView
 from morph.editor.steer_screen import PassageTracker, SteerPane, changed_region, word_diff
@@ -239,11 +239,11 @@ def test_changed_region():
 async def test_tracker_follows_a_text_area_through_undo_and_redo():
     class One(App):
         def compose(self) -> ComposeResult:
-            yield TextArea(TEXT)
+            yield DocumentView(TEXT)  # the tracker follows the view's stream of edits
 
     app = One()
     async with app.run_test() as pilot:
-        area = app.query_one(TextArea)
+        area = app.query_one(DocumentView)
         t = PassageTracker(START, END, SPAN)
         t.attach(area)
         area.insert("Hello. ", (0, 0))

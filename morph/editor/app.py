@@ -2,7 +2,7 @@
 
 Nothing slow runs on the UI thread: the model loads in a thread worker (group "model"), each analysis
 runs in a thread worker (group "analysis", exclusive, so a newer request cancels the older one), and
-results come back as typed messages carrying the document generation they were made for.
+results come back as typed messages carrying the document generation (the view's edit count) they were made for.
 
 Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
 saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
@@ -139,7 +139,6 @@ class MorphApp(App):
         self.engine: Any = None
         self.model_note = model_note
         self.settings_error = settings_error
-        self.generation = 0
         self.analysis: Any = None
         self.analysis_base = 0
         self.analysis_enabled = True
@@ -148,7 +147,6 @@ class MorphApp(App):
         self.colour_book = ColorBook(len(self.palette))
         self._scales: Any = None
         self.input_priority = InputPriority()  # the analysis pauses while input is being handled
-        self._changes_seen = 0  # DocumentView.changes when the last Changed message was handled
         self._debounce: Any = None
         self._prepare_timer: Any = None
         self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
@@ -210,6 +208,11 @@ class MorphApp(App):
         if found is None:
             found = self._widgets[widget_type] = self.screen_stack[0].query_one(widget_type)
         return found
+
+    @property
+    def generation(self) -> int:
+        """The document's edit count: every analysis result carries the one it was made for."""
+        return self._document.edit_count if self._document is not None else 0
 
     @property
     def view(self) -> DocumentView:
@@ -436,8 +439,6 @@ class MorphApp(App):
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if event.text_area is not self._document:
             return
-        self.generation += 1
-        self._changes_seen = self.view.changes
         if self._ignore_changes:
             self._ignore_changes -= 1  # a file was loaded: not an edit
         elif self._history_moved and self.view.text == self._clean_text:
@@ -567,9 +568,8 @@ class MorphApp(App):
 
     # --- highlights and panel ----------------------------------------------------------------------
     def _analysis_current(self) -> bool:
-        # an edit whose Changed message is still on its way has made the analysis stale already
-        return (self.analysis is not None and self.analysis.generation == self.generation
-                and self.view.changes == self._changes_seen)
+        # the edit count moves with the text: an edit whose Changed message is still on its way counts already
+        return self.analysis is not None and self.analysis.generation == self.generation
 
     def _refresh_highlights(self, plan: HighlightPlan | None = None) -> None:
         """Highlight the view; `plan` (made in the worker) is used when it was made for this very view."""
@@ -1276,10 +1276,7 @@ class MorphApp(App):
             return
         start, end = span
         pane.close()
-        # One undo step: close the history batch before and after the replacement.
-        view.history.checkpoint()
-        result = view.replace(message.replacement, view.location_of(start), view.location_of(end))
-        view.history.checkpoint()
+        result = view.replace_span(start, end, message.replacement)
         view.selection = (view.location_of(start), result.end_location)
         view.focus()
 

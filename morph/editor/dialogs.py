@@ -1,4 +1,4 @@
-"""Dialogs the editor pushes, and a find/replace bar that works on a Textual `TextArea`.
+"""Dialogs the editor pushes, and a find/replace bar that works on the writing surface (`DocumentView`).
 
 Modal screens (push with `app.push_screen(screen, callback)` or `await app.push_screen_wait(screen)`):
 
@@ -9,7 +9,8 @@ Modal screens (push with `app.push_screen(screen, callback)` or `await app.push_
 - `OpenFileScreen(...)` / `SaveAsScreen(...)` -> `Path` | None (absolute, ~ expanded)
 
 `FindBar(text_area)` is a widget the app docks (bottom) and opens with `open(replace=...)`; the search
-functions under it (`find_matches`, `find_in`, `replace_current`, `replace_all`) work on any TextArea.
+functions under it (`find_matches`, `find_in`, `replace_current`, `replace_all`) work on a DocumentView, through
+its offsets and its `replace_span` (one undo step).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, Static
 from textual.widgets.text_area import Selection
+
+from morph.editor.document import DocumentView
 
 __all__ = [
     "ConfirmResult",
@@ -96,7 +99,7 @@ def _css(name: str, extra: str = "") -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Search and replace on a TextArea
+# Search and replace on the writing surface
 
 
 @dataclass(frozen=True)
@@ -130,20 +133,13 @@ def find_matches(text: str, query: str, *, case_sensitive: bool = False) -> list
     return [(m.start(), m.end()) for m in re.finditer(re.escape(query), text, flags)]
 
 
-def _offsets(ta: TextArea) -> tuple[int, int]:
-    start, end = sorted(ta.selection)
-    doc = ta.document
-    return doc.get_index_from_location(start), doc.get_index_from_location(end)
-
-
-def _select(ta: TextArea, start: int, end: int) -> None:
-    doc = ta.document
-    ta.selection = Selection(doc.get_location_from_index(start), doc.get_location_from_index(end))
+def _select(ta: DocumentView, start: int, end: int) -> None:
+    ta.selection = Selection(ta.location_of(start), ta.location_of(end))
     ta.scroll_cursor_visible(center=True)
 
 
 def find_in(
-    ta: TextArea,
+    ta: DocumentView,
     query: str,
     *,
     forward: bool = True,
@@ -158,7 +154,7 @@ def find_in(
     matches = find_matches(ta.text, query, case_sensitive=case_sensitive)
     if not matches:
         return SearchResult(found=False)
-    a, b = _offsets(ta)
+    a, b = ta.selection_offsets
     wrapped = False
     if forward:
         start_from = origin if origin is not None else b
@@ -177,25 +173,17 @@ def find_in(
 
 
 def replace_current(
-    ta: TextArea, query: str, replacement: str, *, case_sensitive: bool = False
+    ta: DocumentView, query: str, replacement: str, *, case_sensitive: bool = False
 ) -> SearchResult:
     """Replace the selected match (one undoable edit) and select the next; if the selection is not
     a match, just select the next match."""
     matches = find_matches(ta.text, query, case_sensitive=case_sensitive)
-    a, b = _offsets(ta)
+    a, b = ta.selection_offsets
     replaced = 0
     if (a, b) in matches and not ta.read_only:
-        doc = ta.document
-        ta.history.checkpoint()
-        ta.replace(
-            replacement,
-            doc.get_location_from_index(a),
-            doc.get_location_from_index(b),
-            maintain_selection_offset=False,
-        )
-        ta.history.checkpoint()
+        ta.replace_span(a, b, replacement)
         after = a + len(replacement)
-        ta.selection = Selection.cursor(ta.document.get_location_from_index(after))
+        ta.selection = Selection.cursor(ta.location_of(after))
         replaced = 1
         result = find_in(ta, query, case_sensitive=case_sensitive, origin=after)
     else:
@@ -203,7 +191,7 @@ def replace_current(
     return SearchResult(result.found, result.index, result.total, result.wrapped, replaced)
 
 
-def replace_all(ta: TextArea, query: str, replacement: str, *, case_sensitive: bool = False) -> int:
+def replace_all(ta: DocumentView, query: str, replacement: str, *, case_sensitive: bool = False) -> int:
     """Replace every match as ONE undoable edit; returns the number replaced. The cursor stays by
     the same text it was next to."""
     if ta.read_only:
@@ -223,27 +211,19 @@ def replace_all(ta: TextArea, query: str, replacement: str, *, case_sensitive: b
     def shift_before(limit: int) -> int:
         return sum(len(replacement) - (e - s) for s, e in matches if e <= limit)
 
-    cursor = ta.document.get_index_from_location(ta.selection.end)
+    cursor = ta.offset_of(ta.selection.end)
     inside = next(((s, e) for s, e in matches if s < cursor < e), None)
     if inside is not None:  # the cursor was inside a match: put it after its replacement
         new_cursor = inside[0] + shift_before(inside[0]) + len(replacement)
     else:
         new_cursor = cursor + shift_before(cursor)
-    doc = ta.document
-    ta.history.checkpoint()
-    ta.replace(
-        segment,
-        doc.get_location_from_index(first),
-        doc.get_location_from_index(last),
-        maintain_selection_offset=False,
-    )
-    ta.history.checkpoint()
-    ta.selection = Selection.cursor(ta.document.get_location_from_index(new_cursor))
+    ta.replace_span(first, last, segment)
+    ta.selection = Selection.cursor(ta.location_of(new_cursor))
     return len(matches)
 
 
 class FindBar(Widget):
-    """A find/replace bar for a TextArea. Dock it (it docks at the bottom by default), hidden until
+    """A find/replace bar for the writing surface. Dock it (it docks at the bottom by default), hidden until
     `open()`. Enter finds the next match (in the replace box: replaces), F3 / Shift+F3 next /
     previous, Alt+C toggles case sensitivity, Escape closes and gives focus back to the text."""
 
@@ -278,7 +258,7 @@ class FindBar(Widget):
     class Closed(Message):
         """The bar was closed (Escape or its close button)."""
 
-    def __init__(self, text_area: TextArea, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, text_area: DocumentView, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.text_area = text_area
         self._anchor: int | None = None
@@ -325,7 +305,7 @@ class FindBar(Widget):
         if query is not None:
             with self.prevent(Input.Changed):
                 find_input.value = query
-        self._anchor = _offsets(self.text_area)[0]
+        self._anchor = self.text_area.selection_offsets[0]
         find_input.focus()
         self._set_status(self._count_status())
 

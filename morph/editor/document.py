@@ -6,12 +6,17 @@ re-renders every visible line, and a highlighted line costs about three times a 
 instead caches each screen line by what it shows (its text, its highlight and Markdown spans, the
 selection and cursor only where they touch it), and repaints only the screen lines an edit or a cursor
 move changed; everything else on screen comes from the cache.
+
+Every change of the text (a typed edit, an undo, a redo, a load) is published once, as a `TextEdit` (where: start,
+old end, new end as character offsets; the edit count after it; which kind), to the listeners `subscribe` adds:
+the one stream of edits the host and the steering pane follow. `edit_count` is the one edit counter.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import numpy as np
 from rich.color import Color, blend_rgb
@@ -28,7 +33,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widgets import TextArea
-from textual.widgets.text_area import Selection
+from textual.widgets.text_area import EditResult, Location, Selection
 
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
 from morph.editor.wrapping import LineWrap
@@ -55,6 +60,34 @@ LONG_ROW = 2_000
 NO_WRAP_ROW = 10_000
 NO_WRAP_DOCUMENT = 1_000_000
 
+EditKind = Literal["edit", "undo", "redo", "load"]
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """One change of the text: the old text[start:old_end] is now text[start:new_end]; `count` is the view's
+    edit count after it. An undo or redo of several edits is one TextEdit covering them all; a load replaces
+    the whole text (start 0)."""
+
+    start: int
+    old_end: int
+    new_end: int
+    count: int
+    kind: EditKind
+
+
+EditListener = Callable[[TextEdit], None]
+
+
+def _compose(first: tuple[int, int, int] | None, then: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The one region (start, old end, new end) of two replacements made one after the other (`then` in the
+    coordinates of the text `first` left): text past both regions' ends is unchanged by either."""
+    if first is None:
+        return then
+    s1, o1, n1 = first
+    a, b, c = then
+    return min(s1, a), o1 + max(0, b - n1), c + max(0, n1 - b)
+
 
 class DocumentView(TextArea):
     """TextArea plus two layers drawn in `get_line`: Markdown styles and feature highlights."""
@@ -78,9 +111,9 @@ class DocumentView(TextArea):
     # change touches (see _watch_selection).
     selection = reactive(Selection(), init=False, always_update=True, repaint=False)
     _in_edit = False  # inside edit(): see _refresh_size
-    # Text changes made so far. TextArea posts SelectionChanged before Changed for the same edit, so a
-    # handler of the first can tell from this that the text has moved on before Changed says so.
-    changes = 0
+    # Text changes made so far (edits, undos, redos, loads): the one edit counter. It moves with the text, before
+    # any message about the change is handled (TextArea posts SelectionChanged before Changed for the same edit).
+    edit_count = 0
 
     def __init__(self, text: str = "", **kwargs) -> None:
         # No current-line shading: TextArea paints it over the whole row after get_line, so it hid the
@@ -103,6 +136,8 @@ class DocumentView(TextArea):
         self._drawn: dict[int, tuple] = {}  # screen line (document y) -> the key of what render_line drew there
         self._row_highlights: dict[int, tuple] = {}  # row -> its highlight spans (kept across edits of other rows)
         self._section: tuple[int, int, int] | None = None  # (row, start, end) of the screen line being drawn
+        self._listeners: list[EditListener] = []
+        self._region: tuple[int, int, int] | None = None  # the replacements of the change under way, as one
         if text:
             self._set_document(text, None)
 
@@ -153,6 +188,8 @@ class DocumentView(TextArea):
         """TextArea's, for plain text (Morph styles Markdown itself), on a NewlineOnlyDocument."""
         self._highlight_query = None
         self.document = NewlineOnlyDocument(text)
+        self.document.replaced = self._replaced
+        self._line_starts = None
         self.wrapped_document = LineWrap(self.document, tab_width=self.indent_width)
         self.navigator = DocumentNavigator(self.wrapped_document)
         self._build_highlight_map()
@@ -259,10 +296,12 @@ class DocumentView(TextArea):
             self._line_starts = np.concatenate((starts[:first + 1], ends[:-1], starts[old_last + 1:] + shift))
 
     def offset_of(self, location: tuple[int, int]) -> int:
+        """The character offset of (row, column): the editor's one conversion (with location_of)."""
         row, column = location
         return int(self.line_starts[min(row, len(self.line_starts) - 1)]) + column
 
     def location_of(self, offset: int) -> tuple[int, int]:
+        """The (row, column) of a character offset, clamped to the text."""
         starts = self.line_starts
         row = int(np.searchsorted(starts, offset, side="right")) - 1
         row = max(0, min(row, len(starts) - 1))
@@ -297,14 +336,53 @@ class DocumentView(TextArea):
         return self.offset_of((first, 0)), self.offset_of((end_row, len(self.document[end_row])))
 
     # --- edits --------------------------------------------------------------------------------
+    def subscribe(self, listener: EditListener) -> Callable[[], None]:
+        """Call `listener` with every TextEdit from now on (inside the change, once the text has changed);
+        returns the call that unsubscribes it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def replace_span(self, start: int, end: int, text: str) -> EditResult:
+        """Replace text[start:end] with `text` as one undo step of its own (the history batch is closed before
+        and after it), the selection left where TextArea.replace leaves it."""
+        self.history.checkpoint()
+        result = self.replace(text, self.location_of(start), self.location_of(end), maintain_selection_offset=False)
+        self.history.checkpoint()
+        return result
+
+    def _replaced(self, top: Location, bottom: Location, result: EditResult) -> None:
+        """The document replaced rows top..bottom (every edit, undo and redo step passes here): the line starts
+        follow, and the replacement joins the region of the change under way. The rows before `top` did not
+        move, so top's offset is the same before and after."""
+        self._edit_line_starts(top[0], bottom[0], result.end_location[0])
+        start = self.offset_of(top)
+        self._region = _compose(self._region, (start, start + len(result.replaced_text),
+                                               self.offset_of(result.end_location)))
+
+    def _publish(self, kind: EditKind) -> TextEdit | None:
+        """Count the change just made and tell the listeners (nothing changed, as in an undo with nothing to
+        undo: nothing is counted or told)."""
+        region, self._region = self._region, None
+        if region is None:
+            return None
+        self.edit_count += 1
+        change = TextEdit(*region, count=self.edit_count, kind=kind)
+        for listener in tuple(self._listeners):
+            listener(change)
+        return change
+
     def edit(self, edit: Edit):
         top, bottom = sorted((edit.from_location, edit.to_location))
-        start, old_end = self.offset_of(top), self.offset_of(bottom)
         height = self.wrapped_document.height
         rows = self.document.line_count
         before = self._layers_in_view() if self.is_mounted else {}
         self._in_edit = True
-        self.changes += 1
+        self._region = None
         wrap = self.wrapped_document
         single = isinstance(wrap, LineWrap)
         if single:
@@ -315,11 +393,12 @@ class DocumentView(TextArea):
             self._in_edit = False
             if single:
                 wrap.single_edit = False
-        self._edit_line_starts(top[0], bottom[0], result.end_location[0])
+        region = self._region
         if not self.soft_wrap and self._keep_wrapping(range(top[0], result.end_location[0] + 1)):
             self.soft_wrap = True
         self._markdown_by_line = None
-        self.overlay.shift(start, old_end, start + len(edit.text))
+        if region is not None:
+            self.overlay.shift(*region)
         self._highlights_edited(top[0], bottom[0], result.end_location[0] - bottom[0])
         if self.wrapped_document.height != height or self.document.line_count != rows:
             self._refresh_rows(edit.top[0], None)  # lines below moved: repaint down to the bottom
@@ -327,6 +406,7 @@ class DocumentView(TextArea):
             self._refresh_rows(edit.top[0], result.end_location[0])
             # Markdown state carries across lines: typing ``` restyles every row below it
             self._refresh_changed_rows(before)
+        self._publish("edit")
         return result
 
     def _refresh_size(self) -> None:
@@ -348,26 +428,32 @@ class DocumentView(TextArea):
         super()._rewrap_and_refresh_virtual_size()
         self.refresh()
 
-    # Undo, redo and load_text change the document without passing through `edit`: forget the layers.
+    # An undo or redo may span many rows and a load replaces everything: the layers are forgotten.
     def _forget_layers(self) -> None:
-        self.changes += 1
-        self._line_starts = None
         self._markdown_by_line = None
         self.overlay = Overlay.empty()
         self._highlights_changed()
         self.refresh()
 
     def _undo_batch(self, edits) -> None:
+        self._region = None
         super()._undo_batch(edits)
         self._forget_layers()
+        self._publish("undo")
 
     def _redo_batch(self, edits) -> None:
+        self._region = None
         super()._redo_batch(edits)
         self._forget_layers()
+        self._publish("redo")
 
     def load_text(self, text: str) -> None:
+        lines = self.document.lines
+        old_length = sum(map(len, lines)) + len(lines) - 1
         super().load_text(text)
         self._forget_layers()
+        self._region = (0, old_length, len(text))
+        self._publish("load")
         if not self.soft_wrap and self._keep_wrapping():
             self.soft_wrap = True
 

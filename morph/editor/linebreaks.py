@@ -18,6 +18,7 @@ import re
 from typing import Callable
 
 from textual.document._document import Document
+from textual.widgets.text_area import EditResult
 
 _CONTROLS = [c for c in range(0x20) if chr(c) not in "\t\n\r"] + [0x7F] + list(range(0x80, 0xA0)) + [0x2028, 0x2029]
 _STAND_IN_BASE = 0x10FF00
@@ -96,6 +97,8 @@ class NewlineOnlyDocument(Document):
         self._holds = False  # whether a stand-in was ever put in: until then nothing needs translating back
         self._words: int | None = None  # len(text.split()), once counted (see counts)
         self._chars = 0
+        self.replaced: Callable[[tuple[int, int], tuple[int, int], EditResult], None] | None = None
+        """Told of every replacement (its top and bottom before it, and its result), once it is made."""
         super().__init__(_NewlineLines(self._hide(text)))
 
     def counts(self) -> tuple[int, int]:
@@ -143,7 +146,9 @@ class NewlineOnlyDocument(Document):
         if self._hiding and _holds_stand_ins(text):
             self._stop_hiding()  # the stand-ins' own characters came in: from now on hold every character as is
         if self._words is None:
-            return super().replace_range(start, end, _NewlineLines(self._hide(text)))
+            result = super().replace_range(start, end, _NewlineLines(self._hide(text)))
+            self._tell(start, end, result)
+            return result
         # The words and characters of the edited stretch, widened to whitespace or line ends on both sides (a word
         # is never partly in it), before and after.
         (top_row, top_column), (bottom_row, bottom_column) = sorted((start, end))
@@ -157,7 +162,13 @@ class NewlineOnlyDocument(Document):
         after = self.get_text_range((top_row, left), (end_row, end_column + right))
         self._words += len(after.split()) - len(before.split())
         self._chars += len(after) - len(before)
+        self._tell(start, end, result)
         return result
+
+    def _tell(self, start: tuple[int, int], end: tuple[int, int], result: EditResult) -> None:
+        if self.replaced is not None:
+            top, bottom = sorted((start, end))
+            self.replaced(top, bottom, result)
 
     def _stop_hiding(self) -> None:
         self._lines[:] = [self._reveal(line) for line in self._lines]

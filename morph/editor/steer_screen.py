@@ -28,7 +28,7 @@ import difflib
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -36,11 +36,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static, TextArea
+from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
+from morph.editor.document import DocumentView, TextEdit
 from morph.errors import MorphError
 from morph.features.concepts import ConceptMatch, direction_of
+from morph.features.tokens import common_prefix, common_suffix
 from morph.features.steering import (
     AUTO,
     METHODS,
@@ -91,23 +93,9 @@ def _one_line(err: BaseException) -> str:
 
 def changed_region(old: str, new: str) -> tuple[int, int, int]:
     """(a, b, c): `new` is `old` with old[a:b] replaced by new[a:c] (the shortest such region)."""
-    limit = min(len(old), len(new))
-    lo, hi = 0, limit  # common prefix, by bisection over slice comparisons (memcmp, not a Python loop)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if old[:mid] == new[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    prefix = lo
-    lo, hi = 0, limit - prefix
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if old[len(old) - mid:] == new[len(new) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return prefix, len(old) - lo, len(new) - lo
+    prefix = common_prefix(old, new)
+    suffix = common_suffix(old, new, min(len(old), len(new)) - prefix)
+    return prefix, len(old) - suffix, len(new) - suffix
 
 
 class PassageTracker:
@@ -115,18 +103,15 @@ class PassageTracker:
 
     `shift(a, b, c)` applies one edit (old text[a:b] became new text[a:c]): edits wholly before the
     passage move it, edits after it leave it, edits that touch it mark it `touched` (it may still read
-    as before, e.g. a word typed and deleted again). `attach(text_area)` feeds it every edit of a
-    TextArea: its `edit` calls exactly, undo and redo by comparing the text before and after, and a
-    `load_text` loses the passage (another document)."""
+    as before, e.g. a word typed and deleted again). `attach(view)` subscribes it to the view's stream of
+    edits (typed edits, undo and redo shift it; a load loses the passage: another document)."""
 
-    _HOOKED = ("edit", "_undo_batch", "_redo_batch", "load_text")
-
-    def __init__(self, start: int, end: int, original: str, on_change: Any = None) -> None:
+    def __init__(self, start: int, end: int, original: str, on_change: Callable[[], None] | None = None) -> None:
         self.start, self.end, self.original = start, end, original
         self.touched = False
         self.lost = False
         self.on_change = on_change
-        self._area: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def shift(self, a: int, b: int, c: int) -> None:
         delta = c - b
@@ -140,60 +125,28 @@ class PassageTracker:
         self.start = min(self.start, a)
         self.end = self.end + delta if b <= self.end else c
 
-    def intact(self, read: Any) -> bool:
+    def intact(self, read: Callable[[int, int], str]) -> bool:
         """Does the passage still read as it did? `read(start, end)` returns the document's text there."""
         return not self.lost and read(self.start, self.end) == self.original
 
-    # ----- following a TextArea -----------------------------------------------------------------------
-    def attach(self, area: Any) -> None:
+    # ----- following a DocumentView ---------------------------------------------------------------------
+    def attach(self, view: DocumentView) -> None:
         self.detach()
-        self._area = area
-        offset_of = area.offset_of if hasattr(area, "offset_of") else _offset_function(area)
-        tracker = self
-        edit, undo, redo, load = (getattr(area, name) for name in self._HOOKED)
+        self._unsubscribe = view.subscribe(self.follow)
 
-        def hooked_edit(change: Any) -> Any:
-            top, bottom = sorted((change.from_location, change.to_location))
-            a, b = offset_of(top), offset_of(bottom)
-            result = edit(change)
-            tracker.shift(a, b, a + len(change.text))
-            tracker._changed()
-            return result
-
-        def compared(batch: Any) -> Any:
-            def run(edits: Any) -> Any:
-                before = area.text
-                result = batch(edits)
-                tracker.shift(*changed_region(before, area.text))
-                tracker._changed()
-                return result
-            return run
-
-        def hooked_load(*args: Any, **kwargs: Any) -> Any:
-            result = load(*args, **kwargs)
-            tracker.lost = True
-            tracker._changed()
-            return result
-
-        for name, fn in zip(self._HOOKED, (hooked_edit, compared(undo), compared(redo), hooked_load)):
-            setattr(area, name, fn)  # on the instance: the class (and other TextAreas) are untouched
-
-    def detach(self) -> None:
-        if self._area is not None:
-            for name in self._HOOKED:
-                self._area.__dict__.pop(name, None)
-            self._area = None
-
-    def _changed(self) -> None:
+    def follow(self, change: TextEdit) -> None:
+        """One edit of the document: the passage moves with it (or is lost with a load)."""
+        if change.kind == "load":
+            self.lost = True
+        else:
+            self.shift(change.start, change.old_end, change.new_end)
         if self.on_change is not None:
             self.on_change()
 
-
-def _offset_function(area: TextArea) -> Any:
-    def offset_of(location: tuple[int, int]) -> int:
-        row, column = location
-        return sum(len(area.document[r]) + 1 for r in range(row)) + column
-    return offset_of
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
 
 class _Cancel:
@@ -279,7 +232,7 @@ class SteerPane(Vertical):
             super().__init__()
             self.run, self.error, self.passage = run, error, passage
 
-    def __init__(self, text_area: TextArea, *, n: int = 4, seed: int | None = None, concepts_k: int = 12,
+    def __init__(self, text_area: DocumentView, *, n: int = 4, seed: int | None = None, concepts_k: int = 12,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.text_area = text_area
@@ -378,10 +331,7 @@ class SteerPane(Vertical):
         return tracker.start, tracker.end
 
     def _read(self, start: int, end: int) -> str:
-        area = self.text_area
-        if hasattr(area, "location_of"):
-            return area.get_text_range(area.location_of(start), area.location_of(end))
-        return area.text[start:end]
+        return self.text_area.text_between(start, end)
 
     def _passage_changed(self) -> None:
         tracker = self.tracker
