@@ -1,10 +1,10 @@
 """The real editor, instrumented from outside: a MorphApp subclass that timestamps, on the UI thread,
 
 - key dispatch: `App.on_event` receiving the Key from the driver (before bindings and the TextArea);
-- the document edit: `DocumentView.edit` returning (wrapped on the instance);
-- the debounce firing: `start_analysis` (the timer's callback);
-- highlights for the current text handed to the view: `DocumentView.set_overlay` while the app's
-  analysis is for the current generation;
+- the document edit: the writing surface's stream of edits (`DocumentView.subscribe`), at the end of the edit;
+- the debounce firing, the analysis (started, first result, final result: in the worker), highlights for the
+  current text handed to the view, and the UI-thread work on each result: the app's timing marks
+  (`MorphApp(timings=...)`, morph.editor.timing);
 - screen updates: `App._display` (called by `Screen._compositor_refresh` right after the compositor has
   rendered the update). The headless driver that `run_test` uses skips the terminal write, so the
   subclass renders the update to terminal bytes itself (`render_segments`), as a real terminal run would;
@@ -28,6 +28,8 @@ from textual.app import App
 from textual._compositor import CompositorUpdate
 
 from morph.editor.app import MorphApp
+from morph.editor.document import TextEdit
+from morph.editor.timing import TimingMark
 
 
 @dataclass
@@ -68,18 +70,10 @@ class ProbeMixin:
     def _install_probe(self) -> None:
         self.probe = Probe()
 
-    def _wrap_view(self, view: Any) -> None:
-        original_edit = view.edit
+    def _watch_compositor(self) -> None:
+        """Stamp the start of each compositor update (Textual's Screen._compositor_refresh, wrapped on the
+        instance: a Textual internal, not the app's)."""
         probe = self.probe
-
-        def edit(edit_obj):
-            result = original_edit(edit_obj)
-            key = probe._pending_key
-            if key is not None and key.edit is None:
-                key.edit = time.perf_counter()
-            return result
-
-        view.edit = edit
         screen = self.screen
         original_refresh = screen._compositor_refresh
 
@@ -155,7 +149,18 @@ class StockApp(ProbeMixin, App):
 
         view = self.query_one(TextArea)
         view.focus()
-        self._wrap_view(view)
+        self._watch_compositor()
+        original_edit = view.edit  # Textual's own TextArea: no stream of edits, its edit is wrapped
+        probe = self.probe
+
+        def edit(edit_obj):
+            result = original_edit(edit_obj)
+            key = probe._pending_key
+            if key is not None and key.edit is None:
+                key.edit = time.perf_counter()
+            return result
+
+        view.edit = edit
 
     @property
     def view(self) -> Any:
@@ -165,77 +170,46 @@ class StockApp(ProbeMixin, App):
 
 
 class BenchApp(ProbeMixin, MorphApp):
-    """MorphApp with the probes above; behaves exactly like MorphApp otherwise."""
+    """MorphApp with the probes above, fed by the app's own timing marks (morph.editor.timing) and the writing
+    surface's stream of edits; behaves exactly like MorphApp otherwise."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, timings=self._record, **kwargs)
         self._install_probe()
 
     def on_mount(self) -> None:
         # Runs before MorphApp.on_mount (Textual calls each class's handler, subclass first).
-        view = self.view
-        self._wrap_view(view)
-        original_set_overlay = view.set_overlay
+        self._watch_compositor()
+        self.view.subscribe(self._edited)
+
+    def _edited(self, change: TextEdit) -> None:
+        key = self.probe._pending_key
+        if change.kind == "edit" and key is not None and key.edit is None:
+            key.edit = time.perf_counter()
+
+    def _record(self, mark: TimingMark) -> None:
+        """A timing mark, into the probe (analysis marks come from the worker thread: appends and updates of
+        records that only this mark's thread writes)."""
         probe = self.probe
-
-        def set_overlay(overlay):
-            original_set_overlay(overlay)
-            analysis = self.analysis
-            if analysis is not None and analysis.generation == self.generation:
-                stamp = time.perf_counter()
-                probe.highlights.append((stamp, self.generation, not analysis.stats.complete))
-                if probe._pending_highlight is None:
-                    probe._pending_highlight = (stamp, self.generation)
-
-        view.set_overlay = set_overlay
-        for name in ("_refresh_highlights", "_refresh_panel"):
-            self._time_method(name)
-
-    def _time_method(self, name: str) -> None:
-        """Record the UI-thread time of an app method (called as self.name(), so an instance wrapper works)."""
-        original = getattr(self, name)
-        costs = self.probe.ui_costs
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                costs.append((name, t0, time.perf_counter()))
-
-        setattr(self, name, timed)
-
-    # --- debounce -----------------------------------------------------------------------------------------
-    def start_analysis(self) -> None:
-        self.probe.fired.append((time.perf_counter(), self.generation))
-        super().start_analysis()
-
-    # --- engine side (runs in the worker thread) -----------------------------------------------------------
-    def on_engine_ready(self, message: Any) -> None:
-        # Before MorphApp's handler: wrap the engine's stream of analysis events so that each analysis
-        # reports when it started, when the focus block was delivered and when it ended.
-        engine = message.engine
-        if getattr(engine, "_bench_wrapped", False):
-            return
-        original = engine.stream
-        probe = self.probe
-
-        def stream(text, generation=0, *args, **kwargs):
-            from morph.features.analysis import FinalResult, PartialResult
-
-            record = {"generation": generation, "start": time.perf_counter(), "first": None, "end": None,
-                      "tokens": None, "computed_tokens": None, "cancelled": True}
-            probe.analyses.append(record)
-            for event in original(text, generation, *args, **kwargs):
-                if isinstance(event, (PartialResult, FinalResult)) and record["first"] is None:
-                    record["first"] = time.perf_counter()
-                if isinstance(event, FinalResult):
-                    record.update(end=time.perf_counter(), cancelled=False, tokens=event.analysis.stats.total_tokens,
-                                  computed_tokens=event.analysis.stats.computed_tokens)
-                yield event
-
-        engine.stream = stream
-        engine._bench_wrapped = True
+        if mark.kind == "debounce_fired":
+            probe.fired.append((mark.at, mark.generation))
+        elif mark.kind == "highlights_set":
+            probe.highlights.append((mark.at, mark.generation, mark.partial))
+            if probe._pending_highlight is None:
+                probe._pending_highlight = (mark.at, mark.generation)
+        elif mark.kind == "ui_work":
+            probe.ui_costs.append((mark.name, mark.started, mark.at))
+        elif mark.kind == "analysis_started":
+            probe.analyses.append({"generation": mark.generation, "start": mark.at, "first": None, "end": None,
+                                   "tokens": None, "computed_tokens": None, "cancelled": True})
+        else:
+            record = next((r for r in reversed(probe.analyses) if r["generation"] == mark.generation), None)
+            if record is None:
+                return
+            if mark.kind == "analysis_delivered":
+                record["first"] = mark.at
+            elif mark.kind == "analysis_finished":
+                record.update(end=mark.at, cancelled=False, tokens=mark.tokens, computed_tokens=mark.computed_tokens)
 
 
 async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.0, step: float = 0.005) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import platformdirs
 
+from morph.editor.actions import default_keys
 from morph.errors import InputError
 from morph.textio import read_document, write_document
 
@@ -46,33 +47,9 @@ __all__ = [
     "with_updates",
 ]
 
-DEFAULT_KEYS: dict[str, str] = {
-    "save": "ctrl+s",
-    "save_as": "ctrl+shift+s",
-    "open": "ctrl+o",
-    "quit": "ctrl+q",
-    "find": "ctrl+f",
-    "replace": "ctrl+r",
-    "find_next": "f3",
-    "find_previous": "shift+f3",
-    "goto_line": "ctrl+g",
-    "help": "f1",
-    "toggle_panel": "f2",
-    "cycle_theme": "ctrl+t",
-    "steer": "ctrl+e",
-    "undo": "ctrl+z",
-    "redo": "ctrl+y",
-    "new": "ctrl+n",
-    "focus_panel": "f9",
-    "unpin": "shift+f9",
-    "next_occurrence": "f8",
-    "previous_occurrence": "shift+f8",
-    "analyze_now": "f5",
-    "toggle_analysis": "f7",
-    "toggle_preview": "f12",
-    "focus_mode": "f6",
-}
-"""Action name -> Textual key string ('ctrl+s', 'f1', several separated by commas)."""
+DEFAULT_KEYS: dict[str, str] = default_keys()
+"""Action name -> Textual key string ('ctrl+s', 'f1', several separated by commas): the remappable actions of the
+editor's one action registry (morph.editor.actions, which imports no Textual), with their default keys."""
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*(,[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*)*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

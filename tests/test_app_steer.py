@@ -11,7 +11,7 @@ import pytest
 from morph.config import Settings
 from morph.editor.app import MorphApp
 from morph.editor.document import DocumentView
-from morph.editor.steer_screen import SteerPane
+from morph.editor.steer_pane import SteerPane
 from morph.features.engine import Engine
 from tests.test_editor import TEXT, analysed, wait_for
 from tests.test_steer_screen import FakeSteerer

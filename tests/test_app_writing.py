@@ -10,7 +10,8 @@ import pytest
 from textual.widgets import Input, Markdown
 
 from morph.config import DEFAULT_KEYS, Settings, config_path, load_settings
-from morph.editor.app import ACTIONS, MorphApp
+from morph.editor.actions import ACTIONS
+from morph.editor.app import MorphApp
 from morph.editor.dialogs import GotoLineScreen, HelpScreen, SaveAsScreen
 from morph.editor.document import DocumentView
 from tests.pilot import wait_for
@@ -206,6 +207,21 @@ async def test_keys_come_from_the_settings(dirs):
         await pilot.press("escape")
 
 
+async def test_texts_name_the_keys_in_force(dirs):
+    """A remapped key is the one the help, the palette and the notes name (they read the bindings' keys)."""
+    app = make(keys={**DEFAULT_KEYS, "toggle_analysis": "f10", "focus_panel": "ctrl+k"})
+    async with app.run_test(size=(110, 30)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("f7")  # no longer pauses the analysis
+        assert app.analysis_enabled
+        await pilot.press("f10")
+        assert not app.analysis_enabled and app.status.state.detail == "(live analysis paused: F10)"
+        await pilot.press("f8")  # next occurrence, with nothing pinned: the note names the panel's key
+        await wait_for(pilot, lambda: "choose it in the panel: Ctrl+K, then Enter" in notes(app))
+        palette = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert palette["Analysis: pause/resume live analysis"].endswith("(F10)")
+
+
 async def test_keys_are_off_while_a_dialog_is_open(dirs):
     app = make()
     async with app.run_test(size=(110, 30)) as pilot:
@@ -223,7 +239,7 @@ async def test_every_action_is_in_the_command_palette(dirs):
     async with app.run_test(size=(110, 30)) as pilot:
         await ready(pilot, app)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        for _, _, title in ACTIONS:
+        for title in (action.title for action in ACTIONS if action.title):  # the registry's palette titles
             assert title in titles
         assert {"Theme: morph-dark", "Theme: morph-light", "View: soft wrap on/off",
                 "File: recovered text…"} <= titles

@@ -10,21 +10,18 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, Static, TextArea
 from textual.widgets.text_area import Selection
 
+from morph.editor.actions import format_key
 from morph.editor.dialogs import (
     ConfirmScreen,
-    FindBar,
     GotoLineScreen,
     HelpScreen,
     OpenFileScreen,
     PathSuggester,
     RecoveryScreen,
     SaveAsScreen,
-    find_in,
-    find_matches,
-    format_key,
-    replace_all,
 )
 from morph.editor.document import DocumentView
+from morph.editor.find_bar import FindBar, find_in, find_matches, replace_all
 
 TEXT = "The cat sat.\nA CAT ran; the Cat hid.\nNo dogs here.\ncat"
 

@@ -11,7 +11,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Button, Input, OptionList, Static
 
 from morph.editor.document import DocumentView
-from morph.editor.steer_screen import PassageTracker, SteerPane, changed_region, word_diff
+from morph.editor.steer_pane import PassageTracker, SteerPane, changed_region, word_diff
 from morph.errors import InputError
 from morph.features.concepts import Concept
 from morph.features.steering import (Candidate, OriginalScore, SteerDone, Steerer, SteerProgress, SteerRequest,

@@ -8,8 +8,8 @@ Files never lose text: saves are atomic (morph.textio) and keep the file's line 
 saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
 typing too, and every AUTOSAVE_EDITS edits; and synchronously when the app exits, is told to stop (SIGTERM,
 SIGQUIT) or loses its terminal (SIGHUP). Another window's recovery whose text differs from the file is offered
-when the file is opened. Every key comes from
-`settings.keys` (action -> key), so users can remap them; every action is also in the command palette.
+when the file is opened. Every key, help line and palette entry comes from the one action registry
+(morph.editor.actions); the user's `settings.keys` (action -> key) reach the bindings through Textual's keymap.
 """
 
 from __future__ import annotations
@@ -27,23 +27,23 @@ from typing import Any, Callable
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import TextArea
 from textual.worker import get_current_worker
 
+from morph.editor.actions import (ACTIONS, BY_ID, NOT_IN_HELP, bindings, format_key, key_for, keymap, keys_in_force,
+                                  keys_of)
 from morph.editor.dialogs import (
     ConfirmScreen,
-    FindBar,
     GotoLineScreen,
     HelpScreen,
     OpenFileScreen,
     RecoveryScreen,
     SaveAsScreen,
-    format_key,
 )
 from morph.editor.document import DocumentView
+from morph.editor.find_bar import FindBar
 from morph.editor.frames import PacedScreen
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
                                    EngineReady, FeatureChosen)
@@ -52,7 +52,8 @@ from morph.features.highlights import HighlightPlan, Overlay, plan_highlights
 from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
 from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
-from morph.editor.steer_screen import EDITED, SteerPane
+from morph.editor.timing import TimingHook, mark, timed_work
+from morph.editor.steer_pane import SteerPane
 from morph.features.priority import InputPriority
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
@@ -66,36 +67,7 @@ WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
 AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
-# Every action that has a key in settings.keys: (action, what it does, its command palette title).
-ACTIONS: list[tuple[str, str, str]] = [
-    ("new", "New document", "File: new"),
-    ("open", "Open a file", "File: open…"),
-    ("save", "Save", "File: save"),
-    ("save_as", "Save under another name", "File: save as…"),
-    ("quit", "Quit (asks about unsaved changes)", "File: quit"),
-    ("undo", "Undo", "Edit: undo"),
-    ("redo", "Redo", "Edit: redo"),
-    ("find", "Find", "Edit: find"),
-    ("replace", "Find and replace", "Edit: replace"),
-    ("find_next", "Next match", "Edit: find next"),
-    ("find_previous", "Previous match", "Edit: find previous"),
-    ("goto_line", "Go to line", "Edit: go to line…"),
-    ("steer", "Rewrite the selection, steered toward a concept", "Steer: rewrite the selection"),
-    ("toggle_preview", "Markdown preview on/off", "View: Markdown preview on/off"),
-    ("focus_mode", "Focus mode: dim all but the current paragraph", "View: focus mode on/off"),
-    ("toggle_panel", "Features panel show/hide", "Panel: show/hide"),
-    ("cycle_theme", "Next theme (kept for next time)", "View: next theme"),
-    ("focus_panel", "Choose a feature to pin or inspect", "Features: focus the panel"),
-    ("unpin", "Back to the overview of all features", "Features: unpin"),
-    ("next_occurrence", "Next occurrence of the pinned feature", "Features: next occurrence"),
-    ("previous_occurrence", "Previous occurrence of the pinned feature", "Features: previous occurrence"),
-    ("analyze_now", "Analyse the document now", "Analysis: run now"),
-    ("toggle_analysis", "Pause/resume live analysis", "Analysis: pause/resume live analysis"),
-    ("help", "This list of keys", "Help: keys"),
-]
-KEYED_ACTIONS = frozenset(action for action, _, _ in ACTIONS)
-# The features panel's actions: while the steering pane has the panel's place they would act on a hidden panel.
-PANEL_ACTIONS = frozenset({"focus_panel", "toggle_panel", "unpin"})
+APP_ACTIONS = {action.id: action for action in ACTIONS if action.target == "app"}
 
 
 def _one_line(err: BaseException) -> str:
@@ -114,19 +86,20 @@ class MorphApp(App):
     FindBar { dock: none; }
     StatusBar { dock: none; }
     """
-    # The keys of ACTIONS are bound in __init__ from settings.keys (priority bindings, so the text area's
-    # own keys such as F6/F7 do not hide them; they are disabled while a dialog is open).
-    BINDINGS = [
-        Binding("escape", "focus_editor", "Editor", show=False),
-        Binding(SteerPane.CLOSE_KEY, "close_steering", show=False),  # from the text; the pane binds it too
-    ]
+    # The app's actions from the registry, with their default keys: priority bindings, so the text area's own
+    # keys such as F6/F7 do not hide them (check_action turns them off while a dialog is open); the user's
+    # [keys] are applied over them as Textual's keymap, by binding id.
+    BINDINGS = bindings("app")
+    COMMAND_PALETTE_BINDING = BY_ID["command_palette"].key
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
                  engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
-                 loaded: Any = None, settings_error: str = "") -> None:
-        """`settings_error`: why the config file could not be used (the editor then runs on the defaults)."""
+                 loaded: Any = None, settings_error: str = "", timings: TimingHook | None = None) -> None:
+        """`settings_error`: why the config file could not be used (the editor then runs on the defaults);
+        `timings`: told the timing marks of morph.editor.timing (benchmarks), None: nothing measured."""
         super().__init__()
-        from morph.config import DEFAULT_KEYS, Settings
+        self.timings = timings
+        from morph.config import Settings
 
         self.settings = settings or Settings()
         self.path = Path(os.path.abspath(path)) if path else None
@@ -155,10 +128,10 @@ class MorphApp(App):
         self.last_latency_ms: float | None = None
         self.modified = False
         self._widgets: dict[type, Any] = {}
-        self.keys = {**DEFAULT_KEYS, **(self.settings.keys or {})}
-        for action, _, _ in ACTIONS:
-            if self.keys.get(action):
-                self._bindings.bind(self.keys[action], action, show=False, priority=True)
+        self.keys = keys_in_force(self.settings.keys)
+        """Every action's key(s) now (action id -> Textual key names): what the texts that name a key read."""
+        self.set_keymap(keymap(self.settings.keys))
+        self._pane_keys = keys_of("steer_pane", self.keys)
         self.theme_name: str | None = None
         self.focus_mode = False
         self._ignore_changes = 0  # Changed events of loads (not edits) still to come
@@ -196,7 +169,7 @@ class MorphApp(App):
             yield self._document
             yield PreviewPane(id="preview")
             yield FeaturePanel(id="panel")
-            yield SteerPane(self._document, id="steer")
+            yield SteerPane(self._document, steer_key=self.keys["steer"], id="steer")
         yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
@@ -477,6 +450,7 @@ class MorphApp(App):
         self._debounce = self.set_timer(max(delay, 1) / 1000, self.start_analysis)
 
     def start_analysis(self) -> None:
+        mark(self, "debounce_fired", generation=self.generation)
         if self.engine is None or not self.analysis_enabled:
             return
         focus = self.view.cursor_offset
@@ -509,7 +483,9 @@ class MorphApp(App):
         engine = self.engine
         checkpoint = self.input_priority.checkpoint
         (view_range, pinned, n_colours) = view
+        delivered = False
         try:
+            mark(self, "analysis_started", generation=generation)
             stream = engine.stream(text, generation, focus, should_stop=lambda: worker.is_cancelled,
                                    checkpoint=checkpoint)
             with closing(stream):
@@ -517,6 +493,13 @@ class MorphApp(App):
                     if isinstance(event, BlockProgress):
                         self.post_message(AnalysisProgress(generation, event.done, event.total))
                         continue
+                    if not delivered:
+                        delivered = True
+                        mark(self, "analysis_delivered", generation=generation)
+                    if isinstance(event, FinalResult):
+                        stats = event.analysis.stats
+                        mark(self, "analysis_finished", generation=generation, tokens=stats.total_tokens,
+                             computed_tokens=stats.computed_tokens)
                     scales = engine.feature_scales(event.analysis)
                     checkpoint()
                     plan = plan_highlights(event.analysis, text, base, view_range, pinned, n_colours, scales)
@@ -571,6 +554,7 @@ class MorphApp(App):
         # the edit count moves with the text: an edit whose Changed message is still on its way counts already
         return self.analysis is not None and self.analysis.generation == self.generation
 
+    @timed_work
     def _refresh_highlights(self, plan: HighlightPlan | None = None) -> None:
         """Highlight the view; `plan` (made in the worker) is used when it was made for this very view."""
         if not self._analysis_current() or not self.analysis_enabled:
@@ -585,6 +569,7 @@ class MorphApp(App):
         else:
             slots = self.colour_book.assign(plan.features)
         self.view.set_overlay(plan.overlay.with_slots(slots))
+        mark(self, "highlights_set", generation=self.generation, partial=not self.analysis.stats.complete)
         self._show_legend(plan)
 
     def _show_legend(self, plan: HighlightPlan) -> None:
@@ -599,6 +584,7 @@ class MorphApp(App):
     def _rows(self, pairs: list[tuple[int, float]]) -> list[PanelRow]:
         return [PanelRow(f, self.engine.label(f), act, self._colour(f)) for f, act in pairs]
 
+    @timed_work
     def _refresh_panel(self) -> None:
         if not self._analysis_current():
             return
@@ -634,7 +620,8 @@ class MorphApp(App):
             self.panel.show_selection("Selection", [])
         if self.pinned is not None:
             self.panel.show_pinned(f"Pinned #{self.pinned}: {self.engine.label(self.pinned)}\n"
-                                   "F8/Shift+F8 next/previous · Shift+F9 unpin")
+                                   f"{self._key('next_occurrence')}/{self._key('previous_occurrence')} "
+                                   f"next/previous · {self._key('unpin')} unpin")
         else:
             self.panel.show_pinned("")
 
@@ -739,7 +726,8 @@ class MorphApp(App):
 
     def _occurrence(self, forward: bool) -> None:
         if self.pinned is None:
-            self.notify("pin a feature first (choose it in the panel: F9, then Enter)", severity="warning")
+            self.notify(f"pin a feature first (choose it in the panel: {self._key('focus_panel')}, then "
+                        f"{self._key('panel.pin')})", severity="warning")
             return
         if not self._analysis_current():
             return
@@ -807,7 +795,7 @@ class MorphApp(App):
             self.schedule_analysis(0)
         else:
             self.view.set_overlay(Overlay.empty())
-            self.status.update_state(state="off", detail="(live analysis paused: F7)")
+            self.status.update_state(state="off", detail=f"(live analysis paused: {self._key('toggle_analysis')})")
 
     # --- files: save, save as, open, new, quit ---------------------------------------------------
     def _file_label(self) -> str:
@@ -1033,7 +1021,8 @@ class MorphApp(App):
                 # The text is this window's now: in its own recovery file before the other one goes.
                 await asyncio.to_thread(self._write_recovery_now, self.path, self.view.text, self._recovery_epoch)
                 await asyncio.to_thread(discard, rec)
-                self.notify("recovered text restored (not saved yet: Ctrl+S to save; Ctrl+Z undoes)", timeout=8)
+                self.notify(f"recovered text restored (not saved yet: {self._key('save')} to save; "
+                            f"{self._key('undo')} undoes)", timeout=8)
                 return
             if choice == "discard":
                 await asyncio.to_thread(discard, rec)
@@ -1123,15 +1112,23 @@ class MorphApp(App):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if (action in KEYED_ACTIONS or action == "close_steering") and self._modal_open():
-            return False  # the dialog's own keys win
-        if action in ("undo", "redo") and self.focused is not self._document:
+        """The registry's rules for the app's actions (morph.editor.actions.Action)."""
+        entry = APP_ACTIONS.get(action)
+        if entry is None:
+            return True
+        if self._modal_open():
+            return action == "focus_editor"  # the dialog's own keys win
+        if entry.needs_document_focus and self.focused is not self._document:
             return False  # undo in the find box is the find box's
-        if action in KEYED_ACTIONS and action != "steer" and self._steer_shadows(action):
+        if entry.configurable and action != "steer" and self._steer_shadows(action):
             return False  # the steering pane has the focus and its own use for this key
-        if action in PANEL_ACTIONS and self._steering_open():
+        if entry.panel and self._steering_open():
             return False  # the panel is hidden behind the steering pane
         return True
+
+    def _key(self, action_id: str) -> str:
+        """An action's key as a text names it: the key in force (remapped or not)."""
+        return format_key(key_for(action_id, self.keys))
 
     def action_save(self) -> None:
         self._start_flow(self.save)
@@ -1216,15 +1213,8 @@ class MorphApp(App):
         self.push_screen(GotoLineScreen(view.document.line_count, view.cursor_location[0] + 1), go)
 
     def action_help(self) -> None:
-        rows = [(self.keys[action], description) for action, description, _ in ACTIONS if self.keys.get(action)]
-        rows += [("ctrl+p", "Command palette: every action, themes, settings"),
-                 ("escape", "Back to the text (closes the find bar)"),
-                 ("enter", "In the features panel: pin the feature (again: unpin)"),
-                 ("d", "In the features panel: feature details"),
-                 ("ctrl+g", "In the steering pane: generate rewrites"),
-                 ("enter", "In the steering pane: accept the highlighted rewrite (one undo step)"),
-                 ("escape", "In the steering pane: back to the text (generation goes on)"),
-                 (SteerPane.CLOSE_KEY, "With the steering pane open: close it and cancel the generation")]
+        rows = [(self.keys[action.id], action.description) for action in ACTIONS
+                if action.id not in NOT_IN_HELP and self.keys.get(action.id)]
         from morph.config import config_path
 
         where = self.settings.source or config_path()
@@ -1259,7 +1249,7 @@ class MorphApp(App):
     def _steer_shadows(self, action: str) -> bool:
         """Is `action`'s key one the steering pane uses, while the pane has the focus?"""
         keys = {key.strip() for key in str(self.keys.get(action) or "").split(",")}
-        if not keys & SteerPane.KEYS:
+        if not keys & self._pane_keys:
             return False
         return self._steering_open() and self.steerpane.has_focus_within
 
@@ -1271,8 +1261,7 @@ class MorphApp(App):
         pane, view = message.pane, self.view
         span = pane.passage_now()  # where the passage is now, after the edits made meanwhile
         if span is None:
-            pane.show_error(EDITED)
-            self.notify(EDITED, title="Not applied", severity="warning")
+            pane.refuse_accept()
             return
         start, end = span
         pane.close()
@@ -1358,10 +1347,11 @@ class MorphApp(App):
             # Textual's theme picker and quit are replaced by ours (palettes that persist; quit that asks)
             if command.title not in ("Theme", "Quit"):
                 yield command
-        for action, description, title in ACTIONS:
-            key = self.keys.get(action)
-            help_text = description + (f" ({format_key(key)})" if key else "")
-            yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        for action in ACTIONS:
+            if action.title:
+                key = self.keys.get(action.id)
+                help_text = action.description + (f" ({format_key(key)})" if key else "")
+                yield SystemCommand(action.title, help_text, getattr(self, f"action_{action.id}"))
         yield SystemCommand("File: recovered text…", "Restore or discard text kept by autosave",
                             self.action_recovered_text)
         for name, label in (("soft_wrap", "soft wrap"), ("line_numbers", "line numbers"),

@@ -24,7 +24,6 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._cells import cell_len
-from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.document._edit import Edit
 from textual.document._document_navigator import DocumentNavigator
@@ -35,6 +34,7 @@ from textual.strip import Strip
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
+from morph.editor.actions import bindings
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
 from morph.editor.wrapping import LineWrap
 from morph.features.highlights import LEVELS, Overlay
@@ -95,12 +95,7 @@ class DocumentView(TextArea):
     class Scrolled(Message):
         """The lines in view changed: the features in view may have too."""
 
-    BINDINGS = [
-        Binding("ctrl+home", "cursor_document_start", "Start of the document", show=False),
-        Binding("ctrl+end", "cursor_document_end", "End of the document", show=False),
-        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to the start", show=False),
-        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to the end", show=False),
-    ]
+    BINDINGS = bindings("document")
 
     DEFAULT_CSS = """
     DocumentView { border: none; padding: 0 1; }

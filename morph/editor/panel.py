@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.containers import VerticalScroll
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
+
+from morph.editor.actions import bindings
 
 from morph.editor.messages import FeatureChosen
 
@@ -31,10 +32,7 @@ class FeatureList(OptionList):
     # width), so new contents never change the layout.
     virtual_size = Reactive(Size(0, 0), layout=False)
 
-    BINDINGS = [
-        Binding("d", "detail", "Feature details", show=True),
-        Binding("i", "detail", "Feature details", show=False),
-    ]
+    BINDINGS = bindings("panel")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -33,12 +33,12 @@ from typing import Any, Callable
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
+from morph.editor.actions import BY_ID, bindings, format_key, short_key
 from morph.editor.document import DocumentView, TextEdit
 from morph.errors import MorphError
 from morph.features.concepts import ConceptMatch, direction_of
@@ -63,8 +63,10 @@ LIKE_PREFIX = "like:"
 SEARCH_PAUSE_S = 0.25  # the concept search waits this long for the next key before reading the words
 PROGRESS_EVERY_S = 0.1
 _DIFF_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
-EDITED = ("the passage was edited since it was chosen: the rewrite was not applied "
-          "(undo that edit, or select the passage again and press Ctrl+E)")
+def edited_note(steer_key: str) -> str:
+    """Why an accepted rewrite was not applied; `steer_key`: the key that opens the pane (the host's)."""
+    return ("the passage was edited since it was chosen: the rewrite was not applied "
+            f"(undo that edit, or select the passage again and press {format_key(steer_key)})")
 
 
 def word_diff(original: str, candidate: str) -> Text:
@@ -149,6 +151,11 @@ class PassageTracker:
             self._unsubscribe = None
 
 
+def _short(action_id: str) -> str:
+    """A pane key as its buttons and hint show it (the pane's keys are fixed: its bindings' own)."""
+    return short_key(BY_ID[action_id].key)
+
+
 class _Cancel:
     """The cancel token the engine checks between tokens: our event or the worker's own cancel flag."""
 
@@ -162,20 +169,11 @@ class _Cancel:
 class SteerPane(Vertical):
     """Steered rewrites of a passage of `text_area`, beside the text (hidden until `open`)."""
 
-    CLOSE_KEY = "f4"
-    """Closes the pane, from the pane or from the text: a key that means nothing in the text (Ctrl+W, once the
-    pane's, deletes a word or the selection there, which is the passage being steered)."""
-    BINDINGS = [
-        Binding("escape", "leave", "Back to the text", show=False),
-        # Priority: they win over the search box's own keys; the app gives them way while focus is here.
-        Binding("ctrl+g", "generate", "Generate", priority=True),
-        Binding(CLOSE_KEY, "close", "Close", priority=True),
-        # Tab and Shift+Tab go round the pane's own widgets: past the last one is the first, not the text.
-        Binding("tab", "cycle_focus(1)", show=False, priority=True),
-        Binding("shift+tab", "cycle_focus(-1)", show=False, priority=True),
-    ]
-    KEYS = frozenset({"ctrl+g", CLOSE_KEY, "tab", "shift+tab"})
-    """The keys the pane takes while it has the focus (a host with the same keys bound should give way)."""
+    # Its keys (morph.editor.actions): Escape back to the text; Ctrl+G, the close key (one that means nothing in
+    # the text: Ctrl+W, once the pane's, deleted a word or the selection there, the passage being steered), Tab
+    # and Shift+Tab (round the pane's own widgets) are priority bindings, over the search box's own keys; a host
+    # with the same keys bound gives way while the pane has the focus (actions.keys_of("steer_pane")).
+    BINDINGS = bindings("steer_pane")
 
     DEFAULT_CSS = """
     SteerPane { width: 70; max-width: 62%; height: 1fr; border-left: vkey $panel; background: $surface;
@@ -204,7 +202,8 @@ class SteerPane(Vertical):
     """
 
     class Accepted(Message):
-        """Accept `replacement` for the passage (the host checks `passage_now()` and replaces it)."""
+        """Accept `replacement` for the passage: the host replaces `passage_now()` with it (one undo step), or,
+        should the passage have been edited since, calls `refuse_accept()`."""
 
         def __init__(self, pane: "SteerPane", replacement: str) -> None:
             super().__init__()
@@ -233,9 +232,11 @@ class SteerPane(Vertical):
             self.run, self.error, self.passage = run, error, passage
 
     def __init__(self, text_area: DocumentView, *, n: int = 4, seed: int | None = None, concepts_k: int = 12,
-                 id: str | None = None, classes: str | None = None) -> None:
+                 steer_key: str = BY_ID["steer"].key, id: str | None = None, classes: str | None = None) -> None:
+        """`steer_key`: the host's key for opening the pane (named in the notes)."""
         super().__init__(id=id, classes=classes)
         self.text_area = text_area
+        self.steer_key = steer_key
         self.steerer: Any = None
         self.text, self.start, self.end, self.original = "", 0, 0, ""
         self.tracker: PassageTracker | None = None
@@ -283,10 +284,11 @@ class SteerPane(Vertical):
         yield Static("", id="error")
         yield OptionList(id="candidates")
         with Horizontal(id="buttons"):
-            yield Button("Generate ^G", id="generate", variant="primary", compact=True)
-            yield Button("Accept ⏎", id="accept", disabled=True, compact=True)
-            yield Button(f"Close {self.CLOSE_KEY.upper()}", id="close", compact=True)
-        yield Static(f"Esc: back to the text (it keeps generating) · {self.CLOSE_KEY.upper()}: close", id="hint")
+            yield Button(f"Generate {_short('steer_pane.generate')}", id="generate", variant="primary", compact=True)
+            yield Button(f"Accept {_short('steer_pane.accept')}", id="accept", disabled=True, compact=True)
+            yield Button(f"Close {_short('steer_pane.close')}", id="close", compact=True)
+        yield Static(f"{_short('steer_pane.leave')}: back to the text (it keeps generating) · "
+                     f"{_short('steer_pane.close')}: close", id="hint")
 
     # ----- opening and the passage -------------------------------------------------------------------------
     @property
@@ -600,10 +602,15 @@ class SteerPane(Vertical):
         if not (0 <= position < len(self.candidates)):
             return
         if self.passage_now() is None:
-            self.show_error(EDITED)
-            self.notify(EDITED, title="Not applied", severity="warning")
+            self.refuse_accept()
             return
         self.post_message(self.Accepted(self, self.candidates[position].text))
+
+    def refuse_accept(self) -> None:
+        """The passage no longer reads as it did: say why the rewrite is not applied (here and in a notice)."""
+        note = edited_note(self.steer_key)
+        self.show_error(note)
+        self.notify(note, title="Not applied", severity="warning")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
