@@ -141,7 +141,7 @@ async def _morph_session(ctx: Context, text: str, chars: int, block: int, pace_s
             "stages": {c: app.keystroke_breakdown(ks) for c, ks in keys.items()},
             "ui_ms": {name: round(median(v), 2) for name, v in per_call.items()},
             "with_analysis_running": overlaps([(a["start"], a["end"]) for a in analyses]),
-            "with_result_drawn": overlaps([(start, end) for name, start, end in ui if name == "_refresh_highlights"])}
+            "with_result_drawn": overlaps([(start, end) for name, start, end in ui if name == "refresh_highlights"])}
 
 
 async def _stock_session(text: str, chars: int, pace_s: float, word_pause_s: float, warmup: int) -> tuple[list, dict]:

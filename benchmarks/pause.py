@@ -2,7 +2,7 @@
 
 Documents of 500, 2,000 and 8,000 tokens (prose, counted with the model's tokenizer). After the first
 full analysis, a word is typed at the end of the document or at the end of a line in its middle; the
-clock starts when the debounce fires (the pause is detected: `start_analysis`), and stops at the end of
+clock starts when the debounce fires (the pause is detected: `LiveAnalysis.start`), and stops at the end of
 the first screen update after the view received highlights for the current text (the first delivery is
 the partial result with the cursor's block computed first, so the edited paragraph is in it). The
 debounce itself is reported separately (it is a setting). Each repeat waits for the previous analysis to

@@ -83,7 +83,7 @@ def quiet_app(tiny_lens, dirs) -> MorphApp:
 
 async def analyse_once(pilot, app: MorphApp) -> DocumentView:
     await wait_for(pilot, lambda: app.engine is not None)
-    app.start_analysis()
+    app.live.start()
     await wait_for(pilot, lambda: analysed(app))
     view = app.query_one(DocumentView)
     view.cursor_blink = False

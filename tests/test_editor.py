@@ -211,7 +211,7 @@ async def test_paused_analysis_keeps_highlights_off_when_scrolling(make_app):
         assert len(view.overlay) == 0
         view.scroll_to(y=10, animate=False)
         await pilot.pause(0.1)
-        app._refresh_highlights()
+        app.live.refresh_highlights()
         assert len(view.overlay) == 0
 
 
@@ -242,11 +242,11 @@ async def test_highlights_planned_in_the_worker_equal_those_planned_on_the_ui(ma
         view = app.query_one(DocumentView)
         from_worker = view.overlay
         assert len(from_worker) > 0
-        app._refresh_highlights()  # no plan: made here, for the same view
+        app.live.refresh_highlights()  # no plan: made here, for the same view
         for name in ("starts", "ends", "slots", "levels", "features"):
             assert (getattr(view.overlay, name) == getattr(from_worker, name)).all(), name
         # a plan made for another view (or another pinned feature) is not used
-        app._refresh_highlights(HighlightPlan((0, 1, None, len(app.palette)), [], Overlay.empty()))
+        app.live.refresh_highlights(HighlightPlan((0, 1, None, len(app.palette)), [], Overlay.empty()))
         assert len(view.overlay) == len(from_worker)
 
 
@@ -256,7 +256,7 @@ async def test_the_panel_keeps_its_result_while_an_edit_waits_for_analysis(make_
     app = make_app(debounce_ms=60_000)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: app.engine is not None)
-        app.start_analysis()
+        app.live.start()
         await wait_for(pilot, lambda: analysed(app))
         view = app.query_one(DocumentView)
         view.move_cursor((0, 9))  # after "The river"
@@ -293,7 +293,7 @@ async def test_an_edit_cancels_the_running_analysis_at_once(make_app):
         app.engine.stream = recording_stream
         app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
         await pilot.pause()
-        app.start_analysis()
+        app.live.start()
         await wait_for(pilot, lambda: entered.is_set())
         worker = next(w for w in app.workers if w.group == "analysis")
         await pilot.press("x")
@@ -337,7 +337,7 @@ async def test_the_rest_of_the_document_waits_until_the_cursor_block_is_drawn(ma
         app.view.move_cursor((20, 3))
         app.view.insert("x")
         await pilot.pause()
-        app.start_analysis()
+        app.live.start()
         await wait_for(pilot, lambda: analysed(app))
         assert any(m.partial for m in posted) and len(computes) == 2
         assert computes == [True, True]  # the second batch began after the cursor's block was on screen
@@ -355,7 +355,7 @@ async def test_the_analysis_pauses_while_a_key_is_handled(make_app):
         app.view.move_cursor((0, 0))
         app.view.insert("y")  # new text, so the run tokenizes (the debounce never fires)
         await pilot.pause()
-        app.start_analysis()
+        app.live.start()
         await wait_for(pilot, lambda: entered.is_set())
         generation = app.generation
         await pilot.press("right")

@@ -1,8 +1,9 @@
 """The Morph editor: a writing surface, a features panel and a status bar over the engine.
 
-Nothing slow runs on the UI thread: the model loads in a thread worker (group "model"), each analysis
-runs in a thread worker (group "analysis", exclusive, so a newer request cancels the older one), and
-results come back as typed messages carrying the document generation (the view's edit count) they were made for.
+Nothing slow runs on the UI thread: the model loads in a thread worker (group "model", `load_engine`: the one
+place the engine is made), and the live analysis (morph.editor.live_analysis: debounce, worker, results,
+highlights, panel, pin) runs each analysis in a thread worker whose results come back as typed messages carrying
+the edit count they were made for.
 
 Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
 saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
@@ -20,7 +21,6 @@ import os
 import signal
 import threading
 import time
-from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +30,6 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import TextArea
-from textual.worker import get_current_worker
 
 from morph.editor.actions import (ACTIONS, BY_ID, NOT_IN_HELP, bindings, format_key, key_for, keymap, keys_in_force,
                                   keys_of)
@@ -47,20 +46,17 @@ from morph.editor.find_bar import FindBar
 from morph.editor.frames import PacedScreen
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
                                    EngineReady, FeatureChosen)
-from morph.editor.colours import ColorBook
-from morph.features.highlights import HighlightPlan, Overlay, plan_highlights
-from morph.editor.panel import PANEL_ROWS, FeatureList, FeaturePanel, PanelRow
-from morph.editor.preview import PreviewPane, window_around
+from morph.features.highlights import Overlay
+from morph.editor.live_analysis import LiveAnalysis
+from morph.editor.panel import FeatureList, FeaturePanel
+from morph.editor.preview import PreviewPane
 from morph.editor.status import StatusBar
-from morph.editor.timing import TimingHook, mark, timed_work
+from morph.editor.timing import TimingHook
 from morph.editor.steer_pane import SteerPane
 from morph.features.priority import InputPriority
 
-FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
-                    "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
-PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
 INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
@@ -109,23 +105,10 @@ class MorphApp(App):
         self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
         self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
         self.engine_factory = engine_factory  # None: run without a model
-        self.engine: Any = None
         self.model_note = model_note
         self.settings_error = settings_error
-        self.analysis: Any = None
-        self.analysis_base = 0
-        self.analysis_enabled = True
-        self.pinned: int | None = None
-        self.palette = list(FALLBACK_PALETTE)
-        self.colour_book = ColorBook(len(self.palette))
-        self._scales: Any = None
-        self.input_priority = InputPriority()  # the analysis pauses while input is being handled
-        self._debounce: Any = None
-        self._prepare_timer: Any = None
-        self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
-        self._analysed_focus = 0  # the cursor offset (in the analysed text) the latest analysis started at
-        self._pause_started = 0.0
-        self.last_latency_ms: float | None = None
+        self.live = LiveAnalysis(self)
+        """The live analysis: engine, results, pin, colours, debounce, worker, highlights, panel."""
         self.modified = False
         self._widgets: dict[type, Any] = {}
         self.keys = keys_in_force(self.settings.keys)
@@ -181,6 +164,35 @@ class MorphApp(App):
         if found is None:
             found = self._widgets[widget_type] = self.screen_stack[0].query_one(widget_type)
         return found
+
+    # What the live analysis holds, as the app's callers (and tests) read it.
+    @property
+    def engine(self) -> Any:
+        return self.live.engine
+
+    @property
+    def analysis(self) -> Any:
+        return self.live.analysis
+
+    @property
+    def analysis_base(self) -> int:
+        return self.live.base
+
+    @property
+    def analysis_enabled(self) -> bool:
+        return self.live.enabled
+
+    @property
+    def pinned(self) -> int | None:
+        return self.live.pinned
+
+    @property
+    def palette(self) -> list[str]:
+        return self.live.palette
+
+    @property
+    def input_priority(self) -> InputPriority:
+        return self.live.input_priority
 
     @property
     def generation(self) -> int:
@@ -262,11 +274,10 @@ class MorphApp(App):
         theme = self.morph_themes[name]
         self.theme_name = name
         self.theme = theme.textual_theme.name
-        self.palette = list(theme.highlights) or list(FALLBACK_PALETTE)
-        self.colour_book = ColorBook(len(self.palette))
-        self.view.set_palette(self.palette, theme.textual_theme.background or "#000000")
+        self.live.set_palette(list(theme.highlights))
+        self.view.set_palette(self.live.palette, theme.textual_theme.background or "#000000")
         self._apply_markdown()
-        self._refresh_highlights()
+        self.live.refresh_highlights()
 
     def _apply_markdown(self) -> None:
         on = self.settings.markdown and not self._markdown_suspended and self.theme_name is not None
@@ -305,7 +316,7 @@ class MorphApp(App):
             self.post_message(EngineReady(engine, time.perf_counter() - started))
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        self.engine = message.engine
+        engine = message.engine
         # torch and transformers leave ~500k long-lived objects; every full GC pass walked them all and
         # stalled a keystroke for ~350 ms (benchmarks: p99). Move them out of the collector's sight.
         gc.collect()
@@ -314,10 +325,10 @@ class MorphApp(App):
         # default thresholds they set off a full pass every ~25 keystrokes (benchmarks: 43 in 1,000, the p99).
         # Collect the young generation less often, so that far fewer survivors reach the old one.
         gc.set_threshold(*GC_THRESHOLDS)
-        self.status.update_state(model=f"{self.engine.model_name} · {self.engine.sae_name}", state="idle",
+        self.status.update_state(model=f"{engine.model_name} · {engine.sae_name}", state="idle",
                                  detail=f"(model ready in {message.seconds:.1f} s)")
         self.panel.show_message("analysing…")
-        self.schedule_analysis(0)
+        self.live.engine_ready(engine)
 
     def on_engine_progress(self, message: EngineProgress) -> None:
         """The first start converts the default model (about a minute): say so, with how far it is."""
@@ -333,7 +344,7 @@ class MorphApp(App):
     # --- analysis -------------------------------------------------------------------------------
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):
-            self.input_priority.input_arrived()
+            self.live.input_priority.input_arrived()
         if isinstance(event, (events.Key, events.Paste)):
             if event.is_forwarded:  # back from the widgets, unhandled: the app's key bindings
                 await super().on_event(event)
@@ -435,195 +446,16 @@ class MorphApp(App):
             self._update_focus_paragraph()
         if self.preview.is_open:
             self._schedule_preview()
-        self.schedule_analysis()
-
-    def schedule_analysis(self, delay_ms: int | None = None) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-        # A newer edit cancels the older run now, not when the next one starts: its result could only be
-        # dropped as stale, and while the writer types it would take the interpreter from the keystrokes.
-        self.workers.cancel_group(self, "analysis")
-        if self.engine is None or not self.analysis_enabled:
-            return
-        delay = self.settings.debounce_ms if delay_ms is None else delay_ms
-        self.status.update_state(state="waiting", detail="")
-        self._debounce = self.set_timer(max(delay, 1) / 1000, self.start_analysis)
-
-    def start_analysis(self) -> None:
-        mark(self, "debounce_fired", generation=self.generation)
-        if self.engine is None or not self.analysis_enabled:
-            return
-        focus = self.view.cursor_offset
-        chars = self.view.document.counts()[1]
-        limit = self.settings.analysis_max_chars
-        note = ""
-        if chars > limit:  # the window from the text around the cursor (joining a 50 MB text took ~50 ms)
-            around = max(0, focus - limit)
-            region = self.view.text_between(around, focus + limit)
-            base, end = window_around(region, focus - around, limit)
-            text, base, end = region[base:end], base + around, end + around
-            note = f"large document: analysing {end - base:,} of {chars:,} chars around the cursor"
-        else:
-            text, base = self.view.text, 0
-        self._pause_started = time.perf_counter()
-        self._analysed_focus = focus - base
-        self.status.update_state(state="analysing", detail="", note=note)
-        self._analyse(text, self.generation, focus - base, base,
-                      (self.view.visible_offsets(), self.pinned, len(self.palette)))
-
-    @work(thread=True, group="analysis", exclusive=True, exit_on_error=False, name="analysis", description="analysis")
-    def _analyse(self, text: str, generation: int, focus: int, base: int, view: tuple) -> None:
-        """A short loop over the engine's events. A result goes out with its highlight plan for the view
-        the analysis started in (made here, so the UI thread only colours it and swaps it in); after a
-        partial result the next event is not asked for until the UI has drawn it, so the edited paragraph
-        is drawn before the rest of the document competes with it for the interpreter."""
-        from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResult
-
-        worker = get_current_worker()
-        engine = self.engine
-        checkpoint = self.input_priority.checkpoint
-        (view_range, pinned, n_colours) = view
-        delivered = False
-        try:
-            mark(self, "analysis_started", generation=generation)
-            stream = engine.stream(text, generation, focus, should_stop=lambda: worker.is_cancelled,
-                                   checkpoint=checkpoint)
-            with closing(stream):
-                for event in stream:
-                    if isinstance(event, BlockProgress):
-                        self.post_message(AnalysisProgress(generation, event.done, event.total))
-                        continue
-                    if not delivered:
-                        delivered = True
-                        mark(self, "analysis_delivered", generation=generation)
-                    if isinstance(event, FinalResult):
-                        stats = event.analysis.stats
-                        mark(self, "analysis_finished", generation=generation, tokens=stats.total_tokens,
-                             computed_tokens=stats.computed_tokens)
-                    scales = engine.feature_scales(event.analysis)
-                    checkpoint()
-                    plan = plan_highlights(event.analysis, text, base, view_range, pinned, n_colours, scales)
-                    if worker.is_cancelled:
-                        return
-                    message = AnalysisReady(event.analysis, not isinstance(event, FinalResult), base, scales, plan)
-                    self.post_message(message)
-                    if message.partial:
-                        message.drawn.wait(PARTIAL_DRAW_WAIT_S)
-        except AnalysisCancelled:
-            return
-        except MemoryError:
-            self.post_message(AnalysisFailed(generation, "out of memory during analysis"))
-        except Exception as err:  # noqa: BLE001 - shown in the UI, the text is untouched
-            self.post_message(AnalysisFailed(generation, _one_line(err)))
+        self.live.schedule()
 
     def on_analysis_ready(self, message: AnalysisReady) -> None:
-        if message.analysis.generation != self.generation:
-            message.drawn.set()
-            return  # made for text that has changed since: never drawn
-        hold = self.input_priority.remaining()
-        if hold > 0:
-            # A keystroke is being handled: its frame goes out first, the result right after it (drawing a
-            # result takes ~10 ms of the UI thread, which the keystroke would otherwise wait for).
-            self.set_timer(hold, partial(self.on_analysis_ready, message))
-            return
-        self.call_after_refresh(message.drawn.set)
-        self.analysis = message.analysis
-        self.analysis_base = message.offset_base
-        self._scales = message.scales if message.scales is not None else self.engine.feature_scales(self.analysis)
-        self._refresh_highlights(message.plan)
-        self._refresh_panel()
-        if not message.partial:
-            self.last_latency_ms = (time.perf_counter() - self._pause_started) * 1000
-            self.status.update_state(state="idle", detail=f"({message.analysis.n_tokens} tokens)",
-                                     latency_ms=self.last_latency_ms)
-        else:
-            self.status.update_state(state="analysing", detail="(cursor region done)")
+        self.live.on_ready(message)
 
     def on_analysis_progress(self, message: AnalysisProgress) -> None:
-        if message.generation == self.generation and message.done < message.total:
-            self.status.update_state(state="analysing", detail=f"({message.done}/{message.total} blocks)")
+        self.live.on_progress(message)
 
     def on_analysis_failed(self, message: AnalysisFailed) -> None:
-        if message.generation != self.generation:
-            return
-        self.status.update_state(state="error", detail="")
-        self.notify(message.error, title="Analysis failed", severity="error", timeout=10)
-
-    # --- highlights and panel ----------------------------------------------------------------------
-    def _analysis_current(self) -> bool:
-        # the edit count moves with the text: an edit whose Changed message is still on its way counts already
-        return self.analysis is not None and self.analysis.generation == self.generation
-
-    @timed_work
-    def _refresh_highlights(self, plan: HighlightPlan | None = None) -> None:
-        """Highlight the view; `plan` (made in the worker) is used when it was made for this very view."""
-        if not self._analysis_current() or not self.analysis_enabled:
-            return
-        view = self.view.visible_offsets()
-        if plan is None or plan.key != (*view, self.pinned, len(self.palette)):
-            analysis, base = self.analysis, self.analysis_base
-            text = self.view.text_between(base, base + analysis.text_length)
-            plan = plan_highlights(analysis, text, base, view, self.pinned, len(self.palette), self._scales)
-        if self.pinned is not None:
-            slots = self.colour_book.assign([self.pinned] + [f for f in self.colour_book._slots if f != self.pinned])
-        else:
-            slots = self.colour_book.assign(plan.features)
-        self.view.set_overlay(plan.overlay.with_slots(slots))
-        mark(self, "highlights_set", generation=self.generation, partial=not self.analysis.stats.complete)
-        self._show_legend(plan)
-
-    def _show_legend(self, plan: HighlightPlan) -> None:
-        rows = [PanelRow(f, self.engine.label(f), score, self._colour(f)) for f, score in zip(plan.features, plan.scores)]
-        title = "Pinned feature" if self.pinned is not None else "Highlighted (distinctive in view)"
-        self.panel.show_legend(title, rows)
-
-    def _colour(self, feature: int) -> str | None:
-        slot = self.colour_book.slot(feature)
-        return None if slot is None else self.palette[slot % len(self.palette)]
-
-    def _rows(self, pairs: list[tuple[int, float]]) -> list[PanelRow]:
-        return [PanelRow(f, self.engine.label(f), act, self._colour(f)) for f, act in pairs]
-
-    @timed_work
-    def _refresh_panel(self) -> None:
-        if not self._analysis_current():
-            return
-        analysis, base = self.analysis, self.analysis_base
-        view = self.view
-        cursor = view.cursor_offset - base
-        row, column = view.cursor_location
-        line = view.document[row]
-        # At the end of a word the writer means the word just typed, not the space or line break after it.
-        at_word_end = column > 0 and (column >= len(line) or line[column].isspace()) and not line[column - 1].isspace()
-        token = analysis.token_at(cursor - 1 if at_word_end else cursor)
-        if token is not None and 0 <= cursor <= analysis.text_length:
-            start, end = analysis.offsets[token]
-            token_text = view.text_between(base + int(start), base + int(end))
-            self.panel.show_token(token_text, self._rows(analysis.token_features(token, PANEL_ROWS, distinctive=True)))
-        else:
-            self.panel.show_token(None, [])
-        index = analysis.paragraph_index(cursor)
-        if index is None:
-            self.panel.show_paragraph("Paragraph", [])
-        else:
-            summary = analysis.summary(index, PANEL_ROWS)
-            variance = "—" if summary.explained_variance is None else f"{summary.explained_variance:.2f}"
-            self.panel.show_paragraph(f"¶{index + 1} · {summary.n_tokens} tokens · variance explained {variance}",
-                                      self._rows([(f.id, f.score) for f in summary.features[:PANEL_ROWS]]))
-        sel_start, sel_end = view.selection_offsets
-        if sel_end > sel_start:
-            a, b = analysis.tokens_in(sel_start - base, sel_end - base)
-            stats = analysis.span_features(a, b, PANEL_ROWS)
-            self.panel.show_selection(f"Selection · {b - a} tokens",
-                                      self._rows([(f.id, f.score) for f in stats[:PANEL_ROWS]]))
-        else:
-            self.panel.show_selection("Selection", [])
-        if self.pinned is not None:
-            self.panel.show_pinned(f"Pinned #{self.pinned}: {self.engine.label(self.pinned)}\n"
-                                   f"{self._key('next_occurrence')}/{self._key('previous_occurrence')} "
-                                   f"next/previous · {self._key('unpin')} unpin")
-        else:
-            self.panel.show_pinned("")
+        self.live.on_failed(message)
 
     def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
         if event.text_area is not self._document:
@@ -632,47 +464,10 @@ class MorphApp(App):
         self.status.update_state(row=row, column=column)
         if self.focus_mode:
             self._update_focus_paragraph()
-        if self.analysis is not None and self.engine is not None and self.analysis_enabled:
-            # a large document is analysed in a window: follow the cursor out of it
-            cursor = self.view.cursor_offset
-            if not self.analysis_base <= cursor <= self.analysis_base + self.analysis.text_length:
-                self.schedule_analysis()
-            else:
-                self._schedule_prepare()
-        self._refresh_panel()
-
-    def _schedule_prepare(self) -> None:
-        """When the cursor settles in another paragraph, the engine keeps that block's key/values (a
-        background pass), so that the first pause after typing there costs what was typed, not the block."""
-        if self._prepare_timer is not None:
-            self._prepare_timer.stop()
-        self._prepare_timer = self.set_timer(max(self.settings.debounce_ms, 1) / 1000, self._prepare)
-
-    def _prepare(self) -> None:
-        self._prepare_timer = None
-        if not self._analysis_current() or self.engine is None or not self.analysis_enabled:
-            return
-        if any(w.group == "analysis" and not w.is_finished for w in self.workers):
-            return  # the analysis computes the cursor's block itself
-        base, analysis = self.analysis_base, self.analysis
-        cursor = self.view.cursor_offset - base
-        where = (self.generation, analysis.paragraph_index(cursor))
-        if where[1] is None or where == self._prepared or where[1] == analysis.paragraph_index(self._analysed_focus):
-            return  # prepared already, or the analysis itself began there (typing)
-        self._prepared = where
-        self._prepare_block(self.view.text[base:base + analysis.text_length], cursor)
-
-    @work(thread=True, group="prepare", exclusive=True, exit_on_error=False, name="prepare")
-    def _prepare_block(self, text: str, focus: int) -> None:
-        worker = get_current_worker()
-        try:
-            self.engine.prepare(text, focus, should_stop=lambda: worker.is_cancelled,
-                                checkpoint=self.input_priority.checkpoint)
-        except Exception:  # noqa: BLE001 - only a speed-up: the next analysis computes the block itself
-            pass
+        self.live.cursor_moved()
 
     def on_document_view_scrolled(self, _event: Any) -> None:
-        self._refresh_highlights()
+        self.live.refresh_highlights()
 
     def _update_counts(self) -> None:
         self._counts_timer = None
@@ -685,17 +480,10 @@ class MorphApp(App):
         if message.detail:
             self.show_feature(message.feature)
         else:
-            self.pin(None if self.pinned == message.feature else message.feature)
-
-    def pin(self, feature: int | None) -> None:
-        self.pinned = feature
-        self._refresh_highlights()
-        self._refresh_panel()
-        if feature is not None:
-            self.notify(f"#{feature} {self.engine.label(feature)}", title="Pinned: heat map of one feature")
+            self.live.pin(None if self.pinned == message.feature else message.feature)
 
     def show_feature(self, feature: int) -> None:
-        if not self._analysis_current():
+        if not self.live.current():
             self.notify("wait for the analysis to finish", severity="warning")
             return
         from morph.editor.feature_screen import FeatureDetailScreen
@@ -708,56 +496,22 @@ class MorphApp(App):
                 return
             action, value = result
             if action == "pin":
-                self.pin(value)
+                self.live.pin(value)
             elif action == "goto":
-                self._select_token_at(value)
+                self.live.select_token_at(value)
 
-        self.push_screen(FeatureDetailScreen(report, text, 0, self._colour(feature)), done)
-
-    def _select_token_at(self, offset: int) -> None:
-        analysis, base = self.analysis, self.analysis_base
-        token = analysis.token_at(offset)
-        if token is None:
-            return
-        start, end = (int(v) + base for v in analysis.offsets[token])
-        self.view.selection = (self.view.location_of(start), self.view.location_of(end))
-        self.view.scroll_cursor_visible(center=True)
-        self.view.focus()
-
-    def _occurrence(self, forward: bool) -> None:
-        if self.pinned is None:
-            self.notify(f"pin a feature first (choose it in the panel: {self._key('focus_panel')}, then "
-                        f"{self._key('panel.pin')})", severity="warning")
-            return
-        if not self._analysis_current():
-            return
-        import numpy as np
-
-        values = self.analysis.feature_values(self.pinned)
-        hits = np.nonzero(values > 0)[0]
-        if len(hits) == 0:
-            self.notify("the pinned feature does not fire in this document", severity="warning")
-            return
-        starts = self.analysis.offsets[hits, 0]
-        cursor = self.view.offset_of(min(self.view.selection.start, self.view.selection.end)) - self.analysis_base
-        if forward:
-            later = np.nonzero(starts > cursor)[0]
-            index = hits[later[0]] if len(later) else hits[0]
-        else:
-            earlier = np.nonzero(starts < cursor)[0]
-            index = hits[earlier[-1]] if len(earlier) else hits[-1]
-        self._select_token_at(int(self.analysis.offsets[index, 0]))
+        self.push_screen(FeatureDetailScreen(report, text, 0, self.live.colour(feature)), done)
 
     # --- actions --------------------------------------------------------------------------------
     def action_next_occurrence(self) -> None:
-        self._occurrence(True)
+        self.live.occurrence(True)
 
     def action_previous_occurrence(self) -> None:
-        self._occurrence(False)
+        self.live.occurrence(False)
 
     def action_unpin(self) -> None:
         if self.pinned is not None:
-            self.pin(None)
+            self.live.pin(None)
 
     def action_focus_panel(self) -> None:
         panel = self.panel
@@ -787,15 +541,10 @@ class MorphApp(App):
         if self.engine is None:
             self.notify("no model is loaded", severity="warning")
             return
-        self.schedule_analysis(0)
+        self.live.schedule(0)
 
     def action_toggle_analysis(self) -> None:
-        self.analysis_enabled = not self.analysis_enabled
-        if self.analysis_enabled:
-            self.schedule_analysis(0)
-        else:
-            self.view.set_overlay(Overlay.empty())
-            self.status.update_state(state="off", detail=f"(live analysis paused: {self._key('toggle_analysis')})")
+        self.live.toggle()
 
     # --- files: save, save as, open, new, quit ---------------------------------------------------
     def _file_label(self) -> str:
@@ -996,8 +745,8 @@ class MorphApp(App):
         self._recovery_dirty = False
         self._edits_since_autosave = 0
         self._discarded = False
-        self.pinned = None
-        self.analysis = None
+        self.live.pinned = None
+        self.live.analysis = None
         self.view.set_overlay(Overlay.empty())
         self.status.update_state(note="", chars=len(self.view.text))
         self._show_file()
@@ -1021,8 +770,8 @@ class MorphApp(App):
                 # The text is this window's now: in its own recovery file before the other one goes.
                 await asyncio.to_thread(self._write_recovery_now, self.path, self.view.text, self._recovery_epoch)
                 await asyncio.to_thread(discard, rec)
-                self.notify(f"recovered text restored (not saved yet: {self._key('save')} to save; "
-                            f"{self._key('undo')} undoes)", timeout=8)
+                self.notify(f"recovered text restored (not saved yet: {self.key_name('save')} to save; "
+                            f"{self.key_name('undo')} undoes)", timeout=8)
                 return
             if choice == "discard":
                 await asyncio.to_thread(discard, rec)
@@ -1126,7 +875,7 @@ class MorphApp(App):
             return False  # the panel is hidden behind the steering pane
         return True
 
-    def _key(self, action_id: str) -> str:
+    def key_name(self, action_id: str) -> str:
         """An action's key as a text names it: the key in force (remapped or not)."""
         return format_key(key_for(action_id, self.keys))
 
