@@ -1,25 +1,23 @@
-"""The Morph editor: a writing surface, a features panel and a status bar over the engine.
+"""The Morph editor: the app wires the writing surface, the side area (features panel, Markdown preview, steering
+pane), the find bar and the status bar to two controllers and the engine.
 
-Nothing slow runs on the UI thread: the model loads in a thread worker (group "model", `load_engine`: the one
-place the engine is made), and the live analysis (morph.editor.live_analysis: debounce, worker, results,
-highlights, panel, pin) runs each analysis in a thread worker whose results come back as typed messages carrying
-the edit count they were made for.
+- morph.editor.live_analysis (`self.live`): the analysis in the pauses, its highlights and the panel, the pin;
+- morph.editor.session (`self.session`): the file, its modified state, autosave and recovery, and the save /
+  open / new / quit flows, which ask through `ask` one at a time (keys typed meanwhile are held: `_start_flow`).
 
-Files never lose text: saves are atomic (morph.textio) and keep the file's line endings and BOM; between
-saves this window's recovery file is written (in a thread) at most `autosave_seconds` after an edit, while
-typing too, and every AUTOSAVE_EDITS edits; and synchronously when the app exits, is told to stop (SIGTERM,
-SIGQUIT) or loses its terminal (SIGHUP). Another window's recovery whose text differs from the file is offered
-when the file is opened. Every key, help line and palette entry comes from the one action registry
-(morph.editor.actions); the user's `settings.keys` (action -> key) reach the bindings through Textual's keymap.
+Nothing slow runs on the UI thread: the model loads in a thread worker (`load_engine`: the one place the engine is
+made), analyses and autosaves run in thread workers. The writing surface publishes each edit (morph.editor.document)
+and counts it: the edit count is the generation every analysis result carries. Every key, help line and palette
+entry comes from the one action registry (morph.editor.actions); the user's `settings.keys` (action -> key) reach
+the bindings through Textual's keymap. The app also owns the key policy around dialogs (on_event), themes, focus
+mode and the preview.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import signal
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -33,21 +31,16 @@ from textual.widgets import TextArea
 
 from morph.editor.actions import (ACTIONS, BY_ID, NOT_IN_HELP, bindings, format_key, key_for, keymap, keys_in_force,
                                   keys_of)
-from morph.editor.dialogs import (
-    ConfirmScreen,
-    GotoLineScreen,
-    HelpScreen,
-    OpenFileScreen,
-    RecoveryScreen,
-    SaveAsScreen,
-)
+from morph.editor.dialogs import GotoLineScreen, HelpScreen
 from morph.editor.document import DocumentView
 from morph.editor.find_bar import FindBar
 from morph.editor.frames import PacedScreen
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
                                    EngineReady, FeatureChosen)
-from morph.features.highlights import Overlay
 from morph.editor.live_analysis import LiveAnalysis
+from morph.editor.session import DocumentSession
+from morph.editor.side_area import CSS as SIDE_AREA_CSS
+from morph.editor.side_area import SideArea
 from morph.editor.panel import FeatureList, FeaturePanel
 from morph.editor.preview import PreviewPane
 from morph.editor.status import StatusBar
@@ -59,8 +52,6 @@ LARGE_COUNTS = 300_000  # past this many characters, word counts are updated aft
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
 INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
-WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
-AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
 APP_ACTIONS = {action.id: action for action in ACTIONS if action.target == "app"}
@@ -77,11 +68,9 @@ class MorphApp(App):
     Screen { layout: vertical; }
     #main { height: 1fr; }
     DocumentView { width: 1fr; height: 1fr; }
-    FeaturePanel.-preview { display: none; }
-    FeaturePanel.-steering { display: none; }
     FindBar { dock: none; }
     StatusBar { dock: none; }
-    """
+    """ + SIDE_AREA_CSS
     # The app's actions from the registry, with their default keys: priority bindings, so the text area's own
     # keys such as F6/F7 do not hide them (check_action turns them off while a dialog is open); the user's
     # [keys] are applied over them as Textual's keymap, by binding id.
@@ -98,18 +87,16 @@ class MorphApp(App):
         from morph.config import Settings
 
         self.settings = settings or Settings()
-        self.path = Path(os.path.abspath(path)) if path else None
-        self.loaded = loaded if loaded is not None else _describe_on_disk(self.path)
-        """The file as on disk (morph.textio.LoadedText) when it was opened or last saved; None: untitled."""
         self.initial_text = text
-        self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
-        self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
+        self.session = DocumentSession(self, path, text, loaded)
+        """The document session: path, modified state, recovery, autosave, the file flows."""
         self.engine_factory = engine_factory  # None: run without a model
         self.model_note = model_note
         self.settings_error = settings_error
+        self.side = SideArea(self)
+        """The side area's switcher: panel, preview, steering pane."""
         self.live = LiveAnalysis(self)
         """The live analysis: engine, results, pin, colours, debounce, worker, highlights, panel."""
-        self.modified = False
         self._widgets: dict[type, Any] = {}
         self.keys = keys_in_force(self.settings.keys)
         """Every action's key(s) now (action id -> Textual key names): what the texts that name a key read."""
@@ -117,7 +104,6 @@ class MorphApp(App):
         self._pane_keys = keys_of("steer_pane", self.keys)
         self.theme_name: str | None = None
         self.focus_mode = False
-        self._ignore_changes = 0  # Changed events of loads (not edits) still to come
         self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
         self._held_keys: list[events.Event] | None = None  # typed after a flow's dialog closed, until it ends
         self._keys_waiting: list[events.Event] | None = None  # typed while a dialog handles the key before
@@ -125,20 +111,7 @@ class MorphApp(App):
         self._dialog_key_back = False  # it came back from the dialog's widgets to the app's bindings
         self._counts_timer: Any = None
         self._preview_timer: Any = None
-        # recovery: written in a thread; the lock and epoch make a save's discard win over a late autosave
-        from morph.recovery import new_session
-
-        self.recovery_session = new_session()
-        """This window's recovery files are its own (morph.recovery): other windows never write over them."""
-        self._recovery_lock = threading.Lock()
-        self._recovery_epoch = 0
-        self._recovery_dirty = False
-        self._discarded = False
-        self._edits_since_autosave = 0
-        self._last_autosave = float("-inf")  # the first edit is written at the next tick
         self._restore_signals: Callable[[], None] | None = None
-        self._disk_change_told: tuple | None = None  # the change on disk the writer was last told of
-        self._autosave_error: str | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
 
@@ -194,6 +167,23 @@ class MorphApp(App):
     def input_priority(self) -> InputPriority:
         return self.live.input_priority
 
+    # What the document session holds, as the app's callers (and tests) read it.
+    @property
+    def path(self) -> Path | None:
+        return self.session.path
+
+    @property
+    def loaded(self) -> Any:
+        return self.session.loaded
+
+    @property
+    def modified(self) -> bool:
+        return self.session.modified
+
+    @property
+    def recovery_session(self) -> str:
+        return self.session.recovery_session
+
     @property
     def generation(self) -> int:
         """The document's edit count: every analysis result carries the one it was made for."""
@@ -231,16 +221,16 @@ class MorphApp(App):
         self.view.soft_wrap = self.settings.soft_wrap
         self.view.show_line_numbers = self.settings.line_numbers
         self.view.focus()
-        self._show_file()
+        self.session.show_file()
         self._update_counts()
-        self._announce_file()
-        self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self._autosave_tick, name="autosave")
+        self.session.announce_file()
+        self.set_interval(min(0.5, self.settings.autosave_seconds / 2), self.session.autosave_tick, name="autosave")
         if not self.is_headless:
             from morph.editor.lifeline import TERMINAL_CHECK_S, catch_fatal_signals
 
             self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal, name="terminal")
-        self._start_flow(self._offer_recovery)
+        self._start_flow(self.session.offer_recovery)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
             self.panel.show_message("no model loaded: " + (self.model_note or "started with --no-model"))
@@ -398,44 +388,12 @@ class MorphApp(App):
 
     def on_app_focus(self, _event: events.AppFocus) -> None:
         """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
-        if self.path is not None and self.loaded is not None and not self.loaded.is_new:
-            self._check_disk(self.path, self.loaded)
-
-    @work(thread=True, group="disk", exclusive=True, exit_on_error=False, name="changed on disk")
-    def _check_disk(self, path: Path, loaded: Any) -> None:
-        from morph.textio import changed_on_disk
-
-        if not changed_on_disk(path, loaded):
-            return
-        try:
-            st = os.stat(path)
-            change = (str(path), loaded.sha256, st.st_mtime_ns, st.st_size)
-        except OSError:
-            change = (str(path), loaded.sha256, None, None)  # deleted
-        if change == self._disk_change_told:
-            return
-        self._disk_change_told = change
-        what = "has changed on disk" if change[2] is not None else "is no longer on disk"
-        self.call_from_thread(
-            self.notify, f"{path.name} {what} since Morph opened it; saving will ask before replacing it",
-            title="Changed on disk", severity="warning", timeout=15)
+        self.session.check_disk()
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if event.text_area is not self._document:
             return
-        if self._ignore_changes:
-            self._ignore_changes -= 1  # a file was loaded: not an edit
-        elif self._history_moved and self.view.text == self._clean_text:
-            self._history_moved = False
-            self._back_to_clean()
-        else:
-            self._history_moved = False
-            self.modified = True
-            self._recovery_dirty = True
-            self._edits_since_autosave += 1
-            if self._edits_since_autosave >= AUTOSAVE_EDITS:
-                self._autosave()
-            self._show_file()
+        self.session.text_changed()
         if self.status.state.chars > LARGE_COUNTS:
             if self._counts_timer is not None:
                 self._counts_timer.stop()
@@ -515,9 +473,7 @@ class MorphApp(App):
 
     def action_focus_panel(self) -> None:
         panel = self.panel
-        if self.preview.is_open:
-            self.action_toggle_preview()
-        panel.remove_class("-hidden")
+        self.side.show_panel()
         for name in ("token", "paragraph", "selection"):
             features = panel.query_one(f"#{name}-features", FeatureList)
             if features.rows:
@@ -531,11 +487,7 @@ class MorphApp(App):
         self.view.focus()
 
     def action_toggle_panel(self) -> None:
-        if self.preview.is_open:  # the panel is behind the preview: bring it back
-            self.action_toggle_preview()
-            self.panel.remove_class("-hidden")
-        else:
-            self.panel.toggle_class("-hidden")
+        self.side.toggle_panel()
 
     def action_analyze_now(self) -> None:
         if self.engine is None:
@@ -546,37 +498,7 @@ class MorphApp(App):
     def action_toggle_analysis(self) -> None:
         self.live.toggle()
 
-    # --- files: save, save as, open, new, quit ---------------------------------------------------
-    def _file_label(self) -> str:
-        if self.path is None:
-            return "untitled"
-        name = self.path.name
-        if self.loaded is not None and self.loaded.read_only:
-            return f"{name} (read-only)"
-        if self.loaded is not None and self.loaded.is_new:
-            return f"{name} (new file)"
-        return name
-
-    def _show_file(self) -> None:
-        label = self._file_label()
-        self.sub_title = ("● " if self.modified else "") + label
-        self.status.update_state(file=label, modified=self.modified)
-
-    def _announce_file(self) -> None:
-        loaded = self.loaded
-        if loaded is None:
-            return
-        if loaded.note:
-            self.notify(loaded.note, title="Opened read-only" if loaded.read_only else "Note", severity="warning",
-                        timeout=15)
-        if loaded.mixed_newlines:
-            shown = {"\n": "LF", "\r\n": "CRLF", "\r": "CR"}[loaded.newline]
-            self.notify(f"{loaded.path.name} mixes line endings: it will be saved with {shown} throughout",
-                        severity="warning")
-
-    def _base_dir(self) -> Path:
-        return self.path.parent if self.path is not None else Path.cwd()
-
+    # --- dialog flows: one at a time, keys typed meanwhile held -------------------------------------
     def _start_flow(self, flow: Callable[..., Any], *args: Any) -> None:
         """Run a dialog flow (save, open, quit, ...) in a worker, one at a time."""
         if self._flow_busy:
@@ -604,235 +526,16 @@ class MorphApp(App):
         for event in held:
             await self.on_event(_again(event))
 
-    async def _ask(self, screen: Screen) -> Any:
+    async def ask(self, screen: Screen) -> Any:
+        """Push a dialog and wait for its answer (from a flow)."""
         return await self.push_screen(screen, wait_for_dismiss=True)
 
     def _modal_open(self) -> bool:
         return len(self.screen_stack) > 1
 
-    async def save(self, *, save_as: bool = False) -> bool:
-        """Save (asking for a name if there is none, or if `save_as`); True if the text is on disk."""
-        from morph.textio import changed_on_disk
-
-        target = None if save_as else self.path
-        loaded = self.loaded
-        if target is not None and loaded is not None and loaded.read_only and _same_file(target, loaded.path):
-            self.notify(f"{target.name} was opened read-only (it is not valid UTF-8): save it under another name",
-                        title="Save as", severity="warning", timeout=10)
-            target = None
-        if target is None:
-            initial = str(self.path) if self.path is not None else ""
-            target = await self._ask(SaveAsScreen(initial=initial, base_dir=self._base_dir()))
-            if target is None:
-                return False
-        if (self.path is not None and loaded is not None and _same_file(target, self.path)
-                and await asyncio.to_thread(changed_on_disk, target, loaded)):
-            choice = await self._ask(ConfirmScreen(
-                f"{target.name} has changed on disk since Morph opened it. Replace it with your text?",
-                title="File changed on disk", yes="Overwrite", no="Save as…", cancel="Cancel", default="cancel"))
-            if choice == "no":
-                return await self.save(save_as=True)
-            if choice != "yes":
-                return False
-        return await self._write(Path(target))
-
-    async def _write(self, target: Path) -> bool:
-        from morph.errors import MorphError
-        from morph.recovery import discard_recovery
-        from morph.textio import write_document
-
-        text, generation, like, old_path = self.view.text, self.generation, self.loaded, self.path
-
-        def write() -> Any:
-            written = write_document(target, text, like)
-            with self._recovery_lock:  # a late autosave must not bring back a recovery file
-                self._recovery_epoch += 1
-                if old_path is None or not _same_file(old_path, target):
-                    discard_recovery(old_path, self.recovery_session)
-                discard_recovery(target, self.recovery_session)
-            return written
-
-        self.status.update_state(note="saving…")
-        try:
-            written = await asyncio.to_thread(write)
-        except MorphError as err:
-            self.status.update_state(note="not saved")
-            self.notify(str(err), title="Not saved: your text is still here", severity="error", timeout=20)
-            return False
-        self.status.update_state(note="")
-        self.path, self.loaded = written.path, written
-        if self.generation == generation:
-            self._clean_text = text
-            self.modified = False
-            self._recovery_dirty = False
-        self._show_file()
-        self.notify(f"saved {target.name}", timeout=3)
-        return True
-
-    async def _settle_changes(self, doing: str) -> bool:
-        """Before the text is closed: ask to save unsaved changes. True: go on."""
-        if not self.modified:
-            return True
-        name = self.path.name if self.path is not None else "The untitled document"
-        choice = await self._ask(ConfirmScreen(
-            f"{name} has unsaved changes. Save them before {doing}?",
-            title="Unsaved changes", yes="Save", no="Discard", cancel="Cancel"))
-        if choice == "yes":
-            return await self.save()
-        if choice == "no":
-            self._discard_changes()
-            return True
-        return False
-
-    def _discard_changes(self) -> None:
-        from morph.recovery import discard_recovery
-
-        with self._recovery_lock:  # this window's own file; another window's, kept for later, stays
-            self._recovery_epoch += 1
-            discard_recovery(self.path, self.recovery_session)
-        self.modified = False
-        self._recovery_dirty = False
-        self._discarded = True
-
-    async def _quit_flow(self) -> None:
-        if await self._settle_changes("quitting"):
-            self.exit()
-
-    async def _open_flow(self, path: Path | None = None) -> None:
-        from morph.errors import InputError
-        from morph.textio import read_document
-
-        if path is None:
-            path = await self._ask(OpenFileScreen(base_dir=self._base_dir()))
-            if path is None:
-                return
-        limit = self.settings.max_file_bytes
-        try:
-            loaded = await asyncio.to_thread(read_document, path, max_bytes=limit)
-        except InputError as err:
-            try:
-                lenient = await asyncio.to_thread(read_document, path, max_bytes=limit, allow_invalid_utf8=True)
-            except InputError:
-                lenient = None
-            if lenient is None or not lenient.read_only:
-                self.notify(str(err), title="Not opened", severity="error", timeout=15)
-                return
-            choice = await self._ask(ConfirmScreen(
-                f"{Path(path).name} is not valid UTF-8. Open it read-only, with the bad bytes shown as \ufffd? "
-                "(You can save it under another name.)",
-                title="Not UTF-8", yes="Open read-only", no="Don't open", cancel=None, default="no"))
-            if choice != "yes":
-                return
-            loaded = lenient
-        if not await self._settle_changes("opening another file"):
-            return
-        self._load(loaded)
-        await self._offer_recovery()
-
-    async def _new_flow(self) -> None:
-        if await self._settle_changes("starting a new document"):
-            self._load(None)
-
-    def _load(self, loaded: Any) -> None:
-        """Replace the document with a file's text (or an empty untitled one)."""
-        self.path = loaded.path if loaded is not None else None
-        self.loaded = loaded
-        self._ignore_changes += 1
-        self._clean_text = loaded.text if loaded is not None else ""
-        self.view.load_text(self._clean_text)
-        self.view.move_cursor((0, 0))
-        self.modified = False
-        self._recovery_dirty = False
-        self._edits_since_autosave = 0
-        self._discarded = False
-        self.live.pinned = None
-        self.live.analysis = None
-        self.view.set_overlay(Overlay.empty())
-        self.status.update_state(note="", chars=len(self.view.text))
-        self._show_file()
-        self._announce_file()
-        if self.engine is not None:
-            self.panel.show_message("analysing…")
-
-    async def _offer_recovery(self) -> None:
-        """Offer each recovery of another window (newest first) whose text differs from the file on disk."""
-        from morph.recovery import discard, find_recoveries
-
-        for rec in await asyncio.to_thread(find_recoveries, self.path, self.recovery_session):
-            loaded = self.loaded
-            on_disk = loaded.text if loaded is not None and not loaded.is_new else None
-            name = self.path.name if self.path is not None else "an untitled document"
-            choice = await self._ask(RecoveryScreen(name, rec.text, on_disk, rec.saved_at))
-            if choice == "restore":
-                self.view.replace(rec.text, (0, 0), self.view.document.end)
-                self.view.move_cursor((0, 0))
-                self.status.update_state(note="")
-                # The text is this window's now: in its own recovery file before the other one goes.
-                await asyncio.to_thread(self._write_recovery_now, self.path, self.view.text, self._recovery_epoch)
-                await asyncio.to_thread(discard, rec)
-                self.notify(f"recovered text restored (not saved yet: {self.key_name('save')} to save; "
-                            f"{self.key_name('undo')} undoes)", timeout=8)
-                return
-            if choice == "discard":
-                await asyncio.to_thread(discard, rec)
-                continue
-            self.status.update_state(note=WAITING_NOTE)
-            return
-        if self.status.state.note == WAITING_NOTE:
-            self.status.update_state(note="")
-
-    # --- autosave and recovery ------------------------------------------------------------------
-    def _autosave_tick(self) -> None:
-        """Unsaved edits reach this window's recovery file at most `autosave_seconds` after they were made,
-        while typing as well as after it (and after AUTOSAVE_EDITS edits, see on_text_area_changed)."""
-        if self._recovery_dirty and time.monotonic() - self._last_autosave >= self.settings.autosave_seconds:
-            self._autosave()
-
-    def _autosave(self) -> None:
-        self._recovery_dirty = False
-        self._edits_since_autosave = 0
-        self._last_autosave = time.monotonic()
-        # The lines as they are now, joined in the worker (joining a 50 MB text here stalled typing ~50 ms)
-        self._write_recovery(self.path, self.view.document.snapshot(), self._recovery_epoch)
-
-    @work(thread=True, group="autosave", exit_on_error=False, name="autosave", description="autosave")
-    def _write_recovery(self, path: Path | None, text: Callable[[], str], epoch: int) -> None:
-        self._write_recovery_now(path, text(), epoch)
-
-    def _write_recovery_now(self, path: Path | None, text: str, epoch: int) -> None:
-        from morph.errors import MorphError
-        from morph.recovery import save_recovery
-
-        with self._recovery_lock:
-            if epoch != self._recovery_epoch:
-                return  # saved or discarded since: this text is not needed
-            try:
-                save_recovery(path, text, self.recovery_session)
-            except MorphError as err:
-                if self._autosave_error != str(err):
-                    self._autosave_error = str(err)
-                    self.call_from_thread(self.notify, str(err), title="Autosave failed", severity="error",
-                                          timeout=15)
-            else:
-                self._autosave_error = None
-
     def _emergency_recovery(self) -> None:
-        """The app is going away with unsaved text: keep it in the recovery file, now (this may run in a
-        signal handler, on the main thread, so the lock is not waited on for long)."""
         document = self._document
-        if document is None or not self.modified or self._discarded:
-            return
-        try:
-            from morph.recovery import save_recovery
-
-            locked = self._recovery_lock.acquire(timeout=1.0)
-            try:
-                save_recovery(self.path, document.text, self.recovery_session)
-            finally:
-                if locked:
-                    self._recovery_lock.release()
-        except Exception:  # noqa: BLE001 - nothing more can be done while exiting
-            pass
+        self.session.emergency_recovery(None if document is None else lambda: document.text)
 
     def _on_fatal_signal(self, signum: int) -> None:
         """SIGTERM, SIGHUP, SIGQUIT: the unsaved text goes to the recovery file, then the process ends at once
@@ -871,7 +574,7 @@ class MorphApp(App):
             return False  # undo in the find box is the find box's
         if entry.configurable and action != "steer" and self._steer_shadows(action):
             return False  # the steering pane has the focus and its own use for this key
-        if entry.panel and self._steering_open():
+        if entry.panel and self.side.steering_open:
             return False  # the panel is hidden behind the steering pane
         return True
 
@@ -880,53 +583,33 @@ class MorphApp(App):
         return format_key(key_for(action_id, self.keys))
 
     def action_save(self) -> None:
-        self._start_flow(self.save)
+        self._start_flow(self.session.save)
 
     def action_save_as(self) -> None:
-        self._start_flow(partial(self.save, save_as=True))
+        self._start_flow(partial(self.session.save, save_as=True))
 
     def action_open(self) -> None:
-        self._start_flow(self._open_flow)
+        self._start_flow(self.session.open_flow)
 
     def action_new(self) -> None:
-        self._start_flow(self._new_flow)
+        self._start_flow(self.session.new_flow)
 
     async def action_quit(self) -> None:
         if not self.modified:
             self.exit()
         else:
-            self._start_flow(self._quit_flow)
+            self._start_flow(self.session.quit_flow)
 
     def action_recovered_text(self) -> None:
-        async def offer() -> None:
-            from morph.recovery import find_recovery
-
-            if await asyncio.to_thread(find_recovery, self.path, self.recovery_session) is None:
-                self.notify("there is no recovered text for this document")
-                return
-            await self._offer_recovery()
-
-        self._start_flow(offer)
+        self._start_flow(self.session.offer_recovered_text)
 
     def action_undo(self) -> None:
-        self._history_moved = True
+        self.session.history_moved = True
         self.view.action_undo()
 
     def action_redo(self) -> None:
-        self._history_moved = True
+        self.session.history_moved = True
         self.view.action_redo()
-
-    def _back_to_clean(self) -> None:
-        """Undo or redo led back to the text on disk: not modified, and this window's recovery file goes."""
-        from morph.recovery import discard_recovery
-
-        self.modified = False
-        self._recovery_dirty = False
-        self._edits_since_autosave = 0
-        with self._recovery_lock:  # rare (an undo), and an unlink: done here, so no later autosave is lost
-            self._recovery_epoch += 1
-            discard_recovery(self.path, self.recovery_session)
-        self._show_file()
 
     def action_find(self) -> None:
         self.findbar.open(replace=False)
@@ -988,22 +671,22 @@ class MorphApp(App):
             self.notify("steering needs a model, and none is loaded", severity="warning")
             return
 
-        self.panel.add_class("-steering")  # the pane takes the panel's place
+        self.side.steering_opens()
         pane.open(self.engine.steerer(), start, end)
 
-    def _steering_open(self) -> bool:
-        pane = self._widgets.get(SteerPane)
-        return pane is not None and pane.is_open
+    def steer_pane_found(self) -> SteerPane | None:
+        """The steering pane, if it has been looked up (check_action asks before the screen is composed)."""
+        return self._widgets.get(SteerPane)
 
     def _steer_shadows(self, action: str) -> bool:
         """Is `action`'s key one the steering pane uses, while the pane has the focus?"""
         keys = {key.strip() for key in str(self.keys.get(action) or "").split(",")}
         if not keys & self._pane_keys:
             return False
-        return self._steering_open() and self.steerpane.has_focus_within
+        return self.side.steering_open and self.steerpane.has_focus_within
 
     def action_close_steering(self) -> None:
-        if self._steering_open():
+        if self.side.steering_open:
             self.steerpane.action_close()
 
     def on_steer_pane_accepted(self, message: SteerPane.Accepted) -> None:
@@ -1019,21 +702,17 @@ class MorphApp(App):
         view.focus()
 
     def on_steer_pane_closed(self, message: SteerPane.Closed) -> None:
-        self.panel.remove_class("-steering")
+        self.side.steering_closed()
         if self.focused is None:
             self.view.focus()
 
     def action_toggle_preview(self) -> None:
-        pane, panel = self.preview, self.panel
-        if pane.is_open:
-            pane.remove_class("-open")
-            panel.remove_class("-preview")
-            if self._preview_timer is not None:
-                self._preview_timer.stop()
-        else:
-            pane.add_class("-open")
-            panel.add_class("-preview")  # the preview takes the panel's place
+        opening = not self.side.preview_open
+        self.side.set_preview(opening)
+        if opening:
             self._render_preview()
+        elif self._preview_timer is not None:
+            self._preview_timer.stop()
 
     def _schedule_preview(self) -> None:
         if self._preview_timer is not None:
@@ -1125,23 +804,6 @@ def _busy(screen: Screen) -> bool:
     """Whether the screen or a widget on it has messages waiting (a key, or what the key led to: Submitted,
     Pressed, passed from widget to parent on the way to the screen's handler)."""
     return any(node._message_queue.qsize() for node in (screen, *screen.walk_children()))
-
-
-def _describe_on_disk(path: Path | None) -> Any:
-    """The on-disk state of `path` for an app started without one (None if untitled or unreadable)."""
-    if path is None:
-        return None
-    from morph.errors import MorphError
-    from morph.textio import read_document
-
-    try:
-        return read_document(path, allow_invalid_utf8=True)
-    except MorphError:
-        return None
-
-
-def _same_file(a: Path | str, b: Path | str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _paragraph_span(view: DocumentView, row: int) -> tuple[int, int]:
