@@ -416,3 +416,29 @@ async def test_the_cursor_settling_in_another_paragraph_prepares_its_block_once(
         await pilot.press("x")
         await wait_for(pilot, lambda: analysed(app))
         assert app.view.document[row].startswith("7. The rixver")
+
+
+async def test_timing_marks_follow_a_pause_from_the_debounce_to_the_highlights(tiny_lens, tmp_path, monkeypatch):
+    """The hook benchmarks measure with (morph.editor.timing): each point of a pause, in order, for the edit
+    count it is about, and the UI-thread work on each result."""
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
+    marks = []
+    app = MorphApp(None, TEXT, Settings(debounce_ms=30), lambda _progress: Engine(tiny_lens), timings=marks.append)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        marks.clear()
+        await pilot.press("x")
+        generation = app.generation
+        await wait_for(pilot, lambda: analysed(app) and app.analysis.generation == generation)
+        await wait_for(pilot, lambda: any(m.kind == "highlights_set" and not m.partial for m in marks))
+        kinds = [m.kind for m in marks if m.kind != "ui_work"]
+        firsts = [kinds.index(k) for k in ("debounce_fired", "analysis_started", "analysis_delivered",
+                                           "analysis_finished", "highlights_set")]
+        assert firsts == sorted(firsts)
+        assert all(m.generation == generation for m in marks if m.kind != "ui_work")
+        finished = next(m for m in marks if m.kind == "analysis_finished")
+        assert finished.tokens and finished.computed_tokens is not None
+        work = {m.name for m in marks if m.kind == "ui_work"}
+        assert {"refresh_highlights", "refresh_panel"} <= work
+        assert all(m.started <= m.at for m in marks if m.kind == "ui_work")
