@@ -331,7 +331,7 @@ class MorphApp(App):
         self.panel.show_message("no analysis: the model failed to load")
         self.notify(message.error, title="Model not loaded", severity="error", timeout=15)
 
-    # --- analysis -------------------------------------------------------------------------------
+    # --- key policy: input gives the analysis way; keys typed around a dialog keep their order -----------
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):
             self.live.input_priority.input_arrived()
@@ -386,6 +386,7 @@ class MorphApp(App):
             self._held_keys = []  # a flow's dialog closed: what is typed now waits for the flow to end
         return super().pop_screen()
 
+    # --- the text changed or the cursor moved: the controllers follow ---------------------------------
     def on_app_focus(self, _event: events.AppFocus) -> None:
         """Back in the terminal: say so if the file changed on disk meanwhile (once per change)."""
         self.session.check_disk()
@@ -562,7 +563,7 @@ class MorphApp(App):
         self._emergency_recovery()
         super()._handle_exception(error)
 
-    # --- actions --------------------------------------------------------------------------------
+    # --- actions: files, editing, steering, view ------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The registry's rules for the app's actions (morph.editor.actions.Action)."""
         entry = APP_ACTIONS.get(action)
