@@ -30,13 +30,19 @@ import time
 from collections import OrderedDict
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 
 from morph.errors import MorphError
 from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Cache, PreTrainedModel
+
+    from morph.models.lens import Lens
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -311,7 +317,7 @@ def cut_blocks(text: str, offsets: np.ndarray, config: AnalysisConfig) -> list[t
 class Analyzer:
     """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
 
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
         self.lens = lens
         self.config = config or AnalysisConfig()
         self.norms = norms
@@ -513,7 +519,6 @@ class Analyzer:
     def _run_batch(self, batch, keys, block_keys, step) -> int:
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture
 
         lens = self.lens
@@ -528,7 +533,7 @@ class Analyzer:
             mask[row, :len(window)] = 1
         input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None, between=step)
             rows = [acts[row, skip:skip + n] for row, (_, _, skip, n) in enumerate(batch)]
             x = torch.cat(rows).to(lens.sae.dtype)
@@ -545,13 +550,12 @@ class Analyzer:
         Returns the tokens run through the model."""
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture, crop_cache
 
         lens = self.lens
         i, ids, skip, n = window
         kept, keep = self._reusable(np.asarray(ids, dtype=np.int64), skip)
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             if kept is None:
                 from transformers import DynamicCache
 
@@ -595,7 +599,7 @@ class Analyzer:
             return None, 0
         return self._windows.pop(best), keep
 
-    def _store(self, batch: list, keys: list, block_keys: list, x: Any, feats: Any, sse: Any,
+    def _store(self, batch: list, keys: list, block_keys: list, x: torch.Tensor, feats: torch.Tensor, sse: torch.Tensor,
                step: Callable[[], None]) -> None:
         """Cache each block's sparse features, activations and reconstruction error."""
         for (i, _, _, _), result in zip(batch, self._results(batch, x, feats, sse, step)):
@@ -603,7 +607,7 @@ class Analyzer:
             self._by_block[block_keys[i]] = result
 
     @staticmethod
-    def _results(batch: list, x: Any, feats: Any, sse: Any, step: Callable[[], None]) -> list[_BlockResult]:
+    def _results(batch: list, x: torch.Tensor, feats: torch.Tensor, sse: torch.Tensor, step: Callable[[], None]) -> list[_BlockResult]:
         """Split the rows of a batch (the blocks' tokens, in order) into one result per block."""
         import torch
 
@@ -638,7 +642,7 @@ class _Window:
 
     ids: np.ndarray
     skip: int
-    cache: Any
+    cache: Cache
     result: _BlockResult
 
 
@@ -669,7 +673,7 @@ def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], No
     return step
 
 
-def _supports_cache(model: Any) -> bool:
+def _supports_cache(model: PreTrainedModel) -> bool:
     """Whether the model takes transformers' key/value caches."""
     return bool(getattr(model, "_supports_cache_class", True))
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from morph.errors import InputError, ModelLoadError
 from morph.models.hooks import HookPoint, resolve_hook, uses_layernorm
 from morph.models import default_model
 from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_sae_available
 from morph.models.remote_code import REFUSAL, is_remote_code_refusal, refuse_remote_code
+from morph.models.sae_like import SAELike
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,19 @@ class LensSpec:
     device: str = "auto"
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Lens:
-    model: Any  # transformers PreTrainedModel, eval mode
-    tokenizer: Any  # a fast tokenizer (offsets are needed)
-    sae: Any  # morph.models.saes.NativeSAE or sae_lens.SAE
+    """A causal LM, its fast tokenizer, an SAE and the hook point joining them: built once, never changed.
+
+    `lock` is held around every forward pass of `model` by the engine (analysis, steering, concept
+    reading): hooks are registered on the model's modules, so two threads must not interleave passes with
+    hooks. It is re-entrant, so that engine code holding it may call a helper that takes it too.
+    `dataclasses.replace` keeps the same lock, as it keeps the same model. Labels and statistics are not
+    here: they belong to the engine (morph.features.engine.Engine)."""
+
+    model: PreTrainedModel  # eval mode
+    tokenizer: PreTrainedTokenizerFast  # a fast tokenizer (offsets are needed)
+    sae: SAELike  # morph.models.saes.NativeSAE or sae_lens.SAE
     hook: HookPoint
     device: str
     model_name: str
@@ -37,7 +50,7 @@ class Lens:
     bos_token_id: int | None
     context_size: int
     sae_dir: Path | None = None  # where a label file may sit beside the SAE
-    labels: Any = field(default=None, repr=False)  # filled by morph.features.labels
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def d_sae(self) -> int:
