@@ -6,8 +6,11 @@ from morph.errors import InputError
 
 
 def check_feature(feature: object, d_sae: int) -> int:
-    """`feature` as an int in [0, d_sae); InputError (one line) for anything else (a bool is not a number)."""
-    if isinstance(feature, bool) or not isinstance(feature, int):
+    """`feature` (an int, or a string or number that int() takes) as an int in [0, d_sae); InputError (one
+    line) for anything else, a bool included (True is not feature 1)."""
+    if isinstance(feature, bool):
+        raise InputError(f"feature {feature!r} is not a feature number")
+    if not isinstance(feature, int):
         try:
             feature = int(feature)  # type: ignore[call-overload]
         except (TypeError, ValueError):

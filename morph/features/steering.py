@@ -73,7 +73,6 @@ from morph.features.checks import check_feature
 from morph.features.concepts import (
     Concept,
     ConceptMatch,
-    SpanFeatures,
     check_span,
     concepts_for_words,
     concepts_in_span,
@@ -424,9 +423,6 @@ def chat_messages(before: str, core: str, instruction: str) -> list[dict[str, st
 
 @dataclass
 class _Plan:
-    text: str
-    start: int
-    end: int
     request: SteerRequest
     mode: str
     ids: list[int]  # feature ids
@@ -441,14 +437,12 @@ class _Plan:
     score_prefix: list[int]  # base context token ids (BOS included where wanted), at least 1
     gen_prefix: list[int]  # what the generation reads (= score_prefix for base models)
     chat: bool
-    orig_ids: list[int]  # the original core's tokens as scored (moved whitespace included)
     length: int  # L: the original's token count
     kind: str  # sentence | clause | word
     multi_line: bool
     min_tokens: int
     cap: int
     concept_scale: float = 1.0
-    features_window: SpanFeatures | None = None
     method: str = "continuation"
     instruction: str = ""
     ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
@@ -591,8 +585,7 @@ class Steerer:
         context = text[:start] + lead
         base = context.rstrip(" \t")
         moved = context[len(base):]
-        orig_ids = token_ids(lens, moved + core)
-        length = max(1, len(orig_ids))
+        length = max(1, len(token_ids(lens, moved + core)))  # the original's tokens as scored
         kind = _end_kind(core)
         if request.max_tokens is not None:
             cap = int(request.max_tokens)
@@ -621,12 +614,12 @@ class Steerer:
         else:
             gen_prefix = prefix
         return _Plan(
-            text=text, start=start, end=end, request=request, mode=request.mode, ids=ids, coeffs=coeffs,
+            request=request, mode=request.mode, ids=ids, coeffs=coeffs,
             scales=scales, weights=weights, direction=direction, lead=lead, core=core, trail=trail,
             moved="" if chat else moved, score_prefix=prefix, gen_prefix=gen_prefix, chat=chat,
-            orig_ids=orig_ids, length=length, kind=kind, multi_line="\n" in core,
+            length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
-            features_window=window, method=method, instruction=instruction, ladder=ladder,
+            method=method, instruction=instruction, ladder=ladder,
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:

@@ -7,7 +7,7 @@ against this protocol rather than either class. Importing this module imports ne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class SAEMetadataLike(Protocol):
     """The SAE's metadata (SAE-Lens's SAEMetadata, or morph.models.saes.SAEMetadata): hook names, BOS."""
 
-    def get(self, key: str, default: object = None) -> object: ...
+    def get(self, key: str, default: Any = None) -> Any: ...  # JSON values: strings, flags, nested dicts
 
 
 class SAEConfigLike(Protocol):
