@@ -30,6 +30,21 @@ def test_a_lens_is_frozen_and_a_replaced_lens_shares_its_model_and_lock(tiny_len
         pass
 
 
+def test_both_kinds_of_sae_are_saelike(tiny_dirs, tmp_path):
+    """The native loader's SAE and SAE-Lens's both have every member Morph reads (morph.models.sae_like)."""
+    from morph.models.lens import load_sae
+    from morph.models.sae_like import SAEConfigLike, SAELike
+    from morph.models.saes import NativeSAE
+    from morph.models.tiny import build_sae
+
+    native, _ = load_sae(str(tiny_dirs["sae"]), "cpu")
+    assert isinstance(native, NativeSAE)
+    sae_lens_sae = build_sae(tmp_path / "sae", d_in=16, hook_name="blocks.0.hook_resid_post", arch="jumprelu")
+    for sae in (native, sae_lens_sae):
+        assert isinstance(sae, SAELike) and isinstance(sae.cfg, SAEConfigLike)
+        assert sae.cfg.metadata.get("hook_name")
+
+
 def test_the_engine_owns_labels_and_one_steerer_and_stashes_nothing_on_the_lens(tiny_lens):
     engine = Engine(tiny_lens)
     steerer = engine.steerer()

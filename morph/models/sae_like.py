@@ -7,7 +7,7 @@ against this protocol rather than either class. Importing this module imports ne
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
@@ -19,12 +19,14 @@ class SAEMetadataLike(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...  # JSON values: strings, flags, nested dicts
 
 
+@runtime_checkable
 class SAEConfigLike(Protocol):
     d_in: int  # the width of the activations it reads (the model's d_model)
     d_sae: int  # the number of features
     metadata: SAEMetadataLike
 
 
+@runtime_checkable
 class SAELike(Protocol):
     """encode: activations [..., d_in] -> features [..., d_sae]; decode: features -> activations.
 
