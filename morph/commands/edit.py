@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     factory = None
     note = ""
     if not args.no_model:
-        from morph.models.lens import LensSpec
+        from morph.features.engine import LensSpec
         from morph.models.presets import default_available
 
         spec = LensSpec(model=args.model or settings.model, sae=args.sae or settings.sae,

@@ -31,18 +31,24 @@ from __future__ import annotations
 
 import re
 import threading
-import zlib
 import time
+import zlib
 from collections import OrderedDict
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 
 from morph.errors import MorphError
 from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Cache, PreTrainedModel
+
+    from morph.models.lens import Lens
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -357,7 +363,7 @@ class _Run:
 class Analyzer:
     """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
 
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
         self.lens = lens
         self.config = config or AnalysisConfig()
         self.norms = norms
@@ -596,7 +602,6 @@ class Analyzer:
     def _run_batch(self, batch: list[_Run], layout: "_Layout", step: Callable[[], None]) -> int:
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture
 
         lens = self.lens
@@ -609,7 +614,7 @@ class Analyzer:
             mask[row, :len(run.ids)] = 1
         input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None, between=step)
             x = torch.cat([acts[row, run.skip:len(run.ids)] for row, run in enumerate(batch)]).to(lens.sae.dtype)
             step()
@@ -626,7 +631,6 @@ class Analyzer:
         key/values and features are kept for the next. Returns the tokens run through the model."""
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture, crop_cache
 
         lens = self.lens
@@ -636,7 +640,7 @@ class Analyzer:
         head = kept is not None and kept.skip <= keep
         start = kept.skip if head else (keep if kept is not None else run.skip)
         encode_from = max(keep, start)
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             if kept is None:
                 from transformers import DynamicCache
 
@@ -707,7 +711,8 @@ class Analyzer:
             at += n
 
     @staticmethod
-    def _results(lengths: list[int], x: Any, feats: Any, sse: Any, step: Callable[[], None]) -> list[_BlockResult]:
+    def _results(lengths: list[int], x: torch.Tensor, feats: torch.Tensor, sse: torch.Tensor,
+                 step: Callable[[], None]) -> list[_BlockResult]:
         """Split rows (runs of `lengths` tokens, in order) into one sparse result per run."""
         import torch
 
@@ -756,7 +761,7 @@ class _Window:
 
     ids: np.ndarray
     skip: int
-    cache: Any
+    cache: Cache
     result: _BlockResult
 
 
@@ -800,7 +805,7 @@ def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], No
     return step
 
 
-def _supports_cache(model: Any) -> bool:
+def _supports_cache(model: PreTrainedModel) -> bool:
     """Whether the model takes transformers' key/value caches."""
     return bool(getattr(model, "_supports_cache_class", True))
 

@@ -1,17 +1,28 @@
-"""The engine API that the editor and the CLI share: a Lens, its analyzer and its labels."""
+"""The engine API that the editor and the CLI share: a Lens, its analyzer, its labels and its steerer.
+
+The one front door: the editor and the commands reach analysis, labels, feature details, the unit of
+intensity and steering through an Engine, never through its Lens.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
-from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
+from morph.features.checks import check_feature
+from morph.features.intensity import unit_scales
+from morph.features.labels import FeatureInfo, FeatureLabels, load_labels
+from morph.models.lens import LensSpec
 
 if TYPE_CHECKING:
     from morph.features.steering import Steerer
+    from morph.models.lens import Lens
+
+__all__ = ["Engine", "FeatureReport", "LensSpec", "Occurrence", "TextWindow", "quiet_hf"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +70,19 @@ def quiet_hf() -> None:
 
 
 class Engine:
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None):
+    """One Lens and what the engine keeps about it: its labels (loaded once, morph.features.labels), its
+    analyzer, and its steerer (made on first use). Thread-safe where its parts are (the analyzer runs one
+    analysis at a time; forward passes hold the lens's lock)."""
+
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None):
         self.lens = lens
-        self.labels: FeatureLabels = labels_for(lens)
+        self.labels: FeatureLabels = load_labels(lens)
         self.analyzer = Analyzer(lens, config, self.labels.norms())
+        self._steerer: Steerer | None = None
+        self._steerer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: Any, config: AnalysisConfig | None = None,
+    def load(cls, spec: LensSpec, config: AnalysisConfig | None = None,
              progress: Callable[[str, float], None] | None = None) -> "Engine":
         """Load the Lens; `progress(what, done)` hears about a first conversion of the default model."""
         from morph.models.lens import load_lens
@@ -114,22 +131,29 @@ class Engine:
     def label(self, feature: int) -> str:
         return self.labels.label(feature)
 
-    def steerer(self) -> "Steerer":
-        """The steering engine for this lens (made once): concepts, concept words, rewrites."""
-        from morph.features.steering import steerer_for
+    def check_feature(self, feature: object) -> int:
+        """`feature` as a feature number of this SAE; InputError (one line) otherwise."""
+        return check_feature(feature, self.lens.d_sae)
 
-        return steerer_for(self.lens)
+    def steerer(self) -> Steerer:
+        """The steering engine for this lens and these labels (made once): concepts, concept words,
+        rewrites. It keeps decoder directions and token masks between requests."""
+        with self._steerer_lock:
+            if self._steerer is None:
+                from morph.features.steering import Steerer
+
+                self._steerer = Steerer(self.lens, self.labels)
+            return self._steerer
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
-        """Per feature, the activation that counts as full intensity: its typical max from the statistics
-        file where known, else its max in this document."""
-        fallback = analysis.feature_max()
+        """Per feature [d_sae], the activation that counts as full intensity in `analysis`: the one rule of
+        morph.features.intensity (statistics' typical max, else the max in this document, ...), the unit
+        steering strengths are given in too."""
         norms = self.labels.norms()
-        if norms is None:
-            return np.where(fallback > 0, fallback, 1.0).astype(np.float32)
-        return norms.scales(fallback)
+        return unit_scales(self.lens.d_sae, norms.typical if norms is not None else None, analysis.feature_max())
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
+        """`feature`'s label and statistics, and every token of `analysis` where it fires."""
         info = self.labels.info(feature)
         values = analysis.feature_values(feature)
         active = np.nonzero(values > 0)[0]

@@ -14,14 +14,19 @@ import dataclasses
 import difflib
 import gzip
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from morph.features.checks import check_feature
 from morph.features.ranking import FeatureNorms
+
+if TYPE_CHECKING:
+    from morph.models.lens import Lens
 
 LABELS_FILE = "labels.json"
 NEURONPEDIA_FILES = ("explanations.json", "explanations.json.gz", "neuronpedia.json", "neuronpedia.jsonl")
@@ -73,7 +78,7 @@ class FeatureLabels:
     _file: dict[int, FeatureInfo] = field(default_factory=dict)
     _explanations: dict[int, str] = field(default_factory=dict)
     _promoted: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    _lens: Any = None
+    _lens: Lens | None = None  # for the promoted tokens (None: no model to read them from)
     _norms: FeatureNorms | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,9 +104,12 @@ class FeatureLabels:
         return dataclasses.replace(base, id=feature, label=self.label(feature), promoted=self.promoted(feature))
 
     def typical_max(self, feature: int) -> float | None:
+        """The statistics file's typical max of `feature` (finite and > 0), or None where it says nothing.
+        The unit Morph measures intensity and strength in is morph.features.intensity.unit_scales."""
         self._check(feature)
         info = self._file.get(feature)
-        return info.typical_max if info else None
+        value = info.typical_max if info else None
+        return float(value) if value is not None and math.isfinite(value) and value > 0 else None
 
     def norms(self) -> FeatureNorms | None:
         """Density, mean and typical max of every feature from the statistics file, or None without one."""
@@ -173,17 +181,14 @@ class FeatureLabels:
         return info is not None and info.density is not None and info.density <= 0
 
     def _check(self, feature: int) -> None:
-        if not 0 <= feature < self.d_sae:
-            from morph.errors import InputError
-
-            raise InputError(f"feature {feature} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+        check_feature(feature, self.d_sae)
 
 
 def _words(text: str) -> list[str]:
     return [w.strip(",;") for w in text.replace("·", " ").replace("/", " ").replace("→", " ").split() if w.strip(",;")]
 
 
-def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
+def _promoted_tokens(lens: Lens | None, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
     """The tokens each feature's decoder direction promotes most (morph.models.unembed)."""
     from morph.models.unembed import promoted_token_ids
 
@@ -236,7 +241,7 @@ def read_neuronpedia_export(path: Path) -> dict[int, str]:
     return out
 
 
-def load_labels(lens: Any, extra: Path | None = None) -> FeatureLabels:
+def load_labels(lens: Lens, extra: Path | None = None) -> FeatureLabels:
     """Labels for `lens`'s SAE from the best sources found (plus an explicit export file `extra`)."""
     labels = FeatureLabels(d_sae=lens.d_sae, source="decoder: promoted tokens", _lens=lens)
     folder = lens.sae_dir
@@ -252,10 +257,3 @@ def load_labels(lens: Any, extra: Path | None = None) -> FeatureLabels:
     if sources:
         labels.source = ", ".join(sources) + " + promoted tokens"
     return labels
-
-
-def labels_for(lens: Any) -> FeatureLabels:
-    """The lens's labels, loaded once."""
-    if lens.labels is None:
-        lens.labels = load_labels(lens)
-    return lens.labels
