@@ -104,7 +104,7 @@ class Engine:
         from morph.features.labels import neuronpedia_source
 
         source = neuronpedia_source(self.lens)
-        if source is None or self.labels.source.startswith("Neuronpedia explanations"):
+        if source is None or self.labels.from_neuronpedia:
             return  # nothing to fetch, or already cached
 
         def fetch() -> None:

@@ -110,6 +110,11 @@ class FeatureLabels:
         return dataclasses.replace(base, id=feature, label=self.label(feature), promoted=self.promoted(feature),
                                    explanations=self._neuronpedia.get(feature, ()))
 
+    @property
+    def from_neuronpedia(self) -> bool:
+        """Whether Neuronpedia's cached explanations are in use."""
+        return bool(self._neuronpedia)
+
     def adopt(self, cached: CachedExplanations) -> None:
         """Use Neuronpedia's explanations `cached` from now on (a fetch that finished after the first load).
         Explanations of features this SAE does not have are left out."""
