@@ -58,11 +58,12 @@ def export_files() -> dict[str, bytes]:
 
 
 class FakeExport:
-    """The export bucket on 127.0.0.1: its files, an S3 ListObjectsV2 listing (unless `listing` is off, as
-    on a plain mirror), and a `stall` key whose body it starts and then holds until released."""
+    """The export bucket on 127.0.0.1: its files, an S3 ListObjectsV2 listing of `page` keys a page (unless
+    `listing` is off, as on a plain mirror), and a `stall` key whose body it starts and then holds until
+    released (then the connection closes short)."""
 
-    def __init__(self, files: dict[str, bytes], listing: bool = True, stall: str | None = None):
-        self.files, self.listing, self.stall = files, listing, stall
+    def __init__(self, files: dict[str, bytes], listing: bool = True, stall: str | None = None, page: int = 1000):
+        self.files, self.listing, self.stall, self.page = files, listing, stall, page
         self.release = threading.Event()
         self.stalled = threading.Event()
         export = self
@@ -78,11 +79,16 @@ class FakeExport:
                     if not export.listing:
                         return self.send_error(404)
                     prefix = query.get("prefix", [""])[0]
-                    keys = "".join(f"<Contents><Key>{k}</Key><Size>{len(v)}</Size></Contents>"
-                                   for k, v in export.files.items() if k.startswith(prefix))
+                    start = int(query.get("continuation-token", ["0"])[0])
+                    found = sorted(k for k in export.files if k.startswith(prefix))
+                    shown = found[start:start + export.page]
+                    more = start + export.page < len(found)
+                    keys = "".join(f"<Contents><Key>{k}</Key><Size>{len(export.files[k])}</Size></Contents>"
+                                   for k in shown)
+                    token = f"<NextContinuationToken>{start + export.page}</NextContinuationToken>" if more else ""
                     body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
                             'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>neuronpedia-datasets</Name>'
-                            f"<Prefix>{prefix}</Prefix><IsTruncated>false</IsTruncated>{keys}"
+                            f"<Prefix>{prefix}</Prefix><IsTruncated>{str(more).lower()}</IsTruncated>{keys}{token}"
                             "</ListBucketResult>").encode()
                     return self._send(body)
                 key = url.path.lstrip("/")
@@ -195,6 +201,28 @@ def test_fetch_fills_the_cache_and_labels_search_and_details_use_it(np_dirs, cac
     assert [e["description"] for e in feature["explanations"]] == [best(300), other(300)]
     code = main(["features", "concept42", "--json", *lens_args(np_dirs)])
     assert code == 0 and json.loads(capsys.readouterr().out)[0]["id"] == 42
+
+
+def test_a_listing_in_pages_is_followed(np_dirs, cache):
+    files = {f"{SOURCE.prefix}batch-{n}.jsonl.gz": batch(records(range(40 * n, 40 * n + 40))) for n in range(12)}
+    server = FakeExport(files, page=5)  # batch-10 and batch-11 sort before batch-2 in the listing
+    try:
+        assert main(["labels", "fetch", "--url", server.url, "--sae", str(np_dirs["sae"])]) == 0
+    finally:
+        server.close()
+    cached = read_cache(SOURCE)
+    assert cached is not None and sorted(cached.features) == list(range(480))
+
+
+def test_a_download_that_breaks_off_is_refused(np_dirs, cache, capsys):
+    server = FakeExport(export_files(), stall=f"{SOURCE.prefix}batch-1.jsonl.gz")
+    server.release.set()  # half the file, then the connection closes
+    try:
+        code = main(["labels", "fetch", "--url", server.url, "--sae", str(np_dirs["sae"])])
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert code == 2 and "batch-1.jsonl.gz broke off after" in err and read_cache(SOURCE) is None
 
 
 def test_a_mirror_without_listings_is_probed_batch_by_batch(np_dirs, cache):
@@ -322,3 +350,13 @@ async def test_the_panel_shows_neuronpedia_labels_and_details_the_others(np_dirs
         assert other(feature) in str(app.screen.query_one("#explanations").render())
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, FeatureDetailScreen))
+
+
+def test_partial_folders_of_gone_fetches_are_removed_and_running_ones_kept(np_dirs, cache, export):
+    parent = cache_folder(SOURCE).parent
+    parent.mkdir(parents=True)
+    gone, running = parent / f".{SOURCE.source_id}.partial-999999999", parent / f".{SOURCE.source_id}.partial-{os.getppid()}"
+    gone.mkdir()
+    running.mkdir()
+    assert main(["labels", "fetch", "--url", export.url, "--sae", str(np_dirs["sae"])]) == 0
+    assert not gone.exists() and running.exists() and read_cache(SOURCE) is not None

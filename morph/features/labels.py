@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from morph.features.neuronpedia import CachedExplanations, Explanation, NeuronpediaSource, read_cache
+from morph.features.neuronpedia import CachedExplanations, Explanation, ExportError, NeuronpediaSource, read_cache
 from morph.features.ranking import FeatureNorms
 
 LABELS_FILE = "labels.json"
@@ -123,7 +123,7 @@ class FeatureLabels:
             self._neuronpedia = features
             self._sources = (f"Neuronpedia explanations of {cached.source.id} (cached)",
                              *[s for s in self._sources if not s.startswith("Neuronpedia explanations")])
-            self.source = " + ".join([", ".join(self._sources), "promoted tokens"]) if self._sources else self.source
+            self.source = ", ".join(self._sources) + " + promoted tokens"
 
     def typical_max(self, feature: int) -> float | None:
         self._check(feature)
@@ -269,8 +269,6 @@ def read_neuronpedia_export(path: Path) -> dict[int, str]:
 def neuronpedia_source(lens: Any) -> NeuronpediaSource | None:
     """The SAE's name on Neuronpedia, from its `neuronpedia_id` metadata (SAE-Lens sets it for registry
     SAEs; a local SAE's cfg.json may carry it), or None."""
-    from morph.features.neuronpedia import ExportError
-
     neuronpedia_id = lens.sae.cfg.metadata.get("neuronpedia_id")
     if not neuronpedia_id or not isinstance(neuronpedia_id, str):
         return None

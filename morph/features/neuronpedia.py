@@ -178,14 +178,28 @@ def write_cache(cached: CachedExplanations, staging: Path) -> Path:
 
 def staging_folder(source: NeuronpediaSource) -> Path:
     """A fresh partial folder beside the SAE's cache folder (on the same file system, so the final rename
-    is atomic); partial folders of earlier, interrupted fetches are removed first."""
+    is atomic); partial folders of earlier fetches whose process is gone are removed first."""
     parent = cache_folder(source).parent
     parent.mkdir(parents=True, exist_ok=True)
     for stale in parent.glob(f".{source.source_id}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if not _running(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
     staging = parent / f".{source.source_id}.partial-{os.getpid()}"
     staging.mkdir()
     return staging
+
+
+def _running(pid: str) -> bool:
+    """Whether the process `pid` (text from a folder name) still runs; this process counts as gone."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True
 
 
 def read_cache(source: NeuronpediaSource) -> CachedExplanations | None:

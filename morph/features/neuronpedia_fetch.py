@@ -149,6 +149,8 @@ def _get(base: str, key: str, missing_ok: bool = False, listing: bool = False) -
                 return None
             raise ExportError(f"Neuronpedia has no explanations export at {url} (404)") from None
         raise ExportError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except http.client.IncompleteRead as err:
+        raise ExportError(f"the download of {url} broke off after {len(err.partial)} bytes") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         reason = getattr(err, "reason", None) or err
         raise ExportError(f"cannot reach {base}: {reason}") from None
