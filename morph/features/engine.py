@@ -19,6 +19,7 @@ from morph.features.labels import FeatureInfo, FeatureLabels, load_labels
 from morph.models.lens import LensSpec
 
 if TYPE_CHECKING:
+    from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
     from morph.features.steering import Steerer
     from morph.models.lens import Lens
 
@@ -74,21 +75,69 @@ class Engine:
     analyzer, and its steerer (made on first use). Thread-safe where its parts are (the analyzer runs one
     analysis at a time; forward passes hold the lens's lock)."""
 
-    def __init__(self, lens: Lens, config: AnalysisConfig | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, fetch_labels: bool = False,
+                 neuronpedia_url: str | None = None):
+        """`fetch_labels`: the user allows the network for labels: an SAE with a Neuronpedia id and no cached
+        explanations gets them in a background thread, and its labels change when they arrive."""
         self.lens = lens
         self.labels: FeatureLabels = load_labels(lens)
         self.analyzer = Analyzer(lens, config, self.labels.norms())
         self._steerer: Steerer | None = None
         self._steerer_lock = threading.Lock()
+        self.labels_fetch: threading.Thread | None = None
+        self.labels_fetch_error: str | None = None
+        if fetch_labels:
+            self._fetch_labels_in_background(neuronpedia_url)
 
     @classmethod
     def load(cls, spec: LensSpec, config: AnalysisConfig | None = None,
-             progress: Callable[[str, float], None] | None = None) -> "Engine":
+             progress: Callable[[str, float], None] | None = None, fetch_labels: bool = False,
+             neuronpedia_url: str | None = None) -> "Engine":
         """Load the Lens; `progress(what, done)` hears about a first conversion of the default model."""
         from morph.models.lens import load_lens
 
         quiet_hf()
-        return cls(load_lens(spec, progress), config)
+        return cls(load_lens(spec, progress), config, fetch_labels, neuronpedia_url)
+
+    @staticmethod
+    def fetch_labels(spec: "LensSpec", base_url: str | None = None,
+                     progress: Callable[["FetchProgress"], None] | None = None) -> "FetchResult":
+        """Download the Neuronpedia explanations of the SAE `spec` names into Morph's cache, without loading
+        the model or the SAE (morph.features.neuronpedia_fetch). An SAE without a Neuronpedia id, or a
+        failed download, is an error with one line; nothing is written then."""
+        from morph.features.neuronpedia import ExportError, NeuronpediaSource
+        from morph.features.neuronpedia_fetch import fetch_explanations
+        from morph.models.lens import sae_identity
+
+        sae = sae_identity(spec)
+        if not sae.neuronpedia_id:
+            raise ExportError(f"SAE {sae.spec!r} has no Neuronpedia id, so Neuronpedia has no explanations of it "
+                              "(its labels come from a labels.json beside it or its promoted tokens)")
+        return fetch_explanations(NeuronpediaSource.parse(sae.neuronpedia_id), sae.d_sae, base_url, progress)
+
+    def _fetch_labels_in_background(self, base_url: str | None) -> None:
+        from morph.features.labels import neuronpedia_source
+
+        source = neuronpedia_source(self.lens)
+        if source is None or self.labels.from_neuronpedia:
+            return  # nothing to fetch, or already cached
+
+        def fetch() -> None:
+            from morph.errors import MorphError
+            from morph.features.neuronpedia import read_cache
+            from morph.features.neuronpedia_fetch import fetch_explanations
+
+            try:
+                fetch_explanations(source, self.lens.d_sae, base_url)
+            except MorphError as err:  # offline, no export: the labels stay as they are
+                self.labels_fetch_error = str(err)
+                return
+            cached = read_cache(source)
+            if cached is not None:
+                self.labels.adopt(cached)
+
+        self.labels_fetch = threading.Thread(target=fetch, daemon=True, name="morph-labels-fetch")
+        self.labels_fetch.start()
 
     @property
     def model_name(self) -> str:

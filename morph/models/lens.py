@@ -300,6 +300,43 @@ def check_sae_spec(spec: str) -> None:
         raise ModelLoadError(f"unknown SAE release {release!r}: not in SAE-Lens's registry, not an HF repo:path")
 
 
+@dataclass(frozen=True)
+class SAEIdentity:
+    """What is known of an SAE without loading it: its spec, its Neuronpedia id, its width (None: unknown)."""
+
+    spec: str
+    neuronpedia_id: str | None
+    d_sae: int | None
+
+
+def sae_identity(spec: LensSpec) -> SAEIdentity:
+    """The SAE `spec` names (a preset's, the default's, a folder or a registry id), read from its cfg.json or
+    SAE-Lens's registry; nothing is downloaded or loaded."""
+    import json
+
+    sae = spec.sae
+    if sae is None:
+        name = spec.model or "default"
+        if name not in PRESETS:
+            raise InputError(f"model {name!r} needs an SAE: give --sae (a folder or RELEASE:SAE_ID)")
+        sae = PRESETS[name].sae
+    check_sae_spec(sae)
+    release, sae_id = _split_sae_spec(sae)
+    if sae_id is None:
+        cfg_path = Path(release).expanduser() / "cfg.json"
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"cannot read {cfg_path}: {_short(err)}") from None
+        meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+        npid = meta.get("neuronpedia_id") or cfg.get("neuronpedia_id")
+        d_sae = cfg.get("d_sae")
+        return SAEIdentity(sae, npid if isinstance(npid, str) else None, int(d_sae) if isinstance(d_sae, int) else None)
+    lookup = _sae_directory().get(release)
+    npid = lookup.neuronpedia_id.get(sae_id) if lookup is not None else None
+    return SAEIdentity(sae, npid, None)
+
+
 def load_sae(spec: str, device: str) -> tuple[SAELike, Path | None]:
     """Load an SAE; returns the SAE and the local folder it came from (if any).
 
