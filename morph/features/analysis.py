@@ -810,17 +810,17 @@ def _supports_cache(model: PreTrainedModel) -> bool:
     return bool(getattr(model, "_supports_cache_class", True))
 
 
-def _batches(windows: list, budget: int) -> list[list]:
-    """Group windows of similar length so that each padded batch stays under `budget` tokens."""
-    ordered = sorted(windows, key=lambda w: len(w.ids))
-    batches: list[list] = []
-    current: list = []
-    for window in ordered:
-        width = len(window.ids)
+def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
+    """Group runs of similar length so that each padded batch stays under `budget` tokens."""
+    ordered = sorted(runs, key=lambda r: len(r.ids))
+    batches: list[list[_Run]] = []
+    current: list[_Run] = []
+    for run in ordered:
+        width = len(run.ids)
         if current and width * (len(current) + 1) > budget:
             batches.append(current)
             current = []
-        current.append(window)
+        current.append(run)
     if current:
         batches.append(current)
     return batches
