@@ -86,7 +86,6 @@ from morph.features.concepts import (
 if TYPE_CHECKING:
     import torch
     from transformers import Cache
-    from transformers.modeling_outputs import CausalLMOutputWithPast
 
     from morph.features.labels import FeatureLabels
     from morph.models.lens import Lens
@@ -739,10 +738,11 @@ class Steerer:
         return ids
 
     def _forward(self, input_ids: torch.Tensor, cache: Cache | None, edit: Edit | None = None,
-                 record: list[torch.Tensor] | None = None) -> CausalLMOutputWithPast:
+                 record: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, Cache]:
+        """The logits over `input_ids` after `cache`, and the extended cache."""
         import torch
 
-        from morph.models.hooks import edit_activations
+        from morph.models.hooks import edit_activations, forward_cached
 
         lens = self.lens
         owner = threading.get_ident()
@@ -755,17 +755,16 @@ class Steerer:
         fn = edit if edit is not None else (recorder if record is not None else None)
         with lens.lock, torch.inference_mode():
             if fn is None:
-                return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+                return forward_cached(lens.model, input_ids, cache)
             with edit_activations(lens.model, lens.hook, fn):
-                return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+                return forward_cached(lens.model, input_ids, cache)
 
     def _prefix_cache(self, ids: list[int], edit: Edit | None = None) -> Cache | None:
         import torch
 
         if len(ids) <= 1:
             return None
-        out = self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit)
-        return out.past_key_values
+        return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit)[1]
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row], request: SteerRequest) -> list[int]:
         import torch
@@ -821,11 +820,11 @@ class Steerer:
             return torch.zeros(self.lens.d_sae), -20.0, 0
         record: list = []
         inp = torch.tensor([[plan.score_prefix[-1]] + ids], device=self.lens.device)
-        out = self._forward(inp, cache, record=record)
+        logits, _ = self._forward(inp, cache, record=record)
         _crop(cache, len(ids) + 1)
         sae = self.lens.sae
         with torch.inference_mode():
-            logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1)
+            logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
             fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
             feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float().mean(dim=0)
         return feats.cpu(), fluency, len(ids)
@@ -884,9 +883,8 @@ class Steerer:
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
-            out = self._forward(cur, gen_cache, edit=edit)
-            gen_cache = out.past_key_values
-            logits = out.logits[:, -1, :].float().clone()
+            step_logits, gen_cache = self._forward(cur, gen_cache, edit=edit)
+            logits = step_logits[:, -1, :].float().clone()
             if step + 1 < plan.min_tokens:  # too early to end: no end-of-text, no line break in one-line spans
                 for sid in stop_ids:
                     if sid < logits.shape[-1]:
