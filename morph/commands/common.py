@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from morph.errors import InputError
+
+if TYPE_CHECKING:
+    from morph.features.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,8 @@ def read_input(path: str) -> InputText:
     return InputText(loaded.path, raw[3 if loaded.had_bom else 0:].decode("utf-8", errors="replace"), shift)
 
 
-def engine_from_args(args: argparse.Namespace) -> Any:
-    from morph.features.engine import Engine
-    from morph.models.lens import LensSpec
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    from morph.features.engine import Engine, LensSpec
 
     return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), progress=say_progress)
 

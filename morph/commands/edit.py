@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     factory = None
     note = ""
     if not args.no_model:
-        from morph.models.lens import LensSpec
+        from morph.features.engine import LensSpec
         from morph.models.presets import default_available
 
         spec = LensSpec(model=args.model or settings.model, sae=args.sae or settings.sae,
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
             note = HOW_TO_GET
         else:
-            factory = _engine_factory(spec)
+            factory = _engine_factory(spec, settings.labels_fetch == "always", settings.neuronpedia_url)
     from morph.editor.app import MorphApp
 
     app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded,
@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     return int(app.return_code or 0)
 
 
-def _engine_factory(spec):
+def _engine_factory(spec, fetch_labels: bool = False, neuronpedia_url: str | None = None):
+    """`fetch_labels`: the user allows Neuronpedia's explanations to download on an SAE's first load."""
+
     def build(progress):
         import os
 
@@ -69,6 +71,6 @@ def _engine_factory(spec):
 
         # Leave a core to the UI thread, so typing never waits for the model.
         threads = max(1, (os.cpu_count() or 2) - 1)
-        return Engine.load(spec, AnalysisConfig(threads=threads), progress)
+        return Engine.load(spec, AnalysisConfig(threads=threads), progress, fetch_labels, neuronpedia_url)
 
     return build

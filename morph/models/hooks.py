@@ -300,6 +300,15 @@ def _cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def forward_cached(model: Any, input_ids: Any, cache: Any) -> tuple[Any, Any]:
+    """The whole model over `input_ids` after the positions in `cache` (None: from the start); returns the
+    logits and the extended cache, whichever name this transformers version gives the cache (the old one
+    warns on every call)."""
+    out = model(input_ids=input_ids, use_cache=True, **{_cache_argument(model): cache})
+    extended = getattr(out, "cache", None)
+    return out.logits, extended if extended is not None else out.past_key_values
+
+
 def _replace_output(output: Any, new: Any) -> Any:
     if isinstance(output, tuple):
         return (new, *output[1:])
