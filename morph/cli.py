@@ -1,4 +1,4 @@
-"""The `morph` command: edit (default), analyze, steer, features, models, train.
+"""The `morph` command: edit (default), analyze, steer, features, models, train, serve.
 
 Each subcommand lives in `morph.commands.<name>` with `add_arguments(parser)` and `run(args) -> int`;
 they are imported only when chosen, so `morph --help` and the editor start without torch.
@@ -17,6 +17,7 @@ COMMANDS = {
     "features": "search and inspect the SAE's features",
     "models": "list the default model and the presets",
     "train": "train the tokenizer, model, SAE and labels on a folder of text",
+    "serve": "serve the engine over HTTP for editors elsewhere (and Neuronpedia clients)",
 }
 
 
@@ -28,10 +29,14 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def add_lens_arguments(parser: argparse.ArgumentParser) -> None:
+def add_lens_arguments(parser: argparse.ArgumentParser, remote: bool = True) -> None:
     parser.add_argument("--model", help="Hugging Face model id or folder, or a preset name (see `morph models`)")
     parser.add_argument("--sae", help="SAE folder, or RELEASE:SAE_ID from SAE-Lens's registry, or HF_REPO:PATH")
     parser.add_argument("--device", default=None, help="auto (cuda, mps, cpu), cpu, cuda or mps")
+    if remote:
+        parser.add_argument("--server", metavar="URL",
+                            help="use the engine of `morph serve` at URL instead of loading a model here")
+        parser.add_argument("--secret-key", help="the server's secret key (default: $MORPH_SECRET_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:

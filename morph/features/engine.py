@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import numpy as np
 
 from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
 from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
+from morph.features.ranking import FeatureNorms
 
 if TYPE_CHECKING:
     from morph.features.steering import Steerer
@@ -58,7 +59,59 @@ def quiet_hf() -> None:
     hf_logging.disable_progress_bar()
 
 
+class LabelsLike(Protocol):
+    """What the commands read of an engine's labels (FeatureLabels, or a server's through a RemoteEngine)."""
+
+    source: str
+
+    def label(self, feature: int) -> str: ...
+
+    def info(self, feature: int) -> FeatureInfo: ...
+
+    def search(self, query: str, limit: int = 10) -> list[int]: ...
+
+
+class EngineLike(Protocol):
+    """The engine's front door as the editor and the CLI use it: the local Engine and
+    morph.server.remote.RemoteEngine both satisfy it."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def sae_name(self) -> str: ...
+
+    @property
+    def labels(self) -> LabelsLike: ...
+
+    def analyze(self, text: str, generation: int = 0, focus: int | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                on_partial: Callable[[Analysis], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> Analysis: ...
+
+    def stream(self, text: str, generation: int = 0, focus: int | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               checkpoint: Callable[[], None] | None = None) -> Iterator[AnalysisEvent]: ...
+
+    def prepare(self, text: str, focus: int, should_stop: Callable[[], bool] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> bool: ...
+
+    def analyze_windows(self, text: str, window_chars: int | None = None,
+                        context_chars: int | None = None) -> Iterator[TextWindow]: ...
+
+    def label(self, feature: int) -> str: ...
+
+    def steerer(self) -> "Steerer": ...
+
+    def feature_scales(self, analysis: Analysis) -> np.ndarray: ...
+
+    def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport: ...
+
+
 class Engine:
+    """The local engine: a Lens in this process, its analyzer and its labels."""
+
     def __init__(self, lens: Any, config: AnalysisConfig | None = None):
         self.lens = lens
         self.labels: FeatureLabels = labels_for(lens)
@@ -121,24 +174,31 @@ class Engine:
         return steerer_for(self.lens)
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
-        """Per feature, the activation that counts as full intensity: its typical max from the statistics
-        file where known, else its max in this document."""
-        fallback = analysis.feature_max()
-        norms = self.labels.norms()
-        if norms is None:
-            return np.where(fallback > 0, fallback, 1.0).astype(np.float32)
-        return norms.scales(fallback)
+        return feature_scales(analysis, self.labels.norms())
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
-        info = self.labels.info(feature)
-        values = analysis.feature_values(feature)
-        active = np.nonzero(values > 0)[0]
-        occurrences = tuple(
-            Occurrence(int(analysis.offsets[i, 0]), int(analysis.offsets[i, 1]), float(values[i])) for i in active
-        )
-        return FeatureReport(
-            info=info, active_tokens=len(active), total_tokens=analysis.n_tokens,
-            max_act=float(values.max()) if len(values) else 0.0,
-            mean_when_active=float(values[active].mean()) if len(active) else 0.0,
-            occurrences=occurrences,
-        )
+        return feature_report(self.labels.info(feature), analysis)
+
+
+def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:
+    """Per feature, the activation that counts as full intensity: its typical max from the statistics
+    file where known, else its max in this document."""
+    fallback = analysis.feature_max()
+    if norms is None:
+        return np.where(fallback > 0, fallback, 1.0).astype(np.float32)
+    return norms.scales(fallback)
+
+
+def feature_report(info: FeatureInfo, analysis: Analysis) -> FeatureReport:
+    """One feature (`info`) in one analysed document: where it fires and how strongly."""
+    values = analysis.feature_values(info.id)
+    active = np.nonzero(values > 0)[0]
+    occurrences = tuple(
+        Occurrence(int(analysis.offsets[i, 0]), int(analysis.offsets[i, 1]), float(values[i])) for i in active
+    )
+    return FeatureReport(
+        info=info, active_tokens=len(active), total_tokens=analysis.n_tokens,
+        max_act=float(values.max()) if len(values) else 0.0,
+        mean_when_active=float(values[active].mean()) if len(active) else 0.0,
+        occurrences=occurrences,
+    )

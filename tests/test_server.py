@@ -1,0 +1,135 @@
+"""`morph serve` and the RemoteEngine: results through the server equal the local engine's, a keystroke
+travels as a change, the guards answer 4xx in one line, Neuronpedia's routes answer in its shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from morph.features.analysis import Analysis, AnalysisConfig, FinalResult, PartialResult
+from morph.features.engine import Engine
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from tests.live_server import LiveServer  # noqa: E402
+
+TEXT = ("The lighthouse keeper climbed the stairs at dusk.\nThe lamp was cold and the sea was loud.\n\n"
+        "In the village, the baker counted loaves and coins.\nShe sang while the ovens warmed.\n\n") * 6
+
+ARRAYS = ("token_ids", "offsets", "indptr", "indices", "values", "x", "sse")
+
+
+def assert_same(local: Analysis, remote: Analysis) -> None:
+    for name in ARRAYS:
+        a, b = getattr(local, name), getattr(remote, name)
+        assert a.dtype == b.dtype, name
+        assert a.shape == b.shape, name
+        assert np.array_equal(a, b), name
+    assert local.paragraphs == remote.paragraphs
+    assert local.text_length == remote.text_length and local.generation == remote.generation
+    assert local.d_sae == remote.d_sae
+    assert local.summaries(5) == remote.summaries(5)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_lens, one_torch_thread):
+    return Engine(tiny_lens)
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    with LiveServer(engine) as live:
+        yield live
+
+
+def test_remote_analysis_equals_local_element_for_element(tiny_lens, server):
+    from morph.server.remote import RemoteEngine
+
+    local = Engine(tiny_lens)
+    remote = RemoteEngine(server.url)
+    assert remote.model_name == local.model_name and remote.sae_name == local.sae_name
+    assert_same(local.analyze(TEXT, 1), remote.analyze(TEXT, 1))
+    # a keystroke in the middle: the same numbers, incrementally on both sides
+    at = TEXT.index("baker") + 5
+    edited = TEXT[:at] + "s" + TEXT[at:]
+    local_events = list(local.stream(edited, 2, focus=at + 1))
+    remote_events = list(remote.stream(edited, 2, focus=at + 1))
+    assert [type(e) for e in local_events] == [type(e) for e in remote_events]
+    for a, b in zip(local_events, remote_events):
+        if isinstance(a, (PartialResult, FinalResult)):
+            assert_same(a.analysis, b.analysis)
+    final = remote_events[-1].analysis
+    assert np.array_equal(local.feature_scales(local_events[-1].analysis), remote.feature_scales(final))
+    feature = int(final.indices[0])
+    assert remote.label(feature) == local.label(feature)
+    assert remote.feature_report(feature, final) == local.feature_report(feature, local_events[-1].analysis)
+    assert remote.labels.search("the", 5) == local.labels.search("the", 5)
+
+
+def test_a_keystroke_travels_as_the_edit(server):
+    from morph.server.remote import RemoteEngine
+    from morph.server.wire import common_rows
+
+    remote = RemoteEngine(server.url)
+    text = TEXT * 4
+    first = remote.analyze(text, 1)
+    at = len(text) // 2
+    edited = text[:at] + "x" + text[at:]
+    second = remote.analyze(edited, 2, focus=at + 1)
+    head, tail = common_rows(first, second)
+    sent = second.n_tokens - head - tail
+    # the rows between are the recomputed blocks' (the edited one, and the next whose context holds the edit)
+    assert sent <= 2 * AnalysisConfig().max_block_tokens
+    assert sent < 0.25 * second.n_tokens
+    assert second.stats.computed_blocks <= 2
+
+
+def test_a_restarted_server_sends_the_document_again(engine):
+    from morph.server.remote import RemoteEngine
+
+    live = LiveServer(engine).start()
+    try:
+        remote = RemoteEngine(live.url)
+        first = remote.analyze(TEXT, 1)
+        live.stop()
+        from morph.errors import ServerUnavailable
+
+        with pytest.raises(ServerUnavailable, match="down or unreachable"):
+            remote.analyze(TEXT + "!", 2)
+        live.start()
+        again = remote.analyze(TEXT + "!", 3)
+        assert again.n_tokens >= first.n_tokens and again.generation == 3
+        assert_same(Engine(engine.lens).analyze(TEXT + "!", 3), again)
+    finally:
+        live.stop()
+
+
+def test_cli_analyze_through_the_server_prints_what_the_local_one_does(tiny_dirs, server, tmp_path, capsys):
+    import json
+
+    from morph.cli import main
+
+    path = tmp_path / "draft.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    assert main(["analyze", str(path), "--json", "--model", str(tiny_dirs["model"]), "--sae",
+                 str(tiny_dirs["sae"]), "--device", "cpu"]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert main(["analyze", str(path), "--json", "--server", server.url]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    for report in (local, remote):
+        for p in report["paragraphs"]:
+            p.pop("elapsed_s", None)
+    assert remote["tokens"] == local["tokens"]
+    assert remote["paragraphs"] == local["paragraphs"]
+
+
+def test_cli_with_the_server_down_says_so_in_one_line(capsys):
+    from morph.cli import main
+    from tests.live_server import free_port
+
+    code = main(["analyze", __file__, "--server", f"http://127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and "down or unreachable" in err and "Traceback" not in err
