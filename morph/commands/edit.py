@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
         text = loaded.text
     factory = None
     note = ""
-    if not args.no_model:
+    server = args.server or settings.server
+    if server and not args.no_model:
+        if args.model or args.sae or args.device:
+            raise InputError("--server uses the server's model: leave out --model, --sae and --device")
+        from morph.server.address import server_url
+
+        factory = remote_engine_factory(server_url(server), args.secret_key)
+    elif not args.no_model:
         from morph.models.lens import LensSpec
         from morph.models.presets import default_available
 
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
             note = HOW_TO_GET
         else:
-            factory = _engine_factory(spec)
+            factory = local_engine_factory(spec)
     from morph.editor.app import MorphApp
 
     app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded,
@@ -60,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     return int(app.return_code or 0)
 
 
-def _engine_factory(spec):
+def local_engine_factory(spec):
+    """Builds the local engine (in the editor's loader thread); `progress` hears a first conversion."""
     def build(progress):
         import os
 
@@ -70,5 +78,32 @@ def _engine_factory(spec):
         # Leave a core to the UI thread, so typing never waits for the model.
         threads = max(1, (os.cpu_count() or 2) - 1)
         return Engine.load(spec, AnalysisConfig(threads=threads), progress)
+
+    return build
+
+
+SERVER_RETRY_S = 2.0
+
+
+def remote_engine_factory(url: str, secret_key: str | None):
+    """Builds a RemoteEngine for `morph serve` at `url`. A server that is down is waited for (asked again
+    every SERVER_RETRY_S, the wait told through `progress` with done < 0) until the editor quits; a server
+    that refuses the key fails at once (the editor says so and works on without analysis)."""
+    def build(progress):
+        import threading
+        import time
+
+        from morph.errors import ServerUnavailable
+        from morph.server.remote import RemoteEngine
+
+        while True:
+            try:
+                return RemoteEngine.connect(url, secret_key)
+            except ServerUnavailable as err:
+                progress(f"{err}; trying again", -1.0)
+                for _ in range(int(SERVER_RETRY_S * 10)):
+                    if not threading.main_thread().is_alive():  # the editor has quit
+                        raise
+                    time.sleep(0.1)
 
     return build

@@ -31,6 +31,7 @@ from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent,
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
 from morph.features.labels import FeatureInfo
 from morph.features.ranking import FeatureNorms
+from morph.server.address import server_url
 from morph.server.wire import apply_delta, delta_from_json, info_from_json, norms_from_json
 
 if TYPE_CHECKING:
@@ -41,18 +42,6 @@ if TYPE_CHECKING:
 KEY_ENV = "MORPH_SECRET_KEY"
 HELD_REVISIONS = 3
 LABEL_MISS_TIMEOUT_S = 1.0
-
-
-def server_url(url: str) -> str:
-    """`url` with a scheme (http:// by default) and no trailing slash."""
-    url = url.strip().rstrip("/")
-    if not url:
-        raise InputError("--server needs a URL, e.g. http://127.0.0.1:8765")
-    if "://" not in url:
-        url = "http://" + url
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"--server {url}: only http:// and https:// servers are supported")
-    return url
 
 
 class RemoteLabels:

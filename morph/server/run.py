@@ -8,7 +8,7 @@ import sys
 from morph.errors import InputError
 from morph.features.engine import Engine
 from morph.server.app import ServeSettings, create_app
-from morph.server.security import is_loopback
+from morph.server.address import is_loopback
 
 
 def check_bind(host: str, port: int, secret_key: str | None) -> None:

@@ -12,7 +12,6 @@ one-line reason ({"detail": "..."}).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import threading
 import time
@@ -29,15 +28,6 @@ class Limits:
     max_text_chars: int = 4_000_000
     rate_per_s: float = 100.0
     burst: int = 400
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class RateLimiter:
