@@ -221,7 +221,7 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     import torch
 
     from morph.features.concepts import forward_lock
-    from morph.models.hooks import edit_activations
+    from morph.models.hooks import _cache_argument, edit_activations
 
     generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
     counts: dict[int, int] = {}
@@ -229,11 +229,12 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     cache = None
     step = torch.tensor([ids], device=lens.device)
     eos = lens.tokenizer.eos_token_id
+    cache_name = _cache_argument(lens.model)
     with forward_lock(lens), torch.inference_mode():
         edit = (lambda acts: acts + added.to(acts.dtype)) if added is not None else (lambda acts: acts)
         with edit_activations(lens.model, lens.hook, edit):
             for _ in range(request.nCompletionTokens):
-                result = lens.model(input_ids=step, past_key_values=cache, use_cache=True)
+                result = lens.model(input_ids=step, use_cache=True, **{cache_name: cache})
                 cache = result.past_key_values
                 logits = result.logits[0, -1].float().cpu()
                 for token, n in counts.items():
