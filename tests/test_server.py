@@ -133,3 +133,78 @@ def test_cli_with_the_server_down_says_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert code != 0
     assert err.count("\n") == 1 and "down or unreachable" in err and "Traceback" not in err
+
+
+def test_two_editors_and_a_one_off_at_once_each_get_the_local_numbers(tiny_lens, server):
+    import threading
+
+    from morph.server.remote import RemoteEngine
+
+    texts = [TEXT, TEXT.replace("lighthouse", "harbour"), TEXT.upper()]
+    expected = [Engine(tiny_lens).analyze(t, 7) for t in texts]
+    results: dict[int, Analysis] = {}
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            remote = RemoteEngine(server.url)
+            if i == 2:  # the CLI's way: a window at a time, nothing kept on the server
+                window = next(iter(remote.analyze_windows(texts[i])))
+                results[i] = window.analysis
+                results[i].generation = 7
+            else:
+                for step in range(3):  # typing: each keystroke's analysis after the last
+                    remote.analyze(texts[i][: len(texts[i]) - 3 + step], 7, focus=len(texts[i]) - 3 + step)
+                results[i] = remote.analyze(texts[i], 7, focus=len(texts[i]))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for i in range(3):
+        assert_same(expected[i], results[i])
+
+
+def test_morph_serve_through_the_entry_point(tiny_dirs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.live_server import free_port
+
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MORPH_SECRET_KEY="k3y")
+    server = subprocess.Popen([sys.executable, "-m", "morph", "serve", "--model", str(tiny_dirs["model"]),
+                               "--sae", str(tiny_dirs["sae"]), "--device", "cpu", "--port", str(port)],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "morph serve did not start"
+            time.sleep(0.2)
+        path = tmp_path / "draft.txt"
+        path.write_text(TEXT, encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "morph", "analyze", str(path), "--json", "--server",
+                               f"127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert '"paragraphs"' in done.stdout
+        refused = subprocess.run([sys.executable, "-m", "morph", "analyze", str(path), "--server",
+                                  f"127.0.0.1:{port}"], env=dict(env, MORPH_SECRET_KEY="wrong"),
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "refused the key" in refused.stderr
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "serving" in err and "127.0.0.1" in err and "Traceback" not in err
