@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="client documents kept (least recently used dropped; default 32)")
     parser.add_argument("--rate", type=float, default=100.0, metavar="R",
                         help="requests a second per client address (default 100)")
+    parser.add_argument("--ray", action="store_true",
+                        help="serve with Ray Serve replicas (the 'ray' extra): see --replicas")
+    parser.add_argument("--replicas", type=int, default=2, help="with --ray: replicas, each its own engine (default 2)")
+    parser.add_argument("--gpus-per-replica", type=float, default=0.0, metavar="G",
+                        help="with --ray: GPUs each replica takes (default 0; 1 for a model per GPU)")
+    parser.add_argument("--ray-address", help="with --ray: an existing Ray cluster (default: start one here, "
+                        "or $RAY_ADDRESS)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,12 +50,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"morph serve needs the 'serve' extra (pip install 'morph[serve]'): {err.name} "
                          "is missing") from None
     check_bind(args.host, args.port, key)  # before the model loads: a wrong option fails at once
-    from morph.commands.common import engine_from_args
     from morph.server.app import ServeSettings
     from morph.server.security import Limits
 
-    engine = engine_from_args(args)
-    serve(engine, args.host, args.port,
-          ServeSettings(secret_key=key, limits=Limits(rate_per_s=args.rate, burst=max(1, int(args.rate * 4))),
-                        max_documents=args.max_documents))
+    settings = ServeSettings(secret_key=key, limits=Limits(rate_per_s=args.rate, burst=max(1, int(args.rate * 4))),
+                             max_documents=args.max_documents)
+    if args.ray:
+        if args.replicas < 1:
+            raise InputError("--replicas must be at least 1")
+        from morph.models.lens import LensSpec
+        from morph.server.ray_serve import serve_with_ray
+
+        serve_with_ray(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), args.host,
+                       args.port, settings, args.replicas, args.gpus_per_replica, args.ray_address)
+        return 0
+    from morph.commands.common import engine_from_args
+
+    serve(engine_from_args(args), args.host, args.port, settings)
     return 0

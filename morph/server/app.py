@@ -23,7 +23,9 @@ flag, which stops the analysis at its next step: no analysis is ever left holdin
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
 import threading
 from contextlib import closing
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from morph.server.security import BodyTooLarge, Guard, Limits
 from morph.server.wire import delta_to_json, info_to_json, make_delta, norms_to_json
 
 API_VERSION = 1
+REPLICA = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (several with --ray)
 DOCUMENT_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -127,7 +130,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
         return {"api": API_VERSION, "model": engine.model_name, "sae": engine.sae_name, "d_sae": lens.d_sae,
                 "d_model": lens.d_model, "hook": getattr(lens.hook, "name", str(lens.hook)),
                 "labels_source": engine.labels.source, "max_text_chars": limits.max_text_chars,
-                "max_body_bytes": limits.max_body_bytes}
+                "max_body_bytes": limits.max_body_bytes, "replica": REPLICA}
 
     @app.get("/v1/morph/norms")
     def norms() -> dict:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from morph.features.steering import Steerer
 
 KEY_ENV = "MORPH_SECRET_KEY"
+AFFINITY_HEADER = "serve_multiplexed_model_id"  # morph.server.ray_serve
 HELD_REVISIONS = 3
 LABEL_MISS_TIMEOUT_S = 1.0
 
@@ -92,10 +93,11 @@ class RemoteEngine:
 
         self.url = server_url(url)
         key = secret_key if secret_key is not None else os.environ.get(KEY_ENV)
-        headers = {"X-SECRET-KEY": key} if key else {}
+        self.document = secrets.token_hex(12)
+        # the document id as Ray Serve's multiplexing key: its requests go back to the replica holding it
+        headers = {AFFINITY_HEADER: self.document, **({"X-SECRET-KEY": key} if key else {})}
         self._client = httpx.Client(base_url=self.url, headers=headers, transport=transport,
                                     timeout=httpx.Timeout(read_timeout_s, connect=3.0))
-        self.document = secrets.token_hex(12)
         self._held: OrderedDict[int, Analysis] = OrderedDict()
         self._held_lock = threading.Lock()
         info = self._get("/v1/morph/info")
