@@ -208,3 +208,34 @@ def test_morph_serve_through_the_entry_point(tiny_dirs, tmp_path):
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert "serving" in err and "127.0.0.1" in err and "Traceback" not in err
+
+
+def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, server):
+    import threading
+
+    from morph.features.steering import CandidateReady, SteerDone, SteerRequest, steerer_for
+    from morph.server.remote import RemoteEngine
+
+    remote = RemoteEngine(server.url).steerer()
+    local = steerer_for(tiny_lens)
+    start, end = TEXT.index("The lamp"), TEXT.index(" loud.") + 6
+    assert remote.concepts(TEXT, start, end, 5) == local.concepts(TEXT, start, end, 5)
+    assert remote.concepts_for("sea", TEXT, start, end, 3) == local.concepts_for("sea", TEXT, start, end, 3)
+    assert remote.search("the", 3) == local.search("the", 3)
+    assert remote.label(3) == local.label(3)
+    request = SteerRequest.single(3, 2.0, n=2, max_tokens=6, seed=1)
+    events = list(remote.stream(TEXT, start, end, request))
+    assert sum(isinstance(e, CandidateReady) for e in events) == 2 and isinstance(events[-1], SteerDone)
+    expected = local.run(TEXT, start, end, request)
+    assert events[-1].result.candidates == expected.candidates
+    assert events[-1].result.original == expected.original and events[-1].result.request == request
+    # a cancel ends the run with its SteerDone (cancelled), as locally
+    cancel = threading.Event()
+    cancel.set()
+    done = remote.run(TEXT, start, end, SteerRequest.single(3, 2.0, n=2, max_tokens=40, seed=1), cancel)
+    assert done.cancelled
+    # a bad request is refused before any event, in one line
+    from morph.errors import InputError
+
+    with pytest.raises(InputError, match="refused the request"):
+        remote.stream(TEXT, end, start, request)

@@ -14,6 +14,7 @@ Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
   POST /v1/morph/labels         {features: [ids]} -> {"labels": {id: label}}
   POST /v1/morph/feature        {feature} -> the feature's info (label, statistics, contexts)
   POST /v1/morph/search         {query, limit} -> {"features": [ids]}
+  POST /v1/morph/steer/...      steering: concepts, candidates streamed as they come (morph.server.steer_routes)
 
 The analysis of a request runs in a thread of its own that only puts lines in a queue; the response reads
 the queue. A client that goes away (or a newer request for the same document) sets the document's cancel
@@ -83,7 +84,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
     """The ASGI app serving `engine` (behind morph.server.security.Guard)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
     from morph.errors import MorphError
@@ -137,21 +138,13 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
         return {"norms": norms_to_json(engine.labels.norms())}
 
     @app.post("/v1/morph/analyze")
-    def analyze(request: AnalyzeRequest) -> StreamingResponse:
+    def analyze(request: AnalyzeRequest):
         check_text(request.text)
         if request.focus is not None and request.focus > len(request.text):
             raise HTTPException(422, f"bad request: focus {request.focus} is past the text's end")
         document = store.get(request.document) if request.keep else store.fresh()
         cancel = document.supersede()
-        lines: queue.Queue[bytes | None] = queue.Queue()
-
-        def work() -> None:
-            for line in analysis_lines(store, document, request, cancel):
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=work, name=f"analysis {request.document[:16]}", daemon=True).start()
-        return StreamingResponse(_drain(lines, cancel), media_type="application/x-ndjson")
+        return stream_response(analysis_lines(store, document, request, cancel), cancel)
 
     @app.post("/v1/morph/prepare")
     def prepare(request: PrepareRequest) -> dict:
@@ -175,38 +168,56 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
     def search(request: SearchRequest) -> dict:
         return {"features": engine.labels.search(request.query, request.limit)}
 
-    from morph.server.neuronpedia import add_routes
+    from morph.server import neuronpedia, steer_routes
 
-    add_routes(app, engine)
+    neuronpedia.add_routes(app, engine)
+    steer_routes.add_routes(app, engine, check_text, stream_response)
     return Guard(app, settings.secret_key, limits)
 
 
 def analysis_lines(store: DocumentStore, document: Document, request: AnalyzeRequest,
-                   cancel: threading.Event) -> Iterator[bytes]:
-    """The NDJSON lines of one analysis request (module docstring)."""
+                   cancel: threading.Event) -> Iterator[dict]:
+    """The NDJSON objects of one analysis request (module docstring)."""
     have = request.have
     stream = document.analyzer.stream(request.text, request.generation, request.focus, should_stop=cancel.is_set)
     try:
         with closing(stream):
             for event in stream:
                 if isinstance(event, BlockProgress):
-                    yield _line({"type": "progress", "done": event.done, "total": event.total})
+                    yield {"type": "progress", "done": event.done, "total": event.total}
                     continue
                 revision = store.next_revision()
                 delta = make_delta(revision, event.analysis, document.base(have))
                 document.remember(revision, event.analysis)
                 have = revision
-                kind = "final" if isinstance(event, FinalResult) else "partial"
-                yield _line({"type": kind, "delta": delta_to_json(delta)})
+                yield {"type": "final" if isinstance(event, FinalResult) else "partial", "delta": delta_to_json(delta)}
     except AnalysisCancelled:
-        yield _line({"type": "cancelled"})
-    except MemoryError:
-        yield _line({"type": "error", "message": "the server ran out of memory during the analysis"})
-    except Exception as err:  # noqa: BLE001 - the client hears one line; the server goes on
-        from morph.errors import MorphError
+        yield {"type": "cancelled"}
 
-        message = str(err) if isinstance(err, MorphError) else f"{type(err).__name__}: {err}"
-        yield _line({"type": "error", "message": message.splitlines()[0] if message else type(err).__name__})
+
+def stream_response(lines: Iterator[dict], cancel: threading.Event):
+    """An NDJSON StreamingResponse of `lines`, produced in a thread of their own (module docstring); an
+    error ends the stream with {"type": "error", "message"} (one line); a client that leaves sets `cancel`."""
+    from fastapi.responses import StreamingResponse
+
+    out: queue.Queue[bytes | None] = queue.Queue()
+
+    def work() -> None:
+        try:
+            for obj in lines:
+                out.put(_line(obj))
+        except MemoryError:
+            out.put(_line({"type": "error", "message": "the server ran out of memory"}))
+        except Exception as err:  # noqa: BLE001 - the client hears one line; the server goes on
+            from morph.errors import MorphError
+
+            message = str(err) if isinstance(err, MorphError) else f"{type(err).__name__}: {err}"
+            out.put(_line({"type": "error", "message": message.splitlines()[0] if message else type(err).__name__}))
+        finally:
+            out.put(None)
+
+    threading.Thread(target=work, name="morph stream", daemon=True).start()
+    return StreamingResponse(_drain(out, cancel), media_type="application/x-ndjson")
 
 
 def _line(obj: dict) -> bytes:

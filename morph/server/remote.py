@@ -32,12 +32,13 @@ from morph.features.engine import FeatureReport, TextWindow, feature_report, fea
 from morph.features.labels import FeatureInfo
 from morph.features.ranking import FeatureNorms
 from morph.server.address import server_url
-from morph.server.wire import apply_delta, delta_from_json, info_from_json, norms_from_json
+from morph.server.wire import apply_delta, delta_from_json, from_json, info_from_json, norms_from_json, to_json
 
 if TYPE_CHECKING:
     import httpx
 
-    from morph.features.steering import Steerer
+    from morph.features.concepts import Concept, ConceptMatch
+    from morph.features.steering import CancelToken, SteerEvent, SteerRequest, SteerResult
 
 KEY_ENV = "MORPH_SECRET_KEY"
 AFFINITY_HEADER = "serve_multiplexed_model_id"  # morph.server.ray_serve
@@ -82,6 +83,92 @@ class RemoteLabels:
 
     def search(self, query: str, limit: int = 10) -> list[int]:
         return [int(f) for f in self._engine._post("/v1/morph/search", {"query": query, "limit": limit})["features"]]
+
+
+class RemoteSteerer:
+    """The Steerer's interface (concepts, search, concepts_for, more_like_this, label, run, stream) over
+    the server's steering routes; candidates stream back as the server finishes them, and a cancel ends
+    the run with its SteerDone (cancelled), as a local cancel does."""
+
+    def __init__(self, engine: "RemoteEngine") -> None:
+        self._engine = engine
+
+    def concepts(self, text: str, start: int, end: int, k: int = 10) -> list["Concept"]:
+        from morph.features.concepts import Concept
+
+        answer = self._engine._post("/v1/morph/steer/concepts", {"text": text, "start": start, "end": end, "k": k})
+        return [from_json(Concept, c) for c in answer["concepts"]]
+
+    def search(self, query: str, limit: int = 10) -> list["Concept"]:
+        from morph.features.concepts import Concept
+
+        answer = self._engine._post("/v1/morph/steer/search", {"query": query, "limit": limit})
+        return [from_json(Concept, c) for c in answer["concepts"]]
+
+    def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list["Concept"]:
+        from morph.features.concepts import Concept
+
+        answer = self._engine._post("/v1/morph/steer/more-like-this",
+                                    {"example": example, "text": text, "start": start, "end": end, "k": k})
+        return [from_json(Concept, c) for c in answer["concepts"]]
+
+    def concepts_for(self, words: str, text: str, start: int, end: int, k: int = 8,
+                     example: str | None = None) -> list["ConceptMatch"]:
+        from morph.features.concepts import ConceptMatch
+
+        answer = self._engine._post("/v1/morph/steer/concepts-for", {"words": words, "text": text, "start": start,
+                                                                     "end": end, "k": k, "example": example})
+        return [from_json(ConceptMatch, m) for m in answer["matches"]]
+
+    def label(self, feature: int) -> str:
+        return self._engine.label(feature)
+
+    def run(self, text: str, start: int, end: int, request: "SteerRequest", cancel: "CancelToken | None" = None,
+            on_event: "Callable[[SteerEvent], None] | None" = None) -> "SteerResult":
+        from morph.features.steering import SteerDone
+
+        result = None
+        for event in self.stream(text, start, end, request, cancel):
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, SteerDone):
+                result = event.result
+        if result is None:
+            raise ServerUnavailable(f"the server at {self._engine.url} ended the rewrite early")
+        return result
+
+    def stream(self, text: str, start: int, end: int, request: "SteerRequest",
+               cancel: "CancelToken | None" = None) -> Iterator["SteerEvent"]:
+        """Validated by the server before the first event (an InputError here, as locally)."""
+        from morph.features.steering import CandidateReady, SteerDone, SteerProgress
+
+        kinds = {"progress": SteerProgress, "candidate": CandidateReady, "done": SteerDone}
+        stream_id = secrets.token_hex(8)
+        body = {"stream": stream_id, "text": text, "start": start, "end": end, "request": to_json(request)}
+        lines = self._engine._stream_lines("/v1/morph/steer/stream", body)
+        first = next(lines, None)  # the request is checked now, not when the first event is asked for
+
+        def events() -> Iterator["SteerEvent"]:
+            cancelled = False
+            line = first
+            while line is not None:
+                if cancel is not None and cancel.is_set() and not cancelled:
+                    cancelled = True
+                    try:
+                        self._engine._post("/v1/morph/steer/cancel", {"stream": stream_id}, timeout=5)
+                    except ServerError:
+                        pass
+                kind = line.get("type")
+                if kind == "error":
+                    raise ServerError(f"the server: {line.get('message', 'steering failed')}")
+                if kind in kinds:
+                    yield from_json(kinds[kind], line["event"])  # type: ignore[misc]
+                    if kind == "done":
+                        return
+                line = next(lines, None)
+            raise ServerUnavailable(f"the server at {self._engine.url} ended the rewrite early")
+
+        return events()
 
 
 class RemoteEngine:
@@ -181,8 +268,9 @@ class RemoteEngine:
                 raise ServerUnavailable(f"the server at {self.url} ended the analysis early")
             yield TextWindow(base, start, end, final)
 
-    def steerer(self) -> "Steerer":
-        raise ServerError("steering through `morph serve` is not available yet: steer with a local model")
+    def steerer(self) -> "RemoteSteerer":
+        """The server's steering engine (morph.server.steer_routes), as the local Steerer's interface."""
+        return RemoteSteerer(self)
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
         return feature_scales(analysis, self.norms)
@@ -235,6 +323,25 @@ class RemoteEngine:
             raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
         if not finished:
             raise ServerUnavailable(f"the server at {self.url} ended the analysis early")
+
+    def _stream_lines(self, path: str, body: dict) -> Iterator[dict]:
+        """The JSON objects of an NDJSON response, one a line; transport failures as ServerUnavailable."""
+        import httpx
+
+        try:
+            with self._client.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._raise_for(response)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TimeoutException:
+            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
+        except httpx.TransportError:
+            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
+        except json.JSONDecodeError as err:
+            raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
 
     def _receive(self, data: dict, keep: bool) -> Analysis:
         delta = delta_from_json(data)

@@ -230,3 +230,73 @@ def info_from_json(data: dict) -> FeatureInfo:
                            for c in data.get("contexts", [])))
     except (KeyError, TypeError, ValueError) as err:
         raise WireError(f"bad feature on the wire: {err!r}") from None
+
+
+def to_json(obj: object) -> object:
+    """A dataclass of numbers, strings, tuples and dataclasses (steering's requests, concepts, candidates,
+    events) as JSON: objects for dataclasses, arrays for tuples."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+    if isinstance(obj, (tuple, list)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def from_json(cls: type, data: object) -> object:
+    """The inverse of to_json for dataclass `cls`, led by its type hints; a value of the wrong kind is a
+    WireError."""
+    import dataclasses
+    import types
+    import typing
+
+    def convert(tp: object, value: object) -> object:
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            return from_json(tp, value)  # type: ignore[arg-type]
+        if origin in (typing.Union, types.UnionType):
+            if value is None:
+                return None
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            for option in options:  # the first that fits the value's kind
+                if option in (int, float, str, bool) and isinstance(value, option) and \
+                        not (option in (int, float) and isinstance(value, bool)):
+                    return value
+            return convert(options[0], value)
+        if origin is tuple:
+            args = typing.get_args(tp)
+            if not isinstance(value, list):
+                raise WireError(f"expected an array, not {value!r}")
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(convert(args[0], v) for v in value)
+            if len(args) != len(value):
+                raise WireError(f"expected {len(args)} items, not {len(value)}")
+            return tuple(convert(a, v) for a, v in zip(args, value))
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise WireError(f"expected a number, not {value!r}")
+            return float(value)
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise WireError(f"expected an integer, not {value!r}")
+            return value
+        if tp in (str, bool):
+            if not isinstance(value, tp):  # type: ignore[arg-type]
+                raise WireError(f"expected {tp.__name__}, not {value!r}")  # type: ignore[union-attr]
+            return value
+        return value
+
+    if not isinstance(data, dict):
+        raise WireError(f"expected an object for {cls.__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(data) - known
+    if unknown:
+        raise WireError(f"{cls.__name__} has no field {sorted(unknown)[0]!r}")
+    try:
+        return cls(**{name: convert(hints[name], value) for name, value in data.items()})
+    except TypeError as err:
+        raise WireError(f"bad {cls.__name__}: {err}") from None
