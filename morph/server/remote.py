@@ -20,7 +20,7 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
@@ -62,6 +62,8 @@ class RemoteLabels:
             return self._labels[feature]
         if not 0 <= feature < self.d_sae:
             raise InputError(f"feature {feature} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+        if self._engine.unreachable:  # asked on the UI thread: never wait on a server known to be down
+            return f"feature {feature}"
         try:
             self.prefetch([feature], timeout=LABEL_MISS_TIMEOUT_S)
         except ServerError:
@@ -181,6 +183,7 @@ class RemoteEngine:
         self.url = server_url(url)
         key = secret_key if secret_key is not None else os.environ.get(KEY_ENV)
         self.document = secrets.token_hex(12)
+        self.unreachable = False  # the last request found the server down (set and cleared by each request)
         # the document id as Ray Serve's multiplexing key: its requests go back to the replica holding it
         headers = {AFFINITY_HEADER: self.document, **({"X-SECRET-KEY": key} if key else {})}
         self._client = httpx.Client(base_url=self.url, headers=headers, transport=transport,
@@ -285,11 +288,9 @@ class RemoteEngine:
     # --- the wire -------------------------------------------------------------------------------
     def _events(self, body: dict, should_stop: Callable[[], bool] | None,
                 checkpoint: Callable[[], None] | None, keep: bool) -> Iterator[AnalysisEvent]:
-        import httpx
-
         finished = False
         try:
-            with self._client.stream("POST", "/v1/morph/analyze", json=body) as response:
+            with self._transport(), self._client.stream("POST", "/v1/morph/analyze", json=body) as response:
                 if response.status_code != 200:
                     response.read()
                     self._raise_for(response)
@@ -315,10 +316,6 @@ class RemoteEngine:
                         raise AnalysisCancelled("analysis replaced by a newer one")
                     elif kind == "error":
                         raise ServerError(f"the server: {message.get('message', 'analysis failed')}")
-        except httpx.TimeoutException:
-            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
-        except httpx.TransportError:
-            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
         if not finished:
@@ -326,20 +323,14 @@ class RemoteEngine:
 
     def _stream_lines(self, path: str, body: dict) -> Iterator[dict]:
         """The JSON objects of an NDJSON response, one a line; transport failures as ServerUnavailable."""
-        import httpx
-
         try:
-            with self._client.stream("POST", path, json=body) as response:
+            with self._transport(), self._client.stream("POST", path, json=body) as response:
                 if response.status_code != 200:
                     response.read()
                     self._raise_for(response)
                 for line in response.iter_lines():
                     if line:
                         yield json.loads(line)
-        except httpx.TimeoutException:
-            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
-        except httpx.TransportError:
-            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
         except json.JSONDecodeError as err:
             raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
 
@@ -368,21 +359,30 @@ class RemoteEngine:
         return self._request("POST", path, body, timeout)
 
     def _request(self, method: str, path: str, body: dict | None, timeout: float | None) -> dict:
-        import httpx
-
-        try:
-            kwargs = {"timeout": timeout} if timeout is not None else {}
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        with self._transport():
             response = self._client.request(method, path, json=body, **kwargs)
-        except httpx.TimeoutException:
-            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
-        except httpx.TransportError:
-            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
         if response.status_code != 200:
             self._raise_for(response)
         try:
             return response.json()
         except ValueError:
             raise ServerError(f"the server at {self.url} sent a bad answer to {path}") from None
+
+    @contextmanager
+    def _transport(self) -> Iterator[None]:
+        """httpx's transport failures as ServerUnavailable (one line), and `unreachable` kept up to date."""
+        import httpx
+
+        try:
+            yield
+        except httpx.TimeoutException:
+            self.unreachable = True
+            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
+        except httpx.TransportError:
+            self.unreachable = True
+            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
+        self.unreachable = False
 
     def _raise_for(self, response: "httpx.Response") -> None:
         try:
