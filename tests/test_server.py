@@ -239,3 +239,31 @@ def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, ser
 
     with pytest.raises(InputError, match="refused the request"):
         remote.stream(TEXT, end, start, request)
+
+
+def test_a_neuronpedia_inference_server_as_the_engine(engine, server, tmp_path, capsys):
+    """Against morph serve's Neuronpedia routes: each token's top features are the server's topk-by-token."""
+    import httpx
+
+    from morph.cli import main
+    from morph.server.neuronpedia_client import NeuronpediaEngine
+
+    url = f"neuronpedia+{server.url}?model={engine.model_name}&source={engine.sae_name}&topk=4"
+    remote = NeuronpediaEngine(url)
+    text = "The lamp was cold.\n\nThe sea was loud and grey."
+    analysis = remote.analyze(text, 5)
+    direct = httpx.post(server.url + "/v1/activation/topk-by-token", json={
+        "prompt": text, "model": engine.model_name, "source": engine.sae_name, "ignoreBos": True, "topK": 4}).json()
+    assert analysis.generation == 5 and analysis.n_tokens == len(direct["results"])
+    for i, result in enumerate(direct["results"]):
+        start, end = analysis.offsets[i]
+        assert text[start:end] == result["token"]
+        assert analysis.token_features(i, 4) == [(f["featureIndex"], pytest.approx(f["activationValue"]))
+                                                 for f in result["topFeatures"]]
+    assert remote.label(7) == "feature 7" and analysis.summaries(3)
+    path = tmp_path / "draft.txt"
+    path.write_text(text, encoding="utf-8")
+    assert main(["analyze", str(path), "--json", "--server", url]) == 0
+    assert '"paragraphs"' in capsys.readouterr().out
+    assert main(["analyze", str(path), "--server", f"neuronpedia+{server.url}"]) == 2
+    assert "needs ?model=" in capsys.readouterr().err

@@ -54,16 +54,16 @@ def engine_from_args(args: argparse.Namespace) -> "EngineLike":
 
 
 def remote_engine(url: str, secret_key: str | None, args: argparse.Namespace | None = None) -> "EngineLike":
-    """A RemoteEngine for `morph serve` at `url` (morph.server.remote); --model/--sae/--device belong to the
-    server then."""
+    """The engine of the server at `url` (morph.server.remote.connect_engine); --model/--sae/--device
+    belong to the server then."""
     if args is not None and (args.model or args.sae or args.device):
         raise InputError("--server uses the server's model: leave out --model, --sae and --device")
     try:
-        from morph.server.remote import RemoteEngine
+        from morph.server.remote import connect_engine
     except ImportError as err:
         raise InputError(f"--server needs the 'serve' extra (pip install 'morph[serve]'): {err.name} "
                          "is missing") from None
-    return RemoteEngine.connect(url, secret_key)
+    return connect_engine(url, secret_key)
 
 
 def say_progress(what: str, done: float) -> None:

@@ -86,19 +86,20 @@ SERVER_RETRY_S = 2.0
 
 
 def remote_engine_factory(url: str, secret_key: str | None):
-    """Builds a RemoteEngine for `morph serve` at `url`. A server that is down is waited for (asked again
-    every SERVER_RETRY_S, the wait told through `progress` with done < 0) until the editor quits; a server
-    that refuses the key fails at once (the editor says so and works on without analysis)."""
+    """Builds the engine of the server at `url` (morph.server.remote.connect_engine). A server that is down
+    is waited for (asked again every SERVER_RETRY_S, the wait told through `progress` with done < 0) until
+    the editor quits; a server that refuses the key fails at once (the editor says so and works on without
+    analysis)."""
     def build(progress):
         import threading
         import time
 
         from morph.errors import ServerUnavailable
-        from morph.server.remote import RemoteEngine
+        from morph.server.remote import connect_engine
 
         while True:
             try:
-                return RemoteEngine.connect(url, secret_key)
+                return connect_engine(url, secret_key)
             except ServerUnavailable as err:
                 progress(f"{err}; trying again", -1.0)
                 for _ in range(int(SERVER_RETRY_S * 10)):

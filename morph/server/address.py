@@ -13,6 +13,8 @@ def server_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if not url:
         raise InputError("--server needs a URL, e.g. http://127.0.0.1:8765")
+    if url.startswith("neuronpedia+"):  # a Neuronpedia inference server (morph.server.neuronpedia_client)
+        return url
     if "://" not in url:
         url = "http://" + url
     if not url.startswith(("http://", "https://")):

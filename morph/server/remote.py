@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import httpx
 
     from morph.features.concepts import Concept, ConceptMatch
+    from morph.server.neuronpedia_client import NeuronpediaEngine
     from morph.features.steering import CancelToken, SteerEvent, SteerRequest, SteerResult
 
 KEY_ENV = "MORPH_SECRET_KEY"
@@ -85,6 +86,88 @@ class RemoteLabels:
 
     def search(self, query: str, limit: int = 10) -> list[int]:
         return [int(f) for f in self._engine._post("/v1/morph/search", {"query": query, "limit": limit})["features"]]
+
+
+def connect_engine(url: str, secret_key: str | None = None) -> "RemoteEngine | NeuronpediaEngine":
+    """The engine at `url`: a `morph serve` (RemoteEngine), or with neuronpedia+http://... a Neuronpedia
+    inference server (morph.server.neuronpedia_client)."""
+    from morph.server.neuronpedia_client import SCHEME, NeuronpediaEngine
+
+    if url.strip().startswith(SCHEME):
+        return NeuronpediaEngine(url.strip(), secret_key)
+    return RemoteEngine(url, secret_key)
+
+
+class HttpClient:
+    """JSON over HTTP to one server: one-line errors (ServerUnavailable, ServerRefused, ServerError,
+    InputError for a refused request) and whether the server was reachable at the last request."""
+
+    def __init__(self, url: str, headers: dict[str, str], transport: "httpx.BaseTransport | None" = None,
+                 read_timeout_s: float = 300.0) -> None:
+        import httpx
+
+        self.url = url
+        self.client = httpx.Client(base_url=url, headers=headers, transport=transport,
+                                   timeout=httpx.Timeout(read_timeout_s, connect=3.0))
+        self.unreachable = False
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(self, method: str, path: str, body: dict | None, timeout: float | None) -> dict:
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        with self.transport():
+            response = self.client.request(method, path, json=body, **kwargs)
+        if response.status_code != 200:
+            self.raise_for(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerError(f"the server at {self.url} sent a bad answer to {path}") from None
+
+    def stream_lines(self, path: str, body: dict) -> Iterator[dict]:
+        """The JSON objects of an NDJSON response, one a line."""
+        try:
+            with self.transport(), self.client.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self.raise_for(response)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
+
+    @contextmanager
+    def transport(self) -> Iterator[None]:
+        """httpx's transport failures as ServerUnavailable (one line), and `unreachable` kept up to date."""
+        import httpx
+
+        try:
+            yield
+        except httpx.TimeoutException:
+            self.unreachable = True
+            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
+        except httpx.TransportError:
+            self.unreachable = True
+            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
+        self.unreachable = False
+
+    def raise_for(self, response: "httpx.Response") -> None:
+        try:
+            detail = str(response.json().get("detail", ""))
+        except ValueError:
+            detail = response.text[:200]
+        detail = (detail.splitlines() or [""])[0] or f"HTTP {response.status_code}"
+        if response.status_code in (401, 403):
+            raise ServerRefused(f"the server at {self.url} refused the key: {detail}")
+        if response.status_code in (502, 503, 504):
+            raise ServerUnavailable(f"the server at {self.url} is unavailable: {detail}")
+        if response.status_code == 404:
+            raise ServerError(f"{self.url} does not answer {response.request.url.path} (not a Morph server?)")
+        if 400 <= response.status_code < 500:
+            raise InputError(f"the server refused the request: {detail}")
+        raise ServerError(f"the server at {self.url} failed: {detail}")
 
 
 class RemoteSteerer:
@@ -178,16 +261,12 @@ class RemoteEngine:
 
     def __init__(self, url: str, secret_key: str | None = None, transport: "httpx.BaseTransport | None" = None,
                  read_timeout_s: float = 300.0) -> None:
-        import httpx
-
         self.url = server_url(url)
         key = secret_key if secret_key is not None else os.environ.get(KEY_ENV)
         self.document = secrets.token_hex(12)
-        self.unreachable = False  # the last request found the server down (set and cleared by each request)
         # the document id as Ray Serve's multiplexing key: its requests go back to the replica holding it
         headers = {AFFINITY_HEADER: self.document, **({"X-SECRET-KEY": key} if key else {})}
-        self._client = httpx.Client(base_url=self.url, headers=headers, transport=transport,
-                                    timeout=httpx.Timeout(read_timeout_s, connect=3.0))
+        self._http = HttpClient(self.url, headers, transport, read_timeout_s)
         self._held: OrderedDict[int, Analysis] = OrderedDict()
         self._held_lock = threading.Lock()
         info = self._get("/v1/morph/info")
@@ -202,7 +281,7 @@ class RemoteEngine:
         return cls(url, secret_key)
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     # --- the engine's interface -------------------------------------------------------------------
     @property
@@ -290,10 +369,11 @@ class RemoteEngine:
                 checkpoint: Callable[[], None] | None, keep: bool) -> Iterator[AnalysisEvent]:
         finished = False
         try:
-            with self._transport(), self._client.stream("POST", "/v1/morph/analyze", json=body) as response:
+            with self._http.transport(), self._http.client.stream("POST", "/v1/morph/analyze",
+                                                                  json=body) as response:
                 if response.status_code != 200:
                     response.read()
-                    self._raise_for(response)
+                    self._http.raise_for(response)
                 for line in response.iter_lines():
                     if should_stop is not None and should_stop():
                         raise AnalysisCancelled("analysis replaced by a newer one")
@@ -321,19 +401,6 @@ class RemoteEngine:
         if not finished:
             raise ServerUnavailable(f"the server at {self.url} ended the analysis early")
 
-    def _stream_lines(self, path: str, body: dict) -> Iterator[dict]:
-        """The JSON objects of an NDJSON response, one a line; transport failures as ServerUnavailable."""
-        try:
-            with self._transport(), self._client.stream("POST", path, json=body) as response:
-                if response.status_code != 200:
-                    response.read()
-                    self._raise_for(response)
-                for line in response.iter_lines():
-                    if line:
-                        yield json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ServerError(f"the server at {self.url} sent a bad answer: {err}") from None
-
     def _receive(self, data: dict, keep: bool) -> Analysis:
         delta = delta_from_json(data)
         with self._held_lock:
@@ -353,49 +420,15 @@ class RemoteEngine:
         return analysis
 
     def _get(self, path: str) -> dict:
-        return self._request("GET", path, None, None)
+        return self._http.request("GET", path, None, None)
 
     def _post(self, path: str, body: dict, timeout: float | None = None) -> dict:
-        return self._request("POST", path, body, timeout)
+        return self._http.request("POST", path, body, timeout)
 
-    def _request(self, method: str, path: str, body: dict | None, timeout: float | None) -> dict:
-        kwargs = {"timeout": timeout} if timeout is not None else {}
-        with self._transport():
-            response = self._client.request(method, path, json=body, **kwargs)
-        if response.status_code != 200:
-            self._raise_for(response)
-        try:
-            return response.json()
-        except ValueError:
-            raise ServerError(f"the server at {self.url} sent a bad answer to {path}") from None
+    def _stream_lines(self, path: str, body: dict) -> Iterator[dict]:
+        return self._http.stream_lines(path, body)
 
-    @contextmanager
-    def _transport(self) -> Iterator[None]:
-        """httpx's transport failures as ServerUnavailable (one line), and `unreachable` kept up to date."""
-        import httpx
-
-        try:
-            yield
-        except httpx.TimeoutException:
-            self.unreachable = True
-            raise ServerUnavailable(f"the server at {self.url} is not answering (timed out)") from None
-        except httpx.TransportError:
-            self.unreachable = True
-            raise ServerUnavailable(f"the server at {self.url} is down or unreachable") from None
-        self.unreachable = False
-
-    def _raise_for(self, response: "httpx.Response") -> None:
-        try:
-            detail = str(response.json().get("detail", ""))
-        except ValueError:
-            detail = response.text[:200]
-        detail = (detail.splitlines() or [""])[0] or f"HTTP {response.status_code}"
-        if response.status_code in (401, 403):
-            raise ServerRefused(f"the server at {self.url} refused the key: {detail}")
-        if response.status_code in (502, 503, 504):
-            raise ServerUnavailable(f"the server at {self.url} is unavailable: {detail}")
-        if response.status_code == 404:
-            raise ServerError(f"{self.url} is not a Morph server (no {response.request.url.path})")
-        if 400 <= response.status_code < 500:
-            raise InputError(f"the server refused the request: {detail}")
-        raise ServerError(f"the server at {self.url} failed: {detail}")
+    @property
+    def unreachable(self) -> bool:
+        """Whether the last request found the server down (a label then never waits on it)."""
+        return self._http.unreachable
