@@ -19,6 +19,7 @@ Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
 The analysis of a request runs in a thread of its own that only puts lines in a queue; the response reads
 the queue. A client that goes away (or a newer request for the same document) sets the document's cancel
 flag, which stops the analysis at its next step: no analysis is ever left holding a document's analyzer.
+Requests of different clients take fair turns on the model between their steps (morph.server.turns).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResul
 from morph.features.engine import Engine
 from morph.server.documents import Document, DocumentStore
 from morph.server.security import BodyTooLarge, Guard, Limits
+from morph.server.turns import FairTurns, owns
 from morph.server.wire import delta_to_json, info_to_json, make_delta, norms_to_json
 
 API_VERSION = 1
@@ -92,6 +94,9 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
     settings = settings or ServeSettings()
     limits = settings.limits
     store = DocumentStore(engine.lens, engine.analyzer.config, engine.labels.norms(), settings.max_documents)
+    from morph.features.concepts import forward_lock
+
+    turns = FairTurns(owns(forward_lock(engine.lens)))
     app = FastAPI(title="Morph engine server", version=str(API_VERSION), docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.store = store
@@ -144,7 +149,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
             raise HTTPException(422, f"bad request: focus {request.focus} is past the text's end")
         document = store.get(request.document) if request.keep else store.fresh()
         cancel = document.supersede()
-        return stream_response(analysis_lines(store, document, request, cancel), cancel)
+        return stream_response(analysis_lines(store, document, request, cancel, turns), cancel)
 
     @app.post("/v1/morph/prepare")
     def prepare(request: PrepareRequest) -> dict:
@@ -176,10 +181,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
 
 
 def analysis_lines(store: DocumentStore, document: Document, request: AnalyzeRequest,
-                   cancel: threading.Event) -> Iterator[dict]:
-    """The NDJSON objects of one analysis request (module docstring)."""
+                   cancel: threading.Event, turns: FairTurns) -> Iterator[dict]:
+    """The NDJSON objects of one analysis request (module docstring), taking fair turns on the model with
+    the other requests (morph.server.turns)."""
     have = request.have
-    stream = document.analyzer.stream(request.text, request.generation, request.focus, should_stop=cancel.is_set)
+    stream = document.analyzer.stream(request.text, request.generation, request.focus, should_stop=cancel.is_set,
+                                      checkpoint=turns.checkpoint)
     try:
         with closing(stream):
             for event in stream:
@@ -193,6 +200,8 @@ def analysis_lines(store: DocumentStore, document: Document, request: AnalyzeReq
                 yield {"type": "final" if isinstance(event, FinalResult) else "partial", "delta": delta_to_json(delta)}
     except AnalysisCancelled:
         yield {"type": "cancelled"}
+    finally:
+        turns.done()
 
 
 def stream_response(lines: Iterator[dict], cancel: threading.Event):
