@@ -25,3 +25,7 @@ class ServerUnavailable(ServerError):
 
 class ServerRefused(ServerError):
     """The engine server refused this client's secret key."""
+
+
+class TextNotHeld(ServerError):
+    """The server does not hold the text an edit was made against: send the whole text."""

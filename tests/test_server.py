@@ -73,11 +73,15 @@ def test_a_keystroke_travels_as_the_edit(server):
     from morph.server.wire import common_rows
 
     remote = RemoteEngine(server.url)
+    sizes: list[int] = []
+    remote._http.client.event_hooks["request"].append(
+        lambda request: sizes.append(len(request.read())) if request.url.path == "/v1/morph/analyze" else None)
     text = TEXT * 4
     first = remote.analyze(text, 1)
     at = len(text) // 2
     edited = text[:at] + "x" + text[at:]
     second = remote.analyze(edited, 2, focus=at + 1)
+    assert len(sizes) == 2 and sizes[0] > len(text) and sizes[1] < 400  # the keystroke went up as the edit
     head, tail = common_rows(first, second)
     sent = second.n_tokens - head - tail
     # the rows between are the recomputed blocks' (the edited one, and the next whose context holds the edit)

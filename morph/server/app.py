@@ -47,9 +47,21 @@ REPLICA = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (sev
 DOCUMENT_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
+class TextEdit(BaseModel):
+    """The text as a change to the last one this document sent: base[:start] + insert + base[end:], which
+    must be `length` characters long with CRC-32 `crc` (of its UTF-8)."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    insert: str
+    length: int = Field(ge=0)
+    crc: int = Field(ge=0)
+
+
 class AnalyzeRequest(BaseModel):
     document: str = DOCUMENT_ID
-    text: str
+    text: str | None = None  # the whole text, or
+    edit: TextEdit | None = None  # a change to the last text sent for this document (409 if not held)
     generation: int = 0
     focus: int | None = Field(default=None, ge=0)
     have: int | None = None  # the revision of the analysis the client holds
@@ -144,10 +156,15 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
 
     @app.post("/v1/morph/analyze")
     def analyze(request: AnalyzeRequest):
-        check_text(request.text)
-        if request.focus is not None and request.focus > len(request.text):
-            raise HTTPException(422, f"bad request: focus {request.focus} is past the text's end")
         document = store.get(request.document) if request.keep else store.fresh()
+        if (request.text is None) == (request.edit is None):
+            raise HTTPException(422, "bad request: give the text or an edit of it, not both")
+        text = request.text if request.edit is None else edited_text(document, request.edit)
+        check_text(text)
+        if request.focus is not None and request.focus > len(text):
+            raise HTTPException(422, f"bad request: focus {request.focus} is past the text's end")
+        request.text, request.edit = text, None
+        document.text = text if request.keep else None
         cancel = document.supersede()
         return stream_response(analysis_lines(store, document, request, cancel, turns), cancel)
 
@@ -202,6 +219,22 @@ def analysis_lines(store: DocumentStore, document: Document, request: AnalyzeReq
         yield {"type": "cancelled"}
     finally:
         turns.done()
+
+
+def edited_text(document: Document, edit: TextEdit) -> str:
+    """The text an edit makes of the document's last text; 409 where the server does not hold that text
+    (restarted, the document dropped, or requests crossed): the client then sends the whole text."""
+    import zlib
+
+    from starlette.exceptions import HTTPException
+
+    base = document.text
+    if base is None or not edit.start <= edit.end <= len(base):
+        raise HTTPException(409, "the server does not hold this document's text: send it whole")
+    text = base[:edit.start] + edit.insert + base[edit.end:]
+    if len(text) != edit.length or zlib.crc32(text.encode("utf-8", "surrogatepass")) != edit.crc:
+        raise HTTPException(409, "the server holds another text for this document: send it whole")
+    return text
 
 
 def stream_response(lines: Iterator[dict], cancel: threading.Event):

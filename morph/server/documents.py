@@ -25,6 +25,7 @@ class Document:
     analyzer: Analyzer
     sent: OrderedDict[int, Analysis] = field(default_factory=OrderedDict)
     cancel: threading.Event = field(default_factory=threading.Event)
+    text: str | None = None  # the last text a request sent (edits are made against it)
 
     def base(self, revision: int | None) -> tuple[int, Analysis] | None:
         if revision is None or revision not in self.sent:

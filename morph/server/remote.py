@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from morph.errors import InputError, MorphError, ServerError, ServerRefused, ServerUnavailable
+from morph.errors import InputError, MorphError, ServerError, ServerRefused, ServerUnavailable, TextNotHeld
 from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent, BlockProgress, FinalResult,
                                      PartialResult)
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
@@ -98,6 +98,19 @@ def connect_engine(url: str, secret_key: str | None = None) -> "RemoteEngine | N
     return RemoteEngine(url, secret_key)
 
 
+def text_edit(base: str, text: str) -> dict:
+    """`text` as a change to `base` (morph.server.app.TextEdit): the span between their common prefix and
+    suffix, replaced."""
+    import zlib
+
+    from morph.features.tokens import common_prefix, common_suffix
+
+    start = common_prefix(base, text)
+    tail = common_suffix(base, text, min(len(base), len(text)) - start)
+    return {"start": start, "end": len(base) - tail, "insert": text[start:len(text) - tail], "length": len(text),
+            "crc": zlib.crc32(text.encode("utf-8", "surrogatepass"))}
+
+
 class HttpClient:
     """JSON over HTTP to one server: one-line errors (ServerUnavailable, ServerRefused, ServerError,
     InputError for a refused request) and whether the server was reachable at the last request."""
@@ -159,6 +172,8 @@ class HttpClient:
         except ValueError:
             detail = response.text[:200]
         detail = (detail.splitlines() or [""])[0] or f"HTTP {response.status_code}"
+        if response.status_code == 409:
+            raise TextNotHeld(detail)
         if response.status_code in (401, 403):
             raise ServerRefused(f"the server at {self.url} refused the key: {detail}")
         if response.status_code in (502, 503, 504):
@@ -268,6 +283,7 @@ class RemoteEngine:
         headers = {AFFINITY_HEADER: self.document, **({"X-SECRET-KEY": key} if key else {})}
         self._http = HttpClient(self.url, headers, transport, read_timeout_s)
         self._held: OrderedDict[int, Analysis] = OrderedDict()
+        self._sent_text: str | None = None  # the text of the last analysis request
         self._held_lock = threading.Lock()
         info = self._get("/v1/morph/info")
         self.info = info
@@ -321,8 +337,21 @@ class RemoteEngine:
         """The analysis as the local engine's events; the server keeps this client's document."""
         with self._held_lock:
             have = next(reversed(self._held)) if self._held else None
-        body = {"document": self.document, "text": text, "generation": generation, "focus": focus, "have": have}
-        return self._events(body, should_stop, checkpoint, keep=True)
+            base, self._sent_text = self._sent_text, text
+        body = {"document": self.document, "generation": generation, "focus": focus, "have": have}
+        return self._events_sending(body, text, base, should_stop, checkpoint)
+
+    def _events_sending(self, body: dict, text: str, base: str | None, should_stop: Callable[[], bool] | None,
+                        checkpoint: Callable[[], None] | None) -> Iterator[AnalysisEvent]:
+        """The text goes as the change from the last one sent (a keystroke: a few bytes), or whole where
+        the server does not hold that one (morph.server.app.edited_text)."""
+        if base is not None:
+            try:
+                yield from self._events({**body, "edit": text_edit(base, text)}, should_stop, checkpoint, keep=True)
+                return
+            except TextNotHeld:
+                pass  # refused before any event: send it whole
+        yield from self._events({**body, "text": text}, should_stop, checkpoint, keep=True)
 
     def prepare(self, text: str, focus: int, should_stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[], None] | None = None) -> bool:
