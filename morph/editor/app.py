@@ -23,7 +23,7 @@ import time
 from contextlib import closing
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -54,6 +54,9 @@ from morph.editor.preview import PreviewPane, window_around
 from morph.editor.status import StatusBar
 from morph.editor.steer_screen import EDITED, SteerPane
 from morph.features.priority import InputPriority
+
+if TYPE_CHECKING:
+    from morph.features.engine import EngineLike
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
@@ -123,7 +126,8 @@ class MorphApp(App):
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
-                 engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
+                 engine_factory: Callable[[Callable[[str, float], None]], "EngineLike"] | None = None,
+                 model_note: str = "",
                  loaded: Any = None, settings_error: str = "") -> None:
         """`settings_error`: why the config file could not be used (the editor then runs on the defaults)."""
         super().__init__()
@@ -137,7 +141,7 @@ class MorphApp(App):
         self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
         self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
         self.engine_factory = engine_factory  # None: run without a model
-        self.engine: Any = None
+        self.engine: EngineLike | None = None  # local (features.engine.Engine) or a server's (morph.server)
         self.model_note = model_note
         self.settings_error = settings_error
         self.generation = 0

@@ -12,7 +12,8 @@ from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
 from morph.features.ranking import FeatureNorms
 
 if TYPE_CHECKING:
-    from morph.features.steering import Steerer
+    from morph.features.concepts import Concept, ConceptMatch
+    from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,28 @@ class LabelsLike(Protocol):
     def search(self, query: str, limit: int = 10) -> list[int]: ...
 
 
+class SteererLike(Protocol):
+    """What the editor and the CLI use of a steerer: the local Steerer, or a server's
+    (morph.server.remote.RemoteSteerer)."""
+
+    def concepts(self, text: str, start: int, end: int, k: int = 10) -> list["Concept"]: ...
+
+    def search(self, query: str, limit: int = 10) -> list["Concept"]: ...
+
+    def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list["Concept"]: ...
+
+    def concepts_for(self, words: str, text: str, start: int, end: int, k: int = 8,
+                     example: str | None = None) -> list["ConceptMatch"]: ...
+
+    def label(self, feature: int) -> str: ...
+
+    def run(self, text: str, start: int, end: int, request: "SteerRequest", cancel: "CancelToken | None" = None,
+            on_event: Callable[["SteerEvent"], None] | None = None) -> "SteerResult": ...
+
+    def stream(self, text: str, start: int, end: int, request: "SteerRequest",
+               cancel: "CancelToken | None" = None) -> Iterator["SteerEvent"]: ...
+
+
 class EngineLike(Protocol):
     """The engine's front door as the editor and the CLI use it: the local Engine and
     morph.server.remote.RemoteEngine both satisfy it."""
@@ -102,7 +125,7 @@ class EngineLike(Protocol):
 
     def label(self, feature: int) -> str: ...
 
-    def steerer(self) -> "Steerer": ...
+    def steerer(self) -> SteererLike: ...
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray: ...
 

@@ -5,11 +5,12 @@ Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
   GET  /health                  {"status": "ok"} (no key needed)
   GET  /v1/morph/info           model, SAE, sizes, where the labels come from, the server's limits
   GET  /v1/morph/norms          the features' corpus statistics that rank them (arrays, morph.server.wire)
-  POST /v1/morph/analyze        {document, text, generation, focus, have, keep} -> a stream of
+  POST /v1/morph/analyze        {document, text | edit, generation, focus, have, keep} -> a stream of
                                 {"type": "progress", done, total} and {"type": "partial"|"final", "delta"}
                                 (an analysis as a change to the one the client holds, `have`), ending with a
                                 final, or {"type": "cancelled"} (a newer request for the document came) or
-                                {"type": "error", "message"}
+                                {"type": "error", "message"}; `edit` changes the document's last text
+                                (409: not held, send it whole)
   POST /v1/morph/prepare        {document, text, focus} -> {"prepared": bool}
   POST /v1/morph/labels         {features: [ids]} -> {"labels": {id: label}}
   POST /v1/morph/feature        {feature} -> the feature's info (label, statistics, contexts)
