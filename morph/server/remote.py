@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     import httpx
 
     from morph.features.concepts import Concept, ConceptMatch
-    from morph.server.neuronpedia_client import NeuronpediaEngine
     from morph.features.steering import CancelToken, SteerEvent, SteerRequest, SteerResult
+    from morph.server.neuronpedia_client import NeuronpediaEngine
 
 KEY_ENV = "MORPH_SECRET_KEY"
 AFFINITY_HEADER = "serve_multiplexed_model_id"  # morph.server.ray_serve
