@@ -271,3 +271,25 @@ def test_a_neuronpedia_inference_server_as_the_engine(engine, server, tmp_path, 
     assert '"paragraphs"' in capsys.readouterr().out
     assert main(["analyze", str(path), "--server", f"neuronpedia+{server.url}"]) == 2
     assert "needs ?model=" in capsys.readouterr().err
+
+
+def test_cli_features_and_steer_through_the_server_print_what_the_local_ones_do(tiny_dirs, server, tmp_path, capsys):
+    import json
+
+    from morph.cli import main
+
+    lens_args = ["--model", str(tiny_dirs["model"]), "--sae", str(tiny_dirs["sae"]), "--device", "cpu"]
+    path = tmp_path / "draft.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    for command in (["features", "the", "--json", "--limit", "4"], ["features", "--id", "5", "--json"],
+                    ["steer", str(path), "--start", "0", "--end", "40", "--feature", "3", "--strength", "2", "-n",
+                     "2", "--max-tokens", "5", "--json"]):
+        assert main(command + lens_args) == 0
+        local = json.loads(capsys.readouterr().out)
+        assert main(command + ["--server", server.url]) == 0
+        remote = json.loads(capsys.readouterr().out)
+        if command[0] == "steer":
+            for report in (local, remote):
+                for key in ("elapsed_s", "first_candidate_s", "tokens_per_s"):
+                    report.pop(key, None)
+        assert remote == local
