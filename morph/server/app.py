@@ -31,7 +31,7 @@ import queue
 import socket
 import threading
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator, Iterator
 
 from pydantic import BaseModel, Field
@@ -93,6 +93,7 @@ class ServeSettings:
     secret_key: str | None = None
     limits: Limits = Limits()
     max_documents: int = 32
+    cache_windows: int = 2  # key/value windows kept per document (morph.features.analysis.AnalysisConfig)
 
 
 def create_app(engine: Engine, settings: ServeSettings | None = None):
@@ -106,7 +107,11 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
 
     settings = settings or ServeSettings()
     limits = settings.limits
-    store = DocumentStore(engine.lens, engine.analyzer.config, engine.labels.norms(), settings.max_documents)
+    # each document keeps fewer key/value windows than the editor's engine: a server holds many documents,
+    # and typing reuses the most recent window (a window of a 9B model is ~100 MB)
+    config = replace(engine.analyzer.config, cache_windows=min(engine.analyzer.config.cache_windows,
+                                                               settings.cache_windows))
+    store = DocumentStore(engine.lens, config, engine.labels.norms(), settings.max_documents)
     from morph.features.concepts import forward_lock
 
     turns = FairTurns(owns(forward_lock(engine.lens)))
