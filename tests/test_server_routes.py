@@ -127,6 +127,13 @@ def test_a_wrong_model_or_source_is_a_400_naming_what_is_served(engine):
     response = client.post("/v1/activation/topk-by-token", json={
         "prompt": "x", "model": engine.model_name, "source": "20-gemmascope-res-16k", "ignoreBos": True})
     assert response.status_code == 400 and "20-gemmascope-res-16k" in response.json()["detail"]
+    # Neuronpedia's names for them, given to morph serve (--np-model, --np-source)
+    from morph.server.neuronpedia import Names
+
+    named = client_for(engine, neuronpedia=Names("gemma-2-9b", "20-gemmascope-res-16k"))
+    response = named.post("/v1/activation/topk-by-token", json={
+        "prompt": "x", "model": "gemma-2-9b", "source": "20-gemmascope-res-16k", "ignoreBos": True})
+    assert response.status_code == 200, response.text
 
 
 def test_bad_requests_get_a_4xx_with_a_one_line_reason(engine):

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="client documents kept (least recently used dropped; default 32)")
     parser.add_argument("--rate", type=float, default=100.0, metavar="R",
                         help="requests a second per client address (default 100)")
+    parser.add_argument("--np-model", metavar="NAME",
+                        help="the model's name for Neuronpedia clients (e.g. gemma-2-9b), besides its own")
+    parser.add_argument("--np-source", metavar="ID",
+                        help="the SAE's id for Neuronpedia clients (e.g. 20-gemmascope-res-16k), besides its own")
     parser.add_argument("--ray", action="store_true",
                         help="serve with Ray Serve replicas (the 'ray' extra): see --replicas")
     parser.add_argument("--replicas", type=int, default=2, help="with --ray: replicas, each its own engine (default 2)")
@@ -51,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
                          "is missing") from None
     check_bind(args.host, args.port, key)  # before the model loads: a wrong option fails at once
     from morph.server.app import ServeSettings
+    from morph.server.neuronpedia import Names
     from morph.server.security import Limits
 
     settings = ServeSettings(secret_key=key, limits=Limits(rate_per_s=args.rate, burst=max(1, int(args.rate * 4))),
-                             max_documents=args.max_documents)
+                             max_documents=args.max_documents, neuronpedia=Names(args.np_model, args.np_source))
     if args.ray:
         if args.replicas < 1:
             raise InputError("--replicas must be at least 1")

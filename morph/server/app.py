@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResult
 from morph.features.engine import Engine
 from morph.server.documents import Document, DocumentStore
+from morph.server.neuronpedia import Names
 from morph.server.security import BodyTooLarge, Guard, Limits
 from morph.server.turns import FairTurns, owns
 from morph.server.wire import delta_to_json, info_to_json, make_delta, norms_to_json
@@ -94,6 +95,7 @@ class ServeSettings:
     limits: Limits = Limits()
     max_documents: int = 32
     cache_windows: int = 2  # key/value windows kept per document (morph.features.analysis.AnalysisConfig)
+    neuronpedia: Names = Names()  # Neuronpedia's names for the model and SAE (morph.server.neuronpedia)
 
 
 def create_app(engine: Engine, settings: ServeSettings | None = None):
@@ -198,7 +200,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
 
     from morph.server import neuronpedia, steer_routes
 
-    neuronpedia.add_routes(app, engine)
+    neuronpedia.add_routes(app, engine, settings.neuronpedia)
     steer_routes.add_routes(app, engine, check_text, stream_response)
     return Guard(app, settings.secret_key, limits)
 

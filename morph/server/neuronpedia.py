@@ -6,9 +6,10 @@ inference server works against `morph serve`:
   POST /v1/activation/all             ActivationAllRequest -> ActivationAllResponse
   POST /v1/steer/completion           SteerCompletionRequest -> SteerCompletionResponse
 
-One model and one SAE per server, as there: a request's `model` must be the served model's name, and its
-`source` (or `selectedSources`) the served SAE's (its name, or its id after the last '/' or ':'); any other
-is a 400 with the names this server has. The prompt is run as Neuronpedia runs it: BOS (where the model
+One model and one SAE per server, as there: a request's `model` must be the served model's name (or its
+last path part, or the name given with `morph serve --np-model`), and its `source` (or `selectedSources`)
+the served SAE's (its name, its id after the last '/' or ':', its hook, or the id given with `--np-source`,
+e.g. 20-gemmascope-res-16k); any other is a 400 with the names this server has. The prompt is run as Neuronpedia runs it: BOS (where the model
 uses one) + the prompt's tokens, one forward pass, and `tokens` include the BOS. Activations are folded as
 Neuronpedia folds them on load (SAE-Lens `fold_W_dec_norm`): each feature's activation times the norm of
 its decoder row (the same numbers for an SAE whose decoder rows have norm 1; for a TopK SAE with other
@@ -18,6 +19,7 @@ times the feature's decoder row at the SAE's hook (SIMPLE_ADDITIVE; the other me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -71,24 +73,43 @@ class SteerCompletionRequest(BaseModel):
     nLogprobs: int | None = 0
 
 
-def source_names(engine: Any) -> set[str]:
+@dataclass(frozen=True)
+class Names:
+    """Neuronpedia's names for the served model and SAE, besides Morph's (`morph serve --np-model/--np-source`)."""
+
+    model: str | None = None
+    source: str | None = None
+
+
+NAMES = Names()
+
+
+def source_names(engine: Any, names: Names = NAMES) -> set[str]:
     """The names a request may give the served SAE."""
     name = engine.sae_name
-    names = {name, name.rstrip("/").rsplit("/", 1)[-1], name.rsplit(":", 1)[-1]}
+    out = {name, name.rstrip("/").rsplit("/", 1)[-1], name.rsplit(":", 1)[-1]}
     hook = getattr(engine.lens.hook, "name", None)
     if hook:
-        names.add(str(hook))
-    return names
+        out.add(str(hook))
+    if names.source:
+        out.add(names.source)
+    return out
 
 
-def check_model(engine: Any, model: str) -> None:
-    names = {engine.model_name, engine.model_name.rstrip("/").rsplit("/", 1)[-1]}
-    if model not in names:
+def model_names(engine: Any, names: Names = NAMES) -> set[str]:
+    out = {engine.model_name, engine.model_name.rstrip("/").rsplit("/", 1)[-1]}
+    if names.model:
+        out.add(names.model)
+    return out
+
+
+def check_model(engine: Any, model: str, names: Names = NAMES) -> None:
+    if model not in model_names(engine, names):
         raise InputError(f"model {model!r} is not served here; this server has {engine.model_name!r}")
 
 
-def check_source(engine: Any, source: str) -> None:
-    if source not in source_names(engine):
+def check_source(engine: Any, source: str, names: Names = NAMES) -> None:
+    if source not in source_names(engine, names):
         raise InputError(f"source {source!r} is not served here; this server has {engine.sae_name!r}")
 
 
@@ -128,11 +149,11 @@ def decoder_norms(lens: Any) -> Any:
     return norms
 
 
-def topk_by_token(engine: Any, request: TopkByTokenRequest) -> dict:
+def topk_by_token(engine: Any, request: TopkByTokenRequest, names: Names = NAMES) -> dict:
     import torch
 
-    check_model(engine, request.model)
-    check_source(engine, request.source)
+    check_model(engine, request.model, names)
+    check_source(engine, request.source, names)
     ids, tokens, special, feats = encode_prompt(engine, request.prompt)
     k = min(request.topK or 5, feats.shape[1])
     values, indices = torch.topk(feats, k, dim=-1)
@@ -147,13 +168,14 @@ def topk_by_token(engine: Any, request: TopkByTokenRequest) -> dict:
     return {"results": results, "tokens": tokens}
 
 
-def activation_all(engine: Any, request: ActivationAllRequest) -> dict:
+def activation_all(engine: Any, request: ActivationAllRequest, names: Names = NAMES) -> dict:
     import torch
 
-    check_model(engine, request.model)
+    check_model(engine, request.model, names)
+    served = source_names(engine, names)
     for source in request.selectedSources or [request.sourceSet]:
-        if source not in source_names(engine) and request.sourceSet not in source_names(engine):
-            check_source(engine, source)
+        if source not in served and request.sourceSet not in served:
+            check_source(engine, source, names)
     ids, tokens, special, feats = encode_prompt(engine, request.prompt)
     n = len(ids)
     bad = [i for i in request.sortByTokenIndexes if not 0 <= i < n]
@@ -166,7 +188,7 @@ def activation_all(engine: Any, request: ActivationAllRequest) -> dict:
     key = scored[request.sortByTokenIndexes].sum(0) if request.sortByTokenIndexes else scored.max(dim=0).values
     k = min(request.numResults or 25, feats.shape[1])
     top_values, top_features = torch.topk(key, k)
-    source = sorted(source_names(engine))[0] if not request.selectedSources else request.selectedSources[0]
+    source = request.selectedSources[0] if request.selectedSources else (names.source or engine.sae_name)
     activations = []
     for feature, score in zip(top_features.tolist(), top_values.tolist()):
         if score <= 0:
@@ -178,11 +200,11 @@ def activation_all(engine: Any, request: ActivationAllRequest) -> dict:
     return {"activations": activations, "tokens": tokens, "counts": None}
 
 
-def steer_completion(engine: Any, request: SteerCompletionRequest) -> dict:
+def steer_completion(engine: Any, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
     """Completions of the prompt with (STEERED) and without (DEFAULT) the features added at the hook."""
     import torch
 
-    check_model(engine, request.model)
+    check_model(engine, request.model, names)
     if request.steerMethod != "SIMPLE_ADDITIVE":
         raise InputError(f"steerMethod {request.steerMethod} is not supported here; use SIMPLE_ADDITIVE")
     if request.vectors:
@@ -193,7 +215,7 @@ def steer_completion(engine: Any, request: SteerCompletionRequest) -> dict:
     lens = engine.lens
     features = request.features or []
     for feature in features:
-        check_source(engine, feature.source)
+        check_source(engine, feature.source, names)
         if not 0 <= feature.index < lens.d_sae:
             raise InputError(f"feature {feature.index} does not exist: this SAE has features 0 to {lens.d_sae - 1}")
     direction = torch.zeros(lens.d_model, device=lens.device)
@@ -252,17 +274,17 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     return lens.tokenizer.decode(out)
 
 
-def add_routes(app: Any, engine: Any) -> None:
+def add_routes(app: Any, engine: Any, names: Names = NAMES) -> None:
     """Neuronpedia's three routes on `app` (a request with `stream: true` gets the whole response at once)."""
 
     @app.post("/v1/activation/topk-by-token")
     def topk_by_token_route(request: TopkByTokenRequest) -> dict:
-        return topk_by_token(engine, request)
+        return topk_by_token(engine, request, names)
 
     @app.post("/v1/activation/all")
     def activation_all_route(request: ActivationAllRequest) -> dict:
-        return activation_all(engine, request)
+        return activation_all(engine, request, names)
 
     @app.post("/v1/steer/completion")
     def steer_completion_route(request: SteerCompletionRequest) -> dict:
-        return steer_completion(engine, request)
+        return steer_completion(engine, request, names)
