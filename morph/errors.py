@@ -29,3 +29,7 @@ class ServerRefused(ServerError):
 
 class TextNotHeld(ServerError):
     """The server does not hold the text an edit was made against: send the whole text."""
+
+
+class LoadCancelled(MorphError):
+    """The editor closed while its engine was loading (or waiting for its server)."""

@@ -97,3 +97,25 @@ async def test_a_refused_key_is_said_and_editing_goes_on(tiny_lens, settings):
             assert any("refused the key" in str(n.message) for n in app._notifications)
     finally:
         live.stop()
+
+
+async def test_closing_the_editor_while_it_waits_for_its_server_ends_the_wait(settings):
+    import threading
+
+    from morph.commands.edit import remote_engine_factory
+    from tests.live_server import free_port
+
+    ended = threading.Event()
+    waiting = remote_engine_factory(f"http://127.0.0.1:{free_port()}", None)
+
+    def factory(progress):
+        try:
+            return waiting(progress)
+        finally:
+            ended.set()
+
+    app = MorphApp(None, TEXT, settings, factory)
+    async with app.run_test(size=(100, 20)) as pilot:
+        await wait_for(pilot, lambda: app.status.state.state == "server down")
+        assert "server down" in str(app.status.render_state())
+    assert ended.wait(5)  # the loader thread is gone: quitting never hangs on it

@@ -83,15 +83,15 @@ def local_engine_factory(spec):
 
 
 SERVER_RETRY_S = 2.0
+PROGRESS_EVERY_S = 0.25  # while waiting: `progress` is told this often (it raises once the editor closes)
 
 
 def remote_engine_factory(url: str, secret_key: str | None):
     """Builds the engine of the server at `url` (morph.server.remote.connect_engine). A server that is down
-    is waited for (asked again every SERVER_RETRY_S, the wait told through `progress` with done < 0) until
-    the editor quits; a server that refuses the key fails at once (the editor says so and works on without
-    analysis)."""
+    is waited for: asked again every SERVER_RETRY_S, the wait told through `progress` (done < 0) every
+    PROGRESS_EVERY_S, until it answers or `progress` raises (the editor closing); a server that refuses the
+    key fails at once (the editor says so and works on without analysis)."""
     def build(progress):
-        import threading
         import time
 
         from morph.errors import ServerUnavailable
@@ -101,10 +101,10 @@ def remote_engine_factory(url: str, secret_key: str | None):
             try:
                 return connect_engine(url, secret_key)
             except ServerUnavailable as err:
-                progress(f"{err}; trying again", -1.0)
-                for _ in range(int(SERVER_RETRY_S * 10)):
-                    if not threading.main_thread().is_alive():  # the editor has quit
-                        raise
-                    time.sleep(0.1)
+                waited = 0.0
+                while waited < SERVER_RETRY_S:
+                    progress(f"{err}; trying again", -1.0)
+                    time.sleep(PROGRESS_EVERY_S)
+                    waited += PROGRESS_EVERY_S
 
     return build

@@ -323,9 +323,20 @@ class MorphApp(App):
     # --- the model --------------------------------------------------------------------------------
     @work(thread=True, group="model", exit_on_error=False, name="load model")
     def load_engine(self) -> None:
+        from morph.errors import LoadCancelled
+
         started = time.perf_counter()
+        worker = get_current_worker()
+
+        def progress(what: str, done: float) -> None:
+            if worker.is_cancelled:  # the editor is closing: a factory still waiting (for a server) stops here
+                raise LoadCancelled("the editor closed")
+            self.post_message(EngineProgress(what, done))
+
         try:
-            engine = self.engine_factory(lambda what, done: self.post_message(EngineProgress(what, done)))
+            engine = self.engine_factory(progress)
+        except LoadCancelled:
+            return
         except MemoryError:
             self.post_message(EngineFailed("not enough memory to load the model"))
         except Exception as err:  # noqa: BLE001 - any failure is shown, the editor keeps working
