@@ -45,6 +45,9 @@ KEY_ENV = "MORPH_SECRET_KEY"
 AFFINITY_HEADER = "serve_multiplexed_model_id"  # morph.server.ray_serve
 HELD_REVISIONS = 3
 LABEL_MISS_TIMEOUT_S = 1.0
+# Longest silence on a connection before the server counts as not answering (a stream sends a line after
+# every batch of blocks, every candidate token): the editor then says so and asks again.
+READ_TIMEOUT_S = 60.0
 
 
 class RemoteLabels:
@@ -116,7 +119,7 @@ class HttpClient:
     InputError for a refused request) and whether the server was reachable at the last request."""
 
     def __init__(self, url: str, headers: dict[str, str], transport: "httpx.BaseTransport | None" = None,
-                 read_timeout_s: float = 300.0) -> None:
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
         import httpx
 
         self.url = url
@@ -275,7 +278,7 @@ class RemoteEngine:
     """An engine served by `morph serve` at `url` (module docstring). Thread-safe."""
 
     def __init__(self, url: str, secret_key: str | None = None, transport: "httpx.BaseTransport | None" = None,
-                 read_timeout_s: float = 300.0) -> None:
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.url = server_url(url)
         key = secret_key if secret_key is not None else os.environ.get(KEY_ENV)
         self.document = secrets.token_hex(12)
