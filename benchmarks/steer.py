@@ -151,7 +151,7 @@ def _with_chat_template(lens):
         return lens
     tokenizer = copy.deepcopy(lens.tokenizer)
     tokenizer.chat_template = GENERIC_TEMPLATE
-    return dataclasses.replace(lens, tokenizer=tokenizer, labels=lens.labels)
+    return dataclasses.replace(lens, tokenizer=tokenizer)
 
 
 def compare_methods(ctx: Context, lens) -> list[Figure]:

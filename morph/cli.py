@@ -1,4 +1,4 @@
-"""The `morph` command: edit (default), analyze, steer, features, models, train, serve.
+"""The `morph` command: edit (default), analyze, steer, features, labels, models, train, serve.
 
 Each subcommand lives in `morph.commands.<name>` with `add_arguments(parser)` and `run(args) -> int`;
 they are imported only when chosen, so `morph --help` and the editor start without torch.
@@ -15,6 +15,7 @@ COMMANDS = {
     "analyze": "print the features a file activates",
     "steer": "rewrite a span of a file steered toward or away from a feature",
     "features": "search and inspect the SAE's features",
+    "labels": "fetch the SAE's feature labels (Neuronpedia's explanations) into the cache",
     "models": "list the default model and the presets",
     "train": "train the tokenizer, model, SAE and labels on a folder of text",
     "serve": "serve the engine over HTTP for editors elsewhere (and Neuronpedia clients)",

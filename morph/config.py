@@ -11,6 +11,7 @@ and the key. Example:
     debounce_ms = 300
     theme = "morph-paper"
     soft_wrap = true
+    labels_fetch = "always"      # fetch Neuronpedia's explanations of a registry SAE on its first load
 
     [keys]
     save = "ctrl+s"
@@ -75,6 +76,9 @@ DEFAULT_KEYS: dict[str, str] = {
 }
 """Action name -> Textual key string ('ctrl+s', 'f1', several separated by commas)."""
 
+LABELS_FETCH = ("never", "always")
+"""`labels_fetch`: whether the first load of an SAE with a Neuronpedia id may download its explanations."""
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*(,[A-Za-z0-9_]+(\+[A-Za-z0-9_]+)*)*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _THEME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -107,6 +111,13 @@ class Settings:
     )
     max_file_mb: float = field(
         default=50.0, metadata=_meta("float", "largest file Morph opens, in MB", 0.001, 4096)
+    )
+    labels_fetch: str = field(
+        default="never",
+        metadata=_meta("labels_fetch", "never, or always: fetch Neuronpedia's explanations on an SAE's first load"),
+    )
+    neuronpedia_url: str | None = field(
+        default=None, metadata=_meta("opt_str", "Neuronpedia's export bucket (or a mirror); $MORPH_NEURONPEDIA_URL wins")
     )
     keys: dict[str, str] = field(
         default_factory=lambda: dict(DEFAULT_KEYS), metadata=_meta("keys", "action -> key")
@@ -195,6 +206,10 @@ def _check(name: str, value: Any, where: str) -> Any:
     if kind == "theme":
         if not isinstance(value, str) or not _THEME_RE.match(value):
             raise bad("a theme name (letters, digits, '-', '_', '.')")
+        return value
+    if kind == "labels_fetch":
+        if value not in LABELS_FETCH:
+            raise bad(" or ".join(f'"{v}"' for v in LABELS_FETCH))
         return value
     if kind == "keys":
         return _check_keys(value, where)

@@ -8,7 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morph.features.analysis import AnalysisCancelled, AnalysisConfig, Analyzer, cut_blocks, find_paragraphs
+from morph.features.analysis import (AnalysisCancelled, AnalysisConfig, Analyzer, cut_blocks, cut_segments,
+                                     find_paragraphs)
 
 TEXT = (
     "The river ran past the old mill, and the miller's daughter watched the water.\n"
@@ -68,6 +69,59 @@ def test_blocks_tile_the_tokens_and_respect_limits(tiny_lens):
     assert blocks[0][0] == 0 and blocks[-1][1] == len(ids)
     assert all(a == prev_b for (_, prev_b), (a, _) in zip(blocks, blocks[1:]))
     assert max(b - a for a, b in blocks) <= SMALL.max_block_tokens
+
+
+def test_segments_respect_their_limit_and_an_edit_moves_only_nearby_boundaries(tiny_lens):
+    """Segments are cut by the tokens alone: within the token limit, restarted at anchor blocks, so an edit
+    inside one block leaves every boundary before it, and after the next anchor, where it was."""
+    text = "".join(f"Note {i}. {TEXT}" for i in range(30))
+    analyzer = Analyzer(tiny_lens, SMALL)
+    ids, offsets = analyzer.tokenize(text)
+    blocks = cut_blocks(text, offsets, SMALL)
+    firsts = cut_segments(ids, blocks, SMALL, limit=60)
+    assert firsts[0] == 0 and firsts == sorted(firsts) and all(firsts[f] == f for f in firsts)
+    for f in set(firsts):
+        members = [i for i, g in enumerate(firsts) if g == f]
+        assert len(members) == 1 or blocks[members[-1]][1] - blocks[f][0] <= 60
+    assert 1 < len(set(firsts)) < len(blocks)  # anchors and the limit both cut; not every block alone
+    middle = len(blocks) // 2
+    at = int(offsets[blocks[middle][0] + 3, 0])
+    edited = text[:at] + " lantern" + text[at:]
+    ids2, offsets2 = analyzer.tokenize(edited)
+    blocks2 = cut_blocks(edited, offsets2, SMALL)
+    firsts2 = cut_segments(ids2, blocks2, SMALL, limit=60)
+    assert len(blocks2) == len(blocks)
+    assert firsts2[:middle] == firsts[:middle]
+    later = [i for i in range(middle + 1, len(blocks)) if firsts[i] == i and firsts2[i] == i]
+    assert later and firsts2[later[0]:] == firsts[later[0]:]
+
+
+def test_a_first_analysis_runs_each_token_about_once(tiny_lens):
+    """Blocks share their segment's window: one left context per segment, not one per block."""
+    text = "".join(f"Note {i}. {TEXT}" for i in range(60))
+    config = AnalysisConfig(context_tokens=32, min_block_tokens=24, max_block_tokens=64)
+    analysis = Analyzer(tiny_lens, config).analyze(text)
+    assert analysis.stats.computed_tokens < 1.3 * analysis.n_tokens
+    per_block = Analyzer(tiny_lens, AnalysisConfig(context_tokens=32, min_block_tokens=24, max_block_tokens=64,
+                                                   segment_tokens=1)).analyze(text)  # a segment per block
+    np.testing.assert_equal(per_block.token_ids, analysis.token_ids)
+    assert per_block.stats.computed_tokens > 1.5 * analysis.n_tokens
+
+
+def test_the_rest_of_the_cursors_segment_continues_its_window(tiny_lens):
+    """After the cursor's block, the blocks after it in its segment run from the kept key/values: the
+    analysis of an edit costs the tokens after the edit (and the next segment's window), not the segment."""
+    config = AnalysisConfig(context_tokens=40, min_block_tokens=6, max_block_tokens=200, segment_every=1000)
+    text = "".join(f"Note {i}. {TEXT}" for i in range(4))
+    analyzer = Analyzer(tiny_lens, config)
+    at = text.index("lamps")
+    analyzer.analyze(text, focus=at)
+    text = text[:at] + "bright " + text[at:]
+    edited = analyzer.analyze(text, focus=at + len("bright "))
+    after = len(tiny_lens.tokenizer(text[at:], add_special_tokens=False)["input_ids"])
+    assert edited.stats.computed_tokens <= after + 2
+    scratch = Analyzer(tiny_lens, config).analyze(text)
+    np.testing.assert_allclose(dense(edited, tiny_lens.d_sae), dense(scratch, tiny_lens.d_sae), atol=1e-4)
 
 
 def test_long_document_is_analysed_whole_in_windows(tiny_lens):

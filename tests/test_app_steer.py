@@ -88,7 +88,7 @@ def slow(monkeypatch):
     """The engine's steerer replaced by a fake that generates until `gate` is set, then offers REWRITE."""
     gate = threading.Event()
     fake = FakeSteerer(candidates=(REWRITE,), gate=gate)
-    monkeypatch.setattr("morph.features.steering.steerer_for", lambda lens: fake)
+    monkeypatch.setattr(Engine, "steerer", lambda self: fake)
     return fake
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -27,7 +28,7 @@ def test_labels_file_and_neuronpedia_export_win(tiny_lens, tmp_path, monkeypatch
                  "max_act": 2.0 + i, "top_tokens": [["sea", 3]], "promoted": ["wave"]} for i in range(d)]
     (tmp_path / "labels.json").write_text(json.dumps({"format": "morph-labels/1", "n_tokens": 10, "features": features}))
     (tmp_path / "explanations.json").write_text(json.dumps([{"index": 5, "description": "nautical terms"}]))
-    monkeypatch.setattr(tiny_lens, "sae_dir", tmp_path)
+    tiny_lens = dataclasses.replace(tiny_lens, sae_dir=tmp_path)  # a Lens is frozen
     labels = load_labels(tiny_lens)
     assert "labels.json" in labels.source and "Neuronpedia" in labels.source
     assert labels.label(5) == "nautical terms"
@@ -57,5 +58,5 @@ def test_search_prefers_whole_words_in_what_a_feature_fires_on(tiny_lens, tmp_pa
     features[5].update(label="seaside → salt")
     features[6].update(label="river → water", promoted=["sea"])
     (tmp_path / "labels.json").write_text(json.dumps({"format": "morph-labels/1", "n_tokens": 1, "features": features}))
-    monkeypatch.setattr(tiny_lens, "sae_dir", tmp_path)
+    tiny_lens = dataclasses.replace(tiny_lens, sae_dir=tmp_path)  # a Lens is frozen
     assert load_labels(tiny_lens).search("sea", limit=3) == [4, 6, 5]

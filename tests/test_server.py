@@ -217,11 +217,11 @@ def test_morph_serve_through_the_entry_point(tiny_dirs, tmp_path):
 def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, server):
     import threading
 
-    from morph.features.steering import CandidateReady, SteerDone, SteerRequest, steerer_for
+    from morph.features.steering import CandidateReady, SteerDone, SteerRequest
     from morph.server.remote import RemoteEngine
 
     remote = RemoteEngine(server.url).steerer()
-    local = steerer_for(tiny_lens)
+    local = Engine(tiny_lens).steerer()
     start, end = TEXT.index("The lamp"), TEXT.index(" loud.") + 6
     assert remote.concepts(TEXT, start, end, 5) == local.concepts(TEXT, start, end, 5)
     assert remote.concepts_for("sea", TEXT, start, end, 3) == local.concepts_for("sea", TEXT, start, end, 3)

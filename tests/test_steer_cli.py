@@ -72,11 +72,11 @@ def test_table_output_concept_and_modes(doc, lens_args, capsys):
 def test_concept_in_words_like_this_and_methods(doc, lens_args, capsys):
     """Words map to features with both scores and why; --like is "more like this"; a base model runs the
     continuation method, and the instruct methods say they need a chat template."""
-    from morph.features.labels import labels_for
+    from morph.features.labels import load_labels
     from morph.models.lens import LensSpec, load_lens
 
     lens = load_lens(LensSpec(model=lens_args[1], sae=lens_args[3], device="cpu"))
-    labels = labels_for(lens)
+    labels = load_labels(lens)
     word = next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(lens.d_sae))
                 if w.isalpha() and len(w) >= 3)
     code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", f"more {word}",

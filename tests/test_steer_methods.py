@@ -19,7 +19,7 @@ from morph.features.concepts import (
     direction_of,
     output_scores,
 )
-from morph.features.labels import labels_for
+from morph.features.labels import load_labels
 from morph.features.steering import (
     AUTO_RANGE,
     FLUENCY_LOSS_MAX,
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def chat_lens(tiny_lens):
     tokenizer = copy.deepcopy(tiny_lens.tokenizer)
     tokenizer.chat_template = TEMPLATE
-    return dataclasses.replace(tiny_lens, tokenizer=tokenizer, labels=None)
+    return dataclasses.replace(tiny_lens, tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +127,18 @@ def test_output_score_is_high_toward_the_tokens_a_feature_promotes(tiny_lens):
 
     features = [3, 11, 40]
     promoted = promoted_token_ids(tiny_lens.model, tiny_lens.sae.W_dec[features], 5).tolist()
+    labels = load_labels(tiny_lens)
     for row, feature in enumerate(features):
-        own = output_scores(tiny_lens, [feature], promoted[row], TEXT, START, END)[0]
-        other = output_scores(tiny_lens, [feature], promoted[(row + 1) % 3], TEXT, START, END)[0]
+        own = output_scores(tiny_lens, labels, [feature], promoted[row], TEXT, START, END)[0]
+        other = output_scores(tiny_lens, labels, [feature], promoted[(row + 1) % 3], TEXT, START, END)[0]
         assert own > 0 and own > other
 
 
 def test_concepts_for_words_show_both_scores_and_why(tiny_lens):
-    labels = labels_for(tiny_lens)
+    labels = load_labels(tiny_lens)
     word = next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(tiny_lens.d_sae))
                 if w.isalpha() and len(w) >= 3)
-    matches = concepts_for_words(tiny_lens, word, TEXT, START, END, k=5)
+    matches = concepts_for_words(tiny_lens, labels, word, TEXT, START, END, k=5)
     assert 1 <= len(matches) <= 5
     for m in matches:
         assert m.label and m.why and "output" in m.why
@@ -145,9 +146,9 @@ def test_concepts_for_words_show_both_scores_and_why(tiny_lens):
     positive = [m for m in matches if m.output_score > 0]
     assert matches[: len(positive)] == positive  # features that move the model toward the words first
     with pytest.raises(InputError, match="content word"):
-        concepts_for_words(tiny_lens, "the more", TEXT, START, END)
+        concepts_for_words(tiny_lens, labels, "the more", TEXT, START, END)
     with pytest.raises(InputError, match="empty"):
-        concepts_for_words(tiny_lens, "  ", TEXT, START, END)
+        concepts_for_words(tiny_lens, labels, "  ", TEXT, START, END)
 
 
 def test_more_like_this_from_an_example(tiny_lens):

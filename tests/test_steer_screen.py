@@ -280,13 +280,11 @@ def _chat_steerer(tiny_lens):
     tokenizer = copy.deepcopy(tiny_lens.tokenizer)
     tokenizer.chat_template = ("{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n"
                                "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
-    return Steerer(dataclasses.replace(tiny_lens, tokenizer=tokenizer, labels=None))
+    return Steerer(dataclasses.replace(tiny_lens, tokenizer=tokenizer))
 
 
 def _a_label_word(steerer):
-    from morph.features.labels import labels_for
-
-    labels = labels_for(steerer.lens)
+    labels = steerer.labels
     return next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(steerer.lens.d_sae))
                 if w.isalpha() and len(w) >= 3)
 

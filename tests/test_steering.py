@@ -11,7 +11,7 @@ import torch
 
 from morph.errors import InputError
 from morph.features.concepts import concepts_in_span, more_like_this, search_concepts, span_features
-from morph.features.labels import labels_for
+from morph.features.labels import load_labels
 from morph.features.steering import (
     PRESETS,
     CandidateReady,
@@ -86,17 +86,17 @@ def test_strength_presets():
 
 def test_concept_text_matching_nothing(tiny_lens):
     with pytest.raises(InputError, match="no feature label matches"):
-        search_concepts(tiny_lens, "qqqzzzxxyy")
+        search_concepts(load_labels(tiny_lens), "qqqzzzxxyy")
     with pytest.raises(InputError):
-        search_concepts(tiny_lens, "   ")
-    assert search_concepts(tiny_lens, "7")[0].id == 7
+        search_concepts(load_labels(tiny_lens), "   ")
+    assert search_concepts(load_labels(tiny_lens), "7")[0].id == 7
 
 
 # ----- concept choice --------------------------------------------------------------------------------------------
 
 def test_concepts_in_span_are_the_top_mean_features(tiny_lens):
     feats = span_features(tiny_lens, TEXT, START, END)
-    concepts = concepts_in_span(tiny_lens, TEXT, START, END, k=5)
+    concepts = concepts_in_span(tiny_lens, load_labels(tiny_lens), TEXT, START, END, k=5)
     assert len(concepts) == 5
     acts = [c.activation for c in concepts]
     assert acts == sorted(acts, reverse=True)
@@ -107,14 +107,14 @@ def test_concepts_in_span_are_the_top_mean_features(tiny_lens):
 
 def test_more_like_this_picks_features_stronger_in_the_example(tiny_lens):
     example = "Numbers like 1789, 1865 and 2020 appear in speeches about the nation."
-    found = more_like_this(tiny_lens, example, TEXT, START, END, k=3)
+    found = more_like_this(tiny_lens, load_labels(tiny_lens), example, TEXT, START, END, k=3)
     assert 1 <= len(found) <= 3
     assert all(c.activation > 0 for c in found)
     request = SteerRequest.from_concepts(found, "medium")
     assert len(request.features) == len(found)
     assert max(s for _, s in request.features) == pytest.approx(PRESETS["medium"])
     with pytest.raises(InputError):
-        more_like_this(tiny_lens, "  ", TEXT, START, END)
+        more_like_this(tiny_lens, load_labels(tiny_lens), "  ", TEXT, START, END)
 
 
 # ----- the activation edits ------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_default_model_steering_toward_raises_the_concept(default_steerer):
     import random
 
     steerer = default_steerer
-    labels = labels_for(steerer.lens)
+    labels = steerer.labels
     start = EFFICACY_TEXT.index(EFFICACY_SPAN)
     end = start + len(EFFICACY_SPAN)
     live = [i for i in range(steerer.lens.d_sae) if labels.typical_max(i)]
@@ -359,7 +359,7 @@ def test_default_model_suppress_takes_out_the_features_share(default_steerer):
     sae = lens.sae
     start = EFFICACY_TEXT.index(EFFICACY_SPAN)
     end = start + len(EFFICACY_SPAN)
-    feature = concepts_in_span(lens, EFFICACY_TEXT, start, end, k=1)[0].id
+    feature = concepts_in_span(lens, default_steerer.labels, EFFICACY_TEXT, start, end, k=1)[0].id
     ids = torch.tensor([[lens.bos_token_id] + lens.tokenizer(EFFICACY_TEXT)["input_ids"]])
     with torch.inference_mode():
         x = capture(lens.model, lens.hook, ids)[0, 1:]

@@ -47,8 +47,7 @@ def engine_from_args(args: argparse.Namespace) -> "EngineLike":
     server = getattr(args, "server", None)
     if server:
         return remote_engine(server, getattr(args, "secret_key", None), args)
-    from morph.features.engine import Engine
-    from morph.models.lens import LensSpec
+    from morph.features.engine import Engine, LensSpec
 
     return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), progress=say_progress)
 

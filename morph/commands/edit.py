@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
         factory = remote_engine_factory(server_url(server), args.secret_key)
     elif not args.no_model:
-        from morph.models.lens import LensSpec
+        from morph.features.engine import LensSpec
         from morph.models.presets import default_available
 
         spec = LensSpec(model=args.model or settings.model, sae=args.sae or settings.sae,
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
             note = HOW_TO_GET
         else:
-            factory = local_engine_factory(spec)
+            factory = local_engine_factory(spec, settings.labels_fetch == "always", settings.neuronpedia_url)
     from morph.editor.app import MorphApp
 
     app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded,
@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     return int(app.return_code or 0)
 
 
-def local_engine_factory(spec):
-    """Builds the local engine (in the editor's loader thread); `progress` hears a first conversion."""
+def local_engine_factory(spec, fetch_labels: bool = False, neuronpedia_url: str | None = None):
+    """Builds the local engine (in the editor's loader thread); `progress` hears a first conversion.
+    `fetch_labels`: the user allows Neuronpedia's explanations to download on an SAE's first load."""
+
     def build(progress):
         import os
 
@@ -77,7 +79,7 @@ def local_engine_factory(spec):
 
         # Leave a core to the UI thread, so typing never waits for the model.
         threads = max(1, (os.cpu_count() or 2) - 1)
-        return Engine.load(spec, AnalysisConfig(threads=threads), progress)
+        return Engine.load(spec, AnalysisConfig(threads=threads), progress, fetch_labels, neuronpedia_url)
 
     return build
 

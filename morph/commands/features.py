@@ -60,7 +60,9 @@ def feature_json(f) -> dict:
             "words": [list(w) for w in f.words],
             "contexts": [{"before": c.before, "token": c.token, "after": c.after, "act": c.activation}
                          for c in f.contexts],
-            "top_tokens": [list(t) for t in f.top_tokens], "promoted": list(f.promoted)}
+            "top_tokens": [list(t) for t in f.top_tokens], "promoted": list(f.promoted),
+            "explanations": [{"description": e.description, "explainer": e.explainer, "kind": e.kind}
+                             for e in f.explanations]}
 
 
 def print_feature(console, f) -> None:
@@ -68,6 +70,11 @@ def print_feature(console, f) -> None:
     from rich.text import Text
 
     console.print(Text(f"Feature #{f.id} · {f.label}", style="bold"))
+    if f.explanations:
+        console.print(Text("Neuronpedia's explanations (best first):"))
+        for e in f.explanations:
+            console.print(Text(f"  {e.description}", style="bold" if e is f.explanations[0] else ""),
+                          Text(f"({', '.join(x for x in (e.explainer, e.kind) if x)})", style="dim"))
     if f.density is not None:
         quantiles = ", ".join(f"q{q:g} {v:.2f}" for q, v in f.quantiles)
         console.print(f"density {f.density:.5f} (1 token in {1 / f.density:,.0f})" if f.density else "never active",

@@ -14,7 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from morph.features.concepts import ConceptMatch
+    from morph.features.engine import Engine
+    from morph.features.steering import SteerResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_report(engine: Any, result: Any, matches: list, words: str = "") -> dict:
+def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch], words: str = "") -> dict:
     request = result.request
     feature = result.features[0][0]
     return {

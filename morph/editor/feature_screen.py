@@ -41,6 +41,10 @@ class FeatureDetailScreen(ModalScreen):
         r, info = self.report, self.report.info
         with Vertical():
             yield Label(f"Feature #{info.id} · {info.label}", id="title")
+            if len(info.explanations) > 1:  # the first is the title
+                yield Static("\n".join(["Neuronpedia's other explanations:"]
+                                       + [f"  · {e.description}" for e in info.explanations[1:]]),
+                             classes="facts", id="explanations")
             facts = []
             if info.words:
                 facts.append("fires on words: " + ", ".join(w for w, _, _ in info.words[:10]))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from morph.features.analysis import Analysis
+    from morph.features.engine import Engine
+    from morph.features.highlights import HighlightPlan
+
 
 class EngineReady(Message):
-    def __init__(self, engine: Any, seconds: float) -> None:
+    def __init__(self, engine: Engine, seconds: float) -> None:
         super().__init__()
         self.engine = engine
         self.seconds = seconds
@@ -31,14 +38,14 @@ class EngineFailed(Message):
 
 
 class AnalysisReady(Message):
-    def __init__(self, analysis: Any, partial: bool, offset_base: int = 0, scales: Any = None,
-                 plan: Any = None) -> None:
+    def __init__(self, analysis: Analysis, partial: bool, offset_base: int = 0,
+                 scales: np.ndarray | None = None, plan: HighlightPlan | None = None) -> None:
         super().__init__()
         self.analysis = analysis
         self.partial = partial
         self.offset_base = offset_base  # where the analysed window starts in the document
         self.scales = scales  # Engine.feature_scales(analysis), computed in the worker (None: not yet)
-        self.plan = plan  # overlay.HighlightPlan for the view the analysis started in (None: none)
+        self.plan = plan  # the HighlightPlan for the view the analysis started in (None: none)
         self.drawn = threading.Event()  # set once the screen shows it (or it was dropped as stale)
 
 

@@ -5,21 +5,26 @@ character offsets (in the editor, the tokens around an edit are spliced into the
 is not exact by construction, the splice is checked against the full tokenization after the cursor's
 block and before the rest: morph.features.tokens), then cut into *blocks* at the ends of newline runs (at
 least `min_block_tokens` long, at most `max_block_tokens`, split at a sentence end where a paragraph runs
-longer). Each block is run through the model as [BOS] + the `context_tokens` tokens before it + the
-block, so a block's activations depend only on (its context ids, its ids). That pair is the cache key:
-after an edit only the blocks whose key changed (the edited block and the few whose left context reaches
-into it) are recomputed, so the cost follows the edit, not the document, and no document is too long for
-the model's context.
+longer). Consecutive blocks form *segments* of at most `segment_tokens` tokens; a segment also starts at
+every *anchor* block (one whose first tokens hash to 0 modulo `segment_every`), so segment boundaries are
+a function of the nearby tokens and an edit moves at most the boundaries between two anchors. A segment
+is run through the model as [BOS] + the `context_tokens` tokens before it + its blocks, so a block's
+activations depend only on the tokens from its segment's left context to its own end. That run of ids is
+the block's cache key: after an edit only the blocks whose key changed (the edited block, the blocks after
+it in its segment, and the next segment when its left context reaches into the edit) are recomputed, so
+the cost follows the edit, not the document, and no document is too long for the model's context. A
+first analysis runs each token once plus one left context per segment (about 1.15 model tokens per
+document token), not once per block.
 The model runs only up to the SAE's hook layer.
 
-The model is causal, so a token's activations depend only on the tokens before it in its window. When a
-block is computed alone (typing changes one block at a time), the key/values of its whole window are kept
-(a few windows, most recent first, `cache_windows`) with its result. The next computation of a window
+The model is causal, so a token's activations depend only on the tokens before it in its window. A run of
+changed blocks computed alone (typing changes one block at a time) keeps the key/values of its whole window
+with its features (a few windows, most recent first, `cache_windows`). The next computation of a window
 finds the kept window sharing the longest prefix with it, keeps that many positions of key/values and
 those tokens' features, and runs only the rest: typing at the end of a paragraph costs the typed tokens,
-typing in its middle costs the tokens after the edit, and the next block (whose left context holds the
-edit) costs the tokens after the edit too. The result is the same computation (equal within float
-rounding, ~1e-6 relative).
+typing in its middle costs the tokens after the edit; the cursor's block is delivered first, then the
+blocks after it in its segment continue the same key/values. The result is the same computation (equal
+within float rounding, ~1e-6 relative).
 """
 
 from __future__ import annotations
@@ -27,16 +32,23 @@ from __future__ import annotations
 import re
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 import numpy as np
 
 from morph.errors import MorphError
 from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Cache, PreTrainedModel
+
+    from morph.models.lens import Lens
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -50,9 +62,11 @@ class AnalysisConfig:
     context_tokens: int = 128  # left context each block sees
     min_block_tokens: int = 96
     max_block_tokens: int = 256
+    segment_tokens: int = 1024  # blocks that share one window (and one left context); capped by the model
+    segment_every: int = 4  # a segment starts at about one block in this many (anchors), whatever its size
     batch_tokens: int = 4096  # padded tokens per forward pass
     cache_blocks: int = 4096
-    cache_windows: int = 8  # key/values of recently computed windows, reused by the next edit (~6 MB each)
+    cache_windows: int = 6  # key/values of recently computed windows, reused by the next edit (~5-25 MB each)
     threads: int | None = None  # torch threads for the forward (None: leave torch's setting)
 
 
@@ -308,15 +322,55 @@ def cut_blocks(text: str, offsets: np.ndarray, config: AnalysisConfig) -> list[t
     return blocks
 
 
+ANCHOR_TOKENS = 8  # the first tokens of a block that decide whether it is an anchor
+
+
+def cut_segments(ids: np.ndarray, blocks: list[tuple[int, int]], config: AnalysisConfig,
+                 limit: int | None = None) -> list[int]:
+    """Per block, the index of the first block of its segment (see the module docstring): blocks are added
+    to a segment while it stays within `limit` tokens (`config.segment_tokens` by default), and an anchor
+    block starts a new one. A function of the tokens alone."""
+    limit = config.segment_tokens if limit is None else limit
+    firsts: list[int] = []
+    first, size = 0, 0
+    for i, (a, b) in enumerate(blocks):
+        head = ids[a:min(b, a + ANCHOR_TOKENS)].tobytes()
+        if i and (size + b - a > limit or zlib.crc32(head) % max(1, config.segment_every) == 0):
+            first, size = i, 0
+        firsts.append(first)
+        size += b - a
+    return firsts
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive blocks of one segment computed in one window: `ids` ([BOS] + left context + blocks),
+    the blocks' tokens start at `skip`; `members` are (block index, token count) in order."""
+
+    members: tuple[tuple[int, int], ...]
+    ids: list[int]
+    skip: int
+
+    @property
+    def n(self) -> int:
+        return len(self.ids) - self.skip
+
+    @property
+    def array(self) -> np.ndarray:
+        return np.asarray(self.ids, dtype=np.int64)
+
+
 class Analyzer:
     """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
 
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
         self.lens = lens
         self.config = config or AnalysisConfig()
         self.norms = norms
         room = lens.context_size - 1 - self.config.max_block_tokens
         self.context_tokens = max(0, min(self.config.context_tokens, room))
+        self.segment_tokens = max(self.config.max_block_tokens,
+                                  min(self.config.segment_tokens, lens.context_size - 1 - self.context_tokens))
         self._cache: OrderedDict[bytes, _BlockResult] = OrderedDict()
         self._windows: OrderedDict[bytes, _Window] = OrderedDict()  # window key -> its key/values and result
         self._by_block: dict[bytes, _BlockResult] = {}  # same block ids, any context: early previews
@@ -375,12 +429,12 @@ class Analyzer:
             ids, offsets = tokens
             if not len(ids) or not _supports_cache(self.lens.model):
                 return False
-            blocks, keys, block_keys, _ = self._plan(text, ids, offsets)
-            focus_token = max(0, int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1)
-            i = next((j for j, (a, b) in enumerate(blocks) if a <= focus_token < b), len(blocks) - 1)
-            if keys[i] in self._windows:
+            layout = self._plan(text, ids, offsets)
+            i = layout.block_at(_token_at(offsets, focus))
+            run = self._run_of(ids, layout, [i])
+            if self._kept_covers(run.array, run.skip):
                 return False
-            for _ in self._compute(ids, blocks, keys, block_keys, [i], step):
+            for _ in self._compute([run], layout, step):
                 pass
             return True
 
@@ -399,55 +453,64 @@ class Analyzer:
                 guess = spliced
         ids, offsets = tokens
         step()
-        blocks, keys, block_keys, todo = self._plan(text, ids, offsets)
-        reused = len(blocks) - len(todo)
+        layout = self._plan(text, ids, offsets)
+        todo = layout.todo
+        reused = len(layout.blocks) - len(todo)
         total = len(todo)
         computed_tokens = 0
         if todo and focus is not None:
-            focus_token = int(np.searchsorted(offsets[:, 0], focus, side="right")) - 1 if len(offsets) else 0
-            todo.sort(key=lambda i: 0 if blocks[i][0] <= focus_token < blocks[i][1] else 1 + abs(blocks[i][0] - focus_token))
-            for _, processed in self._compute(ids, blocks, keys, block_keys, todo[:1], step):
+            # first the changed blocks of the focus block's segment up to it, in one window
+            k = layout.block_at(_token_at(offsets, focus))
+            first = [i for i in todo if layout.firsts[i] == layout.firsts[k] and i <= k]
+            if k not in first:  # the focus block is unchanged: the nearest changed block instead
+                near = min(todo, key=lambda i: abs(layout.blocks[i][0] - layout.blocks[k][0]))
+                first = [i for i in todo if layout.firsts[i] == layout.firsts[near] and i <= near]
+            first = _trailing_run(first)
+            for _, processed in self._compute(self._runs(ids, layout, first), layout, step):
                 computed_tokens += processed
-            todo = todo[1:]
-            yield BlockProgress(1, total)
+            todo = [i for i in todo if i not in set(first)]
+            yield BlockProgress(len(first), total)
             # delivered early when more is to come: other blocks, or the check of spliced tokens
             if (todo or guess is not None) and partials:
                 step()
-                stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, 1, reused, False)
-                yield PartialResult(self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=True))
+                stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, len(first), reused,
+                                      False)
+                yield PartialResult(self._assemble(text, generation, ids, offsets, layout, stats, partial=True))
         if guess is not None:
             step()
             full = self._splicer.verify(text, guess)
             if full is not guess:  # the splice missed: plan again on the real tokens (computed blocks stay cached)
                 ids, offsets = full
                 done = total - len(todo)
-                blocks, keys, block_keys, todo = self._plan(text, ids, offsets)
-                reused = len(blocks) - len(todo)
+                layout = self._plan(text, ids, offsets)
+                todo = layout.todo
+                reused = len(layout.blocks) - len(todo)
                 total = done + len(todo)
         done = total - len(todo)
-        for finished, processed in self._compute(ids, blocks, keys, block_keys, todo, step):
+        for finished, processed in self._compute(self._runs(ids, layout, todo), layout, step):
             computed_tokens += processed
             yield BlockProgress(done + finished, total)
         step()
-        n_computed = len(blocks) - reused
+        n_computed = len(layout.blocks) - reused
         stats = AnalysisStats(time.perf_counter() - started, len(ids), computed_tokens, n_computed, reused, True)
-        result = self._assemble(text, generation, ids, offsets, keys, block_keys, stats, partial=False)
+        result = self._assemble(text, generation, ids, offsets, layout, stats, partial=False)
         self._splicer.remember(text, (ids, offsets))
         while len(self._cache) > self.config.cache_blocks:
             key, _ = self._cache.popitem(last=False)
         if len(self._by_block) > self.config.cache_blocks:
-            live = set(block_keys)
+            live = set(layout.block_keys)
             self._by_block = {k: v for k, v in self._by_block.items() if k in live}
         yield FinalResult(result)
 
-    def _plan(self, text, ids, offsets) -> tuple[list, list, list, list]:
-        """The blocks, their cache keys (context + block ids) and block-only keys, and the indices of the
-        blocks not in the cache (each distinct key once)."""
+    def _plan(self, text: str, ids: np.ndarray, offsets: np.ndarray) -> "_Layout":
+        """The blocks, their segments, their cache keys (the ids from the segment's left context to the block's
+        end) and block-only keys, and the blocks not in the cache (each distinct key once)."""
         blocks = cut_blocks(text, offsets, self.config)
+        firsts = cut_segments(ids, blocks, self.config, self.segment_tokens)
         keys, block_keys, todo = [], [], []
         pending = set()
         for i, (a, b) in enumerate(blocks):
-            ctx = ids[max(0, a - self.context_tokens):a]
+            ctx = ids[self._context_start(blocks, firsts, i):a]
             block_key = ids[a:b].tobytes()
             key = len(ctx).to_bytes(4, "little") + ctx.tobytes() + block_key
             keys.append(key)
@@ -457,13 +520,37 @@ class Analyzer:
             elif key not in pending:
                 pending.add(key)
                 todo.append(i)
-        return blocks, keys, block_keys, todo
+        return _Layout(blocks, firsts, keys, block_keys, todo)
 
-    def _assemble(self, text, generation, ids, offsets, keys, block_keys, stats, partial) -> Analysis:
+    def _context_start(self, blocks: list[tuple[int, int]], firsts: list[int], i: int) -> int:
+        """The first token of block i's window: its segment's first token less the left context."""
+        return max(0, blocks[firsts[i]][0] - self.context_tokens)
+
+    def _runs(self, ids: np.ndarray, layout: "_Layout", todo: list[int]) -> list[_Run]:
+        """The blocks to compute as runs of consecutive blocks of one segment, in document order."""
+        runs: list[list[int]] = []
+        for i in sorted(todo):
+            if runs and runs[-1][-1] == i - 1 and layout.firsts[i] == layout.firsts[runs[-1][0]]:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return [self._run_of(ids, layout, run) for run in runs]
+
+    def _run_of(self, ids: np.ndarray, layout: "_Layout", members: list[int]) -> _Run:
+        lens = self.lens
+        bos = [lens.bos_token_id] if lens.prepend_bos and lens.bos_token_id is not None else []
+        blocks = layout.blocks
+        ctx_start = self._context_start(blocks, layout.firsts, members[0])
+        a, b = blocks[members[0]][0], blocks[members[-1]][1]
+        return _Run(tuple((i, blocks[i][1] - blocks[i][0]) for i in members), bos + ids[ctx_start:b].tolist(),
+                    len(bos) + a - ctx_start)
+
+    def _assemble(self, text: str, generation: int, ids: np.ndarray, offsets: np.ndarray, layout: "_Layout",
+                  stats: AnalysisStats, partial: bool) -> Analysis:
         parts = []
-        for key, block_key, length in zip(keys, block_keys, (len(k) // 8 for k in block_keys)):
+        for key, block_key in zip(layout.keys, layout.block_keys):
             part = self._cache.get(key) or (self._by_block.get(block_key) if partial else None)
-            parts.append(part if part is not None else _empty_block(length, self.lens.d_model))
+            parts.append(part if part is not None else _empty_block(len(block_key) // 8, self.lens.d_model))
         if parts:
             lengths = np.array([len(p.indptr) - 1 for p in parts])
             nnz = np.array([len(p.indices) for p in parts])
@@ -482,76 +569,78 @@ class Analyzer:
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
                         find_paragraphs(text), stats, self.lens.d_sae, self.norms)
 
-    def _compute(self, ids, blocks, keys, block_keys, todo, step) -> Iterator[tuple[int, int]]:
-        """Run the model + SAE over the blocks in `todo`, in batches; after each batch, yields (blocks
-        finished so far, tokens that batch ran). `step()` runs between batches, layers and SAE steps (it
-        raises AnalysisCancelled to stop)."""
+    def _compute(self, runs: list[_Run], layout: "_Layout", step: Callable[[], None]) -> Iterator[tuple[int, int]]:
+        """Run the model + SAE over `runs`: a lone run, or one that extends a kept window (the rest of the
+        cursor's segment), alone with key/values kept; the others in padded batches (they leave the kept
+        windows alone: those serve the next edit). After each, yields (blocks finished so far, tokens run).
+        `step()` runs between batches, layers and SAE steps (it raises AnalysisCancelled to stop)."""
         import torch
 
-        lens = self.lens
-        bos = [lens.bos_token_id] if lens.prepend_bos and lens.bos_token_id is not None else []
-        windows = []
-        for i in todo:
-            a, b = blocks[i]
-            ctx_start = max(0, a - self.context_tokens)
-            windows.append((i, bos + ids[ctx_start:b].tolist(), len(bos) + a - ctx_start, b - a))
+        continues = _supports_cache(self.lens.model)
+        alone = [r for r in runs if continues and (len(runs) == 1 or self._extends(r.array))]
+        batches = _batches([r for r in runs if all(r is not a for a in alone)], self.config.batch_tokens)
         threads = self.config.threads
         previous_threads = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         try:
             finished = 0
-            for batch in _batches(windows, self.config.batch_tokens):
+            for run in alone:
                 step()
-                processed = self._run_batch(batch, keys, block_keys, step)
-                finished += len(batch)
+                processed = self._run_one(run, layout, step)
+                finished += len(run.members)
+                yield finished, processed
+            for batch in batches:
+                step()
+                processed = self._run_batch(batch, layout, step)
+                finished += sum(len(r.members) for r in batch)
                 yield finished, processed
         finally:
             if threads:
                 torch.set_num_threads(previous_threads)
 
-    def _run_batch(self, batch, keys, block_keys, step) -> int:
+    def _run_batch(self, batch: list[_Run], layout: "_Layout", step: Callable[[], None]) -> int:
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture
 
         lens = self.lens
-        if len(batch) == 1 and _supports_cache(lens.model):
-            return self._run_one(batch[0], keys, block_keys, step)
-        width = max(len(w[1]) for w in batch)
+        width = max(len(r.ids) for r in batch)
         pad = lens.bos_token_id or 0
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (_, window, _, _) in enumerate(batch):
-            input_ids[row, :len(window)] = torch.tensor(window)
-            mask[row, :len(window)] = 1
+        for row, run in enumerate(batch):
+            input_ids[row, :len(run.ids)] = torch.tensor(run.ids)
+            mask[row, :len(run.ids)] = 1
         input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None, between=step)
-            rows = [acts[row, skip:skip + n] for row, (_, _, skip, n) in enumerate(batch)]
-            x = torch.cat(rows).to(lens.sae.dtype)
+            x = torch.cat([acts[row, run.skip:len(run.ids)] for row, run in enumerate(batch)]).to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)
             step()
             recon = lens.sae.decode(feats)
             sse = ((x - recon).float() ** 2).sum(-1)
-        self._store(batch, keys, block_keys, x, feats, sse, step)
+        for run, result in zip(batch, self._results([r.n for r in batch], x, feats, sse, step)):
+            self._store(run, result, layout)
         return int(mask.sum())
 
-    def _run_one(self, window: tuple, keys: list, block_keys: list, step: Callable[[], None]) -> int:
-        """One block, continuing the kept window that shares the longest prefix with it (module docstring).
-        Returns the tokens run through the model."""
+    def _run_one(self, run: _Run, layout: "_Layout", step: Callable[[], None]) -> int:
+        """One run, continuing the kept window that shares the longest prefix with it (module docstring); its
+        key/values and features are kept for the next. Returns the tokens run through the model."""
         import torch
 
-        from morph.features.concepts import forward_lock
         from morph.models.hooks import capture, crop_cache
 
         lens = self.lens
-        i, ids, skip, n = window
-        kept, keep = self._reusable(np.asarray(ids, dtype=np.int64), skip)
-        with forward_lock(lens), torch.inference_mode():
+        ids = run.array
+        kept, keep = self._reusable(ids, run.skip)
+        # the positions whose features the new window holds: from `start`, the kept ones before `keep`
+        head = kept is not None and kept.skip <= keep
+        start = kept.skip if head else (keep if kept is not None else run.skip)
+        encode_from = max(keep, start)
+        with lens.lock, torch.inference_mode():
             if kept is None:
                 from transformers import DynamicCache
 
@@ -559,52 +648,72 @@ class Analyzer:
             else:
                 cache = kept.cache  # taken out of the kept windows: extended in place, stored again below
                 crop_cache(cache, len(kept.ids) - keep)
-            acts = capture(lens.model, lens.hook, torch.tensor([ids[keep:]], device=lens.device), between=step,
+            acts = capture(lens.model, lens.hook, torch.tensor([run.ids[keep:]], device=lens.device), between=step,
                            cache=cache)[0]
-            first = max(keep, skip)  # the first block token computed now
-            x = acts[first - keep:].to(lens.sae.dtype)
+            x = acts[encode_from - keep:].to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)
             step()
             sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
-        result = self._results([(i, ids, first, len(ids) - first)], x, feats, sse, step)[0]
-        if first > skip:  # the block's first tokens are those of the kept window
-            old = kept.result
-            result = _join(_rows(old, skip - kept.skip, first - kept.skip), result)
-        self._cache[keys[i]] = result
-        self._by_block[block_keys[i]] = result
-        self._windows[keys[i]] = _Window(np.asarray(ids, dtype=np.int64), skip, cache, result)
+        result = self._results([len(ids) - encode_from], x, feats, sse, step)[0]
+        if head and encode_from > start:
+            result = _join(_rows(kept.result, 0, encode_from - start), result)
+        self._store(run, _rows(result, run.skip - start, len(ids) - start), layout)
+        self._windows[layout.keys[run.members[-1][0]]] = _Window(ids, start, cache, result)
         while len(self._windows) > self.config.cache_windows:
             self._windows.popitem(last=False)
         return len(ids) - keep
 
     def _reusable(self, ids: np.ndarray, skip: int) -> tuple["_Window | None", int]:
         """The kept window sharing the longest prefix with `ids` (taken out of the kept ones) and how many of
-        its positions can be kept: at most all but the last token, and no block token whose features the
-        kept window does not hold. A window that would save less than a quarter of the work stays kept."""
-        best, keep = None, 0
+        its positions can be kept (`_kept_for`)."""
+        found = self._kept_for(ids, skip)
+        if found is None:
+            return None, 0
+        key, keep = found
+        return self._windows.pop(key), keep
+
+    def _kept_for(self, ids: np.ndarray, skip: int) -> tuple[bytes, int] | None:
+        """The key of the kept window sharing the longest prefix with `ids`, and how many of its positions can
+        be kept: at most all but the last token, and no token from `skip` on whose features the kept window
+        does not hold. None when none is extended whole and none saves at least a quarter of the work."""
+        best, keep, whole = None, 0, False
         for key, kept in self._windows.items():
             m = min(len(kept.ids), len(ids) - 1)
             differs = np.flatnonzero(kept.ids[:m] != ids[:m])
             common = int(differs[0]) if len(differs) else m
             if common > skip and kept.skip > skip:
-                common = skip  # block tokens that were context there: their features were not kept
+                common = skip  # tokens that were context there: their features were not kept
             if common > keep:
-                best, keep = key, common
-        if best is None or keep * 4 < len(ids):
-            return None, 0
-        return self._windows.pop(best), keep
+                best, keep, whole = key, common, common == len(kept.ids)
+        # an extended window loses nothing (it still holds the old one); a cropped one must be worth it
+        if best is None or (keep * 4 < len(ids) and not whole):
+            return None
+        return best, keep
 
-    def _store(self, batch: list, keys: list, block_keys: list, x: Any, feats: Any, sse: Any,
-               step: Callable[[], None]) -> None:
-        """Cache each block's sparse features, activations and reconstruction error."""
-        for (i, _, _, _), result in zip(batch, self._results(batch, x, feats, sse, step)):
-            self._cache[keys[i]] = result
-            self._by_block[block_keys[i]] = result
+    def _extends(self, ids: np.ndarray) -> bool:
+        """Whether `ids` extends a kept window (all of its ids are a prefix of `ids`)."""
+        return any(len(kept.ids) < len(ids) and np.array_equal(kept.ids, ids[:len(kept.ids)])
+                   for kept in self._windows.values())
+
+    def _kept_covers(self, ids: np.ndarray, skip: int) -> bool:
+        """Whether a kept window holds all of `ids` (as a prefix) with features from `skip` on."""
+        return any(len(kept.ids) >= len(ids) and kept.skip <= skip and np.array_equal(kept.ids[:len(ids)], ids)
+                   for kept in self._windows.values())
+
+    def _store(self, run: _Run, result: _BlockResult, layout: "_Layout") -> None:
+        """Cache each block of a computed run (`result` holds the run's tokens, in order)."""
+        at = 0
+        for i, n in run.members:
+            part = _rows(result, at, at + n)
+            self._cache[layout.keys[i]] = part
+            self._by_block[layout.block_keys[i]] = part
+            at += n
 
     @staticmethod
-    def _results(batch: list, x: Any, feats: Any, sse: Any, step: Callable[[], None]) -> list[_BlockResult]:
-        """Split the rows of a batch (the blocks' tokens, in order) into one result per block."""
+    def _results(lengths: list[int], x: torch.Tensor, feats: torch.Tensor, sse: torch.Tensor,
+                 step: Callable[[], None]) -> list[_BlockResult]:
+        """Split rows (runs of `lengths` tokens, in order) into one sparse result per run."""
         import torch
 
         with torch.inference_mode():
@@ -618,7 +727,7 @@ class Analyzer:
         row_ptr = np.concatenate([[0], np.cumsum(counts)])
         results = []
         start = 0
-        for _, _, _, n in batch:
+        for n in lengths:
             lo, hi = row_ptr[start], row_ptr[start + n]
             results.append(_BlockResult(
                 indptr=(row_ptr[start:start + n + 1] - lo).astype(np.int64),
@@ -631,15 +740,42 @@ class Analyzer:
         return results
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """A text's blocks, the first block of each one's segment, their cache keys, and those to compute."""
+
+    blocks: list[tuple[int, int]]
+    firsts: list[int]
+    keys: list[bytes]
+    block_keys: list[bytes]
+    todo: list[int]
+
+    def block_at(self, token: int) -> int:
+        return next((j for j, (a, b) in enumerate(self.blocks) if a <= token < b), len(self.blocks) - 1)
+
+
 @dataclass
 class _Window:
-    """A window computed alone: its ids, where its block starts, the key/values of all its positions (for
-    the layers below the hook) and its block's result."""
+    """A window computed alone: its ids, the first position whose features it holds (`skip`), the key/values
+    of all its positions (for the layers below the hook) and the features from `skip` on."""
 
     ids: np.ndarray
     skip: int
-    cache: Any
+    cache: Cache
     result: _BlockResult
+
+
+def _token_at(offsets: np.ndarray, offset: int) -> int:
+    """The token at (or, between tokens, before) character `offset`."""
+    return max(0, int(np.searchsorted(offsets[:, 0], offset, side="right")) - 1) if len(offsets) else 0
+
+
+def _trailing_run(members: list[int]) -> list[int]:
+    """The last run of consecutive indices of a sorted list."""
+    j = len(members) - 1
+    while j > 0 and members[j - 1] == members[j] - 1:
+        j -= 1
+    return members[j:]
 
 
 def _rows(result: _BlockResult, a: int, b: int) -> _BlockResult:
@@ -669,22 +805,22 @@ def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], No
     return step
 
 
-def _supports_cache(model: Any) -> bool:
+def _supports_cache(model: PreTrainedModel) -> bool:
     """Whether the model takes transformers' key/value caches."""
     return bool(getattr(model, "_supports_cache_class", True))
 
 
-def _batches(windows: list, budget: int) -> list[list]:
-    """Group windows of similar length so that each padded batch stays under `budget` tokens."""
-    ordered = sorted(windows, key=lambda w: len(w[1]))
-    batches: list[list] = []
-    current: list = []
-    for window in ordered:
-        width = len(window[1])
+def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
+    """Group runs of similar length so that each padded batch stays under `budget` tokens."""
+    ordered = sorted(runs, key=lambda r: len(r.ids))
+    batches: list[list[_Run]] = []
+    current: list[_Run] = []
+    for run in ordered:
+        width = len(run.ids)
         if current and width * (len(current) + 1) > budget:
             batches.append(current)
             current = []
-        current.append(window)
+        current.append(run)
     if current:
         batches.append(current)
     return batches

@@ -7,13 +7,18 @@ the ones the editor shows for it.
 
 from __future__ import annotations
 
-import math
 import re
-import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from morph.errors import InputError
+from morph.features.intensity import unit_scales
+
+if TYPE_CHECKING:
+    import torch
+
+    from morph.features.labels import FeatureLabels
+    from morph.models.lens import Lens
 
 
 @dataclass(frozen=True)
@@ -30,28 +35,9 @@ class Concept:
 class SpanFeatures:
     """SAE features of the tokens around a selection (torch tensors, float32, on the lens's device)."""
 
-    window: Any  # [n_window, d_sae]: every token of the window read (BOS excluded)
-    span: Any  # [n_span, d_sae]: the tokens overlapping the selection
+    window: torch.Tensor  # [n_window, d_sae]: every token of the window read (BOS excluded)
+    span: torch.Tensor  # [n_span, d_sae]: the tokens overlapping the selection
     n_span: int
-
-
-def forward_lock(lens: Any) -> threading.RLock:
-    """A re-entrant lock per lens that the steerer holds around each forward pass of the model.
-
-    Forward hooks are registered on the model's modules, so two threads running the same model with hooks
-    (analysis and steering) must not interleave their passes; other engine code may take this lock too.
-    """
-    lock = getattr(lens, "_morph_forward_lock", None)
-    if lock is None:
-        lock = threading.RLock()
-        try:
-            object.__setattr__(lens, "_morph_forward_lock", lock)
-        except AttributeError:  # a Lens with __slots__: fall back to one process-wide lock
-            lock = _GLOBAL_LOCK
-    return lock
-
-
-_GLOBAL_LOCK = threading.RLock()
 
 
 def check_span(text: str, start: int, end: int) -> None:
@@ -68,41 +54,11 @@ def check_span(text: str, start: int, end: int) -> None:
         raise InputError("the selection is only whitespace: select words to rewrite")
 
 
-def check_feature(lens: Any, feature: Any) -> int:
-    if isinstance(feature, bool) or not isinstance(feature, int):
-        try:
-            feature = int(feature)
-        except (TypeError, ValueError):
-            raise InputError(f"feature {feature!r} is not a feature number") from None
-    if not 0 <= feature < lens.d_sae:
-        raise InputError(f"feature {feature} does not exist: this SAE has features 0 to {lens.d_sae - 1}")
-    return feature
-
-
-def _labels(lens: Any) -> Any:
-    try:
-        from morph.features.labels import labels_for
-    except ImportError:  # pragma: no cover - labels are part of the package
-        return None
-    return labels_for(lens)
-
-
-def feature_label(lens: Any, feature: int) -> str:
-    labels = _labels(lens)
-    return labels.label(feature) if labels is not None else f"feature {feature}"
-
-
-def labelled_max_act(lens: Any, feature: int) -> float | None:
-    labels = _labels(lens)
-    value = labels.typical_max(feature) if labels is not None else None
-    return float(value) if value is not None and math.isfinite(value) and value > 0 else None
-
-
-def token_ids(lens: Any, text: str) -> list[int]:
+def token_ids(lens: Lens, text: str) -> list[int]:
     return list(lens.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
-def encode_tokens(lens: Any, ids: list[int]) -> Any:
+def encode_tokens(lens: Lens, ids: list[int]) -> torch.Tensor:
     """SAE features [len(ids), d_sae] of `ids` read as one sequence (BOS prepended when the SAE wants it)."""
     import torch
 
@@ -113,14 +69,14 @@ def encode_tokens(lens: Any, ids: list[int]) -> Any:
     if not ids:
         return torch.zeros((0, lens.d_sae), device=lens.device)
     input_ids = torch.tensor([bos + ids], device=lens.device)
-    with forward_lock(lens):
+    with lens.lock:
         acts = capture(lens.model, lens.hook, input_ids)
     with torch.inference_mode():
         feats = lens.sae.encode(acts[0, len(bos):].to(lens.sae.W_dec.dtype))
     return feats.float()
 
 
-def span_features(lens: Any, text: str, start: int, end: int) -> SpanFeatures:
+def span_features(lens: Lens, text: str, start: int, end: int) -> SpanFeatures:
     """The features of the tokens overlapping [start, end), read with the text before as context."""
     check_span(text, start, end)
     enc = lens.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -137,27 +93,17 @@ def span_features(lens: Any, text: str, start: int, end: int) -> SpanFeatures:
     return SpanFeatures(window=feats, span=feats[first - lo:], n_span=last + 1 - first)
 
 
-def typical_max(lens: Any, feature: int, window: Any = None) -> float:
-    """The feature's typical max activation: the labels file's, else its max on `window`, else a guess.
-
-    The guess (a feature silent on the document) is the median of the max activations of the features
-    that do fire on the window, or 1.0 with no window.
-    """
-    known = labelled_max_act(lens, feature)
-    if known is not None:
-        return known
-    if window is not None and len(window):
-        col = float(window[:, feature].max())
-        if col > 0:
-            return col
-        per_feature = window.max(dim=0).values
-        active = per_feature[per_feature > 0]
-        if len(active):
-            return float(active.median())
-    return 1.0
+def feature_units(labels: FeatureLabels, features: list[int], window: torch.Tensor | None = None) -> list[float]:
+    """Each feature's unit of intensity (morph.features.intensity.unit_scales) for steering: its typical
+    max from the statistics, else its max on `window` (the features [n_tokens, d_sae] of the text read),
+    else the median max of the features firing there, else 1."""
+    norms = labels.norms()
+    observed = window.max(dim=0).values.float().cpu().numpy() if window is not None and len(window) else None
+    units = unit_scales(labels.d_sae, norms.typical if norms is not None else None, observed)
+    return [float(units[i]) for i in features]
 
 
-def concepts_in_span(lens: Any, text: str, start: int, end: int, k: int = 10,
+def concepts_in_span(lens: Lens, labels: FeatureLabels, text: str, start: int, end: int, k: int = 10,
                      features: SpanFeatures | None = None) -> list[Concept]:
     """The `k` features with the highest mean activation over the selection's tokens, strongest first."""
     feats = features or span_features(lens, text, start, end)
@@ -166,27 +112,27 @@ def concepts_in_span(lens: Any, text: str, start: int, end: int, k: int = 10,
     if k == 0:
         return []
     values, ids = mean.topk(k)
-    return [Concept(int(i), feature_label(lens, int(i)), float(v), labelled_max_act(lens, int(i)))
+    return [Concept(int(i), labels.label(int(i)), float(v), labels.typical_max(int(i)))
             for v, i in zip(values.tolist(), ids.tolist())]
 
 
-def search_concepts(lens: Any, query: str, limit: int = 10) -> list[Concept]:
+def search_concepts(labels: FeatureLabels, query: str, limit: int = 10) -> list[Concept]:
     """Features whose label matches `query` (FeatureLabels.search's order, dead features last); InputError
     when none does."""
-    labels = _labels(lens)
     query = (query or "").strip()
     if not query:
         raise InputError("the concept text is empty")
-    found = labels.search(query, limit=limit) if labels is not None else []
+    found = labels.search(query, limit=limit)
     if not found:
         raise InputError(f"no feature label matches {query!r}: try another word, or give a feature number")
-    concepts = [Concept(int(i), feature_label(lens, int(i)), 0.0, labelled_max_act(lens, int(i))) for i in found]
+    concepts = [Concept(int(i), labels.label(int(i)), 0.0, labels.typical_max(int(i))) for i in found]
     if any(c.max_act is not None for c in concepts):  # statistics known: features that never fire go last
         concepts.sort(key=lambda c: c.max_act is None)
     return concepts
 
 
-def more_like_this(lens: Any, example: str, text: str, start: int, end: int, k: int = 3) -> list[Concept]:
+def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, start: int, end: int,
+                   k: int = 3) -> list[Concept]:
     """The features whose mean activation on `example` most exceeds their mean on the selection.
 
     `activation` is that difference; steer toward all of them at once for "make it more like this".
@@ -201,7 +147,7 @@ def more_like_this(lens: Any, example: str, text: str, start: int, end: int, k: 
     if k == 0:
         raise InputError("no feature is stronger in the example than in the selection")
     values, ids = diff.topk(k)
-    return [Concept(int(i), feature_label(lens, int(i)), float(v), labelled_max_act(lens, int(i)))
+    return [Concept(int(i), labels.label(int(i)), float(v), labels.typical_max(int(i)))
             for v, i in zip(values.tolist(), ids.tolist())]
 
 
@@ -260,7 +206,7 @@ def direction_of(words: str) -> str:
     return "away" if head and head[0] in ("less", "fewer", "not", "no", "without") else "toward"
 
 
-def _word_tokens(lens: Any, words: list[str]) -> list[int]:
+def _word_tokens(lens: Lens, words: list[str]) -> list[int]:
     """The first token of each word as running text would hold it (" sea", " Sea", "sea")."""
     ids: list[int] = []
     for word in words:
@@ -271,11 +217,10 @@ def _word_tokens(lens: Any, words: list[str]) -> list[int]:
     return ids
 
 
-def _label_score(lens: Any, feature: int, words: list[str]) -> tuple[float, list[str]]:
+def _label_score(labels: FeatureLabels, feature: int, words: list[str]) -> tuple[float, list[str]]:
     """(0..1, matched words): per concept word, 1 - k/10 where k is its place among the feature's
     distinctive words (label words and the tokens it fires on count too), averaged over the words given."""
-    labels = _labels(lens)
-    if labels is None or not words:
+    if not words:
         return 0.0, []
     info = labels.info(feature)
     own = [w.lower() for w, _, _ in info.words] or [w.strip().lower() for w in info.label.split("·")]
@@ -292,8 +237,8 @@ def _label_score(lens: Any, feature: int, words: list[str]) -> tuple[float, list
     return (max(scores) if scores else 0.0), matched
 
 
-def output_scores(lens: Any, features: list[int], targets: list[int], text: str, start: int, end: int,
-                  strength: float = OUTPUT_STRENGTH) -> list[float]:
+def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], targets: list[int], text: str,
+                  start: int, end: int, strength: float = OUTPUT_STRENGTH) -> list[float]:
     """Per feature, how much adding its decoder direction (strength x its typical max, capped at the
     residual's norm) at the hook raises the log-probability mass the model puts on the `targets` tokens
     next, averaged over the last OUTPUT_WINDOW positions up to the passage's end: mean_t [log sum_{y in
@@ -310,15 +255,16 @@ def output_scores(lens: Any, features: list[int], targets: list[int], text: str,
     bos = [lens.bos_token_id] if lens.bos_token_id is not None else []
     ids = bos + list(enc)[-OUTPUT_WINDOW:]
     sae = lens.sae
+    units = feature_units(labels, features)
     with torch.inference_mode():
         eye = torch.zeros((len(features), lens.d_sae), dtype=sae.W_dec.dtype, device=sae.W_dec.device)
-        for row, feature in enumerate(features):
-            eye[row, feature] = strength * typical_max(lens, feature)
+        for row, (feature, unit) in enumerate(zip(features, units)):
+            eye[row, feature] = strength * unit
         vecs = (sae.decode(eye) - sae.decode(torch.zeros_like(eye[:1]))).float()
         vecs = torch.cat([torch.zeros_like(vecs[:1]), vecs])  # row 0: no steering
     batch = torch.tensor([ids] * len(vecs), device=lens.device)
 
-    def add(acts: Any) -> Any:
+    def add(acts: torch.Tensor) -> torch.Tensor:
         vec = vecs.to(device=acts.device, dtype=acts.dtype)[:, None, :]
         if acts.shape[0] != vec.shape[0]:
             return acts
@@ -327,15 +273,15 @@ def output_scores(lens: Any, features: list[int], targets: list[int], text: str,
         out[:, : len(bos)] = acts[:, : len(bos)]  # leave the BOS position alone
         return out
 
-    with forward_lock(lens), torch.inference_mode(), edit_activations(lens.model, lens.hook, add):
+    with lens.lock, torch.inference_mode(), edit_activations(lens.model, lens.hook, add):
         logits = lens.model(input_ids=batch).logits[:, len(bos):].float()
     logp = torch.log_softmax(logits, dim=-1)
     mass = torch.logsumexp(logp[..., torch.tensor(targets, device=logp.device)], dim=-1)  # [rows, positions]
     return (mass[1:] - mass[:1]).mean(dim=-1).tolist()
 
 
-def concepts_for_words(lens: Any, words: str, text: str, start: int, end: int, k: int = 8,
-                       example: str | None = None) -> list[ConceptMatch]:
+def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str, start: int, end: int,
+                       k: int = 8, example: str | None = None) -> list[ConceptMatch]:
     """Features for the writer's words (or, with `example`, for "more like this" passage), best first.
 
     Candidates: the label search for each concept word (`concept_words`), and the features stronger on the
@@ -353,9 +299,8 @@ def concepts_for_words(lens: Any, words: str, text: str, start: int, end: int, k
     concept = concept_words(source_text)
     if not concept:
         raise InputError(f"no content word in {source_text!r}: say what the passage should be (calmer, about the sea)")
-    labels = _labels(lens)
     found: dict[int, str] = {}
-    if example is None and labels is not None:
+    if example is None:
         for word in concept:
             for feature in labels.search(word, limit=6):
                 found.setdefault(int(feature), "label")
@@ -364,21 +309,21 @@ def concepts_for_words(lens: Any, words: str, text: str, start: int, end: int, k
                          "this), or a feature number")
     try:
         probe = source_text if example is not None else " ".join(concept)
-        for c in more_like_this(lens, probe, text, start, end, k=4 if example is None else 8):
+        for c in more_like_this(lens, labels, probe, text, start, end, k=4 if example is None else 8):
             found.setdefault(c.id, "example")
     except InputError:
         pass
-    if labels is not None:  # dead features (never fire on the corpus) are no use
-        found = {i: s for i, s in found.items() if labelled_max_act(lens, i) is not None or labels._file == {}}
+    if labels.norms() is not None:  # with statistics, dead features (never fire on the corpus) are no use
+        found = {i: s for i, s in found.items() if labels.typical_max(i) is not None}
     if not found:
         raise InputError(f"no feature matches {source_text!r}: try other words, or a feature number")
     ids = list(found)[:MAX_CANDIDATE_FEATURES]
     targets = _word_tokens(lens, concept[:8])
-    outputs = output_scores(lens, ids, targets, text, start, end)
+    outputs = output_scores(lens, labels, ids, targets, text, start, end)
     best = max([o for o in outputs if o > 0], default=0.0)
     matches = []
     for feature, output in zip(ids, outputs):
-        label_score, matched = _label_score(lens, feature, concept)
+        label_score, matched = _label_score(labels, feature, concept)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
         if found[feature] == "label" and matched:
             why = f"labels hold {', '.join(repr(w) for w in matched)}"
@@ -387,7 +332,7 @@ def concepts_for_words(lens: Any, words: str, text: str, start: int, end: int, k
         else:
             why = "fires more on " + ("the example" if example is not None else "your words") + " than on the passage"
         why += f"; output {output:+.2f} nats toward {', '.join(concept[:3])}"
-        matches.append(ConceptMatch(feature, feature_label(lens, feature), label_score, output, score, why,
-                                    found[feature], labelled_max_act(lens, feature)))
+        matches.append(ConceptMatch(feature, labels.label(feature), label_score, output, score, why,
+                                    found[feature], labels.typical_max(feature)))
     matches.sort(key=lambda m: (m.output_score <= 0, -m.score))
     return matches[:k]

@@ -1,19 +1,32 @@
-"""The engine API that the editor and the CLI share: a Lens, its analyzer and its labels."""
+"""The engine API that the editor and the CLI share: a Lens, its analyzer, its labels and its steerer.
+
+The one front door: the editor and the commands reach analysis, labels, feature details, the unit of
+intensity and steering through an Engine, never through its Lens.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 
 from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
-from morph.features.labels import FeatureInfo, FeatureLabels, labels_for
+from morph.features.checks import check_feature
+from morph.features.intensity import unit_scales
+from morph.features.labels import FeatureInfo, FeatureLabels, load_labels
 from morph.features.ranking import FeatureNorms
+from morph.models.lens import LensSpec
 
 if TYPE_CHECKING:
     from morph.features.concepts import Concept, ConceptMatch
+    from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
     from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
+    from morph.models.lens import Lens
+
+__all__ = ["Engine", "EngineLike", "FeatureReport", "LabelsLike", "LensSpec", "Occurrence", "SteererLike",
+           "TextWindow", "feature_report", "feature_scales", "quiet_hf"]
 
 
 @dataclass(frozen=True)
@@ -133,21 +146,73 @@ class EngineLike(Protocol):
 
 
 class Engine:
-    """The local engine: a Lens in this process, its analyzer and its labels."""
+    """One Lens and what the engine keeps about it: its labels (loaded once, morph.features.labels), its
+    analyzer, and its steerer (made on first use). Thread-safe where its parts are (the analyzer runs one
+    analysis at a time; forward passes hold the lens's lock)."""
 
-    def __init__(self, lens: Any, config: AnalysisConfig | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, fetch_labels: bool = False,
+                 neuronpedia_url: str | None = None):
+        """`fetch_labels`: the user allows the network for labels: an SAE with a Neuronpedia id and no cached
+        explanations gets them in a background thread, and its labels change when they arrive."""
         self.lens = lens
-        self.labels: FeatureLabels = labels_for(lens)
+        self.labels: FeatureLabels = load_labels(lens)
         self.analyzer = Analyzer(lens, config, self.labels.norms())
+        self._steerer: Steerer | None = None
+        self._steerer_lock = threading.Lock()
+        self.labels_fetch: threading.Thread | None = None
+        self.labels_fetch_error: str | None = None
+        if fetch_labels:
+            self._fetch_labels_in_background(neuronpedia_url)
 
     @classmethod
-    def load(cls, spec: Any, config: AnalysisConfig | None = None,
-             progress: Callable[[str, float], None] | None = None) -> "Engine":
+    def load(cls, spec: LensSpec, config: AnalysisConfig | None = None,
+             progress: Callable[[str, float], None] | None = None, fetch_labels: bool = False,
+             neuronpedia_url: str | None = None) -> "Engine":
         """Load the Lens; `progress(what, done)` hears about a first conversion of the default model."""
         from morph.models.lens import load_lens
 
         quiet_hf()
-        return cls(load_lens(spec, progress), config)
+        return cls(load_lens(spec, progress), config, fetch_labels, neuronpedia_url)
+
+    @staticmethod
+    def fetch_labels(spec: "LensSpec", base_url: str | None = None,
+                     progress: Callable[["FetchProgress"], None] | None = None) -> "FetchResult":
+        """Download the Neuronpedia explanations of the SAE `spec` names into Morph's cache, without loading
+        the model or the SAE (morph.features.neuronpedia_fetch). An SAE without a Neuronpedia id, or a
+        failed download, is an error with one line; nothing is written then."""
+        from morph.features.neuronpedia import ExportError, NeuronpediaSource
+        from morph.features.neuronpedia_fetch import fetch_explanations
+        from morph.models.lens import sae_identity
+
+        sae = sae_identity(spec)
+        if not sae.neuronpedia_id:
+            raise ExportError(f"SAE {sae.spec!r} has no Neuronpedia id, so Neuronpedia has no explanations of it "
+                              "(its labels come from a labels.json beside it or its promoted tokens)")
+        return fetch_explanations(NeuronpediaSource.parse(sae.neuronpedia_id), sae.d_sae, base_url, progress)
+
+    def _fetch_labels_in_background(self, base_url: str | None) -> None:
+        from morph.features.labels import neuronpedia_source
+
+        source = neuronpedia_source(self.lens)
+        if source is None or self.labels.from_neuronpedia:
+            return  # nothing to fetch, or already cached
+
+        def fetch() -> None:
+            from morph.errors import MorphError
+            from morph.features.neuronpedia import read_cache
+            from morph.features.neuronpedia_fetch import fetch_explanations
+
+            try:
+                fetch_explanations(source, self.lens.d_sae, base_url)
+            except MorphError as err:  # offline, no export: the labels stay as they are
+                self.labels_fetch_error = str(err)
+                return
+            cached = read_cache(source)
+            if cached is not None:
+                self.labels.adopt(cached)
+
+        self.labels_fetch = threading.Thread(target=fetch, daemon=True, name="morph-labels-fetch")
+        self.labels_fetch.start()
 
     @property
     def model_name(self) -> str:
@@ -190,30 +255,39 @@ class Engine:
     def label(self, feature: int) -> str:
         return self.labels.label(feature)
 
-    def steerer(self) -> "Steerer":
-        """The steering engine for this lens (made once): concepts, concept words, rewrites."""
-        from morph.features.steering import steerer_for
+    def check_feature(self, feature: object) -> int:
+        """`feature` as a feature number of this SAE; InputError (one line) otherwise."""
+        return check_feature(feature, self.lens.d_sae)
 
-        return steerer_for(self.lens)
+    def steerer(self) -> Steerer:
+        """The steering engine for this lens and these labels (made once): concepts, concept words,
+        rewrites. It keeps decoder directions and token masks between requests."""
+        with self._steerer_lock:
+            if self._steerer is None:
+                from morph.features.steering import Steerer
+
+                self._steerer = Steerer(self.lens, self.labels)
+            return self._steerer
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
+        """Per feature [d_sae], the activation that counts as full intensity in `analysis` (feature_scales)."""
         return feature_scales(analysis, self.labels.norms())
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
+        """`feature`'s label and statistics, and every token of `analysis` where it fires."""
         return feature_report(self.labels.info(feature), analysis)
 
 
 def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:
-    """Per feature, the activation that counts as full intensity: its typical max from the statistics
-    file where known, else its max in this document."""
-    fallback = analysis.feature_max()
-    if norms is None:
-        return np.where(fallback > 0, fallback, 1.0).astype(np.float32)
-    return norms.scales(fallback)
+    """Per feature [d_sae], the activation that counts as full intensity in `analysis`: the one rule of
+    morph.features.intensity (statistics' typical max, else the max in this document, ...), the unit
+    steering strengths are given in too. Shared by the local engine and a server's (morph.server.remote),
+    which has the server's statistics."""
+    return unit_scales(analysis.d_sae, norms.typical if norms is not None else None, analysis.feature_max())
 
 
 def feature_report(info: FeatureInfo, analysis: Analysis) -> FeatureReport:
-    """One feature (`info`) in one analysed document: where it fires and how strongly."""
+    """One feature (`info`: its label and statistics) in one analysed document: every token where it fires."""
     values = analysis.feature_values(info.id)
     active = np.nonzero(values > 0)[0]
     occurrences = tuple(

@@ -1,4 +1,4 @@
-"""Feature labels: a labels file beside the SAE, a local Neuronpedia export, or the decoder's promoted tokens.
+"""Feature labels: Neuronpedia's explanations (cached), a labels file beside the SAE, or the decoder's promoted tokens.
 
 The promoted-token source is always available offline: a feature's decoder direction, read through the
 model's final norm and unembedding (morph.models.unembed), says which next tokens it pushes up. The files,
@@ -6,6 +6,11 @@ when present, win for the label text and add activation statistics: `labels.json
 written by `morph train stats`) gives density, mean, max, quantiles, the distinctive words a feature fires
 on, a few example contexts, and the tokens it fires on most; those statistics also rank features
 (morph.features.ranking) and set each feature's typical max, the one unit of intensity in Morph.
+
+The label text comes from, in order: Neuronpedia's explanations of the SAE cached by `morph labels fetch`
+(morph.features.neuronpedia: the best one is the label, all of them are in FeatureInfo.explanations), a
+Neuronpedia export file beside the SAE, the labels file, the promoted tokens. `FeatureLabels.source` says
+which are in use.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ import dataclasses
 import difflib
 import gzip
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from morph.features.checks import check_feature
+from morph.features.neuronpedia import CachedExplanations, Explanation, ExportError, NeuronpediaSource, read_cache
 from morph.features.ranking import FeatureNorms
+
+if TYPE_CHECKING:
+    from morph.models.lens import Lens
 
 LABELS_FILE = "labels.json"
 NEURONPEDIA_FILES = ("explanations.json", "explanations.json.gz", "neuronpedia.json", "neuronpedia.jsonl")
@@ -49,6 +60,7 @@ class FeatureInfo:
     quantiles: tuple[tuple[float, float], ...] = ()  # (q, activation) of its active values
     words: tuple[tuple[str, float, int], ...] = ()  # distinctive words it fires on: (word, score, firings)
     contexts: tuple[Context, ...] = ()
+    explanations: tuple[Explanation, ...] = ()  # Neuronpedia's, best first (the first is the label)
 
     @property
     def typical_max(self) -> float | None:
@@ -72,8 +84,10 @@ class FeatureLabels:
     source: str
     _file: dict[int, FeatureInfo] = field(default_factory=dict)
     _explanations: dict[int, str] = field(default_factory=dict)
+    _neuronpedia: dict[int, tuple[Explanation, ...]] = field(default_factory=dict)
+    _sources: tuple[str, ...] = ()  # the files in use, for `source`
     _promoted: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    _lens: Any = None
+    _lens: Lens | None = None  # for the promoted tokens (None: no model to read them from)
     _norms: FeatureNorms | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,6 +101,8 @@ class FeatureLabels:
 
     def label(self, feature: int) -> str:
         self._check(feature)
+        if feature in self._neuronpedia:
+            return self._neuronpedia[feature][0].description
         if feature in self._explanations:
             return self._explanations[feature]
         if feature in self._file:
@@ -96,12 +112,31 @@ class FeatureLabels:
     def info(self, feature: int) -> FeatureInfo:
         self._check(feature)
         base = self._file.get(feature) or FeatureInfo(feature, "")
-        return dataclasses.replace(base, id=feature, label=self.label(feature), promoted=self.promoted(feature))
+        return dataclasses.replace(base, id=feature, label=self.label(feature), promoted=self.promoted(feature),
+                                   explanations=self._neuronpedia.get(feature, ()))
+
+    @property
+    def from_neuronpedia(self) -> bool:
+        """Whether Neuronpedia's cached explanations are in use."""
+        return bool(self._neuronpedia)
+
+    def adopt(self, cached: CachedExplanations) -> None:
+        """Use Neuronpedia's explanations `cached` from now on (a fetch that finished after the first load).
+        Explanations of features this SAE does not have are left out."""
+        features = {i: e for i, e in cached.features.items() if 0 <= i < self.d_sae and e}
+        with self._lock:
+            self._neuronpedia = features
+            self._sources = (f"Neuronpedia explanations of {cached.source.id} (cached)",
+                             *[s for s in self._sources if not s.startswith("Neuronpedia explanations")])
+            self.source = ", ".join(self._sources) + " + promoted tokens"
 
     def typical_max(self, feature: int) -> float | None:
+        """The statistics file's typical max of `feature` (finite and > 0), or None where it says nothing.
+        The unit Morph measures intensity and strength in is morph.features.intensity.unit_scales."""
         self._check(feature)
         info = self._file.get(feature)
-        return info.typical_max if info else None
+        value = info.typical_max if info else None
+        return float(value) if value is not None and math.isfinite(value) and value > 0 else None
 
     def norms(self) -> FeatureNorms | None:
         """Density, mean and typical max of every feature from the statistics file, or None without one."""
@@ -121,8 +156,8 @@ class FeatureLabels:
 
     def all_labels(self) -> list[str]:
         """Every label; the promoted-token ones are computed in batches (a few seconds for a large SAE)."""
-        missing = [i for i in range(self.d_sae)
-                   if i not in self._explanations and i not in self._file and i not in self._promoted]
+        missing = [i for i in range(self.d_sae) if i not in self._neuronpedia
+                   and i not in self._explanations and i not in self._file and i not in self._promoted]
         if missing and self._lens is not None:
             with self._lock:
                 for start in range(0, len(missing), 2048):
@@ -131,8 +166,9 @@ class FeatureLabels:
 
     def search(self, query: str, limit: int = 10) -> list[int]:
         """Features for a concept, best first: those whose label or statistics hold `query` as a whole word
-        (the tokens a feature fires on count most, then the label, then the tokens it promotes), then
-        labels that contain it, then close fuzzy matches. Live features before dead ones."""
+        (the tokens a feature fires on count most, then the label, then the tokens it promotes, then
+        Neuronpedia's other explanations of it), then labels that contain it, then close fuzzy matches.
+        Live features before dead ones."""
         query = query.strip().lower()
         if not query:
             return []
@@ -153,6 +189,8 @@ class FeatureLabels:
                 ranked[i] = (1, _words(text).index(query))
             elif query in promoted:
                 ranked[i] = (2, promoted.index(query))
+            elif any(query in _words(e.description.lower()) for e in self._neuronpedia.get(i, ())[1:]):
+                ranked[i] = (2, 100)
             elif query in text:
                 ranked[i] = (3, text.find(query))
         found = sorted(ranked, key=lambda i: (self._dead(i), ranked[i]))
@@ -173,17 +211,14 @@ class FeatureLabels:
         return info is not None and info.density is not None and info.density <= 0
 
     def _check(self, feature: int) -> None:
-        if not 0 <= feature < self.d_sae:
-            from morph.errors import InputError
-
-            raise InputError(f"feature {feature} does not exist: this SAE has features 0 to {self.d_sae - 1}")
+        check_feature(feature, self.d_sae)
 
 
 def _words(text: str) -> list[str]:
     return [w.strip(",;") for w in text.replace("·", " ").replace("/", " ").replace("→", " ").split() if w.strip(",;")]
 
 
-def _promoted_tokens(lens: Any, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
+def _promoted_tokens(lens: Lens | None, features: list[int], k: int) -> dict[int, tuple[str, ...]]:
     """The tokens each feature's decoder direction promotes most (morph.models.unembed)."""
     from morph.models.unembed import promoted_token_ids
 
@@ -236,11 +271,25 @@ def read_neuronpedia_export(path: Path) -> dict[int, str]:
     return out
 
 
-def load_labels(lens: Any, extra: Path | None = None) -> FeatureLabels:
+def neuronpedia_source(lens: Lens) -> NeuronpediaSource | None:
+    """The SAE's name on Neuronpedia, from its `neuronpedia_id` metadata (SAE-Lens sets it for registry
+    SAEs; a local SAE's cfg.json may carry it), or None."""
+    neuronpedia_id = lens.sae.cfg.metadata.get("neuronpedia_id")
+    if not neuronpedia_id or not isinstance(neuronpedia_id, str):
+        return None
+    try:
+        return NeuronpediaSource.parse(neuronpedia_id)
+    except ExportError:
+        return None
+
+
+def load_labels(lens: Lens, extra: Path | None = None) -> FeatureLabels:
     """Labels for `lens`'s SAE from the best sources found (plus an explicit export file `extra`)."""
     labels = FeatureLabels(d_sae=lens.d_sae, source="decoder: promoted tokens", _lens=lens)
     folder = lens.sae_dir
     sources = []
+    source = neuronpedia_source(lens)
+    cached = read_cache(source) if source is not None else None
     if folder is not None and (folder / LABELS_FILE).is_file():
         labels._file = _read_labels_file(folder / LABELS_FILE)
         sources.append("labels.json")
@@ -249,13 +298,9 @@ def load_labels(lens: Any, extra: Path | None = None) -> FeatureLabels:
             labels._explanations = read_neuronpedia_export(candidate)
             sources.append(f"Neuronpedia export {candidate.name}")
             break
+    labels._sources = tuple(sources)
     if sources:
         labels.source = ", ".join(sources) + " + promoted tokens"
+    if cached is not None:
+        labels.adopt(cached)
     return labels
-
-
-def labels_for(lens: Any) -> FeatureLabels:
-    """The lens's labels, loaded once."""
-    if lens.labels is None:
-        lens.labels = load_labels(lens)
-    return lens.labels

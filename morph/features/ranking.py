@@ -38,11 +38,6 @@ class FeatureNorms:
         """The activation mass each feature has on an average token."""
         return self.density * self.mean
 
-    def scales(self, fallback: np.ndarray) -> np.ndarray:
-        """Typical max where known, else `fallback` (e.g. this document's max); never 0."""
-        scales = np.where(self.typical > 0, self.typical, fallback)
-        return np.where(scales > 0, scales, 1.0).astype(np.float32)
-
 
 PSEUDO_COUNT = 0.2  # C above, in typical maxima
 

@@ -19,9 +19,9 @@ How a request runs
    itself is not (unless `steer_context`).
 3. Steering, at the SAE's hook point (in the SAE's frame, via `edit_activations`):
    - toward/away: add sum_i s_i * m_i * d_i, where d_i is feature i's decoder direction (what the SAE's
-     decoder adds per unit of the feature), m_i its typical max activation (labels file, else its max on
-     the document, see `concepts.typical_max`) and s_i the signed strength (away = negative). The added
-     vector is capped per token at `max_norm_ratio` times that token's residual norm.
+     decoder adds per unit of the feature), m_i its unit of intensity (its typical max: the statistics',
+     else its max on the text read; morph.features.intensity) and s_i the signed strength (away =
+     negative). The added vector is capped per token at `max_norm_ratio` times that token's residual norm.
    - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
      are relative weights summing to 1, and candidate j is steered at the j-th of n strengths spread
      evenly over AUTO_RANGE (`auto_ladder`): a short sweep in one batch, judged by the re-read below, so the
@@ -66,26 +66,30 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Union
 
 from morph.errors import InputError
+from morph.features.checks import check_feature
 from morph.features.concepts import (
     Concept,
     ConceptMatch,
-    concepts_for_words,
-    labelled_max_act,
-    SpanFeatures,
-    check_feature,
     check_span,
+    concepts_for_words,
     concepts_in_span,
-    feature_label,
-    forward_lock,
+    feature_units,
     more_like_this,
     search_concepts,
     span_features,
     token_ids,
-    typical_max,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Cache
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from morph.features.labels import FeatureLabels
+    from morph.models.lens import Lens
 
 MODES = ("toward", "away", "suppress")
 # How a rewrite is generated (see the module docstring, 1.): "auto" is hybrid for a model with a chat
@@ -126,6 +130,9 @@ _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–]$")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no"})
 _WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+Edit = Callable[["torch.Tensor"], "torch.Tensor"]  # an edit of the activations at the hook point
 
 
 class CancelToken(Protocol):
@@ -416,9 +423,6 @@ def chat_messages(before: str, core: str, instruction: str) -> list[dict[str, st
 
 @dataclass
 class _Plan:
-    text: str
-    start: int
-    end: int
     request: SteerRequest
     mode: str
     ids: list[int]  # feature ids
@@ -433,14 +437,12 @@ class _Plan:
     score_prefix: list[int]  # base context token ids (BOS included where wanted), at least 1
     gen_prefix: list[int]  # what the generation reads (= score_prefix for base models)
     chat: bool
-    orig_ids: list[int]  # the original core's tokens as scored (moved whitespace included)
     length: int  # L: the original's token count
     kind: str  # sentence | clause | word
     multi_line: bool
     min_tokens: int
     cap: int
     concept_scale: float = 1.0
-    features_window: SpanFeatures | None = None
     method: str = "continuation"
     instruction: str = ""
     ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
@@ -449,34 +451,41 @@ class _Plan:
 @dataclass
 class _Row:
     index: int
-    generator: Any
+    generator: torch.Generator
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     text: str = ""
 
 
 class Steerer:
-    """The steering engine for one Lens: concept choice, generation and scoring. No UI.
+    """The steering engine for one Lens and its labels: concept choice, generation and scoring. No UI.
 
-    Runs one request at a time per lens (forward passes take `forward_lock(lens)`); safe to call from
-    a worker thread.
+    Runs one request at a time per lens (forward passes hold `lens.lock`); safe to call from a worker
+    thread. The Engine makes one (morph.features.engine.Engine.steerer) with its own labels; without
+    `labels`, the labels are loaded for `lens` (morph.features.labels.load_labels).
     """
 
-    def __init__(self, lens: Any):
+    def __init__(self, lens: Lens, labels: FeatureLabels | None = None):
+        if labels is None:
+            from morph.features.labels import load_labels
+
+            labels = load_labels(lens)
         self.lens = lens
-        self._space_mask: Any = None
-        self._directions: dict[int, Any] = {}
-        self._row_scales: dict[str, Any] = {}  # "mult": [rows] strength multipliers of the live batch
+        self.labels = labels
+        self._space_mask: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._directions: dict[int, torch.Tensor] = {}
+        # "mult": [rows] strength multipliers of the live batch (None: every row at 1)
+        self._row_scales: dict[str, torch.Tensor | None] = {}
 
     # ----- concept choice -------------------------------------------------------------------------------
     def concepts(self, text: str, start: int, end: int, k: int = 10) -> list[Concept]:
-        return concepts_in_span(self.lens, text, start, end, k)
+        return concepts_in_span(self.lens, self.labels, text, start, end, k)
 
     def search(self, query: str, limit: int = 10) -> list[Concept]:
-        return search_concepts(self.lens, query, limit)
+        return search_concepts(self.labels, query, limit)
 
     def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list[Concept]:
-        return more_like_this(self.lens, example, text, start, end, k)
+        return more_like_this(self.lens, self.labels, example, text, start, end, k)
 
     def concepts_for(self, words: str, text: str, start: int, end: int, k: int = 8,
                      example: str | None = None) -> list[ConceptMatch]:
@@ -484,13 +493,13 @@ class Steerer:
         this", ranked by label match and output score (`concepts.concepts_for_words`); a feature number
         names that feature."""
         if example is None and (words or "").strip().isdigit():
-            feature = check_feature(self.lens, int(words.strip()))
-            return [ConceptMatch(feature, feature_label(self.lens, feature), 1.0, 0.0, 1.0,
-                                 "named by its number", "number", labelled_max_act(self.lens, feature))]
-        return concepts_for_words(self.lens, words, text, start, end, k, example)
+            feature = check_feature(int(words.strip()), self.lens.d_sae)
+            return [ConceptMatch(feature, self.labels.label(feature), 1.0, 0.0, 1.0,
+                                 "named by its number", "number", self.labels.typical_max(feature))]
+        return concepts_for_words(self.lens, self.labels, words, text, start, end, k, example)
 
     def label(self, feature: int) -> str:
-        return feature_label(self.lens, check_feature(self.lens, feature))
+        return self.labels.label(check_feature(feature, self.lens.d_sae))
 
     # ----- running ----------------------------------------------------------------------------------------
     def run(self, text: str, start: int, end: int, request: SteerRequest, cancel: CancelToken | None = None,
@@ -536,7 +545,7 @@ class Steerer:
         ids: list[int] = []
         strengths: list[float] = []
         for feature, strength in request.features:
-            feature = check_feature(lens, feature)
+            feature = check_feature(feature, lens.d_sae)
             value = strength_value(strength)
             if feature in ids:
                 strengths[ids.index(feature)] += value
@@ -556,7 +565,7 @@ class Steerer:
         if request.mode == "away":
             strengths = [-s for s in strengths]
         window = span_features(lens, text, start, end)
-        scales = [typical_max(lens, i, window.window) for i in ids]
+        scales = feature_units(self.labels, ids, window.window)
         if request.mode == "suppress":
             weights = [1.0 / len(ids)] * len(ids)
             direction = -1
@@ -576,8 +585,7 @@ class Steerer:
         context = text[:start] + lead
         base = context.rstrip(" \t")
         moved = context[len(base):]
-        orig_ids = token_ids(lens, moved + core)
-        length = max(1, len(orig_ids))
+        length = max(1, len(token_ids(lens, moved + core)))  # the original's tokens as scored
         kind = _end_kind(core)
         if request.max_tokens is not None:
             cap = int(request.max_tokens)
@@ -600,18 +608,18 @@ class Steerer:
         if chat:
             words = request.concept.strip() if method != "steer" else ""
             if method != "steer" and not words:
-                words = ", ".join(_label_words(feature_label(lens, i)) for i in ids[:3])
+                words = ", ".join(_label_words(self.labels.label(i)) for i in ids[:3])
             instruction = instruction_for(words, request.mode)
             gen_prefix = self._chat_prompt(text[:start], core, room, instruction)
         else:
             gen_prefix = prefix
         return _Plan(
-            text=text, start=start, end=end, request=request, mode=request.mode, ids=ids, coeffs=coeffs,
+            request=request, mode=request.mode, ids=ids, coeffs=coeffs,
             scales=scales, weights=weights, direction=direction, lead=lead, core=core, trail=trail,
             moved="" if chat else moved, score_prefix=prefix, gen_prefix=gen_prefix, chat=chat,
-            orig_ids=orig_ids, length=length, kind=kind, multi_line="\n" in core,
+            length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
-            features_window=window, method=method, instruction=instruction, ladder=ladder,
+            method=method, instruction=instruction, ladder=ladder,
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
@@ -633,7 +641,8 @@ class Steerer:
         return getattr(self.lens.sae.cfg, "normalize_activations", "none") not in ("constant_norm_rescale",
                                                                                     "layer_norm")
 
-    def _decode_delta(self, acts: Any, ids: list[int], coeffs: Any) -> Any:
+    def _decode_delta(self, acts: torch.Tensor, ids: list[int],
+                      coeffs: torch.Tensor | list[float]) -> torch.Tensor:
         """What the SAE's decoder adds for features `ids` at `coeffs` ([..., k] or [k]), in acts's frame."""
         import torch
 
@@ -652,7 +661,7 @@ class Steerer:
         lo = sae.decode(f0)
         return (hi - lo).to(acts.dtype)
 
-    def _direction(self, plan: _Plan) -> Any:
+    def _direction(self, plan: _Plan) -> torch.Tensor | None:
         """The summed steering vector [d_in] (stateless SAEs only)."""
         import torch
 
@@ -666,7 +675,7 @@ class Steerer:
             vec = part if vec is None else vec + part
         return vec
 
-    def _edit_fn(self, plan: _Plan) -> Callable[[Any], Any] | None:
+    def _edit_fn(self, plan: _Plan) -> Edit | None:
         """The activation edit for this request, or None for plain sampling."""
         import torch
 
@@ -674,7 +683,7 @@ class Steerer:
         ids = plan.ids
         sae = self.lens.sae
         if plan.mode == "suppress":
-            def suppress(acts: Any) -> Any:
+            def suppress(acts: torch.Tensor) -> torch.Tensor:
                 if threading.get_ident() != owner:
                     return acts
                 feats = sae.encode(acts.to(sae.W_dec.dtype))
@@ -688,7 +697,7 @@ class Steerer:
         fixed = self._direction(plan) if stateless else None
         rows = self._row_scales
 
-        def add(acts: Any) -> Any:
+        def add(acts: torch.Tensor) -> torch.Tensor:
             if threading.get_ident() != owner:
                 return acts
             vec = fixed.to(acts.dtype) if stateless else self._decode_delta(acts, ids, plan.coeffs)
@@ -702,7 +711,7 @@ class Steerer:
         return add
 
     # ----- generation -------------------------------------------------------------------------------------
-    def _token_masks(self, vocab: int) -> tuple[Any, Any]:
+    def _token_masks(self, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens that start with a space and have a word, tokens that contain a line break) over the vocab."""
         import torch
 
@@ -729,8 +738,8 @@ class Steerer:
             ids.add(self.lens.bos_token_id)  # GPT-2 style: <|endoftext|> is both
         return ids
 
-    def _forward(self, input_ids: Any, cache: Any, edit: Callable[[Any], Any] | None = None,
-                 record: list | None = None) -> Any:
+    def _forward(self, input_ids: torch.Tensor, cache: Cache | None, edit: Edit | None = None,
+                 record: list[torch.Tensor] | None = None) -> CausalLMOutputWithPast:
         import torch
 
         from morph.models.hooks import edit_activations
@@ -738,19 +747,19 @@ class Steerer:
         lens = self.lens
         owner = threading.get_ident()
 
-        def recorder(acts: Any) -> Any:
+        def recorder(acts: torch.Tensor) -> torch.Tensor:
             if threading.get_ident() == owner and record is not None:
                 record.append(acts.detach())
             return acts
 
         fn = edit if edit is not None else (recorder if record is not None else None)
-        with forward_lock(lens), torch.inference_mode():
+        with lens.lock, torch.inference_mode():
             if fn is None:
                 return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
             with edit_activations(lens.model, lens.hook, fn):
                 return lens.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
 
-    def _prefix_cache(self, ids: list[int], edit: Callable[[Any], Any] | None = None) -> Any:
+    def _prefix_cache(self, ids: list[int], edit: Edit | None = None) -> Cache | None:
         import torch
 
         if len(ids) <= 1:
@@ -758,7 +767,7 @@ class Steerer:
         out = self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit)
         return out.past_key_values
 
-    def _sample(self, logits: Any, rows: list[_Row], request: SteerRequest) -> list[int]:
+    def _sample(self, logits: torch.Tensor, rows: list[_Row], request: SteerRequest) -> list[int]:
         import torch
 
         logits = logits.float().cpu()
@@ -802,7 +811,7 @@ class Steerer:
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
-    def _read(self, plan: _Plan, core: str, cache: Any) -> tuple[Any, float, int]:
+    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int]:
         """(mean SAE features [d_sae], fluency, n tokens) of `core` read after the text before, unsteered."""
         import torch
 
@@ -821,13 +830,13 @@ class Steerer:
             feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float().mean(dim=0)
         return feats.cpu(), fluency, len(ids)
 
-    def _score(self, plan: _Plan, core: str, cache: Any) -> tuple[float, float, int]:
+    def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int]:
         """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
         feats, fluency, n = self._read(plan, core, cache)
         target = sum(w * float(feats[i]) for w, i in zip(plan.weights, plan.ids))
         return target, fluency, n
 
-    def measure(self, text: str, start: int, end: int, replacements: list[str]) -> list[tuple[Any, float]]:
+    def measure(self, text: str, start: int, end: int, replacements: list[str]) -> list[tuple[torch.Tensor, float]]:
         """How the unsteered model reads each replacement of text[start:end] (the original: pass it too).
 
         Returns, per replacement, (mean activation of every feature over its tokens [d_sae] tensor, fluency),
@@ -931,13 +940,13 @@ class Steerer:
         result = SteerResult(
             original=original, candidates=rank_candidates(finished), request=request,
             features=tuple(zip(plan.ids, [c / m if m else 0.0 for c, m in zip(plan.coeffs, plan.scales)])),
-            scales=tuple(plan.scales), labels=tuple(feature_label(self.lens, i) for i in plan.ids),
+            scales=tuple(plan.scales), labels=tuple(self.labels.label(i) for i in plan.ids),
             cancelled=cancelled, chat=plan.chat, first_candidate_s=first_at, elapsed_s=elapsed,
             tokens_generated=generated, method=plan.method, instruction=plan.instruction, ladder=plan.ladder,
         )
         yield SteerDone(result)
 
-    def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Any,
+    def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Cache | None,
                    multiplier: float = 1.0) -> Candidate:
         # Control characters (a model can sample \x0b, \x1c...) would become line breaks in the editor,
         # or worse: the writer gets, and the scores describe, the text without them.
@@ -989,25 +998,7 @@ def _seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + index * 7919 + 12345) % (2**63 - 1)
 
 
-def _crop(cache: Any, remove: int) -> None:
+def _crop(cache: Cache | None, remove: int) -> None:
     """Drop the last `remove` positions from a key/value cache (a negative count works across versions)."""
     if cache is not None and remove > 0:
         cache.crop(-remove)
-
-
-def steer(lens: Any, text: str, start: int, end: int, request: SteerRequest, cancel: CancelToken | None = None,
-          on_event: Callable[[SteerEvent], None] | None = None) -> SteerResult:
-    """One-shot convenience: `Steerer(lens).run(...)`."""
-    return steerer_for(lens).run(text, start, end, request, cancel, on_event)
-
-
-def steerer_for(lens: Any) -> Steerer:
-    """The lens's Steerer, made once (it caches decoder directions and the first-token mask)."""
-    existing = getattr(lens, "_morph_steerer", None)
-    if existing is None:
-        existing = Steerer(lens)
-        try:
-            object.__setattr__(lens, "_morph_steerer", existing)
-        except AttributeError:
-            pass
-    return existing

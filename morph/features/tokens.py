@@ -19,9 +19,12 @@ and a tokenizer whose splices miss twice is not spliced again.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 Tokens = tuple[np.ndarray, np.ndarray]  # ids [n], character offsets [n, 2]
 
@@ -93,7 +96,7 @@ def anchor_after(text: str, pos: int) -> int | None:
     return None
 
 
-def splice_is_exact(tokenizer: Any) -> bool:
+def splice_is_exact(tokenizer: PreTrainedTokenizerFast) -> bool:
     """Whether splices of this (Hugging Face fast) tokenizer equal full tokenizations (module docstring)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:

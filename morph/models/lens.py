@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from morph.errors import InputError, ModelLoadError
 from morph.models.hooks import HookPoint, resolve_hook, uses_layernorm
 from morph.models import default_model
 from morph.models.presets import DEFAULT_DIR, PRESETS, TL_TO_HF, default_sae_available
 from morph.models.remote_code import REFUSAL, is_remote_code_refusal, refuse_remote_code
+from morph.models.sae_like import SAELike
+
+if TYPE_CHECKING:
+    from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+_Loaded = TypeVar("_Loaded")
 
 
 @dataclass(frozen=True)
@@ -24,11 +32,19 @@ class LensSpec:
     device: str = "auto"
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Lens:
-    model: Any  # transformers PreTrainedModel, eval mode
-    tokenizer: Any  # a fast tokenizer (offsets are needed)
-    sae: Any  # morph.models.saes.NativeSAE or sae_lens.SAE
+    """A causal LM, its fast tokenizer, an SAE and the hook point joining them: built once, never changed.
+
+    `lock` is held around every forward pass of `model` by the engine (analysis, steering, concept
+    reading): hooks are registered on the model's modules, so two threads must not interleave passes with
+    hooks. It is re-entrant, so that engine code holding it may call a helper that takes it too.
+    `dataclasses.replace` keeps the same lock, as it keeps the same model. Labels and statistics are not
+    here: they belong to the engine (morph.features.engine.Engine)."""
+
+    model: PreTrainedModel  # eval mode
+    tokenizer: PreTrainedTokenizerFast  # a fast tokenizer (offsets are needed)
+    sae: SAELike  # morph.models.saes.NativeSAE or sae_lens.SAE
     hook: HookPoint
     device: str
     model_name: str
@@ -37,7 +53,7 @@ class Lens:
     bos_token_id: int | None
     context_size: int
     sae_dir: Path | None = None  # where a label file may sit beside the SAE
-    labels: Any = field(default=None, repr=False)  # filled by morph.features.labels
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def d_sae(self) -> int:
@@ -140,7 +156,8 @@ def _looks_like_path(name: str) -> bool:
             or "\\" in name or (len(name) > 1 and name[1] == ":"))
 
 
-def _from_pretrained(loader: Any, name: str, what: str, part: str | None = None, **kwargs: Any) -> Any:
+def _from_pretrained(loader: Callable[..., _Loaded], name: str, what: str, part: str | None = None,
+                     **kwargs: object) -> _Loaded:
     """Load from a folder, the local cache, then (unless offline) the hub; errors become one line.
 
     `what` names the thing the user gave (model), `part` the piece being loaded (its tokenizer)."""
@@ -186,7 +203,7 @@ def resolve_model_name(name: str, progress: default_model.Progress | None = None
     return name
 
 
-def load_tokenizer(name: str) -> Any:
+def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The fast tokenizer of a model (a folder, or a hub id in the cache or online)."""
     from transformers import AutoTokenizer
 
@@ -199,7 +216,7 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
-def load_model_and_tokenizer(name: str, device: str) -> tuple[Any, Any]:
+def load_model_and_tokenizer(name: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """The model (eval mode, on `device`) and its fast tokenizer, from a folder, the cache or the hub.
 
     No code that comes with the model ever runs: a folder is checked by `refuse_remote_code` first, and
@@ -247,7 +264,7 @@ def sae_model_name(spec: str) -> str | None:
     return TL_TO_HF.get(lookup.model, lookup.model)
 
 
-def _sae_directory() -> Any:
+def _sae_directory() -> dict[str, PretrainedSAELookup]:
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     return get_pretrained_saes_directory()
@@ -283,7 +300,44 @@ def check_sae_spec(spec: str) -> None:
         raise ModelLoadError(f"unknown SAE release {release!r}: not in SAE-Lens's registry, not an HF repo:path")
 
 
-def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
+@dataclass(frozen=True)
+class SAEIdentity:
+    """What is known of an SAE without loading it: its spec, its Neuronpedia id, its width (None: unknown)."""
+
+    spec: str
+    neuronpedia_id: str | None
+    d_sae: int | None
+
+
+def sae_identity(spec: LensSpec) -> SAEIdentity:
+    """The SAE `spec` names (a preset's, the default's, a folder or a registry id), read from its cfg.json or
+    SAE-Lens's registry; nothing is downloaded or loaded."""
+    import json
+
+    sae = spec.sae
+    if sae is None:
+        name = spec.model or "default"
+        if name not in PRESETS:
+            raise InputError(f"model {name!r} needs an SAE: give --sae (a folder or RELEASE:SAE_ID)")
+        sae = PRESETS[name].sae
+    check_sae_spec(sae)
+    release, sae_id = _split_sae_spec(sae)
+    if sae_id is None:
+        cfg_path = Path(release).expanduser() / "cfg.json"
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"cannot read {cfg_path}: {_short(err)}") from None
+        meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+        npid = meta.get("neuronpedia_id") or cfg.get("neuronpedia_id")
+        d_sae = cfg.get("d_sae")
+        return SAEIdentity(sae, npid if isinstance(npid, str) else None, int(d_sae) if isinstance(d_sae, int) else None)
+    lookup = _sae_directory().get(release)
+    npid = lookup.neuronpedia_id.get(sae_id) if lookup is not None else None
+    return SAEIdentity(sae, npid, None)
+
+
+def load_sae(spec: str, device: str) -> tuple[SAELike, Path | None]:
     """Load an SAE; returns the SAE and the local folder it came from (if any).
 
     A local folder of an architecture morph.models.saes covers loads natively (importing SAE-Lens takes
@@ -294,7 +348,7 @@ def load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
     return sae, folder
 
 
-def _refuse_non_finite(sae: Any, spec: str) -> None:
+def _refuse_non_finite(sae: SAELike, spec: str) -> None:
     import torch
 
     for name, tensor in [*sae.named_parameters(), *sae.named_buffers()]:
@@ -304,7 +358,7 @@ def _refuse_non_finite(sae: Any, spec: str) -> None:
                                  f"{'s' if bad != 1 else ''}")
 
 
-def _load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
+def _load_sae(spec: str, device: str) -> tuple[SAELike, Path | None]:
     import warnings
 
     check_sae_spec(spec)
@@ -340,7 +394,7 @@ def _load_sae(spec: str, device: str) -> tuple[Any, Path | None]:
 _TRANSFORMER_LENS_CLASSES = {"HookedTransformer", "HookedSAETransformer"}
 
 
-def _wants_centring(model: Any, sae: Any) -> bool:
+def _wants_centring(model: PreTrainedModel, sae: SAELike) -> bool:
     """Whether the SAE was trained on TransformerLens activations with centred writing weights.
 
     SAE-Lens loads a HookedTransformer with `from_pretrained_no_processing(**model_from_pretrained_kwargs)`,

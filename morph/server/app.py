@@ -114,9 +114,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None):
     config = replace(engine.analyzer.config, cache_windows=min(engine.analyzer.config.cache_windows,
                                                                settings.cache_windows))
     store = DocumentStore(engine.lens, config, engine.labels.norms(), settings.max_documents)
-    from morph.features.concepts import forward_lock
-
-    turns = FairTurns(owns(forward_lock(engine.lens)))
+    turns = FairTurns(owns(engine.lens.lock))
     app = FastAPI(title="Morph engine server", version=str(API_VERSION), docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.store = store

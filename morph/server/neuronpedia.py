@@ -19,6 +19,7 @@ times the feature's decoder row at the SAE's hook (SIMPLE_ADDITIVE; the other me
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,6 @@ def encode_prompt(engine: Any, prompt: str) -> tuple[list[int], list[str], list[
     activations [n, d_sae] (a torch tensor on the model's device) of one forward pass over them."""
     import torch
 
-    from morph.features.concepts import forward_lock
     from morph.models.hooks import capture
 
     lens = engine.lens
@@ -130,22 +130,21 @@ def encode_prompt(engine: Any, prompt: str) -> tuple[list[int], list[str], list[
     if len(ids) > min(MAX_PROMPT_TOKENS, lens.context_size):
         raise InputError(f"the prompt has {len(ids)} tokens; at most {min(MAX_PROMPT_TOKENS, lens.context_size)}")
     special = set(getattr(lens.tokenizer, "all_special_ids", []) or [])
-    with forward_lock(lens), torch.inference_mode():
+    with lens.lock, torch.inference_mode():
         acts = capture(lens.model, lens.hook, torch.tensor([ids], device=lens.device))[0].to(lens.sae.dtype)
         feats = lens.sae.encode(acts).float() * decoder_norms(lens)
     tokens = [lens.tokenizer.decode([i]) for i in ids]
     return ids, tokens, [i in special for i in ids], feats
 
 
+_DECODER_NORMS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
 def decoder_norms(lens: Any) -> Any:
-    """||W_dec[f]|| per feature (what SAE-Lens's fold_W_dec_norm moves into the encoder), cached."""
-    norms = getattr(lens, "_morph_decoder_norms", None)
+    """||W_dec[f]|| per feature (what SAE-Lens's fold_W_dec_norm moves into the encoder), once per lens."""
+    norms = _DECODER_NORMS.get(lens)
     if norms is None:
-        norms = lens.sae.W_dec.detach().float().norm(dim=-1)
-        try:
-            object.__setattr__(lens, "_morph_decoder_norms", norms)
-        except AttributeError:
-            pass
+        norms = _DECODER_NORMS[lens] = lens.sae.W_dec.detach().float().norm(dim=-1)
     return norms
 
 
@@ -242,7 +241,6 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     seeded; `added` (or nothing) is added to the activations at the hook on every position."""
     import torch
 
-    from morph.features.concepts import forward_lock
     from morph.models.hooks import _cache_argument, edit_activations
 
     generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
@@ -252,7 +250,7 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     step = torch.tensor([ids], device=lens.device)
     eos = lens.tokenizer.eos_token_id
     cache_name = _cache_argument(lens.model)
-    with forward_lock(lens), torch.inference_mode():
+    with lens.lock, torch.inference_mode():
         edit = (lambda acts: acts + added.to(acts.dtype)) if added is not None else (lambda acts: acts)
         with edit_activations(lens.model, lens.hook, edit):
             for _ in range(request.nCompletionTokens):

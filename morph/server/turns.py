@@ -5,7 +5,7 @@ steps (morph.features.analysis: between stages and batches, and between layers).
 next checkpoint; there, if another request is waiting, it hands the turn to the one waiting longest and
 queues behind the others. So when one editor opens a long document (many batches) while another types, the
 typist's block goes between two of the long analysis's batches instead of after all of them. A checkpoint
-reached while the thread holds the model's forward lock (between the layers of a forward pass) never waits:
+reached while the thread holds the model's lock (Lens.lock) (between the layers of a forward pass) never waits:
 the request waiting could not run the model before that pass ends anyway, and waiting there would deadlock.
 """
 
