@@ -23,7 +23,7 @@ import time
 from contextlib import closing
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -55,6 +55,9 @@ from morph.editor.status import StatusBar
 from morph.editor.steer_screen import EDITED, SteerPane
 from morph.features.priority import InputPriority
 
+if TYPE_CHECKING:
+    from morph.features.engine import EngineLike
+
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
@@ -63,6 +66,7 @@ PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block 
 INPUT_EVENTS = (events.Key, events.Paste, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspended (it restyles per edit)
 WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
+SERVER_RETRY_S = 2.0  # a remote engine's server that is down is asked again after this long
 AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
@@ -122,7 +126,8 @@ class MorphApp(App):
     ]
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
-                 engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
+                 engine_factory: Callable[[Callable[[str, float], None]], "EngineLike"] | None = None,
+                 model_note: str = "",
                  loaded: Any = None, settings_error: str = "") -> None:
         """`settings_error`: why the config file could not be used (the editor then runs on the defaults)."""
         super().__init__()
@@ -136,7 +141,7 @@ class MorphApp(App):
         self._clean_text = text  # the text as on disk (or as started): undoing back to it is unmodified
         self._history_moved = False  # an undo or redo is under way: its change may lead back to _clean_text
         self.engine_factory = engine_factory  # None: run without a model
-        self.engine: Any = None
+        self.engine: EngineLike | None = None  # local (features.engine.Engine) or a server's (morph.server)
         self.model_note = model_note
         self.settings_error = settings_error
         self.generation = 0
@@ -154,6 +159,8 @@ class MorphApp(App):
         self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
         self._analysed_focus = 0  # the cursor offset (in the analysed text) the latest analysis started at
         self._pause_started = 0.0
+        self._server_trouble = ""  # a remote engine's server: "down" or "refused" until an analysis comes back
+        self._server_retry: Any = None
         self.last_latency_ms: float | None = None
         self.modified = False
         self._widgets: dict[type, Any] = {}
@@ -316,9 +323,20 @@ class MorphApp(App):
     # --- the model --------------------------------------------------------------------------------
     @work(thread=True, group="model", exit_on_error=False, name="load model")
     def load_engine(self) -> None:
+        from morph.errors import LoadCancelled
+
         started = time.perf_counter()
+        worker = get_current_worker()
+
+        def progress(what: str, done: float) -> None:
+            if worker.is_cancelled:  # the editor is closing: a factory still waiting (for a server) stops here
+                raise LoadCancelled("the editor closed")
+            self.post_message(EngineProgress(what, done))
+
         try:
-            engine = self.engine_factory(lambda what, done: self.post_message(EngineProgress(what, done)))
+            engine = self.engine_factory(progress)
+        except LoadCancelled:
+            return
         except MemoryError:
             self.post_message(EngineFailed("not enough memory to load the model"))
         except Exception as err:  # noqa: BLE001 - any failure is shown, the editor keeps working
@@ -345,7 +363,9 @@ class MorphApp(App):
 
     def on_engine_progress(self, message: EngineProgress) -> None:
         """The first start converts the default model (about a minute): say so, with how far it is."""
-        if self.engine is None:
+        if self.engine is None and message.done < 0:  # a remote engine whose server is not answering yet
+            self.status.update_state(state="server down", detail=f"({message.what})")
+        elif self.engine is None:
             self.status.update_state(state="loading model",
                                      detail=f"(first start: preparing the model, {message.what} {message.done:.0%})")
 
@@ -502,6 +522,7 @@ class MorphApp(App):
         the analysis started in (made here, so the UI thread only colours it and swaps it in); after a
         partial result the next event is not asked for until the UI has drawn it, so the edited paragraph
         is drawn before the rest of the document competes with it for the interpreter."""
+        from morph.errors import ServerRefused, ServerUnavailable
         from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResult
 
         worker = get_current_worker()
@@ -527,6 +548,10 @@ class MorphApp(App):
                         message.drawn.wait(PARTIAL_DRAW_WAIT_S)
         except AnalysisCancelled:
             return
+        except ServerUnavailable as err:
+            self.post_message(AnalysisFailed(generation, str(err), server="down"))
+        except ServerRefused as err:
+            self.post_message(AnalysisFailed(generation, str(err), server="refused"))
         except MemoryError:
             self.post_message(AnalysisFailed(generation, "out of memory during analysis"))
         except Exception as err:  # noqa: BLE001 - shown in the UI, the text is untouched
@@ -548,6 +573,9 @@ class MorphApp(App):
         self._scales = message.scales if message.scales is not None else self.engine.feature_scales(self.analysis)
         self._refresh_highlights(message.plan)
         self._refresh_panel()
+        if self._server_trouble:
+            self._server_trouble = ""
+            self.notify("the server is back: analysis resumed", title="Server back", timeout=4)
         if not message.partial:
             self.last_latency_ms = (time.perf_counter() - self._pause_started) * 1000
             self.status.update_state(state="idle", detail=f"({message.analysis.n_tokens} tokens)",
@@ -560,6 +588,18 @@ class MorphApp(App):
             self.status.update_state(state="analysing", detail=f"({message.done}/{message.total} blocks)")
 
     def on_analysis_failed(self, message: AnalysisFailed) -> None:
+        if message.server:  # a remote engine: say so once, and try again until the server is back
+            if self._server_trouble != message.server:
+                self._server_trouble = message.server
+                self.notify(message.error, title="Server down" if message.server == "down" else "Server refused",
+                            severity="warning", timeout=8)
+            self.status.update_state(state="server down" if message.server == "down" else "key refused",
+                                     detail="(retrying)" if message.server == "down" else "")
+            if message.generation == self.generation and message.server == "down":
+                if self._server_retry is not None:
+                    self._server_retry.stop()
+                self._server_retry = self.set_timer(SERVER_RETRY_S, lambda: self.schedule_analysis(0))
+            return
         if message.generation != self.generation:
             return
         self.status.update_state(state="error", detail="")
@@ -1249,8 +1289,15 @@ class MorphApp(App):
             self.notify("steering needs a model, and none is loaded", severity="warning")
             return
 
+        from morph.errors import MorphError
+
+        try:
+            steerer = self.engine.steerer()
+        except MorphError as err:  # e.g. a remote engine without steering
+            self.notify(str(err), title="Steering", severity="warning")
+            return
         self.panel.add_class("-steering")  # the pane takes the panel's place
-        pane.open(self.engine.steerer(), start, end)
+        pane.open(steerer, start, end)
 
     def _steering_open(self) -> bool:
         pane = self._widgets.get(SteerPane)
