@@ -10,4 +10,4 @@ alike. Results go to `benchmarks/results.json`. One module per benchmark, each w
 
 from __future__ import annotations
 
-BENCHMARKS = ("keystroke", "pause", "incremental", "overhead", "steer", "startup", "memory", "labels", "large")
+BENCHMARKS = ("keystroke", "pause", "incremental", "overhead", "steer", "startup", "memory", "labels", "large", "serve")

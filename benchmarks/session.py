@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
 
-    from morph.commands.edit import _engine_factory
+    from morph.commands.edit import local_engine_factory
     from morph.config import load_settings
     from morph.editor.app import MorphApp
     from morph.editor.messages import EngineReady
@@ -64,7 +64,7 @@ def main() -> int:
     settings = load_settings()
     loaded = read_document(args.file, max_bytes=settings.max_file_bytes)
     spec = LensSpec(model=args.model, sae=args.sae, device="cpu")
-    factory = _engine_factory(spec)
+    factory = local_engine_factory(spec)
 
     class SessionApp(MorphApp):
         def _display(self, screen, renderable) -> None:

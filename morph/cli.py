@@ -1,4 +1,4 @@
-"""The `morph` command: edit (default), analyze, steer, features, labels, models, train.
+"""The `morph` command: edit (default), analyze, steer, features, labels, models, train, serve.
 
 Each subcommand lives in `morph.commands.<name>` with `add_arguments(parser)` and `run(args) -> int`;
 they are imported only when chosen, so `morph --help` and the editor start without torch.
@@ -18,6 +18,7 @@ COMMANDS = {
     "labels": "fetch the SAE's feature labels (Neuronpedia's explanations) into the cache",
     "models": "list the default model and the presets",
     "train": "train the tokenizer, model, SAE and labels on a folder of text",
+    "serve": "serve the engine over HTTP for editors elsewhere (and Neuronpedia clients)",
 }
 
 
@@ -29,10 +30,14 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def add_lens_arguments(parser: argparse.ArgumentParser) -> None:
+def add_lens_arguments(parser: argparse.ArgumentParser, remote: bool = True) -> None:
     parser.add_argument("--model", help="Hugging Face model id or folder, or a preset name (see `morph models`)")
     parser.add_argument("--sae", help="SAE folder, or RELEASE:SAE_ID from SAE-Lens's registry, or HF_REPO:PATH")
     parser.add_argument("--device", default=None, help="auto (cuda, mps, cpu), cpu, cuda or mps")
+    if remote:
+        parser.add_argument("--server", metavar="URL",
+                            help="use the engine of `morph serve` at URL instead of loading a model here")
+        parser.add_argument("--secret-key", help="the server's secret key (default: $MORPH_SECRET_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ and the key. Example:
     model = "gpt2"
     sae = "gpt2-small-res-jb:blocks.8.hook_resid_pre"
     device = "auto"
+    server = "http://127.0.0.1:8765"   # optional: a `morph serve` engine instead of a local model
     debounce_ms = 300
     theme = "morph-paper"
     soft_wrap = true
@@ -71,6 +72,8 @@ class Settings:
     model: str | None = field(default=None, metadata=_meta("opt_str", "model name or folder"))
     sae: str | None = field(default=None, metadata=_meta("opt_str", "SAE release:id or folder"))
     device: str = field(default="auto", metadata=_meta("device", "auto, cpu, mps, cuda or cuda:N"))
+    server: str | None = field(default=None, metadata=_meta(
+        "opt_str", "URL of a `morph serve` engine to use instead of a local model (key: $MORPH_SECRET_KEY)"))
     debounce_ms: int = field(default=300, metadata=_meta("int", "pause before analysis", 0, 10_000))
     theme: str = field(default="morph-dark", metadata=_meta("theme", "theme name"))
     soft_wrap: bool = field(default=True, metadata=_meta("bool", "wrap long lines"))

@@ -13,3 +13,23 @@ class ModelLoadError(MorphError):
 
 class InputError(MorphError):
     """Bad input from the user: a file, an offset, a feature id, an option."""
+
+
+class ServerError(MorphError):
+    """The engine server (`morph serve`) refused a request or answered out of the protocol."""
+
+
+class ServerUnavailable(ServerError):
+    """The engine server cannot be reached now (down, restarting, too slow): try again later."""
+
+
+class ServerRefused(ServerError):
+    """The engine server refused this client's secret key."""
+
+
+class TextNotHeld(ServerError):
+    """The server does not hold the text an edit was made against: send the whole text."""
+
+
+class LoadCancelled(MorphError):
+    """The editor closed while its engine was loading (or waiting for its server)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from morph.errors import InputError
 
 if TYPE_CHECKING:
-    from morph.features.engine import Engine
+    from morph.features.engine import EngineLike
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,27 @@ def read_input(path: str) -> InputText:
     return InputText(loaded.path, raw[3 if loaded.had_bom else 0:].decode("utf-8", errors="replace"), shift)
 
 
-def engine_from_args(args: argparse.Namespace) -> Engine:
+def engine_from_args(args: argparse.Namespace) -> "EngineLike":
+    """The local engine for --model/--sae/--device, or the remote one of --server."""
+    server = getattr(args, "server", None)
+    if server:
+        return remote_engine(server, getattr(args, "secret_key", None), args)
     from morph.features.engine import Engine, LensSpec
 
     return Engine.load(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), progress=say_progress)
+
+
+def remote_engine(url: str, secret_key: str | None, args: argparse.Namespace | None = None) -> "EngineLike":
+    """The engine of the server at `url` (morph.server.remote.connect_engine); --model/--sae/--device
+    belong to the server then."""
+    if args is not None and (args.model or args.sae or args.device):
+        raise InputError("--server uses the server's model: leave out --model, --sae and --device")
+    try:
+        from morph.server.remote import connect_engine
+    except ImportError as err:
+        raise InputError(f"--server needs the 'serve' extra (pip install 'morph[serve]'): {err.name} "
+                         "is missing") from None
+    return connect_engine(url, secret_key)
 
 
 def say_progress(what: str, done: float) -> None:

@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
         text = loaded.text
     factory = None
     note = ""
-    if not args.no_model:
+    server = args.server or settings.server
+    if server and not args.no_model:
+        if args.model or args.sae or args.device:
+            raise InputError("--server uses the server's model: leave out --model, --sae and --device")
+        from morph.server.address import server_url
+
+        factory = remote_engine_factory(server_url(server), args.secret_key)
+    elif not args.no_model:
         from morph.features.engine import LensSpec
         from morph.models.presets import default_available
 
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
             note = HOW_TO_GET
         else:
-            factory = _engine_factory(spec, settings.labels_fetch == "always", settings.neuronpedia_url)
+            factory = local_engine_factory(spec, settings.labels_fetch == "always", settings.neuronpedia_url)
     from morph.editor.app import MorphApp
 
     app = MorphApp(str(loaded.path) if loaded else None, text, settings, factory, note, loaded=loaded,
@@ -60,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     return int(app.return_code or 0)
 
 
-def _engine_factory(spec, fetch_labels: bool = False, neuronpedia_url: str | None = None):
-    """`fetch_labels`: the user allows Neuronpedia's explanations to download on an SAE's first load."""
+def local_engine_factory(spec, fetch_labels: bool = False, neuronpedia_url: str | None = None):
+    """Builds the local engine (in the editor's loader thread); `progress` hears a first conversion.
+    `fetch_labels`: the user allows Neuronpedia's explanations to download on an SAE's first load."""
 
     def build(progress):
         import os
@@ -72,5 +80,33 @@ def _engine_factory(spec, fetch_labels: bool = False, neuronpedia_url: str | Non
         # Leave a core to the UI thread, so typing never waits for the model.
         threads = max(1, (os.cpu_count() or 2) - 1)
         return Engine.load(spec, AnalysisConfig(threads=threads), progress, fetch_labels, neuronpedia_url)
+
+    return build
+
+
+SERVER_RETRY_S = 2.0
+PROGRESS_EVERY_S = 0.25  # while waiting: `progress` is told this often (it raises once the editor closes)
+
+
+def remote_engine_factory(url: str, secret_key: str | None):
+    """Builds the engine of the server at `url` (morph.server.remote.connect_engine). A server that is down
+    is waited for: asked again every SERVER_RETRY_S, the wait told through `progress` (done < 0) every
+    PROGRESS_EVERY_S, until it answers or `progress` raises (the editor closing); a server that refuses the
+    key fails at once (the editor says so and works on without analysis)."""
+    def build(progress):
+        import time
+
+        from morph.errors import ServerUnavailable
+        from morph.server.remote import connect_engine
+
+        while True:
+            try:
+                return connect_engine(url, secret_key)
+            except ServerUnavailable as err:
+                waited = 0.0
+                while waited < SERVER_RETRY_S:
+                    progress(f"{err}; trying again", -1.0)
+                    time.sleep(PROGRESS_EVERY_S)
+                    waited += PROGRESS_EVERY_S
 
     return build

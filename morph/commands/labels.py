@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "into Morph's cache (the SAE needs a Neuronpedia id, as SAE-Lens's registry SAEs have).")
     fetch.add_argument("--url", help="the export bucket or a mirror (default: $MORPH_NEURONPEDIA_URL, the "
                        "neuronpedia_url setting, then Neuronpedia's own)")
-    add_lens_arguments(fetch)
+    add_lens_arguments(fetch, remote=False)  # fetching labels needs no engine: no --server
 
 
 def run(args: argparse.Namespace) -> int:

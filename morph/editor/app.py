@@ -21,13 +21,14 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import TextArea
+from textual.worker import get_current_worker
 
 from morph.editor.actions import (ACTIONS, BY_ID, NOT_IN_HELP, bindings, format_key, key_for, keymap, keys_in_force,
                                   keys_of)
@@ -47,6 +48,9 @@ from morph.editor.status import StatusBar
 from morph.editor.timing import TimingHook
 from morph.editor.steer_pane import SteerPane
 from morph.features.priority import InputPriority
+
+if TYPE_CHECKING:
+    from morph.features.engine import EngineLike
 
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
@@ -78,7 +82,8 @@ class MorphApp(App):
     COMMAND_PALETTE_BINDING = BY_ID["command_palette"].key
 
     def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
-                 engine_factory: Callable[[Callable[[str, float], None]], Any] | None = None, model_note: str = "",
+                 engine_factory: Callable[[Callable[[str, float], None]], "EngineLike"] | None = None,
+                 model_note: str = "",
                  loaded: Any = None, settings_error: str = "", timings: TimingHook | None = None) -> None:
         """`settings_error`: why the config file could not be used (the editor then runs on the defaults);
         `timings`: told the timing marks of morph.editor.timing (benchmarks), None: nothing measured."""
@@ -140,7 +145,8 @@ class MorphApp(App):
 
     # What the live analysis holds, as the app's callers (and tests) read it.
     @property
-    def engine(self) -> Any:
+    def engine(self) -> EngineLike | None:
+        """Local (features.engine.Engine) or a server's (morph.server); None until loaded."""
         return self.live.engine
 
     @property
@@ -293,9 +299,20 @@ class MorphApp(App):
     # --- the model --------------------------------------------------------------------------------
     @work(thread=True, group="model", exit_on_error=False, name="load model")
     def load_engine(self) -> None:
+        from morph.errors import LoadCancelled
+
         started = time.perf_counter()
+        worker = get_current_worker()
+
+        def progress(what: str, done: float) -> None:
+            if worker.is_cancelled:  # the editor is closing: a factory still waiting (for a server) stops here
+                raise LoadCancelled("the editor closed")
+            self.post_message(EngineProgress(what, done))
+
         try:
-            engine = self.engine_factory(lambda what, done: self.post_message(EngineProgress(what, done)))
+            engine = self.engine_factory(progress)
+        except LoadCancelled:
+            return
         except MemoryError:
             self.post_message(EngineFailed("not enough memory to load the model"))
         except Exception as err:  # noqa: BLE001 - any failure is shown, the editor keeps working
@@ -322,7 +339,9 @@ class MorphApp(App):
 
     def on_engine_progress(self, message: EngineProgress) -> None:
         """The first start converts the default model (about a minute): say so, with how far it is."""
-        if self.engine is None:
+        if self.engine is None and message.done < 0:  # a remote engine whose server is not answering yet
+            self.status.update_state(state="server down", detail=f"({message.what})")
+        elif self.engine is None:
             self.status.update_state(state="loading model",
                                      detail=f"(first start: preparing the model, {message.what} {message.done:.0%})")
 
@@ -672,8 +691,15 @@ class MorphApp(App):
             self.notify("steering needs a model, and none is loaded", severity="warning")
             return
 
+        from morph.errors import MorphError
+
+        try:
+            steerer = self.engine.steerer()
+        except MorphError as err:  # e.g. a remote engine without steering
+            self.notify(str(err), title="Steering", severity="warning")
+            return
         self.side.steering_opens()
-        pane.open(self.engine.steerer(), start, end)
+        pane.open(steerer, start, end)
 
     def steer_pane_found(self) -> SteerPane | None:
         """The steering pane, if it has been looked up (check_action asks before the screen is composed)."""

@@ -35,10 +35,12 @@ from morph.features.priority import InputPriority
 
 if TYPE_CHECKING:
     from morph.editor.app import MorphApp
+    from morph.features.engine import EngineLike
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
+SERVER_RETRY_S = 2.0  # a remote engine's server that is down is asked again after this long
 
 
 def _one_line(err: BaseException) -> str:
@@ -52,8 +54,9 @@ class LiveAnalysis:
 
     def __init__(self, app: MorphApp) -> None:
         self.app = app
-        self.engine: Any = None
-        """The analysis engine (morph.features.engine.Engine), once loaded; None: no analysis."""
+        self.engine: EngineLike | None = None
+        """The analysis engine, local (morph.features.engine.Engine) or a server's (morph.server), once loaded;
+        None: no analysis."""
         self.analysis: Any = None
         """The latest analysis drawn (morph.features.analysis.Analysis)."""
         self.base = 0
@@ -70,6 +73,8 @@ class LiveAnalysis:
         self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
         self._analysed_focus = 0  # the cursor offset (in the analysed text) the latest analysis started at
         self._pause_started = 0.0
+        self._server_trouble = ""  # a remote engine's server: "down" or "refused" until an analysis comes back
+        self._server_retry: Timer | None = None
 
     @property
     def timings(self) -> TimingHook | None:
@@ -80,7 +85,7 @@ class LiveAnalysis:
         return self.app.generation
 
     # --- the engine and the colours ---------------------------------------------------------------
-    def engine_ready(self, engine: Any) -> None:
+    def engine_ready(self, engine: EngineLike) -> None:
         self.engine = engine
         self.schedule(0)
 
@@ -139,6 +144,7 @@ class LiveAnalysis:
         UI thread only colours it and swaps it in); after a partial result the next event is not asked for until
         the UI has drawn it, so the edited paragraph is drawn before the rest of the document competes with it
         for the interpreter."""
+        from morph.errors import ServerRefused, ServerUnavailable
         from morph.features.analysis import AnalysisCancelled, BlockProgress, FinalResult
 
         app = self.app
@@ -174,6 +180,10 @@ class LiveAnalysis:
                         message.drawn.wait(PARTIAL_DRAW_WAIT_S)
         except AnalysisCancelled:
             return
+        except ServerUnavailable as err:
+            app.post_message(AnalysisFailed(generation, str(err), server="down"))
+        except ServerRefused as err:
+            app.post_message(AnalysisFailed(generation, str(err), server="refused"))
         except MemoryError:
             app.post_message(AnalysisFailed(generation, "out of memory during analysis"))
         except Exception as err:  # noqa: BLE001 - shown in the UI, the text is untouched
@@ -197,6 +207,9 @@ class LiveAnalysis:
         self._scales = message.scales if message.scales is not None else self.engine.feature_scales(self.analysis)
         self.refresh_highlights(message.plan)
         self.refresh_panel()
+        if self._server_trouble:
+            self._server_trouble = ""
+            app.notify("the server is back: analysis resumed", title="Server back", timeout=4)
         if not message.partial:
             self.last_latency_ms = (time.perf_counter() - self._pause_started) * 1000
             app.status.update_state(state="idle", detail=f"({message.analysis.n_tokens} tokens)",
@@ -209,6 +222,19 @@ class LiveAnalysis:
             self.app.status.update_state(state="analysing", detail=f"({message.done}/{message.total} blocks)")
 
     def on_failed(self, message: AnalysisFailed) -> None:
+        app = self.app
+        if message.server:  # a remote engine: say so once, and try again until the server is back
+            if self._server_trouble != message.server:
+                self._server_trouble = message.server
+                app.notify(message.error, title="Server down" if message.server == "down" else "Server refused",
+                           severity="warning", timeout=8)
+            app.status.update_state(state="server down" if message.server == "down" else "key refused",
+                                    detail="(retrying)" if message.server == "down" else "")
+            if message.generation == self.generation and message.server == "down":
+                if self._server_retry is not None:
+                    self._server_retry.stop()
+                self._server_retry = app.set_timer(SERVER_RETRY_S, lambda: self.schedule(0))
+            return
         if message.generation != self.generation:
             return
         self.app.status.update_state(state="error", detail="")

@@ -60,10 +60,13 @@ class AnalysisProgress(Message):
 
 
 class AnalysisFailed(Message):
-    def __init__(self, generation: int, error: str) -> None:
+    """`server`: "down" (a remote engine's server cannot be reached: retried) or "refused" (the key)."""
+
+    def __init__(self, generation: int, error: str, server: str = "") -> None:
         super().__init__()
         self.generation = generation
         self.error = error
+        self.server = server
 
 
 class FeatureChosen(Message):

@@ -13,7 +13,7 @@ WORDS_PER_MINUTE = 230
 @dataclass(frozen=True)
 class StatusState:
     model: str = "no model"
-    state: str = "idle"  # loading model | idle | waiting | analysing | error | off | no model
+    state: str = "idle"  # loading model | idle | waiting | analysing | error | off | no model | server down | key refused
     detail: str = ""
     latency_ms: float | None = None
     words: int = 0
@@ -48,7 +48,7 @@ class StatusBar(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(("● " if s.modified else "") + s.file, style="bold")
         text.append("  ")
-        colour = {"error": "red", "analysing": "yellow", "loading model": "yellow", "waiting": "yellow"}.get(s.state, "green")
+        colour = {"error": "red", "server down": "red", "key refused": "red", "analysing": "yellow", "loading model": "yellow", "waiting": "yellow"}.get(s.state, "green")
         text.append(f"{s.state}{(' ' + s.detail) if s.detail else ''}", style=colour)
         if s.latency_ms is not None:
             text.append(f" · {s.latency_ms:.0f} ms", style="dim")

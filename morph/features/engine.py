@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -16,14 +16,17 @@ from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Ana
 from morph.features.checks import check_feature
 from morph.features.intensity import unit_scales
 from morph.features.labels import FeatureInfo, FeatureLabels, load_labels
+from morph.features.ranking import FeatureNorms
 from morph.models.lens import LensSpec
 
 if TYPE_CHECKING:
+    from morph.features.concepts import Concept, ConceptMatch
     from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
-    from morph.features.steering import Steerer
+    from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
     from morph.models.lens import Lens
 
-__all__ = ["Engine", "FeatureReport", "LensSpec", "Occurrence", "TextWindow", "quiet_hf"]
+__all__ = ["Engine", "EngineLike", "FeatureReport", "LabelsLike", "LensSpec", "Occurrence", "SteererLike",
+           "TextWindow", "feature_report", "feature_scales", "quiet_hf"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,78 @@ def quiet_hf() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+class LabelsLike(Protocol):
+    """What the commands read of an engine's labels (FeatureLabels, or a server's through a RemoteEngine)."""
+
+    source: str
+
+    def label(self, feature: int) -> str: ...
+
+    def info(self, feature: int) -> FeatureInfo: ...
+
+    def search(self, query: str, limit: int = 10) -> list[int]: ...
+
+
+class SteererLike(Protocol):
+    """What the editor and the CLI use of a steerer: the local Steerer, or a server's
+    (morph.server.remote.RemoteSteerer)."""
+
+    def concepts(self, text: str, start: int, end: int, k: int = 10) -> list["Concept"]: ...
+
+    def search(self, query: str, limit: int = 10) -> list["Concept"]: ...
+
+    def more_like_this(self, example: str, text: str, start: int, end: int, k: int = 3) -> list["Concept"]: ...
+
+    def concepts_for(self, words: str, text: str, start: int, end: int, k: int = 8,
+                     example: str | None = None) -> list["ConceptMatch"]: ...
+
+    def label(self, feature: int) -> str: ...
+
+    def run(self, text: str, start: int, end: int, request: "SteerRequest", cancel: "CancelToken | None" = None,
+            on_event: Callable[["SteerEvent"], None] | None = None) -> "SteerResult": ...
+
+    def stream(self, text: str, start: int, end: int, request: "SteerRequest",
+               cancel: "CancelToken | None" = None) -> Iterator["SteerEvent"]: ...
+
+
+class EngineLike(Protocol):
+    """The engine's front door as the editor and the CLI use it: the local Engine and
+    morph.server.remote.RemoteEngine both satisfy it."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def sae_name(self) -> str: ...
+
+    @property
+    def labels(self) -> LabelsLike: ...
+
+    def analyze(self, text: str, generation: int = 0, focus: int | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                on_partial: Callable[[Analysis], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> Analysis: ...
+
+    def stream(self, text: str, generation: int = 0, focus: int | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               checkpoint: Callable[[], None] | None = None) -> Iterator[AnalysisEvent]: ...
+
+    def prepare(self, text: str, focus: int, should_stop: Callable[[], bool] | None = None,
+                checkpoint: Callable[[], None] | None = None) -> bool: ...
+
+    def analyze_windows(self, text: str, window_chars: int | None = None,
+                        context_chars: int | None = None) -> Iterator[TextWindow]: ...
+
+    def label(self, feature: int) -> str: ...
+
+    def steerer(self) -> SteererLike: ...
+
+    def feature_scales(self, analysis: Analysis) -> np.ndarray: ...
+
+    def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport: ...
 
 
 class Engine:
@@ -195,23 +270,32 @@ class Engine:
             return self._steerer
 
     def feature_scales(self, analysis: Analysis) -> np.ndarray:
-        """Per feature [d_sae], the activation that counts as full intensity in `analysis`: the one rule of
-        morph.features.intensity (statistics' typical max, else the max in this document, ...), the unit
-        steering strengths are given in too."""
-        norms = self.labels.norms()
-        return unit_scales(self.lens.d_sae, norms.typical if norms is not None else None, analysis.feature_max())
+        """Per feature [d_sae], the activation that counts as full intensity in `analysis` (feature_scales)."""
+        return feature_scales(analysis, self.labels.norms())
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
         """`feature`'s label and statistics, and every token of `analysis` where it fires."""
-        info = self.labels.info(feature)
-        values = analysis.feature_values(feature)
-        active = np.nonzero(values > 0)[0]
-        occurrences = tuple(
-            Occurrence(int(analysis.offsets[i, 0]), int(analysis.offsets[i, 1]), float(values[i])) for i in active
-        )
-        return FeatureReport(
-            info=info, active_tokens=len(active), total_tokens=analysis.n_tokens,
-            max_act=float(values.max()) if len(values) else 0.0,
-            mean_when_active=float(values[active].mean()) if len(active) else 0.0,
-            occurrences=occurrences,
-        )
+        return feature_report(self.labels.info(feature), analysis)
+
+
+def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:
+    """Per feature [d_sae], the activation that counts as full intensity in `analysis`: the one rule of
+    morph.features.intensity (statistics' typical max, else the max in this document, ...), the unit
+    steering strengths are given in too. Shared by the local engine and a server's (morph.server.remote),
+    which has the server's statistics."""
+    return unit_scales(analysis.d_sae, norms.typical if norms is not None else None, analysis.feature_max())
+
+
+def feature_report(info: FeatureInfo, analysis: Analysis) -> FeatureReport:
+    """One feature (`info`: its label and statistics) in one analysed document: every token where it fires."""
+    values = analysis.feature_values(info.id)
+    active = np.nonzero(values > 0)[0]
+    occurrences = tuple(
+        Occurrence(int(analysis.offsets[i, 0]), int(analysis.offsets[i, 1]), float(values[i])) for i in active
+    )
+    return FeatureReport(
+        info=info, active_tokens=len(active), total_tokens=analysis.n_tokens,
+        max_act=float(values.max()) if len(values) else 0.0,
+        mean_when_active=float(values[active].mean()) if len(active) else 0.0,
+        occurrences=occurrences,
+    )

@@ -1,0 +1,83 @@
+"""10. A keystroke's re-analysis through `morph serve` (loopback) against the local engine, at two sizes.
+
+A document of 2,000 and one of 8,000 tokens (quick: 1,000 and 4,000) is analysed once by a local Engine
+and once through a RemoteEngine against a server on 127.0.0.1 (the same lens, served from a thread of this
+process, so client and server share the cores as they would on one laptop). Then, repeatedly, one letter is
+typed in the middle of the document and both re-analyse it as the editor does (focus at the cursor); the
+order of the two alternates between repeats. Figures: remote time / local time per size (what the server
+adds: the JSON delta of the edited rows, HTTP, decoding), and remote time at the large size / at the small
+one (a keystroke through the server should cost the edit, not the document: about 1×).
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks.common import Context, Figure, figure
+from benchmarks.corpus import document_tokens
+
+NAME = "serve"
+
+
+def run(ctx: Context) -> list[Figure]:
+    import socket
+    import threading
+
+    import uvicorn
+
+    from morph.features.engine import Engine
+    from morph.server.app import create_app
+    from morph.server.remote import RemoteEngine
+
+    lens = ctx.load()
+    served = Engine(lens, ctx.analysis_config())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="error",
+                                           access_log=False, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    sizes = ctx.pick((2000, 8000), (1000, 4000), (300, 900))
+    reps = ctx.pick(15, 7, 2)
+    figures: list[Figure] = []
+    remote_ms: dict[int, list[float]] = {}
+    try:
+        for size in sizes:
+            text = document_tokens(ctx.count_tokens, size, seed=11)
+            local = Engine(lens, ctx.analysis_config())
+            remote = RemoteEngine(f"http://127.0.0.1:{port}")
+            local.analyze(text)
+            remote.analyze(text)
+            at = len(text) // 2
+            ratios, local_ms, through_ms = [], [], []
+            for rep in range(reps):
+                text = text[:at] + "e" + text[at:]
+                at += 1
+                timings = {}
+                for which in (("local", "remote") if rep % 2 == 0 else ("remote", "local")):
+                    engine = local if which == "local" else remote
+                    t0 = time.perf_counter()
+                    engine.analyze(text, rep + 1, focus=at)
+                    timings[which] = time.perf_counter() - t0
+                ratios.append(timings["remote"] / timings["local"])
+                local_ms.append(timings["local"] * 1000)
+                through_ms.append(timings["remote"] * 1000)
+            remote.close()
+            remote_ms[size] = through_ms
+            fig = figure(f"serve_vs_local_{size}", f"keystroke re-analysis through a loopback server / local, "
+                         f"{size} tokens", ratios, unit="×", local_ms=sorted(local_ms), remote_ms=sorted(through_ms))
+            fig.benchmark = NAME
+            figures.append(fig)
+        small, large = sizes
+        pairs = [b / a for a, b in zip(remote_ms[small], remote_ms[large])]
+        fig = figure(f"serve_{large}_vs_{small}", f"keystroke through the server, {large} / {small} tokens", pairs,
+                     unit="×")
+        fig.benchmark = NAME
+        figures.append(fig)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return figures
