@@ -77,7 +77,8 @@ def test_memory_follows_the_window_not_the_file(tmp_path, lens_args):
 
 def test_windows_report_what_one_window_reports(tmp_path, lens_args, capsys):
     """The same tokens and paragraphs, a window at a time or all at once; the features differ only where a
-    block's left context was cut (the first block of each window): here under 1 token in 20."""
+    window's first segment was cut otherwise than in the whole text (morph.features.windows): here under 1
+    token in 20."""
     path = tmp_path / "doc.txt"
     path.write_text(prose(12_000, seed=3).replace("\n\n", "\r\n\r\n", 5))
     reports = []

@@ -1,4 +1,4 @@
-"""The wire format between `morph serve` and a RemoteEngine: JSON, never pickle.
+"""The wire format between `morph serve` and a RemoteEngine: JSON, never a Python object format.
 
 An array travels as {"dtype", "shape", "b64"}: its bytes, little-endian, base64, with only the numeric
 dtypes Morph uses accepted back, so a result through the server equals the local one bit for bit.
