@@ -28,9 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from morph.config import load_settings
-    from morph.features.engine import Engine
+    from morph.features.engine import Engine, LensSpec
     from morph.features.neuronpedia_fetch import export_url
-    from morph.models.lens import LensSpec
 
     settings = load_settings()
     spec = LensSpec(model=args.model or settings.model, sae=args.sae or settings.sae)

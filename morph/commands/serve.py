@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         if args.replicas < 1:
             raise InputError("--replicas must be at least 1")
-        from morph.models.lens import LensSpec
+        from morph.features.engine import LensSpec
         from morph.server.ray_serve import serve_with_ray
 
         serve_with_ray(LensSpec(model=args.model, sae=args.sae, device=args.device or "auto"), args.host,

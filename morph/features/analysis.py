@@ -294,6 +294,21 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
+def drain(events: Iterator[AnalysisEvent], on_partial: Callable[[Analysis], None] | None = None,
+          on_progress: Callable[[int, int], None] | None = None) -> Analysis | None:
+    """Run an analysis stream to its end (closing it): the final result (None if the stream ended without
+    one); `on_partial` and `on_progress` hear the other events."""
+    with closing(events):
+        for event in events:
+            if isinstance(event, FinalResult):
+                return event.analysis
+            if isinstance(event, PartialResult) and on_partial is not None:
+                on_partial(event.analysis)
+            elif isinstance(event, BlockProgress) and on_progress is not None:
+                on_progress(event.done, event.total)
+    return None
+
+
 def cut_blocks(text: str, offsets: np.ndarray, config: AnalysisConfig) -> list[tuple[int, int]]:
     """Token ranges of the blocks (see the module docstring). A function of the tokens alone."""
     n = len(offsets)
@@ -390,15 +405,10 @@ class Analyzer:
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
         """`stream` drained: the final result; `on_partial` and `on_progress` hear the other events."""
         events = self.stream(text, generation, focus, should_stop, checkpoint, partials=on_partial is not None)
-        with closing(events):
-            for event in events:
-                if isinstance(event, FinalResult):
-                    return event.analysis
-                if isinstance(event, PartialResult) and on_partial is not None:
-                    on_partial(event.analysis)
-                elif isinstance(event, BlockProgress) and on_progress is not None:
-                    on_progress(event.done, event.total)
-        raise AssertionError("an analysis stream ends with its final result")
+        result = drain(events, on_partial, on_progress)
+        if result is None:
+            raise AssertionError("an analysis stream ends with its final result")
+        return result
 
     def stream(self, text: str, generation: int = 0, focus: int | None = None,
                should_stop: Callable[[], bool] | None = None, checkpoint: Callable[[], None] | None = None,

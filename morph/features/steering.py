@@ -420,6 +420,19 @@ def chat_messages(before: str, core: str, instruction: str) -> list[dict[str, st
     return [{"role": "system", "content": system}, {"role": "user", "content": f"{instruction}\n{core}"}]
 
 
+def run_to_end(events: Iterator[SteerEvent], on_event: Callable[[SteerEvent], None] | None = None
+               ) -> SteerResult | None:
+    """A steering stream run to its end: its result (None if it ended without one); `on_event` sees every
+    event."""
+    result = None
+    for event in events:
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, SteerDone):
+            result = event.result
+    return result
+
+
 @dataclass
 class _Plan:
     request: SteerRequest
@@ -504,12 +517,7 @@ class Steerer:
     def run(self, text: str, start: int, end: int, request: SteerRequest, cancel: CancelToken | None = None,
             on_event: Callable[[SteerEvent], None] | None = None) -> SteerResult:
         """Run to the end (or the cancel) and return the ranked result; `on_event` sees every event."""
-        result = None
-        for event in self.stream(text, start, end, request, cancel):
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, SteerDone):
-                result = event.result
+        result = run_to_end(self.stream(text, start, end, request, cancel), on_event)
         assert result is not None
         return result
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from morph.errors import InputError, ServerError
 from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent, AnalysisStats, BlockProgress,
-                                     FinalResult, find_paragraphs)
+                                     FinalResult, drain, find_paragraphs)
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
 from morph.features.labels import FeatureInfo
 
@@ -102,11 +102,9 @@ class NeuronpediaEngine:
                 on_partial: Callable[[Analysis], None] | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
-        for event in self.stream(text, generation, focus, should_stop, checkpoint):
-            if isinstance(event, FinalResult):
-                return event.analysis
-            if isinstance(event, BlockProgress) and on_progress is not None:
-                on_progress(event.done, event.total)
+        result = drain(self.stream(text, generation, focus, should_stop, checkpoint), on_partial, on_progress)
+        if result is not None:
+            return result
         raise ServerError("the Neuronpedia server's analysis ended early")
 
     def stream(self, text: str, generation: int = 0, focus: int | None = None,

@@ -20,14 +20,14 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from morph.errors import InputError, MorphError, ServerError, ServerRefused, ServerUnavailable, TextNotHeld
 from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent, BlockProgress, FinalResult,
-                                     PartialResult)
+                                     PartialResult, drain)
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
 from morph.features.labels import FeatureInfo
 from morph.features.ranking import FeatureNorms
@@ -228,14 +228,9 @@ class RemoteSteerer:
 
     def run(self, text: str, start: int, end: int, request: "SteerRequest", cancel: "CancelToken | None" = None,
             on_event: "Callable[[SteerEvent], None] | None" = None) -> "SteerResult":
-        from morph.features.steering import SteerDone
+        from morph.features.steering import run_to_end
 
-        result = None
-        for event in self.stream(text, start, end, request, cancel):
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, SteerDone):
-                result = event.result
+        result = run_to_end(self.stream(text, start, end, request, cancel), on_event)
         if result is None:
             raise ServerUnavailable(f"the server at {self._engine.url} ended the rewrite early")
         return result
@@ -323,15 +318,9 @@ class RemoteEngine:
                 on_partial: Callable[[Analysis], None] | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
                 checkpoint: Callable[[], None] | None = None) -> Analysis:
-        events = self.stream(text, generation, focus, should_stop, checkpoint)
-        with closing(events):
-            for event in events:
-                if isinstance(event, FinalResult):
-                    return event.analysis
-                if isinstance(event, PartialResult) and on_partial is not None:
-                    on_partial(event.analysis)
-                elif isinstance(event, BlockProgress) and on_progress is not None:
-                    on_progress(event.done, event.total)
+        result = drain(self.stream(text, generation, focus, should_stop, checkpoint), on_partial, on_progress)
+        if result is not None:
+            return result
         raise ServerUnavailable(f"the server at {self.url} ended the analysis early")
 
     def stream(self, text: str, generation: int = 0, focus: int | None = None,
