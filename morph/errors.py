@@ -33,3 +33,12 @@ class TextNotHeld(ServerError):
 
 class LoadCancelled(MorphError):
     """The editor closed while its engine was loading (or waiting for its server)."""
+
+
+def one_line(err: BaseException) -> str:
+    """What to show a user for `err`: a MorphError's own message; anything else as its type and the first line
+    of its message (at most 160 characters), never a traceback."""
+    if isinstance(err, MorphError):
+        return str(err)
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__

@@ -44,3 +44,24 @@ def test_the_keymap_holds_only_the_user_s_changes():
 def test_keys_as_texts_name_them():
     assert actions.format_key("ctrl+shift+s") == "Ctrl+Shift+S"
     assert [actions.short_key(k) for k in ("ctrl+g", "enter", "f4", "escape")] == ["^G", "⏎", "F4", "Esc"]
+
+
+def test_every_dialog_s_keys_come_from_the_registry_too():
+    from textual.screen import ModalScreen
+
+    from morph.editor import dialogs
+    from morph.editor.feature_screen import FeatureDetailScreen
+
+    for screen, target in ((dialogs.ConfirmScreen, "confirm"), (dialogs.GotoLineScreen, "goto_line"),
+                           (dialogs.HelpScreen, "help"), (dialogs.RecoveryScreen, "recovery"),
+                           (dialogs.PathScreen, "path_dialog"), (dialogs.OpenFileScreen, "path_dialog"),
+                           (dialogs.SaveAsScreen, "path_dialog"), (FeatureDetailScreen, "feature_details")):
+        assert issubclass(screen, ModalScreen)
+        ids = {binding.id for binding in screen.BINDINGS}
+        assert ids == {a.id for a in actions.ACTIONS if a.target == target and a.bound}, screen
+        for binding in screen.BINDINGS:
+            assert callable(getattr(screen, "action_" + binding.action.split("(")[0], None)) or \
+                binding.action.startswith("app."), binding.action
+    # a dialog's keys act in the dialog only: the keys screen lists the editor's, not theirs
+    assert not any(actions.in_help(a) for a in actions.ACTIONS if a.target in actions.DIALOGS)
+    assert actions.key_text("help.close") == "Esc / Q / F1"

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 # Paragraph reports wait in memory up to this size for the end of the token list (--json), then on disk.
 SPOOL_BYTES = 4 * 1024 * 1024
@@ -172,7 +172,7 @@ class TableOut:
 class Progress:
     """How far a long analysis is, on one line of stderr that rewrites itself (only on a terminal)."""
 
-    def __init__(self, total_chars: int, stream: Any = None) -> None:
+    def __init__(self, total_chars: int, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.total = total_chars
         self.started = time.monotonic()

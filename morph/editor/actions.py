@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from textual.binding import Binding
 
-Target = Literal["app", "document", "panel", "steer_pane", "find_bar"]
+Target = Literal["app", "document", "panel", "steer_pane", "find_bar", "confirm", "goto_line", "help", "recovery",
+                 "path_dialog", "feature_details"]
+DIALOGS: frozenset[str] = frozenset({"confirm", "goto_line", "help", "recovery", "path_dialog", "feature_details"})
+"""Targets that are dialogs: their keys act only while the dialog is open, so the help screen leaves them out."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,36 @@ ACTIONS: tuple[Action, ...] = (
            configurable=False, call="previous"),
     Action("find_bar.toggle_case", "In the find bar: match case on/off", "alt+c", target="find_bar",
            configurable=False, call="toggle_case"),
+    Action("confirm.cancel", "In a question: cancel (or no, when there is no cancel)", "escape", target="confirm",
+           configurable=False, call="choose('cancel')"),
+    Action("confirm.yes", "In a question: yes", "y", target="confirm", configurable=False, call="choose('yes')"),
+    Action("confirm.no", "In a question: no", "n", target="confirm", configurable=False, call="choose('no')"),
+    Action("confirm.previous", "In a question: previous button", "left", target="confirm", configurable=False,
+           call="app.focus_previous"),
+    Action("confirm.next", "In a question: next button", "right", target="confirm", configurable=False,
+           call="app.focus_next"),
+    Action("goto_line.cancel", "Go to line: cancel", "escape", target="goto_line", configurable=False,
+           call="cancel"),
+    Action("help.close", "The keys screen: close it", "escape,q,f1", target="help", configurable=False,
+           call="close"),
+    Action("recovery.later", "Recovered text: decide later (open the file as on disk)", "escape",
+           target="recovery", configurable=False, call="choose('later')"),
+    Action("recovery.restore", "Recovered text: restore it", "r", target="recovery", configurable=False,
+           call="choose('restore')"),
+    Action("recovery.discard", "Recovered text: discard it", "d", target="recovery", configurable=False,
+           call="choose('discard')"),
+    Action("path_dialog.cancel", "Open / save as: cancel", "escape", target="path_dialog", configurable=False,
+           call="cancel"),
+    Action("path_dialog.submit", "Open / save as: this path (saving over a file: twice)", "enter",
+           target="path_dialog", configurable=False, bound=False),
+    Action("feature_details.close", "Feature details: close", "escape", target="feature_details",
+           configurable=False, call="close"),
+    Action("feature_details.pin", "Feature details: pin the feature", "p", target="feature_details",
+           configurable=False, call="pin"),
+    Action("feature_details.jump", "Feature details: jump to the highlighted place", "enter",
+           target="feature_details", configurable=False, bound=False),
+    Action("find_bar.submit", "In the find bar: next match (in the replace box: replace)", "enter",
+           target="find_bar", configurable=False, bound=False),
     Action("document.start", "Start of the document", "ctrl+home", target="document", configurable=False,
            call="cursor_document_start"),
     Action("document.end", "End of the document", "ctrl+end", target="document", configurable=False,
@@ -138,9 +171,14 @@ ACTIONS: tuple[Action, ...] = (
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
 CONFIGURABLE: tuple[Action, ...] = tuple(action for action in ACTIONS if action.configurable)
 NOT_IN_HELP = frozenset({"panel.detail_too", "steer_pane.next_widget", "steer_pane.previous_widget", "steer_pane.close", "find_bar.close",
-                         "find_bar.next", "find_bar.previous", "find_bar.toggle_case", "document.start",
+                         "find_bar.next", "find_bar.previous", "find_bar.toggle_case", "find_bar.submit", "document.start",
                          "document.end", "document.select_to_start", "document.select_to_end"})
-"""Bound, but not listed in the help screen (the usual keys of a text box; keys the help has under another name)."""
+"""Bound, but not listed in the help screen (the usual keys of a text box; keys the help has under another name).
+Neither are the dialogs' keys (DIALOGS)."""
+
+
+def in_help(action: Action) -> bool:
+    return action.id not in NOT_IN_HELP and action.target not in DIALOGS
 
 
 def default_keys() -> dict[str, str]:
@@ -174,6 +212,11 @@ def bindings(target: Target) -> list[Binding]:
 def key_for(action_id: str, keys: dict[str, str] | None = None) -> str:
     """The key(s) of an action now, from `keys` (keys_in_force), else its default: what a text names."""
     return (keys or {}).get(action_id) or BY_ID[action_id].key
+
+
+def key_text(action_id: str, keys: dict[str, str] | None = None) -> str:
+    """The key(s) of an action as a text names them: 'Esc', 'Ctrl+G', 'Esc / Q / F1'."""
+    return format_key(key_for(action_id, keys))
 
 
 def keys_of(target: Target, keys: dict[str, str]) -> frozenset[str]:

@@ -21,7 +21,7 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar, cast
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import TextArea
 from textual.worker import get_current_worker
 
-from morph.editor.actions import (ACTIONS, BY_ID, NOT_IN_HELP, bindings, format_key, key_for, keymap, keys_in_force,
+from morph.editor.actions import (ACTIONS, BY_ID, bindings, format_key, in_help, key_text, keymap, keys_in_force,
                                   keys_of)
 from morph.editor.dialogs import GotoLineScreen, HelpScreen
 from morph.editor.document import DocumentView
@@ -47,10 +47,21 @@ from morph.editor.preview import PreviewPane
 from morph.editor.status import StatusBar
 from morph.editor.timing import TimingHook
 from morph.editor.steer_pane import SteerPane
+from morph.errors import one_line
 from morph.features.priority import InputPriority
 
 if TYPE_CHECKING:
+    from textual.await_complete import AwaitComplete
+    from textual.timer import Timer
+    from textual.widget import Widget
+
+    from morph.config import Settings
+    from morph.features.analysis import Analysis
     from morph.features.engine import EngineLike
+    from morph.textio import LoadedText
+
+W = TypeVar("W", bound="Widget")
+R = TypeVar("R")
 
 LARGE_COUNTS = 300_000  # past this many characters, word counts are updated after a pause, not per key
 GC_THRESHOLDS = (5000, 20, 20)  # gc.set_threshold once the model is loaded (defaults: 700, 10, 10)
@@ -59,11 +70,6 @@ LARGE_STYLING = 100_000  # past this many characters, Markdown styling is suspen
 DIALOG_SETTLE_S = 0.5  # the longest a key waits for a dialog to finish with the key before it (_after_dialog_key)
 
 APP_ACTIONS = {action.id: action for action in ACTIONS if action.target == "app"}
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 class MorphApp(App):
@@ -81,17 +87,17 @@ class MorphApp(App):
     BINDINGS = bindings("app")
     COMMAND_PALETTE_BINDING = BY_ID["command_palette"].key
 
-    def __init__(self, path: str | None = None, text: str = "", settings: Any = None,
+    def __init__(self, path: str | None = None, text: str = "", settings: Settings | None = None,
                  engine_factory: Callable[[Callable[[str, float], None]], "EngineLike"] | None = None,
                  model_note: str = "",
-                 loaded: Any = None, settings_error: str = "", timings: TimingHook | None = None) -> None:
+                 loaded: LoadedText | None = None, settings_error: str = "", timings: TimingHook | None = None) -> None:
         """`settings_error`: why the config file could not be used (the editor then runs on the defaults);
         `timings`: told the timing marks of morph.editor.timing (benchmarks), None: nothing measured."""
         super().__init__()
         self.timings = timings
         from morph.config import Settings
 
-        self.settings = settings or Settings()
+        self.settings: Settings = settings or Settings()
         self.initial_text = text
         self.session = DocumentSession(self, path, text, loaded)
         """The document session: path, modified state, recovery, autosave, the file flows."""
@@ -102,7 +108,7 @@ class MorphApp(App):
         """The side area's switcher: panel, preview, steering pane."""
         self.live = LiveAnalysis(self)
         """The live analysis: engine, results, pin, colours, debounce, worker, highlights, panel."""
-        self._widgets: dict[type, Any] = {}
+        self._widgets: dict[type[Widget], Widget] = {}
         self.keys = keys_in_force(self.settings.keys)
         """Every action's key(s) now (action id -> Textual key names): what the texts that name a key read."""
         self.set_keymap(keymap(self.settings.keys))
@@ -114,8 +120,8 @@ class MorphApp(App):
         self._keys_waiting: list[events.Event] | None = None  # typed while a dialog handles the key before
         self._dialog_key: events.Event | None = None  # that key
         self._dialog_key_back = False  # it came back from the dialog's widgets to the app's bindings
-        self._counts_timer: Any = None
-        self._preview_timer: Any = None
+        self._counts_timer: Timer | None = None
+        self._preview_timer: Timer | None = None
         self._restore_signals: Callable[[], None] | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
@@ -134,14 +140,14 @@ class MorphApp(App):
         yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
-    def _base(self, widget_type: type) -> Any:
+    def _base(self, widget_type: type[W]) -> W:
         """A widget of the editor screen, even while a dialog is on top (App.query_one searches the
         active screen, and background results keep arriving while a dialog is open) or while the app
         shuts down (updating a detached widget is harmless). Looked up once."""
         found = self._widgets.get(widget_type)
         if found is None:
             found = self._widgets[widget_type] = self.screen_stack[0].query_one(widget_type)
-        return found
+        return cast(W, found)
 
     # What the live analysis holds, as the app's callers (and tests) read it.
     @property
@@ -150,7 +156,7 @@ class MorphApp(App):
         return self.live.engine
 
     @property
-    def analysis(self) -> Any:
+    def analysis(self) -> Analysis | None:
         return self.live.analysis
 
     @property
@@ -179,7 +185,7 @@ class MorphApp(App):
         return self.session.path
 
     @property
-    def loaded(self) -> Any:
+    def loaded(self) -> LoadedText | None:
         return self.session.loaded
 
     @property
@@ -316,9 +322,7 @@ class MorphApp(App):
         except MemoryError:
             self.post_message(EngineFailed("not enough memory to load the model"))
         except Exception as err:  # noqa: BLE001 - any failure is shown, the editor keeps working
-            from morph.errors import MorphError
-
-            self.post_message(EngineFailed(str(err) if isinstance(err, MorphError) else _one_line(err)))
+            self.post_message(EngineFailed(one_line(err)))
         else:
             self.post_message(EngineReady(engine, time.perf_counter() - started))
 
@@ -400,7 +404,7 @@ class MorphApp(App):
         for event in waiting:
             self.post_message(_again(event))
 
-    def pop_screen(self) -> Any:
+    def pop_screen(self) -> AwaitComplete:
         if self._flow_busy and self._held_keys is None:
             self._held_keys = []  # a flow's dialog closed: what is typed now waits for the flow to end
         return super().pop_screen()
@@ -444,7 +448,7 @@ class MorphApp(App):
             self._update_focus_paragraph()
         self.live.cursor_moved()
 
-    def on_document_view_scrolled(self, _event: Any) -> None:
+    def on_document_view_scrolled(self, _event: DocumentView.Scrolled) -> None:
         self.live.refresh_highlights()
 
     def _update_counts(self) -> None:
@@ -519,7 +523,7 @@ class MorphApp(App):
         self.live.toggle()
 
     # --- dialog flows: one at a time, keys typed meanwhile held -------------------------------------
-    def _start_flow(self, flow: Callable[..., Any], *args: Any) -> None:
+    def _start_flow(self, flow: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a dialog flow (save, open, quit, ...) in a worker, one at a time."""
         if self._flow_busy:
             return
@@ -527,11 +531,11 @@ class MorphApp(App):
         self._run_flow(flow, *args)
 
     @work(group="file", exit_on_error=False, name="file")
-    async def _run_flow(self, flow: Callable[..., Any], *args: Any) -> None:
+    async def _run_flow(self, flow: Callable[..., Awaitable[object]], *args: object) -> None:
         try:
             await flow(*args)
         except Exception as err:  # noqa: BLE001 - a failed flow is shown; the text stays
-            self.notify(_one_line(err), title="Something went wrong (your text is untouched)", severity="error",
+            self.notify(one_line(err), title="Something went wrong (your text is untouched)", severity="error",
                         timeout=15)
         finally:
             self._flow_busy = False
@@ -546,7 +550,7 @@ class MorphApp(App):
         for event in held:
             await self.on_event(_again(event))
 
-    async def ask(self, screen: Screen) -> Any:
+    async def ask(self, screen: Screen[R]) -> R:
         """Push a dialog and wait for its answer (from a flow)."""
         return await self.push_screen(screen, wait_for_dismiss=True)
 
@@ -600,7 +604,7 @@ class MorphApp(App):
 
     def key_name(self, action_id: str) -> str:
         """An action's key as a text names it: the key in force (remapped or not)."""
-        return format_key(key_for(action_id, self.keys))
+        return key_text(action_id, self.keys)
 
     def action_save(self) -> None:
         self._start_flow(self.session.save)
@@ -666,7 +670,7 @@ class MorphApp(App):
 
     def action_help(self) -> None:
         rows = [(self.keys[action.id], action.description) for action in ACTIONS
-                if action.id not in NOT_IN_HELP and self.keys.get(action.id)]
+                if in_help(action) and self.keys.get(action.id)]
         from morph.config import config_path
 
         where = self.settings.source or config_path()
@@ -789,13 +793,13 @@ class MorphApp(App):
             self._apply_markdown()
         self._persist(name, value)
 
-    def _persist(self, name: str, value: Any) -> None:
+    def _persist(self, name: str, value: str | int | float | bool) -> None:
         try:
             from morph.config import set_setting
 
             set_setting(name, value)
         except Exception as err:  # noqa: BLE001 - the choice still applies to this session
-            self.notify(f"{name} not saved to the config: {_one_line(err)}", severity="warning")
+            self.notify(f"{name} not saved to the config: {one_line(err)}", severity="warning")
 
     def get_system_commands(self, screen: Screen):
         for command in super().get_system_commands(screen):

@@ -20,13 +20,12 @@ from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Static
 
-from morph.editor.actions import format_key
+from morph.editor.actions import bindings, format_key, key_text
 
 __all__ = [
     "ConfirmResult",
@@ -90,13 +89,7 @@ class ConfirmScreen(ModalScreen[ConfirmResult]):
     there is no cancel button). Dismisses with "yes", "no" or "cancel"."""
 
     DEFAULT_CSS = _css("ConfirmScreen")
-    BINDINGS = [
-        Binding("escape", "choose('cancel')", "Cancel", show=False),
-        Binding("y", "choose('yes')", "Yes", show=False),
-        Binding("n", "choose('no')", "No", show=False),
-        Binding("left", "app.focus_previous", show=False),
-        Binding("right", "app.focus_next", show=False),
-    ]
+    BINDINGS = bindings("confirm")
 
     def __init__(
         self,
@@ -143,7 +136,7 @@ class GotoLineScreen(ModalScreen[int | None]):
     """Ask for a line number (1..line_count). Dismisses with it, or None on Escape."""
 
     DEFAULT_CSS = _css("GotoLineScreen", "GotoLineScreen > #dialog { width: 44; }")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS = bindings("goto_line")
 
     def __init__(self, line_count: int, current: int = 1) -> None:
         super().__init__()
@@ -179,11 +172,7 @@ class HelpScreen(ModalScreen[None]):
     """A list of key bindings, given as (key, description) pairs. Escape, Q or F1 closes."""
 
     DEFAULT_CSS = _css("HelpScreen", "HelpScreen #help-body { height: auto; max-height: 30; }")
-    BINDINGS = [
-        Binding("escape", "close", "Close", show=False),
-        Binding("q", "close", "Close", show=False),
-        Binding("f1", "close", "Close", show=False),
-    ]
+    BINDINGS = bindings("help")
 
     def __init__(
         self, bindings: Sequence[tuple[str, str]], *, title: str = "Keys", intro: str | None = None
@@ -205,7 +194,7 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(self.intro, id="intro")
             with VerticalScroll(id="help-body"):
                 yield Static(table, id="help-table")
-            yield Label(Text("Esc to close", style="dim"))
+            yield Label(Text(f"{key_text('help.close')} to close", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -236,11 +225,7 @@ class RecoveryScreen(ModalScreen[RecoveryResult]):
     later (Escape: keep the recovery file, open the file as it is on disk)."""
 
     DEFAULT_CSS = _css("RecoveryScreen", "RecoveryScreen #preview { color: $text-muted; margin-top: 1; }")
-    BINDINGS = [
-        Binding("escape", "choose('later')", "Later", show=False),
-        Binding("r", "choose('restore')", "Restore", show=False),
-        Binding("d", "choose('discard')", "Discard", show=False),
-    ]
+    BINDINGS = bindings("recovery")
 
     def __init__(self, name: str, recovered: str, on_disk: str | None, saved_at: float) -> None:
         super().__init__()
@@ -323,7 +308,7 @@ class PathScreen(ModalScreen[Path | None]):
     """
 
     DEFAULT_CSS = _css("PathScreen")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS = bindings("path_dialog")
 
     def __init__(
         self,
@@ -378,7 +363,7 @@ class PathScreen(ModalScreen[Path | None]):
             return None, f"{path} does not exist"
         if self.confirm_overwrite and path.exists() and self._confirmed != path:
             self._confirmed = path
-            return None, f"{path.name} exists: press Enter again to replace it"
+            return None, f"{path.name} exists: press {key_text('path_dialog.submit')} again to replace it"
         return path, ""
 
     def _submit(self) -> None:

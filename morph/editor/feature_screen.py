@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from morph.editor.actions import bindings, key_text
 from morph.features.engine import FeatureReport
 
 SNIPPET = 32
@@ -18,7 +18,7 @@ SNIPPET = 32
 class FeatureDetailScreen(ModalScreen):
     """Dismisses with ("pin", feature), ("goto", offset) or None."""
 
-    BINDINGS = [Binding("escape", "close", "Close"), Binding("p", "pin", "Pin")]
+    BINDINGS = bindings("feature_details")
     DEFAULT_CSS = """
     FeatureDetailScreen { align: center middle; }
     FeatureDetailScreen > Vertical { width: 90; max-width: 95%; height: 80%; border: round $primary;
@@ -61,11 +61,11 @@ class FeatureDetailScreen(ModalScreen):
             if info.contexts:
                 yield Label("Where it fires most in the corpus:")
                 yield Static(self._corpus_contexts(), classes="facts", id="contexts")
-            yield Label("Where it fires (strongest first; Enter jumps there):")
+            yield Label(f"Where it fires (strongest first; {key_text('feature_details.jump')} jumps there):")
             yield OptionList(*self._occurrence_options(), id="occurrences")
             with Horizontal():
-                yield Button("Pin (p)", id="pin", variant="primary")
-                yield Button("Close (Esc)", id="close")
+                yield Button(f"Pin ({key_text('feature_details.pin')})", id="pin", variant="primary")
+                yield Button(f"Close ({key_text('feature_details.close')})", id="close")
 
     def _corpus_contexts(self) -> Text:
         text = Text()

@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label
 from textual.widgets.text_area import Selection
 
-from morph.editor.actions import BY_ID, bindings, format_key
+from morph.editor.actions import bindings, key_text
 from morph.editor.document import DocumentView
 
 __all__ = ["FindBar", "SearchResult", "find_in", "find_matches", "replace_all", "replace_current"]
@@ -189,12 +189,12 @@ class FindBar(Widget):
         with Horizontal(id="find-row"):
             yield Label("Find", classes="find-label")
             yield Input(placeholder="text to find", id="find-input", compact=True)
-            yield Button("↑", id="find-previous", tooltip=f"Previous match ({_key('find_bar.previous')})",
+            yield Button("↑", id="find-previous", tooltip=f"Previous match ({key_text('find_bar.previous')})",
                          compact=True)
-            yield Button("↓", id="find-next", tooltip=f"Next match ({_key('find_bar.next')} or Enter)", compact=True)
-            yield Checkbox("Aa", id="find-case", tooltip=f"Match case ({_key('find_bar.toggle_case')})", compact=True)
+            yield Button("↓", id="find-next", tooltip=f"Next match ({key_text('find_bar.next')} or {key_text('find_bar.submit')})", compact=True)
+            yield Checkbox("Aa", id="find-case", tooltip=f"Match case ({key_text('find_bar.toggle_case')})", compact=True)
             yield Label("", id="find-status")
-            yield Button("✕", id="find-close", tooltip=f"Close ({_key('find_bar.close')})", compact=True)
+            yield Button("✕", id="find-close", tooltip=f"Close ({key_text('find_bar.close')})", compact=True)
         with Horizontal(id="replace-row"):
             yield Label("Replace", classes="find-label")
             yield Input(placeholder="replacement", id="replace-input", compact=True)
@@ -330,6 +330,3 @@ class FindBar(Widget):
             actions[event.button.id]()
 
 
-def _key(action_id: str) -> str:
-    """A find bar key as its tooltip names it (the bar's keys are fixed: its bindings' own)."""
-    return format_key(BY_ID[action_id].key)

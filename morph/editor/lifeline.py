@@ -18,7 +18,10 @@ import os
 import select
 import signal
 import termios
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from textual.driver import Driver
 
 TERMINAL_CHECK_S = 0.5  # how often the editor asks whether its terminal is still there
 
@@ -42,7 +45,7 @@ def catch_fatal_signals(handler: Callable[[int], None]) -> Callable[[], None]:
     return restore
 
 
-def exit_now(signum: int, driver: Any = None) -> None:
+def exit_now(signum: int, driver: Driver | None = None) -> None:
     """End the process with the shell's code for `signum` (128 + signum), putting the terminal back as it
     was first unless it hung up."""
     if signum != signal.SIGHUP and driver is not None:
@@ -50,7 +53,7 @@ def exit_now(signum: int, driver: Any = None) -> None:
     os._exit(128 + signum)
 
 
-def _restore_terminal(driver: Any) -> None:
+def _restore_terminal(driver: Driver) -> None:
     try:
         fileno = driver.fileno
         attrs = getattr(driver, "attrs_before", None)
@@ -61,7 +64,7 @@ def _restore_terminal(driver: Any) -> None:
         pass
 
 
-def terminal_gone(driver: Any) -> bool:
+def terminal_gone(driver: Driver | None) -> bool:
     """Whether the terminal of Textual's `driver` has hung up (its other end closed), SIGHUP or not."""
     fds = {getattr(driver, "fileno", None)}
     output = getattr(driver, "_file", None)

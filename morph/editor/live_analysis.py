@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.timer import Timer
 from textual.worker import get_current_worker
@@ -30,22 +30,21 @@ from morph.editor.messages import AnalysisFailed, AnalysisProgress, AnalysisRead
 from morph.editor.panel import PANEL_ROWS, PanelRow
 from morph.editor.preview import window_around
 from morph.editor.timing import TimingHook, mark, timed_work
+from morph.errors import one_line
 from morph.features.highlights import HighlightPlan, Overlay, plan_highlights
 from morph.features.priority import InputPriority
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from morph.editor.app import MorphApp
+    from morph.features.analysis import Analysis
     from morph.features.engine import EngineLike
 
 FALLBACK_PALETTE = ["#ee6969", "#f0b274", "#a89413", "#85d317", "#13ab2c", "#18d7a7",
                     "#15a1bd", "#9bc0f4", "#8f87f2", "#d8aef6", "#ec53df", "#f5a7ce"]
 PARTIAL_DRAW_WAIT_S = 0.1  # how long the analysis waits for the cursor's block to be drawn before going on
 SERVER_RETRY_S = 2.0  # a remote engine's server that is down is asked again after this long
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 class LiveAnalysis:
@@ -57,7 +56,7 @@ class LiveAnalysis:
         self.engine: EngineLike | None = None
         """The analysis engine, local (morph.features.engine.Engine) or a server's (morph.server), once loaded;
         None: no analysis."""
-        self.analysis: Any = None
+        self.analysis: Analysis | None = None
         """The latest analysis drawn (morph.features.analysis.Analysis)."""
         self.base = 0
         """Where the analysed text starts in the document (a large document is analysed in a window)."""
@@ -67,7 +66,7 @@ class LiveAnalysis:
         self.colour_book = ColorBook(len(self.palette))
         self.input_priority = InputPriority()  # the analysis pauses while input is being handled
         self.last_latency_ms: float | None = None
-        self._scales: Any = None
+        self._scales: np.ndarray | None = None
         self._debounce: Timer | None = None
         self._prepare_timer: Timer | None = None
         self._prepared: tuple[int, int] | None = None  # (generation, paragraph) whose window was last prepared
@@ -187,7 +186,7 @@ class LiveAnalysis:
         except MemoryError:
             app.post_message(AnalysisFailed(generation, "out of memory during analysis"))
         except Exception as err:  # noqa: BLE001 - shown in the UI, the text is untouched
-            app.post_message(AnalysisFailed(generation, _one_line(err)))
+            app.post_message(AnalysisFailed(generation, one_line(err)))
 
     # --- results ---------------------------------------------------------------------------------
     def on_ready(self, message: AnalysisReady) -> None:

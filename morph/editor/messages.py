@@ -11,12 +11,12 @@ if TYPE_CHECKING:
     import numpy as np
 
     from morph.features.analysis import Analysis
-    from morph.features.engine import Engine
+    from morph.features.engine import EngineLike
     from morph.features.highlights import HighlightPlan
 
 
 class EngineReady(Message):
-    def __init__(self, engine: Engine, seconds: float) -> None:
+    def __init__(self, engine: EngineLike, seconds: float) -> None:
         super().__init__()
         self.engine = engine
         self.seconds = seconds

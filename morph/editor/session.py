@@ -20,19 +20,20 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from morph.editor.dialogs import ConfirmScreen, OpenFileScreen, RecoveryScreen, SaveAsScreen
 from morph.features.highlights import Overlay
 
 if TYPE_CHECKING:
     from morph.editor.app import MorphApp
+    from morph.textio import LoadedText
 
 WAITING_NOTE = "recovered text is waiting (palette: File: recovered text)"
 AUTOSAVE_EDITS = 200  # a recovery file is written after this many edits (~characters typed), whatever the time
 
 
-def describe_on_disk(path: Path | None) -> Any:
+def describe_on_disk(path: Path | None) -> LoadedText | None:
     """The on-disk state of `path` for an app started without one (None if untitled or unreadable)."""
     if path is None:
         return None
@@ -52,7 +53,7 @@ def same_file(a: Path | str, b: Path | str) -> bool:
 class DocumentSession:
     """Path, modified state, recovery and autosave, and the save / open / new / quit flows (see the module)."""
 
-    def __init__(self, app: MorphApp, path: str | None, text: str, loaded: Any) -> None:
+    def __init__(self, app: MorphApp, path: str | None, text: str, loaded: LoadedText | None) -> None:
         from morph.recovery import new_session
 
         self.app = app
@@ -142,7 +143,7 @@ class DocumentSession:
             self.app.run_worker(partial(self._check_disk, path, loaded), thread=True, group="disk", exclusive=True,
                                 exit_on_error=False, name="changed on disk")
 
-    def _check_disk(self, path: Path, loaded: Any) -> None:
+    def _check_disk(self, path: Path, loaded: LoadedText) -> None:
         from morph.textio import changed_on_disk
 
         if not changed_on_disk(path, loaded):
@@ -196,7 +197,7 @@ class DocumentSession:
         app = self.app
         text, generation, like, old_path = app.view.text, app.generation, self.loaded, self.path
 
-        def write() -> Any:
+        def write() -> LoadedText:
             written = write_document(target, text, like)
             with self._recovery_lock:  # a late autosave must not bring back a recovery file
                 self._recovery_epoch += 1
@@ -287,7 +288,7 @@ class DocumentSession:
         if await self.settle_changes("starting a new document"):
             self._load(None)
 
-    def _load(self, loaded: Any) -> None:
+    def _load(self, loaded: LoadedText | None) -> None:
         """Replace the document with a file's text (or an empty untitled one)."""
         app = self.app
         self.path = loaded.path if loaded is not None else None

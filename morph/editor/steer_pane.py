@@ -28,7 +28,7 @@ import difflib
 import re
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -38,9 +38,9 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
-from morph.editor.actions import BY_ID, bindings, format_key, short_key
+from morph.editor.actions import BY_ID, bindings, format_key, key_text, short_key
 from morph.editor.document import DocumentView, TextEdit
-from morph.errors import MorphError
+from morph.errors import MorphError, one_line
 from morph.features.concepts import ConceptMatch, direction_of
 from morph.features.tokens import common_prefix, common_suffix
 from morph.features.steering import (
@@ -54,6 +54,12 @@ from morph.features.steering import (
     SteerRequest,
     strength_value,
 )
+
+if TYPE_CHECKING:
+    from textual.worker import Worker
+
+    from morph.features.engine import SteererLike
+    from morph.features.steering import SteerEvent, SteerResult
 
 MODES = ("toward", "away", "suppress")
 PANE_METHODS = (AUTO,) + METHODS
@@ -84,13 +90,6 @@ def word_diff(original: str, candidate: str) -> Text:
         if op in ("insert", "replace"):
             text.append("".join(b[j1:j2]), style="bold green")
     return text
-
-
-def _one_line(err: BaseException) -> str:
-    if isinstance(err, MorphError):
-        return str(err)
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
 
 
 def changed_region(old: str, new: str) -> tuple[int, int, int]:
@@ -159,7 +158,7 @@ def _short(action_id: str) -> str:
 class _Cancel:
     """The cancel token the engine checks between tokens: our event or the worker's own cancel flag."""
 
-    def __init__(self, event: threading.Event, worker: Any) -> None:
+    def __init__(self, event: threading.Event, worker: Worker) -> None:
         self.event, self.worker = event, worker
 
     def is_set(self) -> bool:
@@ -222,7 +221,7 @@ class SteerPane(Vertical):
             self.passage, self.concepts, self.note, self.query = passage, concepts, note, query
 
     class Event(Message):
-        def __init__(self, run: int, event: Any) -> None:
+        def __init__(self, run: int, event: SteerEvent) -> None:
             super().__init__()
             self.run, self.event = run, event
 
@@ -237,14 +236,14 @@ class SteerPane(Vertical):
         super().__init__(id=id, classes=classes)
         self.text_area = text_area
         self.steer_key = steer_key
-        self.steerer: Any = None
+        self.steerer: SteererLike | None = None
         self.text, self.start, self.end, self.original = "", 0, 0, ""
         self.tracker: PassageTracker | None = None
         self.n = n
         self.seed = seed
         self.concepts_k = concepts_k
         self.candidates: list[Candidate] = []
-        self.result: Any = None
+        self.result: SteerResult | None = None
         self.generating = False
         self._run = 0
         self._runs = 0
@@ -295,7 +294,7 @@ class SteerPane(Vertical):
     def is_open(self) -> bool:
         return self.has_class("-open")
 
-    def open(self, steerer: Any, start: int, end: int) -> None:
+    def open(self, steerer: SteererLike, start: int, end: int) -> None:
         """Show the pane for the passage text_area.text[start:end] (a new passage: any run is cancelled)."""
         self._stop()
         self._run += 1
@@ -355,7 +354,7 @@ class SteerPane(Vertical):
         try:
             found = self.steerer.concepts(text, start, end, self.concepts_k)
         except Exception as err:  # noqa: BLE001 - shown in the pane
-            self.post_message(self.Failed(None, _one_line(err), passage))
+            self.post_message(self.Failed(None, one_line(err), passage))
             return
         self.post_message(self.Concepts(passage, found, "active in the passage" if found else
                                         "no feature fires on the passage: search for one"))
@@ -378,7 +377,7 @@ class SteerPane(Vertical):
             else:
                 found = self.steerer.search(query, 20)
         except Exception as err:  # noqa: BLE001 - a search that matches nothing is an InputError
-            self.post_message(self.Concepts(passage, [], _one_line(err), query))
+            self.post_message(self.Concepts(passage, [], one_line(err), query))
             return
         note = ("more like the example: features stronger there than in the passage" if like else
                 f"features for {query!r}: label match · output score (how far each moves the model toward "
@@ -483,7 +482,7 @@ class SteerPane(Vertical):
         try:
             request = self.build_request()
         except Exception as err:  # noqa: BLE001 - a bad setting is one line in the pane
-            self.show_error(_one_line(err))
+            self.show_error(one_line(err))
             return
         self._stop()
         self._run += 1
@@ -518,7 +517,7 @@ class SteerPane(Vertical):
                     shown = now
                 self.post_message(self.Event(run, event))
         except Exception as err:  # noqa: BLE001 - shown in the pane, never crashes the editor
-            self.post_message(self.Failed(run, _one_line(err)))
+            self.post_message(self.Failed(run, one_line(err)))
 
     def on_steer_pane_event(self, message: "SteerPane.Event") -> None:
         message.stop()
@@ -543,7 +542,7 @@ class SteerPane(Vertical):
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
             status.update(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} move the "
                           f"concept{'' if first is None else f'; first after {first:.1f} s'}"
-                          f" ({event.result.tokens_per_s:.0f} tokens/s). Enter accepts.")
+                          f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} accepts.")
 
     def on_steer_pane_failed(self, message: "SteerPane.Failed") -> None:
         message.stop()

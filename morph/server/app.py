@@ -32,7 +32,7 @@ import socket
 import threading
 from contextlib import closing
 from dataclasses import dataclass, replace
-from typing import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, AsyncIterator, Iterator
 
 from pydantic import BaseModel, Field
 
@@ -43,6 +43,9 @@ from morph.server.neuronpedia import Names
 from morph.server.security import BodyTooLarge, Guard, Limits
 from morph.server.turns import FairTurns, owns
 from morph.server.wire import delta_to_json, info_to_json, make_delta, norms_to_json
+
+if TYPE_CHECKING:
+    from fastapi.responses import StreamingResponse
 
 API_VERSION = 1
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (several with --ray)
@@ -98,7 +101,7 @@ class ServeSettings:
     neuronpedia: Names = Names()  # Neuronpedia's names for the model and SAE (morph.server.neuronpedia)
 
 
-def create_app(engine: Engine, settings: ServeSettings | None = None):
+def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
     """The ASGI app serving `engine` (behind morph.server.security.Guard)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -243,7 +246,7 @@ def edited_text(document: Document, edit: TextEdit) -> str:
     return text
 
 
-def stream_response(lines: Iterator[dict], cancel: threading.Event):
+def stream_response(lines: Iterator[dict], cancel: threading.Event) -> "StreamingResponse":
     """An NDJSON StreamingResponse of `lines`, produced in a thread of their own (module docstring); an
     error ends the stream with {"type": "error", "message"} (one line); a client that leaves sets `cancel`."""
     from fastapi.responses import StreamingResponse
@@ -257,10 +260,9 @@ def stream_response(lines: Iterator[dict], cancel: threading.Event):
         except MemoryError:
             out.put(_line({"type": "error", "message": "the server ran out of memory"}))
         except Exception as err:  # noqa: BLE001 - the client hears one line; the server goes on
-            from morph.errors import MorphError
+            from morph.errors import one_line
 
-            message = str(err) if isinstance(err, MorphError) else f"{type(err).__name__}: {err}"
-            out.put(_line({"type": "error", "message": message.splitlines()[0] if message else type(err).__name__}))
+            out.put(_line({"type": "error", "message": one_line(err)}))
         finally:
             out.put(None)
 

@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from morph.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from fastapi import FastAPI
+
+    from morph.features.engine import Engine
+    from morph.models.lens import Lens
 
 MAX_PROMPT_TOKENS = 4096
 MAX_COMPLETION_TOKENS = 1024
@@ -85,7 +92,7 @@ class Names:
 NAMES = Names()
 
 
-def source_names(engine: Any, names: Names = NAMES) -> set[str]:
+def source_names(engine: Engine, names: Names = NAMES) -> set[str]:
     """The names a request may give the served SAE."""
     name = engine.sae_name
     out = {name, name.rstrip("/").rsplit("/", 1)[-1], name.rsplit(":", 1)[-1]}
@@ -97,24 +104,24 @@ def source_names(engine: Any, names: Names = NAMES) -> set[str]:
     return out
 
 
-def model_names(engine: Any, names: Names = NAMES) -> set[str]:
+def model_names(engine: Engine, names: Names = NAMES) -> set[str]:
     out = {engine.model_name, engine.model_name.rstrip("/").rsplit("/", 1)[-1]}
     if names.model:
         out.add(names.model)
     return out
 
 
-def check_model(engine: Any, model: str, names: Names = NAMES) -> None:
+def check_model(engine: Engine, model: str, names: Names = NAMES) -> None:
     if model not in model_names(engine, names):
         raise InputError(f"model {model!r} is not served here; this server has {engine.model_name!r}")
 
 
-def check_source(engine: Any, source: str, names: Names = NAMES) -> None:
+def check_source(engine: Engine, source: str, names: Names = NAMES) -> None:
     if source not in source_names(engine, names):
         raise InputError(f"source {source!r} is not served here; this server has {engine.sae_name!r}")
 
 
-def encode_prompt(engine: Any, prompt: str) -> tuple[list[int], list[str], list[bool], Any]:
+def encode_prompt(engine: Engine, prompt: str) -> tuple[list[int], list[str], list[bool], torch.Tensor]:
     """Token ids (BOS first where the model uses one), their strings, which are special, and the folded SAE
     activations [n, d_sae] (a torch tensor on the model's device) of one forward pass over them."""
     import torch
@@ -137,10 +144,10 @@ def encode_prompt(engine: Any, prompt: str) -> tuple[list[int], list[str], list[
     return ids, tokens, [i in special for i in ids], feats
 
 
-_DECODER_NORMS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+_DECODER_NORMS: "weakref.WeakKeyDictionary[Lens, torch.Tensor]" = weakref.WeakKeyDictionary()
 
 
-def decoder_norms(lens: Any) -> Any:
+def decoder_norms(lens: Lens) -> torch.Tensor:
     """||W_dec[f]|| per feature (what SAE-Lens's fold_W_dec_norm moves into the encoder), once per lens."""
     norms = _DECODER_NORMS.get(lens)
     if norms is None:
@@ -148,7 +155,7 @@ def decoder_norms(lens: Any) -> Any:
     return norms
 
 
-def topk_by_token(engine: Any, request: TopkByTokenRequest, names: Names = NAMES) -> dict:
+def topk_by_token(engine: Engine, request: TopkByTokenRequest, names: Names = NAMES) -> dict:
     import torch
 
     check_model(engine, request.model, names)
@@ -167,7 +174,7 @@ def topk_by_token(engine: Any, request: TopkByTokenRequest, names: Names = NAMES
     return {"results": results, "tokens": tokens}
 
 
-def activation_all(engine: Any, request: ActivationAllRequest, names: Names = NAMES) -> dict:
+def activation_all(engine: Engine, request: ActivationAllRequest, names: Names = NAMES) -> dict:
     import torch
 
     check_model(engine, request.model, names)
@@ -199,7 +206,7 @@ def activation_all(engine: Any, request: ActivationAllRequest, names: Names = NA
     return {"activations": activations, "tokens": tokens, "counts": None}
 
 
-def steer_completion(engine: Any, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
+def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
     """Completions of the prompt with (STEERED) and without (DEFAULT) the features added at the hook."""
     import torch
 
@@ -236,7 +243,7 @@ def steer_completion(engine: Any, request: SteerCompletionRequest, names: Names 
     return {"outputs": outputs}
 
 
-def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added: Any) -> str:
+def _generate(lens: Lens, ids: list[int], request: SteerCompletionRequest, added: torch.Tensor | None) -> str:
     """Sample `nCompletionTokens` tokens (greedy at temperature 0), a frequency penalty on the logits,
     seeded; `added` (or nothing) is added to the activations at the hook on every position."""
     import torch
@@ -272,7 +279,7 @@ def _generate(lens: Any, ids: list[int], request: SteerCompletionRequest, added:
     return lens.tokenizer.decode(out)
 
 
-def add_routes(app: Any, engine: Any, names: Names = NAMES) -> None:
+def add_routes(app: FastAPI, engine: Engine, names: Names = NAMES) -> None:
     """Neuronpedia's three routes on `app` (a request with `stream: true` gets the whole response at once)."""
 
     @app.post("/v1/activation/topk-by-token")

@@ -16,11 +16,17 @@ Objects are the steering dataclasses as JSON (morph.server.wire.to_json / from_j
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import BaseModel, Field
 
 from morph.server.wire import WireError, from_json, to_json
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from morph.features.engine import Engine
 
 KIND = {"SteerProgress": "progress", "CandidateReady": "candidate", "SteerDone": "done"}
 
@@ -60,7 +66,8 @@ class CancelRequest(BaseModel):
     stream: str = Field(min_length=1, max_length=64)
 
 
-def add_routes(app: Any, engine: Any, check_text: Any, stream_response: Any) -> None:
+def add_routes(app: FastAPI, engine: Engine, check_text: Callable[[str], None],
+               stream_response: Callable[[Iterator[dict], threading.Event], StreamingResponse]) -> None:
     from morph.errors import InputError
     from morph.features.steering import SteerRequest
 
