@@ -343,3 +343,21 @@ async def test_more_like_this_from_the_pane(tiny_lens):
         await pilot.click("#method-prompt", offset=(2, 0))
         await pilot.click("#generate")
         await settle(pilot, lambda: "chat template" in str(pane.query_one("#error", Static).render()))
+
+
+async def test_typing_on_the_concept_list_searches():
+    """The pane opens on its concept list; a writer who types what they want at once finds it in the search box."""
+    fake = FakeSteerer()
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        await settle(pilot, lambda: pane.query_one("#concepts", OptionList).has_focus)
+        await pilot.press("c", "a", "l", "m")
+        search = pane.query_one("#search", Input)
+        assert search.has_focus and search.value == "calm"
+        assert app.view.text == TEXT  # nothing reached the document
+        pane.query_one("#concepts", OptionList).focus()
+        await pilot.pause()
+        assert search.select_on_focus  # back in the box later, the query is selected again
+        await pilot.press("s")
+        assert search.value == "s"  # typing on the list again begins a new query

@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -619,6 +619,24 @@ class SteerPane(Vertical):
             self.action_accept()
         else:
             self.action_close()
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing on the concept list searches: the list has no use for letters, so a printable key there goes
+        to the search box (the writer who opens the pane and types "calmer" finds it typed where it means
+        something)."""
+        focused = self.screen.focused
+        if focused is not None and focused.id == "concepts" and event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            search = self.query_one("#search", Input)
+            search.select_on_focus = False  # a new query, begun with this key (select-all would eat it)
+            search.value = event.character
+            search.cursor_position = len(search.value)
+            search.focus()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if isinstance(event.widget, Input) and event.widget.id == "search":
+            event.widget.select_on_focus = True  # coming back to the box selects the query again
 
     def focus_pane(self) -> None:
         """Focus the candidates if there are any, else the concepts."""
