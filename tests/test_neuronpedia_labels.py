@@ -60,10 +60,11 @@ def export_files() -> dict[str, bytes]:
 class FakeExport:
     """The export bucket on 127.0.0.1: its files, an S3 ListObjectsV2 listing of `page` keys a page (unless
     `listing` is off, as on a plain mirror), and a `stall` key whose body it starts and then holds until
-    released (then the connection closes short)."""
+    released (then the connection closes short); with a `gate`, it answers nothing until the gate opens."""
 
-    def __init__(self, files: dict[str, bytes], listing: bool = True, stall: str | None = None, page: int = 1000):
-        self.files, self.listing, self.stall, self.page = files, listing, stall, page
+    def __init__(self, files: dict[str, bytes], listing: bool = True, stall: str | None = None, page: int = 1000,
+                 gate: threading.Event | None = None):
+        self.files, self.listing, self.stall, self.page, self.gate = files, listing, stall, page, gate
         self.release = threading.Event()
         self.stalled = threading.Event()
         export = self
@@ -73,6 +74,8 @@ class FakeExport:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
+                if export.gate is not None:
+                    export.gate.wait(60)
                 url = urllib.parse.urlsplit(self.path)
                 query = urllib.parse.parse_qs(url.query)
                 if url.path == "/" and query.get("list-type") == ["2"]:
@@ -350,6 +353,33 @@ async def test_the_panel_shows_neuronpedia_labels_and_details_the_others(np_dirs
         assert other(feature) in str(app.screen.query_one("#explanations").render())
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, FeatureDetailScreen))
+
+
+async def test_labels_fetched_in_the_background_reach_the_panel_when_they_arrive(np_dirs, cache):
+    """The first load of an SAE with the network allowed: the editor analyses with the labels it has; when
+    Neuronpedia's explanations arrive, the legend and the panel show them without a keystroke."""
+    from morph.editor.app import MorphApp
+    from morph.editor.panel import FeatureList
+    from tests.test_editor import TEXT, analysed
+    from tests.pilot import wait_for
+
+    gate = threading.Event()
+    server = FakeExport(export_files(), gate=gate)
+    try:
+        engine = fresh_engine(np_dirs, fetch_labels=True, neuronpedia_url=server.url)
+        app = MorphApp(None, TEXT, Settings(debounce_ms=30), lambda _progress: engine)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: analysed(app))
+            lists = [app.query_one(f"#{name}-features", FeatureList) for name in ("paragraph", "legend")]
+            assert all(lst.rows for lst in lists)
+            assert not any(row.label == best(row.feature) for lst in lists for row in lst.rows)
+            gate.set()
+            await wait_for(pilot, lambda: all(row.label == best(row.feature) for lst in lists for row in lst.rows),
+                           timeout=60)
+            assert app.view.text == TEXT
+    finally:
+        gate.set()
+        server.close()
 
 
 def test_partial_folders_of_gone_fetches_are_removed_and_running_ones_kept(np_dirs, cache, export):

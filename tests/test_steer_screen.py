@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Input, OptionList, Static
 
@@ -361,3 +362,9 @@ async def test_typing_on_the_concept_list_searches():
         assert search.select_on_focus  # back in the box later, the query is selected again
         await pilot.press("s")
         assert search.value == "s"  # typing on the list again begins a new query
+        # keys that arrive together (typed fast, in a real terminal) all reach the query, none is lost
+        pane.query_one("#concepts", OptionList).focus()
+        await pilot.pause()
+        for key in "sea":
+            app.post_message(events.Key(key, key))
+        await settle(pilot, lambda: search.value == "sea")

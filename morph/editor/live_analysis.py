@@ -86,7 +86,21 @@ class LiveAnalysis:
     # --- the engine and the colours ---------------------------------------------------------------
     def engine_ready(self, engine: EngineLike) -> None:
         self.engine = engine
+        engine.when_labels_change(self._labels_arrived)
         self.schedule(0)
+
+    def _labels_arrived(self) -> None:
+        """From the fetching thread: redraw in the app's."""
+        try:
+            self.app.call_from_thread(self.labels_changed)
+        except RuntimeError:  # the app has closed
+            pass
+
+    def labels_changed(self) -> None:
+        """New labels arrived (Neuronpedia's, fetched in the background): the legend and the panel say them."""
+        if self.analysis is not None and self.current():
+            self.refresh_highlights()
+            self.refresh_panel()
 
     def set_palette(self, colours: list[str]) -> None:
         self.palette = list(colours) or list(FALLBACK_PALETTE)

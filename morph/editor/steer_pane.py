@@ -629,8 +629,10 @@ class SteerPane(Vertical):
             event.stop()
             event.prevent_default()
             search = self.query_one("#search", Input)
-            search.select_on_focus = False  # a new query, begun with this key (select-all would eat it)
-            search.value = event.character
+            # A new query begun with this key (select-all on focus would eat it); keys typed before the focus
+            # has moved (select_on_focus still off) carry on the same query.
+            search.value = event.character if search.select_on_focus else search.value + event.character
+            search.select_on_focus = False
             search.cursor_position = len(search.value)
             search.focus()
 

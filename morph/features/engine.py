@@ -144,6 +144,8 @@ class EngineLike(Protocol):
 
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport: ...
 
+    def when_labels_change(self, callback: Callable[[], None]) -> None: ...
+
 
 class Engine:
     """One Lens and what the engine keeps about it: its labels (loaded once, morph.features.labels), its
@@ -161,6 +163,7 @@ class Engine:
         self._steerer_lock = threading.Lock()
         self.labels_fetch: threading.Thread | None = None
         self.labels_fetch_error: str | None = None
+        self._labels_listeners: list[Callable[[], None]] = []
         if fetch_labels:
             self._fetch_labels_in_background(neuronpedia_url)
 
@@ -210,9 +213,16 @@ class Engine:
             cached = read_cache(source)
             if cached is not None:
                 self.labels.adopt(cached)
+                for listener in list(self._labels_listeners):
+                    listener()
 
         self.labels_fetch = threading.Thread(target=fetch, daemon=True, name="morph-labels-fetch")
         self.labels_fetch.start()
+
+    def when_labels_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the fetching thread) when the labels change: Neuronpedia's explanations, fetched
+        in the background, have arrived."""
+        self._labels_listeners.append(callback)
 
     @property
     def model_name(self) -> str:

@@ -146,6 +146,9 @@ class NeuronpediaEngine:
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
         return feature_report(self._labels.info(feature), analysis)
 
+    def when_labels_change(self, callback: Callable[[], None]) -> None:
+        """Labels come from the server's answers as they are: nothing changes them later."""
+
     # --- the server's answers, placed on the text ---------------------------------------------------
     def _window(self, chunk: str, base: int) -> tuple[list[tuple[int, int]], list[list[tuple[int, float]]]]:
         answer = self._http.request("POST", "/v1/activation/topk-by-token", {

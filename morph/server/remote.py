@@ -385,6 +385,9 @@ class RemoteEngine:
             info = FeatureInfo(feature, self._labels.label(feature))
         return feature_report(info, analysis)
 
+    def when_labels_change(self, callback: Callable[[], None]) -> None:
+        """The server's labels are fixed while it runs (it fetches on its own load): nothing to hear."""
+
     # --- the wire -------------------------------------------------------------------------------
     def _events(self, body: dict, should_stop: Callable[[], bool] | None,
                 checkpoint: Callable[[], None] | None, keep: bool) -> Iterator[AnalysisEvent]:
