@@ -109,6 +109,16 @@ def test_replies_lose_preambles_and_wrapping_quotes():
     assert clean_reply('"Go," she said.', '"Stay," she said.') == '"Go," she said.'
 
 
+def test_replies_lose_the_instruction_echoed():
+    """Seen in the editor: the model repeats the request, typo and all, before the rewrite."""
+    assert clean_reply("Rewite this sentence so that it is calmer: The storm came in off the sea.",
+                       "The storm came in off the sea before dawn.") == "The storm came in off the sea."
+    assert clean_reply("Rewrite this passage so that it is about the sea:\nGulls cried.", "x") == "Gulls cried."
+    # narrative that merely begins like it is left alone
+    assert clean_reply("The sentence he received was harsh: ten years.", "x") == \
+        "The sentence he received was harsh: ten years."
+
+
 # ----- concepts in words -----------------------------------------------------------------------------------------
 
 def test_concept_words_and_direction():

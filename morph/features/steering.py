@@ -980,14 +980,15 @@ class Steerer:
         )
 
 
-_PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|[\w ]{0,30}\b(?:passage|sentence|text|version))\s*:\s*",
-                       re.I)
+_PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|[\w ]{0,30}\b(?:passage|sentence|text|version)"
+                       r"|re\w*\s+(?:this|the)\s+(?:passage|sentence|text)\b[^:\n]{0,80})\s*:\s*", re.I)
+# the last: the instruction echoed ("Rewite this sentence so that it is calmer: ...", typos and all)
 _QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’"}
 
 
 def clean_reply(reply: str, original: str) -> str:
-    """An instruct model's reply as a replacement: a leading "Here is the rewritten passage:" dropped, and
-    quotes around the whole reply dropped when the original is not quoted."""
+    """An instruct model's reply as a replacement: a leading "Here is the rewritten passage:" (or the instruction
+    echoed) dropped, and quotes around the whole reply dropped when the original is not quoted."""
     text = _PREAMBLE.sub("", reply.strip()).strip()
     if len(text) > 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and original[:1] != text[0]:
         inner = text[1:-1].strip()
