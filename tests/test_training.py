@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from morph.cli import main
+from morph.models.training.stats import word_families, word_stem
 
 WORDS = ("the river ran past old mill and the miller's daughter watched water turn wheel in evening lamps were "
          "lit along harbour sailors sang gulls quiet she said I shall not go to London tomorrow for weather is "
@@ -114,7 +115,7 @@ def test_labels_cover_every_feature_in_the_editor_format(run_dir):
             q = [f["quantiles"][k] for k in ("0.5", "0.9", "0.99")]
             assert 0 < q[0] <= q[1] <= q[2] <= f["max_act"]
             if f["words"]:
-                assert f["label"] == " · ".join(w for w, _, _ in f["words"][:3])
+                assert f["label"] == " · ".join(word_families([w for w, _, _ in f["words"]])[:3])
     assert any(f["density"] > 0 for f in features)
     # the most active feature's counts add up to no more than its active tokens
     busiest = max(features, key=lambda f: f["density"])
@@ -370,3 +371,11 @@ def test_an_sae_on_a_model_morph_loads(tiny_dirs, tmp_path):
 def test_lm_stages_are_refused_for_a_loaded_model(tiny_dirs, tmp_path, capsys):
     assert main(["train", "lm", "--out", str(tmp_path / "run"), "--model", str(tiny_dirs["model"])]) == 2
     assert "trains Morph's own LM" in capsys.readouterr().err
+
+
+def test_a_label_names_three_word_families_not_one_word_three_times():
+    assert word_families(["play", "played", "playing", "game", "plays", "drawing"]) == ["play", "game", "drawing"]
+    assert word_families(["peace", "peaceful", "silence", "calm"]) == ["peace", "silence", "calm"]
+    assert word_families(["tried", "trying", "try", "effort"]) == ["tried", "effort"]
+    assert word_families(["glass", "glasses", "business", "busy", "this", "is"]) == ["glass", "business", "busy", "this", "is"]
+    assert word_stem("running") == word_stem("run") and word_stem("made") != word_stem("make")

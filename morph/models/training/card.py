@@ -169,7 +169,7 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
         "feature's activation mass against its share of all tokens; the commonest words never count), up to five "
         "example contexts of at most 16 tokens with the firing token marked, the tokens it fires on most often, and "
         "the tokens its decoder direction promotes through the final norm and the unembedding. The label joins its "
-        "three most distinctive words.",
+        "three most distinctive words, one per word family (play, played, playing count once).",
         "",
         "## Reproduce",
         "",

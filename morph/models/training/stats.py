@@ -7,8 +7,8 @@ Per feature, from `--stats-tokens` held-out tokens:
   score is its share of the feature's activation mass times the log of that share over the word's share of
   all tokens (its term of the KL divergence; each word's count smoothed by 10 so that a word seen a few times
   does not win on its rarity alone), and the commonest words (more than 1 token in 400: the, of,
-  was, ...) never count, however often the feature fires on them; the label joins the top three
-  ("furious · outraged · angry"); a word must occur in at least three held-out documents, so that one novel's
+  was, ...) never count, however often the feature fires on them; the label joins the top three, one per
+  word family ("furious · outraged · angry", not "play · played · playing": `word_families`); a word must occur in at least three held-out documents, so that one novel's
   character names never name a feature;
 - a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
   README row allows quoting (see `quotable_files`);
@@ -323,13 +323,46 @@ def context_of(tokenizer, tokens: np.ndarray, position: int) -> tuple[str, str, 
     return (tokenizer.decode(window[:at]), tokenizer.decode(window[at:at + 1]), tokenizer.decode(window[at + 1:]))
 
 
+_SUFFIXES = ("fully", "ings", "edly", "ing", "ful", "ed", "es", "ly", "s")
+
+
+def word_stem(word: str) -> str:
+    """A crude English stem, enough to tell a word family within one feature's list: one inflectional or
+    common suffix off (played, playing, plays -> play; peaceful -> peace; tried -> try), a doubled final
+    consonant undone (running -> run), a final e dropped (bake, baking -> bak). Irregular forms (made, make)
+    stay apart."""
+    w = word.lower()
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not (suffix == "s" and w.endswith(("ss", "us", "is"))):
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiouls":
+        w = w[:-1]
+    if w.endswith("i"):
+        w = w[:-1] + "y"
+    return w.rstrip("e")
+
+
+def word_families(words: list[str]) -> list[str]:
+    """`words` (best first) keeping the first word of each family (`word_stem`): a label of three words then
+    says three things, not one thing three times."""
+    seen: set[str] = set()
+    kept = []
+    for word in words:
+        stem = word_stem(word)
+        if stem not in seen:
+            seen.add(stem)
+            kept.append(word)
+    return kept
+
+
 def make_label(words: list[str], promoted: list[str], dead: bool) -> str:
-    """The top three distinctive words; a feature without any (dead, or firing on punctuation and numbers)
-    is named by the tokens it fires on or promotes."""
+    """The top three distinctive words, one per family (`word_families`); a feature without any (dead, or
+    firing on punctuation and numbers) is named by the tokens it fires on or promotes."""
     if dead:
         return "(dead) → " + ", ".join(promoted[:3])
     if words:
-        return " · ".join(words[:3])
+        return " · ".join(word_families(words)[:3])
     return "→ " + ", ".join(promoted[:3])
 
 
