@@ -113,3 +113,30 @@ def test_highlights_and_steering_share_one_unit_with_statistics(tiny_dirs, tmp_p
     lens = load_lens(LensSpec(model=str(tiny_dirs["model"]), sae=str(sae), device="cpu"))
     highlight, steering = _units(Engine(lens), [3, 5])
     assert highlight == steering == [7.5, 6.25]  # the 0.99 quantile, else the max seen
+
+
+def test_a_server_gets_what_it_needs_through_the_engine(tiny_lens):
+    """morph serve keeps an analyzer per document, takes turns at the model's lock, and runs Neuronpedia-style
+    prompts, all through the Engine (it never reaches the Lens)."""
+    import numpy as np
+    import torch
+
+    from morph.models.hooks import capture
+
+    engine = Engine(tiny_lens)
+    text = "The harbour was quiet.\n\nThe boats came in at dusk."
+    mine, theirs = engine.new_analyzer(), engine.new_analyzer()
+    assert mine is not theirs and mine is not engine.analyzer
+    a, b = mine.analyze(text), engine.analyze(text)
+    assert np.array_equal(a.indices, b.indices) and np.allclose(a.values, b.values)
+    assert engine.model_lock is tiny_lens.lock and engine.d_sae == tiny_lens.d_sae
+    assert engine.hook_name and engine.d_model == tiny_lens.d_model
+    run = engine.prompt_activations("The boats came in.", 64, fold=False)
+    assert run.ids[0] == tiny_lens.bos_token_id and len(run.tokens) == len(run.ids) == len(run.special)
+    with torch.inference_mode():
+        acts = capture(tiny_lens.model, tiny_lens.hook, torch.tensor([run.ids]))[0]
+        assert torch.allclose(run.features, tiny_lens.sae.encode(acts.to(tiny_lens.sae.dtype)).float())
+    plain = engine.complete("The boats", 5, temperature=0)
+    assert plain == engine.complete("The boats", 5, temperature=0, steer=[(0, 0.0)])
+    with pytest.raises(InputError, match="does not exist"):
+        engine.complete("The boats", 5, steer=[(tiny_lens.d_sae, 1.0)])

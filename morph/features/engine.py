@@ -22,6 +22,7 @@ from morph.models.lens import LensSpec
 if TYPE_CHECKING:
     from morph.features.concepts import Concept, ConceptMatch
     from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
+    from morph.features.prompts import PromptActivations
     from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
     from morph.models.lens import Lens
 
@@ -286,6 +287,47 @@ class Engine:
     def feature_report(self, feature: int, analysis: Analysis) -> FeatureReport:
         """`feature`'s label and statistics, and every token of `analysis` where it fires."""
         return feature_report(self.labels.info(feature), analysis)
+
+    # --- for a server: the model's sizes, an analyzer per document, prompts run as other servers run them ---
+    @property
+    def d_sae(self) -> int:
+        return self.lens.d_sae
+
+    @property
+    def d_model(self) -> int:
+        return self.lens.d_model
+
+    @property
+    def hook_name(self) -> str:
+        """The SAE's hook point (SAE-Lens / TransformerLens name)."""
+        return str(getattr(self.lens.hook, "name", self.lens.hook))
+
+    @property
+    def model_lock(self) -> "threading.RLock":
+        """Held by every forward pass of the model (analysis, steering, prompts): whoever schedules turns at it
+        (morph.server.turns) waits on it."""
+        return self.lens.lock
+
+    def new_analyzer(self, config: AnalysisConfig | None = None) -> Analyzer:
+        """An analyzer of its own (its own block cache and key/values) for another document, on this model."""
+        return Analyzer(self.lens, config or self.analyzer.config, self.labels.norms())
+
+    def prompt_activations(self, prompt: str, max_tokens: int, fold: bool = True) -> "PromptActivations":
+        """BOS + the prompt, one forward pass, the SAE's activations at every position (morph.features.prompts),
+        folded by the decoder norms when `fold` (as Neuronpedia folds them)."""
+        from morph.features.prompts import prompt_activations
+
+        return prompt_activations(self.lens, prompt, max_tokens, fold)
+
+    def complete(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
+                 seed: int = 0, steer: list[tuple[int, float]] | None = None, normalize: bool = False) -> str:
+        """A plain sampled completion of BOS + `prompt`, with sum(strength x decoder row) of the features
+        `steer` ((index, strength) pairs; rows of norm 1 when `normalize`) added at the hook."""
+        from morph.features.prompts import feature_direction, prompt_ids, sample_completion
+
+        added = feature_direction(self.lens, steer, normalize) if steer else None
+        return sample_completion(self.lens, prompt_ids(self.lens, prompt), n_tokens, temperature, freq_penalty,
+                                 seed, added)
 
 
 def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:

@@ -32,6 +32,7 @@ import socket
 import threading
 from contextlib import closing
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, AsyncIterator, Iterator
 
 from pydantic import BaseModel, Field
@@ -116,8 +117,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
     # and typing reuses the most recent window (a window of a 9B model is ~100 MB)
     config = replace(engine.analyzer.config, cache_windows=min(engine.analyzer.config.cache_windows,
                                                                settings.cache_windows))
-    store = DocumentStore(engine.lens, config, engine.labels.norms(), settings.max_documents)
-    turns = FairTurns(owns(engine.lens.lock))
+    store = DocumentStore(partial(engine.new_analyzer, config), settings.max_documents)
+    turns = FairTurns(owns(engine.model_lock))
     app = FastAPI(title="Morph engine server", version=str(API_VERSION), docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.store = store
@@ -153,9 +154,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     @app.get("/v1/morph/info")
     def info() -> dict:
-        lens = engine.lens
-        return {"api": API_VERSION, "model": engine.model_name, "sae": engine.sae_name, "d_sae": lens.d_sae,
-                "d_model": lens.d_model, "hook": getattr(lens.hook, "name", str(lens.hook)),
+        return {"api": API_VERSION, "model": engine.model_name, "sae": engine.sae_name, "d_sae": engine.d_sae,
+                "d_model": engine.d_model, "hook": engine.hook_name,
                 "labels_source": engine.labels.source, "max_text_chars": limits.max_text_chars,
                 "max_body_bytes": limits.max_body_bytes, "replica": REPLICA}
 

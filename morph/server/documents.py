@@ -13,9 +13,9 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
-from morph.features.analysis import Analysis, AnalysisConfig, Analyzer
-from morph.features.ranking import FeatureNorms
+from morph.features.analysis import Analysis, Analyzer
 
 KEPT_REVISIONS = 2  # analyses kept per document as bases for deltas: the last partial and the last final
 
@@ -47,11 +47,9 @@ class Document:
 class DocumentStore:
     """Analyzers by document id, least recently used dropped first. Thread-safe."""
 
-    def __init__(self, lens: object, config: AnalysisConfig | None, norms: FeatureNorms | None,
-                 max_documents: int = 32) -> None:
-        self.lens = lens
-        self.config = config
-        self.norms = norms
+    def __init__(self, new_analyzer: Callable[[], Analyzer], max_documents: int = 32) -> None:
+        """`new_analyzer`: an analyzer of its own for each document (Engine.new_analyzer)."""
+        self.new_analyzer = new_analyzer
         self.max_documents = max_documents
         self._documents: OrderedDict[str, Document] = OrderedDict()
         self._lock = threading.Lock()
@@ -62,7 +60,7 @@ class DocumentStore:
         with self._lock:
             document = self._documents.get(document_id)
             if document is None:
-                document = Document(Analyzer(self.lens, self.config, self.norms))
+                document = Document(self.new_analyzer())
                 self._documents[document_id] = document
             self._documents.move_to_end(document_id)
             while len(self._documents) > self.max_documents:
@@ -72,7 +70,7 @@ class DocumentStore:
 
     def fresh(self) -> Document:
         """A document of its own for a one-off analysis (not kept)."""
-        return Document(Analyzer(self.lens, self.config, self.norms))
+        return Document(self.new_analyzer())
 
     def drop(self, document_id: str) -> None:
         with self._lock:

@@ -19,7 +19,6 @@ times the feature's decoder row at the SAE's hook (SIMPLE_ADDITIVE; the other me
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,11 +27,9 @@ from pydantic import BaseModel, Field
 from morph.errors import InputError
 
 if TYPE_CHECKING:
-    import torch
     from fastapi import FastAPI
 
     from morph.features.engine import Engine
-    from morph.models.lens import Lens
 
 MAX_PROMPT_TOKENS = 4096
 MAX_COMPLETION_TOKENS = 1024
@@ -96,9 +93,7 @@ def source_names(engine: Engine, names: Names = NAMES) -> set[str]:
     """The names a request may give the served SAE."""
     name = engine.sae_name
     out = {name, name.rstrip("/").rsplit("/", 1)[-1], name.rsplit(":", 1)[-1]}
-    hook = getattr(engine.lens.hook, "name", None)
-    if hook:
-        out.add(str(hook))
+    out.add(engine.hook_name)
     if names.source:
         out.add(names.source)
     return out
@@ -121,46 +116,13 @@ def check_source(engine: Engine, source: str, names: Names = NAMES) -> None:
         raise InputError(f"source {source!r} is not served here; this server has {engine.sae_name!r}")
 
 
-def encode_prompt(engine: Engine, prompt: str) -> tuple[list[int], list[str], list[bool], torch.Tensor]:
-    """Token ids (BOS first where the model uses one), their strings, which are special, and the folded SAE
-    activations [n, d_sae] (a torch tensor on the model's device) of one forward pass over them."""
-    import torch
-
-    from morph.models.hooks import capture
-
-    lens = engine.lens
-    ids = lens.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if lens.prepend_bos and lens.bos_token_id is not None:
-        ids = [lens.bos_token_id] + list(ids)
-    if not ids:
-        raise InputError("the prompt has no tokens")
-    if len(ids) > min(MAX_PROMPT_TOKENS, lens.context_size):
-        raise InputError(f"the prompt has {len(ids)} tokens; at most {min(MAX_PROMPT_TOKENS, lens.context_size)}")
-    special = set(getattr(lens.tokenizer, "all_special_ids", []) or [])
-    with lens.lock, torch.inference_mode():
-        acts = capture(lens.model, lens.hook, torch.tensor([ids], device=lens.device))[0].to(lens.sae.dtype)
-        feats = lens.sae.encode(acts).float() * decoder_norms(lens)
-    tokens = [lens.tokenizer.decode([i]) for i in ids]
-    return ids, tokens, [i in special for i in ids], feats
-
-
-_DECODER_NORMS: "weakref.WeakKeyDictionary[Lens, torch.Tensor]" = weakref.WeakKeyDictionary()
-
-
-def decoder_norms(lens: Lens) -> torch.Tensor:
-    """||W_dec[f]|| per feature (what SAE-Lens's fold_W_dec_norm moves into the encoder), once per lens."""
-    norms = _DECODER_NORMS.get(lens)
-    if norms is None:
-        norms = _DECODER_NORMS[lens] = lens.sae.W_dec.detach().float().norm(dim=-1)
-    return norms
-
-
 def topk_by_token(engine: Engine, request: TopkByTokenRequest, names: Names = NAMES) -> dict:
     import torch
 
     check_model(engine, request.model, names)
     check_source(engine, request.source, names)
-    ids, tokens, special, feats = encode_prompt(engine, request.prompt)
+    run = engine.prompt_activations(request.prompt, MAX_PROMPT_TOKENS)
+    tokens, special, feats = run.tokens, run.special, run.features
     k = min(request.topK or 5, feats.shape[1])
     values, indices = torch.topk(feats, k, dim=-1)
     results = []
@@ -182,8 +144,9 @@ def activation_all(engine: Engine, request: ActivationAllRequest, names: Names =
     for source in request.selectedSources or [request.sourceSet]:
         if source not in served and request.sourceSet not in served:
             check_source(engine, source, names)
-    ids, tokens, special, feats = encode_prompt(engine, request.prompt)
-    n = len(ids)
+    run = engine.prompt_activations(request.prompt, MAX_PROMPT_TOKENS)
+    tokens, special, feats = run.tokens, run.special, run.features
+    n = len(tokens)
     bad = [i for i in request.sortByTokenIndexes if not 0 <= i < n]
     if bad:
         raise InputError(f"sortByTokenIndexes {bad} are outside the prompt's {n} tokens")
@@ -208,8 +171,6 @@ def activation_all(engine: Engine, request: ActivationAllRequest, names: Names =
 
 def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
     """Completions of the prompt with (STEERED) and without (DEFAULT) the features added at the hook."""
-    import torch
-
     check_model(engine, request.model, names)
     if request.steerMethod != "SIMPLE_ADDITIVE":
         raise InputError(f"steerMethod {request.steerMethod} is not supported here; use SIMPLE_ADDITIVE")
@@ -218,65 +179,18 @@ def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Nam
     unknown = [t for t in request.types if t not in ("STEERED", "DEFAULT")]
     if unknown:
         raise InputError(f"types {unknown} are not STEERED or DEFAULT")
-    lens = engine.lens
     features = request.features or []
     for feature in features:
         check_source(engine, feature.source, names)
-        if not 0 <= feature.index < lens.d_sae:
-            raise InputError(f"feature {feature.index} does not exist: this SAE has features 0 to {lens.d_sae - 1}")
-    direction = torch.zeros(lens.d_model, device=lens.device)
-    for feature in features:
-        row = lens.sae.W_dec[feature.index].detach().float().to(lens.device)
-        if request.normalizeSteering:
-            row = row / row.norm().clamp_min(1e-8)
-        direction += feature.strength * request.strengthMultiplier * row
-    ids = lens.tokenizer(request.prompt, add_special_tokens=False)["input_ids"]
-    if lens.prepend_bos and lens.bos_token_id is not None:
-        ids = [lens.bos_token_id] + list(ids)
-    if not ids or len(ids) + request.nCompletionTokens > lens.context_size:
-        raise InputError(f"the prompt and completion must fit in {lens.context_size} tokens")
+        engine.check_feature(feature.index)
+    steer = [(feature.index, feature.strength * request.strengthMultiplier) for feature in features]
     outputs = []
     for kind in request.types:
-        added = direction if kind == "STEERED" else None
-        completion = _generate(lens, ids, request, added)
+        completion = engine.complete(request.prompt, request.nCompletionTokens, request.temperature,
+                                     request.freqPenalty, int(request.seed),
+                                     steer if kind == "STEERED" else None, request.normalizeSteering)
         outputs.append({"type": kind, "output": request.prompt + completion})
     return {"outputs": outputs}
-
-
-def _generate(lens: Lens, ids: list[int], request: SteerCompletionRequest, added: torch.Tensor | None) -> str:
-    """Sample `nCompletionTokens` tokens (greedy at temperature 0), a frequency penalty on the logits,
-    seeded; `added` (or nothing) is added to the activations at the hook on every position."""
-    import torch
-
-    from morph.models.hooks import _cache_argument, edit_activations
-
-    generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-    counts: dict[int, int] = {}
-    out: list[int] = []
-    cache = None
-    step = torch.tensor([ids], device=lens.device)
-    eos = lens.tokenizer.eos_token_id
-    cache_name = _cache_argument(lens.model)
-    with lens.lock, torch.inference_mode():
-        edit = (lambda acts: acts + added.to(acts.dtype)) if added is not None else (lambda acts: acts)
-        with edit_activations(lens.model, lens.hook, edit):
-            for _ in range(request.nCompletionTokens):
-                result = lens.model(input_ids=step, use_cache=True, **{cache_name: cache})
-                cache = result.past_key_values
-                logits = result.logits[0, -1].float().cpu()
-                for token, n in counts.items():
-                    logits[token] -= request.freqPenalty * n
-                if request.temperature <= 0:
-                    token = int(logits.argmax())
-                else:
-                    probs = torch.softmax(logits / request.temperature, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generator))
-                if eos is not None and token == eos:
-                    break
-                out.append(token)
-                counts[token] = counts.get(token, 0) + 1
-                step = torch.tensor([[token]], device=lens.device)
-    return lens.tokenizer.decode(out)
 
 
 def add_routes(app: FastAPI, engine: Engine, names: Names = NAMES) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from morph.errors import InputError
-from morph.models.lens import LensSpec
+from morph.features.engine import LensSpec
 from morph.server.app import ServeSettings
 
 

@@ -1,0 +1,130 @@
+"""A prompt run as interpretability servers run it (Neuronpedia's inference server, TransformerLens's
+`run_with_cache` + SAE-Lens `encode`): BOS (where the model uses one) + the prompt's tokens, one forward pass to
+the hook, the SAE's activations at every position; and a plain sampled completion with a direction added at the
+hook (additive steering, as Neuronpedia's SIMPLE_ADDITIVE does it).
+
+Activations may be *folded* as Neuronpedia folds them on load (SAE-Lens `fold_W_dec_norm`): each feature's
+activation times the norm of its decoder row. For an SAE whose decoder rows have norm 1 these are its own
+numbers; for a TopK SAE with other norms, the set of active features is the unfolded SAE's.
+
+This is the engine's raw side, for the server's Neuronpedia-compatible routes; the editor uses the analyzer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from morph.errors import InputError
+from morph.features.checks import check_feature
+
+if TYPE_CHECKING:
+    import torch
+
+    from morph.models.lens import Lens
+
+
+@dataclass(frozen=True)
+class PromptActivations:
+    ids: list[int]
+    """Token ids, BOS first where the model uses one."""
+    tokens: list[str]
+    """Each token decoded on its own."""
+    special: list[bool]
+    """Which tokens are special (BOS...)."""
+    features: "torch.Tensor"
+    """SAE activations [n, d_sae] (float32, on the model's device), folded when asked."""
+
+
+def prompt_ids(lens: Lens, prompt: str) -> list[int]:
+    """The prompt's token ids, BOS first where the model uses one."""
+    ids = list(lens.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if lens.prepend_bos and lens.bos_token_id is not None:
+        ids = [lens.bos_token_id] + ids
+    return ids
+
+
+def prompt_activations(lens: Lens, prompt: str, max_tokens: int, fold: bool = True) -> PromptActivations:
+    """One forward pass over the prompt (at most `max_tokens` tokens, and the model's context) to the hook, and
+    the SAE's activations there."""
+    import torch
+
+    from morph.models.hooks import capture
+
+    ids = prompt_ids(lens, prompt)
+    if not ids:
+        raise InputError("the prompt has no tokens")
+    limit = min(max_tokens, lens.context_size)
+    if len(ids) > limit:
+        raise InputError(f"the prompt has {len(ids)} tokens; at most {limit}")
+    special = set(getattr(lens.tokenizer, "all_special_ids", []) or [])
+    with lens.lock, torch.inference_mode():
+        acts = capture(lens.model, lens.hook, torch.tensor([ids], device=lens.device))[0].to(lens.sae.dtype)
+        feats = lens.sae.encode(acts).float()
+        if fold:
+            feats = feats * decoder_norms(lens)
+    return PromptActivations(ids, [lens.tokenizer.decode([i]) for i in ids], [i in special for i in ids], feats)
+
+
+_DECODER_NORMS: "weakref.WeakKeyDictionary[Lens, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def decoder_norms(lens: Lens) -> torch.Tensor:
+    """||W_dec[f]|| per feature (what SAE-Lens's fold_W_dec_norm moves into the encoder), once per lens."""
+    norms = _DECODER_NORMS.get(lens)
+    if norms is None:
+        norms = _DECODER_NORMS[lens] = lens.sae.W_dec.detach().float().norm(dim=-1)
+    return norms
+
+
+def feature_direction(lens: Lens, features: list[tuple[int, float]], normalize: bool) -> torch.Tensor:
+    """sum of strength * W_dec[index] (each row scaled to norm 1 first when `normalize`), [d_model]."""
+    import torch
+
+    direction = torch.zeros(lens.d_model, device=lens.device)
+    for index, strength in features:
+        row = lens.sae.W_dec[check_feature(index, lens.d_sae)].detach().float().to(lens.device)
+        if normalize:
+            row = row / row.norm().clamp_min(1e-8)
+        direction += strength * row
+    return direction
+
+
+def sample_completion(lens: Lens, ids: list[int], n_tokens: int, temperature: float, freq_penalty: float,
+                      seed: int, added: torch.Tensor | None) -> str:
+    """Sample `n_tokens` tokens after `ids` (greedy at temperature 0, stopping at EOS), a frequency penalty on
+    the logits, seeded; `added` (or nothing) is added to the activations at the hook on every position."""
+    import torch
+
+    from morph.models.hooks import _cache_argument, edit_activations
+
+    if not ids or len(ids) + n_tokens > lens.context_size:
+        raise InputError(f"the prompt and completion must fit in {lens.context_size} tokens")
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    counts: dict[int, int] = {}
+    out: list[int] = []
+    cache = None
+    step = torch.tensor([ids], device=lens.device)
+    eos = lens.tokenizer.eos_token_id
+    cache_name = _cache_argument(lens.model)
+    with lens.lock, torch.inference_mode():
+        edit = (lambda acts: acts + added.to(acts.dtype)) if added is not None else (lambda acts: acts)
+        with edit_activations(lens.model, lens.hook, edit):
+            for _ in range(n_tokens):
+                result = lens.model(input_ids=step, use_cache=True, **{cache_name: cache})
+                cache = result.past_key_values
+                logits = result.logits[0, -1].float().cpu()
+                for token, n in counts.items():
+                    logits[token] -= freq_penalty * n
+                if temperature <= 0:
+                    token = int(logits.argmax())
+                else:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generator))
+                if eos is not None and token == eos:
+                    break
+                out.append(token)
+                counts[token] = counts.get(token, 0) + 1
+                step = torch.tensor([[token]], device=lens.device)
+    return lens.tokenizer.decode(out)
