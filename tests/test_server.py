@@ -18,7 +18,7 @@ from tests.live_server import LiveServer  # noqa: E402
 TEXT = ("The lighthouse keeper climbed the stairs at dusk.\nThe lamp was cold and the sea was loud.\n\n"
         "In the village, the baker counted loaves and coins.\nShe sang while the ovens warmed.\n\n") * 6
 
-ARRAYS = ("token_ids", "offsets", "indptr", "indices", "values", "x", "sse")
+ARRAYS = ("token_ids", "offsets", "indptr", "indices", "values", "hook_acts", "sse")
 
 
 def assert_same(local: Analysis, remote: Analysis) -> None:
@@ -298,3 +298,34 @@ def test_cli_features_and_steer_through_the_server_print_what_the_local_ones_do(
                 for key in ("elapsed_s", "first_candidate_s", "tokens_per_s"):
                     report.pop(key, None)
         assert remote == local
+
+
+def test_a_server_of_another_protocol_is_refused_in_one_line(capsys):
+    """An older `morph serve` (protocol 1) answers: the client says so, it does not misread the answers."""
+    import http.server
+    import json
+    import threading
+
+    from morph.cli import main
+
+    class OldServer(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            body = json.dumps({"api": 1, "model": "m", "sae": "s", "d_sae": 8, "labels_source": "x"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    old = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OldServer)
+    threading.Thread(target=old.serve_forever, daemon=True).start()
+    try:
+        code = main(["analyze", __file__, "--server", f"http://127.0.0.1:{old.server_address[1]}"])
+    finally:
+        old.shutdown()
+        old.server_close()
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "protocol 1" in err and "Traceback" not in err

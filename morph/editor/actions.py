@@ -170,9 +170,10 @@ ACTIONS: tuple[Action, ...] = (
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
 CONFIGURABLE: tuple[Action, ...] = tuple(action for action in ACTIONS if action.configurable)
-NOT_IN_HELP = frozenset({"panel.detail_too", "steer_pane.next_widget", "steer_pane.previous_widget", "steer_pane.close", "find_bar.close",
-                         "find_bar.next", "find_bar.previous", "find_bar.toggle_case", "find_bar.submit", "document.start",
-                         "document.end", "document.select_to_start", "document.select_to_end"})
+NOT_IN_HELP = frozenset({"panel.detail_too", "steer_pane.next_widget", "steer_pane.previous_widget",
+                         "steer_pane.close", "find_bar.close", "find_bar.next", "find_bar.previous",
+                         "find_bar.toggle_case", "find_bar.submit", "document.start", "document.end",
+                         "document.select_to_start", "document.select_to_end"})
 """Bound, but not listed in the help screen (the usual keys of a text box; keys the help has under another name).
 Neither are the dialogs' keys (DIALOGS)."""
 

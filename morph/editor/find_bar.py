@@ -191,7 +191,8 @@ class FindBar(Widget):
             yield Input(placeholder="text to find", id="find-input", compact=True)
             yield Button("↑", id="find-previous", tooltip=f"Previous match ({key_text('find_bar.previous')})",
                          compact=True)
-            yield Button("↓", id="find-next", tooltip=f"Next match ({key_text('find_bar.next')} or {key_text('find_bar.submit')})", compact=True)
+            yield Button("↓", id="find-next", compact=True,
+                         tooltip=f"Next match ({key_text('find_bar.next')} or {key_text('find_bar.submit')})")
             yield Checkbox("Aa", id="find-case", tooltip=f"Match case ({key_text('find_bar.toggle_case')})", compact=True)
             yield Label("", id="find-status")
             yield Button("✕", id="find-close", tooltip=f"Close ({key_text('find_bar.close')})", compact=True)

@@ -102,7 +102,7 @@ class _BlockResult:
     indptr: np.ndarray  # CSR over this block's tokens
     indices: np.ndarray
     values: np.ndarray
-    x: np.ndarray  # the hook activations (float16), for explained variance
+    hook_acts: np.ndarray  # the activations at the hook (float16), for explained variance
     sse: np.ndarray  # squared reconstruction error per token
 
 
@@ -142,8 +142,8 @@ class Analysis:
     indptr: np.ndarray  # CSR: the nonzero SAE features of token i are indices[indptr[i]:indptr[i+1]]
     indices: np.ndarray
     values: np.ndarray
-    x: np.ndarray
-    sse: np.ndarray
+    hook_acts: np.ndarray  # [n, d_model] the activations at the hook (float16), for explained variance
+    sse: np.ndarray  # [n] squared error of the SAE's reconstruction
     paragraphs: list[tuple[int, int]]  # character spans of paragraphs (runs of non-blank lines)
     stats: AnalysisStats
     d_sae: int
@@ -209,7 +209,7 @@ class Analysis:
         """Fraction of the hook activations' variance over tokens [a, b) that the SAE reconstructs."""
         if b - a < 1:
             return None
-        x = self.x[a:b].astype(np.float32)
+        x = self.hook_acts[a:b].astype(np.float32)
         total = float(((x - x.mean(axis=0, keepdims=True)) ** 2).sum())
         if b - a == 1 or total <= 0:
             total = float((x**2).sum())
@@ -568,7 +568,7 @@ class Analyzer:
             indptr = np.concatenate([[0], np.concatenate([p.indptr[1:] for p in parts]) + shifts])
             indices = np.concatenate([p.indices for p in parts])
             values = np.concatenate([p.values for p in parts])
-            x = np.concatenate([p.x for p in parts])
+            x = np.concatenate([p.hook_acts for p in parts])
             sse = np.concatenate([p.sse for p in parts])
         else:
             indptr = np.zeros(1, dtype=np.int64)
@@ -743,7 +743,7 @@ class Analyzer:
                 indptr=(row_ptr[start:start + n + 1] - lo).astype(np.int64),
                 indices=nz_cols[lo:hi].astype(np.int32),
                 values=nz_vals[lo:hi].astype(np.float32),
-                x=x_np[start:start + n],
+                hook_acts=x_np[start:start + n],
                 sse=sse_np[start:start + n],
             ))
             start += n
@@ -792,7 +792,7 @@ def _rows(result: _BlockResult, a: int, b: int) -> _BlockResult:
     """Tokens a..b of a block's result."""
     lo, hi = result.indptr[a], result.indptr[b]
     return _BlockResult(result.indptr[a:b + 1] - lo, result.indices[lo:hi], result.values[lo:hi],
-                        result.x[a:b], result.sse[a:b])
+                        result.hook_acts[a:b], result.sse[a:b])
 
 
 def _join(first: _BlockResult, second: _BlockResult) -> _BlockResult:
@@ -800,7 +800,7 @@ def _join(first: _BlockResult, second: _BlockResult) -> _BlockResult:
     return _BlockResult(np.concatenate([first.indptr[:-1], second.indptr + first.indptr[-1]]),
                         np.concatenate([first.indices, second.indices]),
                         np.concatenate([first.values, second.values]),
-                        np.concatenate([first.x, second.x]), np.concatenate([first.sse, second.sse]))
+                        np.concatenate([first.hook_acts, second.hook_acts]), np.concatenate([first.sse, second.sse]))
 
 
 def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], None] | None,

@@ -43,12 +43,11 @@ from morph.server.documents import Document, DocumentStore
 from morph.server.neuronpedia import Names
 from morph.server.security import BodyTooLarge, Guard, Limits
 from morph.server.turns import FairTurns, owns
-from morph.server.wire import delta_to_json, info_to_json, make_delta, norms_to_json
+from morph.server.wire import API_VERSION, delta_to_json, info_to_json, make_delta, norms_to_json
 
 if TYPE_CHECKING:
     from fastapi.responses import StreamingResponse
 
-API_VERSION = 1
 REPLICA = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (several with --ray)
 DOCUMENT_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 

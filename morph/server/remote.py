@@ -32,7 +32,8 @@ from morph.features.engine import FeatureReport, TextWindow, feature_report, fea
 from morph.features.labels import FeatureInfo
 from morph.features.ranking import FeatureNorms
 from morph.server.address import server_url
-from morph.server.wire import apply_delta, delta_from_json, from_json, info_from_json, norms_from_json, to_json
+from morph.server.wire import (API_VERSION, apply_delta, delta_from_json, from_json, info_from_json, norms_from_json,
+                               to_json)
 
 if TYPE_CHECKING:
     import httpx
@@ -284,6 +285,9 @@ class RemoteEngine:
         self._sent_text: str | None = None  # the text of the last analysis request
         self._held_lock = threading.Lock()
         info = self._get("/v1/morph/info")
+        if info.get("api") != API_VERSION:
+            raise ServerError(f"the server at {self.url} speaks Morph's protocol {info.get('api')}, this Morph speaks "
+                              f"{API_VERSION}: run the same version of Morph on both sides")
         self.info = info
         self._model_name = str(info["model"])
         self._sae_name = str(info["sae"])

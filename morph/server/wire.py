@@ -25,6 +25,9 @@ from morph.features.ranking import FeatureNorms
 
 ALLOWED_DTYPES = frozenset({"<f2", "<f4", "<f8", "<i4", "<i8", "<u4", "|b1"})
 
+API_VERSION = 2
+"""The protocol's version (2: activations travel as `hook_acts`); a client refuses a server of another."""
+
 
 class WireError(MorphError):
     """A message that does not follow the wire format."""
@@ -72,9 +75,10 @@ def _rows_equal(a: Analysis, ia: np.ndarray, b: Analysis, ib: np.ndarray, shift:
     nnz_b = np.diff(b.indptr)[ib]
     eq = (a.token_ids[ia] == b.token_ids[ib]) & (nnz_a == nnz_b) & (a.sse[ia] == b.sse[ib])
     eq &= ((a.offsets[ia] + shift) == b.offsets[ib]).all(axis=1)
-    if a.x.shape[1:] == b.x.shape[1:]:
-        eq &= (a.x[ia].view(np.uint16) == b.x[ib].view(np.uint16)).all(axis=1) if a.x.dtype == np.float16 \
-            else (a.x[ia] == b.x[ib]).all(axis=1)
+    xa, xb = a.hook_acts, b.hook_acts
+    if xa.shape[1:] == xb.shape[1:]:
+        eq &= (xa[ia].view(np.uint16) == xb[ib].view(np.uint16)).all(axis=1) if xa.dtype == np.float16 \
+            else (xa[ia] == xb[ib]).all(axis=1)
     else:
         eq[:] = False
     return eq
@@ -117,7 +121,7 @@ def rows(analysis: Analysis, a: int, b: int) -> Analysis:
     lo, hi = int(analysis.indptr[a]), int(analysis.indptr[b])
     return Analysis(analysis.generation, analysis.text_length, analysis.token_ids[a:b], analysis.offsets[a:b],
                     analysis.indptr[a:b + 1] - lo, analysis.indices[lo:hi], analysis.values[lo:hi],
-                    analysis.x[a:b], analysis.sse[a:b], analysis.paragraphs, analysis.stats, analysis.d_sae)
+                    analysis.hook_acts[a:b], analysis.sse[a:b], analysis.paragraphs, analysis.stats, analysis.d_sae)
 
 
 def make_delta(revision: int, new: Analysis, base: tuple[int, Analysis] | None) -> AnalysisDelta:
@@ -138,14 +142,14 @@ def apply_delta(delta: AnalysisDelta, base: Analysis | None, norms: FeatureNorms
         shift = mid.text_length - base.text_length
         tail = rows(base, base.n_tokens - delta.tail, base.n_tokens)
         tail = Analysis(0, 0, tail.token_ids, tail.offsets + shift, tail.indptr, tail.indices, tail.values,
-                        tail.x, tail.sse, [], tail.stats, tail.d_sae)
+                        tail.hook_acts, tail.sse, [], tail.stats, tail.d_sae)
         parts = [rows(base, 0, delta.head), mid, tail]
     counts = np.concatenate([np.diff(p.indptr) for p in parts])
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(mid.indptr.dtype)
     return Analysis(mid.generation, mid.text_length,
                     np.concatenate([p.token_ids for p in parts]), np.concatenate([p.offsets for p in parts]),
                     indptr, np.concatenate([p.indices for p in parts]), np.concatenate([p.values for p in parts]),
-                    np.concatenate([p.x for p in parts]), np.concatenate([p.sse for p in parts]),
+                    np.concatenate([p.hook_acts for p in parts]), np.concatenate([p.sse for p in parts]),
                     list(mid.paragraphs), mid.stats, mid.d_sae, norms)
 
 
@@ -154,7 +158,8 @@ def analysis_to_json(analysis: Analysis) -> dict:
         "generation": analysis.generation, "text_length": analysis.text_length,
         "token_ids": encode_array(analysis.token_ids), "offsets": encode_array(analysis.offsets),
         "indptr": encode_array(analysis.indptr), "indices": encode_array(analysis.indices),
-        "values": encode_array(analysis.values), "x": encode_array(analysis.x), "sse": encode_array(analysis.sse),
+        "values": encode_array(analysis.values), "hook_acts": encode_array(analysis.hook_acts),
+        "sse": encode_array(analysis.sse),
         "paragraphs": [list(p) for p in analysis.paragraphs], "d_sae": analysis.d_sae,
         "stats": {"elapsed_s": analysis.stats.elapsed_s, "total_tokens": analysis.stats.total_tokens,
                   "computed_tokens": analysis.stats.computed_tokens,
@@ -169,7 +174,7 @@ def analysis_from_json(data: dict, norms: FeatureNorms | None = None) -> Analysi
         return Analysis(
             int(data["generation"]), int(data["text_length"]), decode_array(data["token_ids"]),
             decode_array(data["offsets"]), decode_array(data["indptr"]), decode_array(data["indices"]),
-            decode_array(data["values"]), decode_array(data["x"]), decode_array(data["sse"]),
+            decode_array(data["values"]), decode_array(data["hook_acts"]), decode_array(data["sse"]),
             [(int(a), int(b)) for a, b in data["paragraphs"]],
             AnalysisStats(float(stats["elapsed_s"]), int(stats["total_tokens"]), int(stats["computed_tokens"]),
                           int(stats["computed_blocks"]), int(stats["reused_blocks"]), bool(stats["complete"])),

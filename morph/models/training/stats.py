@@ -8,8 +8,8 @@ Per feature, from `--stats-tokens` held-out tokens:
   all tokens (its term of the KL divergence; each word's count smoothed by 10 so that a word seen a few times
   does not win on its rarity alone), and the commonest words (more than 1 token in 400: the, of,
   was, ...) never count, however often the feature fires on them; the label joins the top three, one per
-  word family ("furious · outraged · angry", not "play · played · playing": `word_families`); a word must occur in at least three held-out documents, so that one novel's
-  character names never name a feature;
+  word family ("furious · outraged · angry", not "play · played · playing": `word_families`); a word must
+  occur in at least three held-out documents, so that one novel's character names never name a feature;
 - a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
   README row allows quoting (see `quotable_files`);
 - the tokens its decoder direction promotes (morph.models.unembed), and the tokens it fires on most often.
