@@ -548,7 +548,7 @@ class Analyzer:
 
     def _run_of(self, ids: np.ndarray, layout: "_Layout", members: list[int]) -> _Run:
         lens = self.lens
-        bos = [lens.bos_token_id] if lens.prepend_bos and lens.bos_token_id is not None else []
+        bos = lens.bos_prefix
         blocks = layout.blocks
         ctx_start = self._context_start(blocks, layout.firsts, members[0])
         a, b = blocks[members[0]][0], blocks[members[-1]][1]

@@ -64,7 +64,7 @@ def encode_tokens(lens: Lens, ids: list[int]) -> torch.Tensor:
 
     from morph.models.hooks import capture
 
-    bos = [lens.bos_token_id] if (lens.prepend_bos and lens.bos_token_id is not None) else []
+    bos = lens.bos_prefix
     ids = list(ids)[-(lens.context_size - len(bos)):]
     if not ids:
         return torch.zeros((0, lens.d_sae), device=lens.device)

@@ -39,10 +39,7 @@ class PromptActivations:
 
 def prompt_ids(lens: Lens, prompt: str) -> list[int]:
     """The prompt's token ids, BOS first where the model uses one."""
-    ids = list(lens.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    if lens.prepend_bos and lens.bos_token_id is not None:
-        ids = [lens.bos_token_id] + ids
-    return ids
+    return lens.bos_prefix + list(lens.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
 def prompt_activations(lens: Lens, prompt: str, max_tokens: int, fold: bool = True) -> PromptActivations:

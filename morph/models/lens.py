@@ -56,6 +56,11 @@ class Lens:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
+    def bos_prefix(self) -> list[int]:
+        """What goes before a text's tokens: [BOS] where the SAE was trained with one (its metadata), else []."""
+        return [self.bos_token_id] if self.prepend_bos and self.bos_token_id is not None else []
+
+    @property
     def d_sae(self) -> int:
         return int(self.sae.cfg.d_sae)
 
