@@ -300,7 +300,7 @@ class Engine:
     @property
     def hook_name(self) -> str:
         """The SAE's hook point (SAE-Lens / TransformerLens name)."""
-        return str(getattr(self.lens.hook, "name", self.lens.hook))
+        return self.lens.hook.name
 
     @property
     def model_lock(self) -> "threading.RLock":
