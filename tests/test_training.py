@@ -312,6 +312,21 @@ def test_corpus_documents_and_split(tmp_path):
     assert "one\n\ntwo" in train + val
 
 
+def test_max_file_mb_caps_each_file_and_mixes_the_split(tmp_path):
+    """--max-file-mb: a large file gives at most the cap, a small one all it has, and the held-out documents
+    come from both (the capped file's documents are not all at the front of the shuffled list)."""
+    from morph.models.training.config import TrainConfig
+    from morph.models.training.data import split_sourced_documents
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "big.txt").write_text(("a" * 100 + "\n<|endoftext|>\n") * 200)  # 20,000 characters
+    (tmp_path / "c" / "small.txt").write_text(("b" * 100 + "\n<|endoftext|>\n") * 30)  # 3,000
+    train, val = split_sourced_documents(TrainConfig(corpus=str(tmp_path / "c"), max_file_mb=0.005, val_fraction=0.2))
+    size = {name: sum(len(d) for source, d in train + val if source == name) for name in ("big.txt", "small.txt")}
+    assert size == {"big.txt": 5000, "small.txt": 3000}
+    assert {source for source, _ in val} == {"big.txt", "small.txt"}
+
+
 def test_readable_tokens():
     from morph.models.training.stats import readable
 

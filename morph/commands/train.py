@@ -23,6 +23,8 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "--device": ("device", str, "auto (cuda, mps, cpu), cpu, cuda or mps"),
     "--threads": ("threads", int, "CPU threads (default: all cores)"),
     "--max-corpus-mb": ("max_corpus_mb", float, "use a seeded random slice of this many MB of text (default all)"),
+    "--max-file-mb": ("max_file_mb", float, "take at most this many MB from each corpus file, so that a large file "
+                      "does not drown the small ones (default 0: no cap)"),
     "--val-fraction": ("val_fraction", float, "share of the text held out, by whole documents (default 0.05)"),
     "--vocab": ("vocab_size", int, "BPE vocabulary size (default 8192)"),
     "--tokenizer-mb": ("tokenizer_mb", float, "train the tokenizer on at most this much text (default 40)"),

@@ -11,7 +11,7 @@ from morph.models.training.config import TrainConfig
 
 # config field -> CLI option, for writing the command that reproduces a run
 OPTIONS = {
-    "max_corpus_mb": "--max-corpus-mb", "vocab_size": "--vocab", "tokenizer_mb": "--tokenizer-mb",
+    "max_corpus_mb": "--max-corpus-mb", "max_file_mb": "--max-file-mb", "vocab_size": "--vocab", "tokenizer_mb": "--tokenizer-mb",
     "n_layer": "--layers", "n_embd": "--width", "n_head": "--heads", "context": "--context",
     "batch_size": "--batch-size", "grad_accum": "--grad-accum", "lr": "--lr", "warmup_iters": "--warmup-iters", "max_iters": "--max-iters",
     "max_minutes": "--max-minutes", "sae_layer": "--sae-layer", "sae_expansion": "--sae-expansion",
@@ -130,6 +130,7 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
         "",
         f"Corpus: `{Path(cfg.corpus).name or cfg.corpus}` ({len(files)} files: {', '.join(files)}), one paragraph per "
         f"line. Documents were shuffled with seed {cfg.seed}"
+        + (f", at most {cfg.max_file_mb:g} MB taken from each file" if cfg.max_file_mb else "")
         + (f", cut to {cfg.max_corpus_mb:g} MB" if cfg.max_corpus_mb else "")
         + f", and {cfg.val_fraction:.0%} of the text (whole documents) held out for statistics, labels and "
         "evaluation.",
@@ -235,6 +236,7 @@ def render(cfg: TrainConfig, paths: Paths) -> str:
         "one paragraph per line" + (KNOWN_CORPUS if set(data.get("files", [])) == {"gutenberg.txt", "speeches.txt"}
                                     else "") + ".",
         f"Documents were shuffled with seed {cfg.seed}"
+        + (f", at most {cfg.max_file_mb:g} MB taken from each file" if cfg.max_file_mb else "")
         + (f", cut to {cfg.max_corpus_mb:g} MB" if cfg.max_corpus_mb else "")
         + f", and {cfg.val_fraction:.0%} of the text (whole documents) held out for validation, statistics and "
         "evaluation.",

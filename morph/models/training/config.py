@@ -22,6 +22,7 @@ class TrainConfig:
     threads: int = 0  # 0 = all CPU cores
     # data
     max_corpus_mb: float = 0.0  # 0 = the whole corpus; otherwise a seeded random slice of documents
+    max_file_mb: float = 0.0  # 0 = no cap; otherwise each corpus file gives at most this many MB (before the cut)
     val_fraction: float = 0.05  # held-out documents (by characters)
     paragraph_sep: str = "\n\n"  # how the paragraphs of a document are joined
     # tokenizer

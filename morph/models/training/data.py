@@ -60,7 +60,11 @@ def split_documents(cfg: TrainConfig) -> tuple[list[str], list[str]]:
 def split_sourced_documents(cfg: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """split_documents, each document with the corpus file it came from."""
     docs = [(source, d.replace("\x00", cfg.paragraph_sep)) for source, d in read_sourced_documents(cfg.corpus)]
-    random.Random(cfg.seed).shuffle(docs)
+    rng = random.Random(cfg.seed)
+    rng.shuffle(docs)
+    if cfg.max_file_mb > 0:  # shuffled again: the capped files' documents would otherwise all come first
+        docs = _cap_per_file(docs, int(cfg.max_file_mb * 1e6))
+        rng.shuffle(docs)
     if cfg.max_corpus_mb > 0:
         budget, kept = int(cfg.max_corpus_mb * 1e6), []
         for source, doc in docs:
@@ -79,6 +83,19 @@ def split_sourced_documents(cfg: TrainConfig) -> tuple[list[tuple[str, str]], li
     while docs and (not val or sum(len(d) for _, d in val) < cfg.val_fraction * total) and len(docs) > 1:
         val.append(docs.pop())
     return docs, val
+
+
+def _cap_per_file(docs: list[tuple[str, str]], cap: int) -> list[tuple[str, str]]:
+    """The shuffled documents with at most `cap` characters from each source file: the first documents of a
+    file in shuffled order are kept, the one crossing the cap is cut there, later ones are dropped."""
+    taken: dict[str, int] = {}
+    kept = []
+    for source, doc in docs:
+        room = cap - taken.get(source, 0)
+        if room > 0:
+            kept.append((source, doc[:room]))
+            taken[source] = taken.get(source, 0) + min(room, len(doc))
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
