@@ -6,7 +6,7 @@ Bare forward: the whole model (LM head included) over the document's tokens in c
 batched to the analyzer's token budget, no hooks. Truncated forward: the same windows, stopped at the
 hook layer (morph.models.hooks.capture, no SAE): the honest comparison, since analysis never runs the
 layers after the hook. Peer: what an interpretability engineer would write today, TransformerLens's
-`run_with_cache` (its TransformerBridge over the same Hugging Face model, stopped after the hook layer, caching
+`run_with_cache` (its TransformerBridge over a copy of the same Hugging Face model, stopped after the hook layer, caching
 only the hook) plus SAE-Lens's `encode` (the same SAE, loaded by SAE-Lens) over the same windows. The runs
 alternate in rotating order; ratios per repeat, median over repeats.
 
@@ -145,7 +145,8 @@ def run(ctx: Context) -> list[Figure]:
 
 
 def _peer(ctx: Context, lens):
-    """A timed function of batches: TransformerLens (bridge over the lens's own HF model) + SAE-Lens."""
+    """A timed function of batches: TransformerLens (bridge over a copy of the lens's HF model) + SAE-Lens."""
+    import copy
     import warnings
 
     import torch
@@ -159,8 +160,10 @@ def _peer(ctx: Context, lens):
         warnings.simplefilter("ignore")
         sae = SAE.load_from_disk(str(sae_dir), device="cpu")
         name = getattr(lens.model, "name_or_path", "") or str(sae.cfg.metadata.model_name)
-        bridge = TransformerBridge.boot_transformers(name, hf_model=lens.model, tokenizer=lens.tokenizer,
-                                                     device="cpu")
+        # a copy: booting the bridge swaps the model's own submodules for its components, in place, which
+        # would leave the benchmarks after this one (steering's hooks) running on a changed model
+        bridge = TransformerBridge.boot_transformers(name, hf_model=copy.deepcopy(lens.model),
+                                                     tokenizer=lens.tokenizer, device="cpu")
     hook = lens.hook.name
     stop = lens.hook.layer + 1
 
