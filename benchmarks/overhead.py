@@ -6,9 +6,9 @@ Bare forward: the whole model (LM head included) over the document's tokens in c
 batched to the analyzer's token budget, no hooks. Truncated forward: the same windows, stopped at the
 hook layer (morph.models.hooks.capture, no SAE): the honest comparison, since analysis never runs the
 layers after the hook. Peer: what an interpretability engineer would write today, TransformerLens's
-`run_with_cache` (its TransformerBridge over a copy of the same Hugging Face model, stopped after the hook layer, caching
-only the hook) plus SAE-Lens's `encode` (the same SAE, loaded by SAE-Lens) over the same windows. The runs
-alternate in rotating order; ratios per repeat, median over repeats.
+`run_with_cache` (its TransformerBridge over a copy of the same Hugging Face model, stopped after the hook
+layer, caching only the hook) plus SAE-Lens's `encode` (the same SAE, loaded by SAE-Lens) over the same
+windows. The runs alternate in rotating order; ratios per repeat, median over repeats.
 
 After an edit (what a writer pays on every pause): a word is typed at the end of a line in the middle of
 the document; Morph re-analyses it with the cache of the previous analysis (to the complete result, not
