@@ -6,7 +6,9 @@ process, so client and server share the cores as they would on one laptop). Then
 typed in the middle of the document and both re-analyse it as the editor does (focus at the cursor); the
 order of the two alternates between repeats. Figures: remote time / local time per size (what the server
 adds: the JSON delta of the edited rows, HTTP, decoding), and remote time at the large size / at the small
-one (a keystroke through the server should cost the edit, not the document: about 1×).
+one (a keystroke through the server should cost the edit, not the document: about 1×). Then 8 clients post a
+Neuronpedia activation request each at once, answered with the engine's batching and with one forward
+pass each: the time until all are answered, unbatched ÷ batched.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from benchmarks.common import Context, Figure, figure
 from benchmarks.corpus import document_tokens
 
 NAME = "serve"
+CLIENTS = 8
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -77,7 +80,51 @@ def run(ctx: Context) -> list[Figure]:
                      unit="×")
         fig.benchmark = NAME
         figures.append(fig)
+        figures.append(_concurrent_prompts(ctx, served, port, reps))
     finally:
         server.should_exit = True
         thread.join(10)
     return figures
+
+
+def _concurrent_prompts(ctx: Context, served, port: int, reps: int) -> Figure:
+    """CLIENTS threads post Neuronpedia topk-by-token requests at once (a prompt of about 120 tokens each); the
+    time until all are answered, with the engine's batcher and with batches of one (one forward pass each)."""
+    import threading
+    from functools import partial
+
+    import httpx
+
+    from morph.features.batching import Batcher
+    from morph.features.prompts import prompt_features
+
+    prompts = [document_tokens(ctx.count_tokens, 120, seed=30 + i) for i in range(CLIENTS)]
+    batched = served.prompt_batches
+    single = Batcher(partial(prompt_features, served.lens), max_items=1)
+    times: dict[str, list[float]] = {"batched": [], "single": []}
+    url = f"http://127.0.0.1:{port}/v1/activation/topk-by-token"
+
+    def ask(client: httpx.Client, prompt: str) -> None:
+        body = {"prompt": prompt, "model": served.model_name, "source": served.sae_name, "ignoreBos": True, "topK": 5}
+        client.post(url, json=body, timeout=300).raise_for_status()
+
+    with httpx.Client() as client:
+        for rep in range(reps + 1):
+            for name in (("batched", "single") if rep % 2 == 0 else ("single", "batched")):
+                served.prompt_batches = batched if name == "batched" else single
+                threads = [threading.Thread(target=ask, args=(client, p)) for p in prompts]
+                t0 = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if rep > 0:  # the first round warms up
+                    times[name].append(time.perf_counter() - t0)
+    served.prompt_batches = batched
+    fig = figure("serve_batched_prompts", f"{CLIENTS} clients' Neuronpedia activation requests at once: one pass "
+                 "each ÷ batched (time)", [s / b for s, b in zip(times["single"], times["batched"])], unit="×",
+                 batched_ms=sorted(round(1000 * t) for t in times["batched"]),
+                 single_ms=sorted(round(1000 * t) for t in times["single"]),
+                 batch_sizes=batched.stats.sizes[-2 * CLIENTS:])
+    fig.benchmark = NAME
+    return fig

@@ -23,7 +23,7 @@ from morph.features.engine import Engine  # noqa: E402
 from tests.live_server import free_port  # noqa: E402
 
 TEXT = "The sea was loud.\n\nThe lamp was cold and the keeper slept by the window.\n" * 12
-ARRAYS = ("token_ids", "offsets", "indptr", "indices", "values", "x", "sse")
+ARRAYS = ("token_ids", "offsets", "indptr", "indices", "values", "hook_acts", "sse")
 
 
 def test_two_replicas_serve_two_clients(tiny_dirs, tiny_lens):

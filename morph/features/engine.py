@@ -8,23 +8,33 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 
 from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
+from morph.features.batching import Batcher
 from morph.features.checks import check_feature
 from morph.features.intensity import unit_scales
 from morph.features.labels import FeatureInfo, FeatureLabels, load_labels
+from morph.features.prompts import prompt_features
 from morph.features.ranking import FeatureNorms
 from morph.models.lens import LensSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from morph.features.concepts import Concept, ConceptMatch
     from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
     from morph.features.prompts import PromptActivations
     from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
     from morph.models.lens import Lens
+
+PROMPT_BATCH = 16
+"""At most this many prompts per forward pass (Engine.prompt_batches) ..."""
+PROMPT_BATCH_TOKENS = 16_384
+"""... and at most this many positions, padding included."""
 
 __all__ = ["Engine", "EngineLike", "FeatureReport", "LabelsLike", "LensSpec", "Occurrence", "SteererLike",
            "TextWindow", "feature_report", "feature_scales", "quiet_hf"]
@@ -165,6 +175,10 @@ class Engine:
         self.labels_fetch: threading.Thread | None = None
         self.labels_fetch_error: str | None = None
         self._labels_listeners: list[Callable[[], None]] = []
+        self.prompt_batches: Batcher[list[int], "torch.Tensor"] = Batcher(
+            partial(prompt_features, lens), max_items=PROMPT_BATCH, max_cost=PROMPT_BATCH_TOKENS,
+            cost=lambda rows: len(rows) * max(map(len, rows)))
+        """Prompt forward passes (prompt_activations); those that arrive while one runs go together as the next."""
         if fetch_labels:
             self._fetch_labels_in_background(neuronpedia_url)
 
@@ -314,10 +328,11 @@ class Engine:
 
     def prompt_activations(self, prompt: str, max_tokens: int, fold: bool = True) -> "PromptActivations":
         """BOS + the prompt, one forward pass, the SAE's activations at every position (morph.features.prompts),
-        folded by the decoder norms when `fold` (as Neuronpedia folds them)."""
+        folded by the decoder norms when `fold` (as Neuronpedia folds them). Safe to call from many threads:
+        prompts that arrive while the model is busy run together, as one batch (`prompt_batches`)."""
         from morph.features.prompts import prompt_activations
 
-        return prompt_activations(self.lens, prompt, max_tokens, fold)
+        return prompt_activations(self.lens, prompt, max_tokens, fold, self.prompt_batches)
 
     def complete(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
                  seed: int = 0, steer: list[tuple[int, float]] | None = None, normalize: bool = False) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from morph.errors import InputError
 from morph.features.checks import check_feature
@@ -42,25 +42,45 @@ def prompt_ids(lens: Lens, prompt: str) -> list[int]:
     return lens.bos_prefix + list(lens.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
-def prompt_activations(lens: Lens, prompt: str, max_tokens: int, fold: bool = True) -> PromptActivations:
-    """One forward pass over the prompt (at most `max_tokens` tokens, and the model's context) to the hook, and
-    the SAE's activations there."""
-    import torch
-
-    from morph.models.hooks import capture
-
+def checked_prompt_ids(lens: Lens, prompt: str, max_tokens: int) -> list[int]:
+    """prompt_ids, refused in one line when empty or longer than `max_tokens` (or the model's context)."""
     ids = prompt_ids(lens, prompt)
     if not ids:
         raise InputError("the prompt has no tokens")
     limit = min(max_tokens, lens.context_size)
     if len(ids) > limit:
         raise InputError(f"the prompt has {len(ids)} tokens; at most {limit}")
-    special = set(getattr(lens.tokenizer, "all_special_ids", []) or [])
+    return ids
+
+
+def prompt_features(lens: Lens, rows: list[list[int]]) -> list[torch.Tensor]:
+    """The SAE's activations ([len(row), d_sae], float32, unfolded) at every position of each row of token ids,
+    all rows in one forward pass to the hook: right-padded to the longest with an attention mask, so a row's
+    positions see only its own tokens and sit at the same positions as alone (equal to one pass per row up to
+    float rounding)."""
+    import torch
+
+    from morph.models.hooks import capture
+
+    longest = max(len(row) for row in rows)
+    pad = lens.bos_prefix[0] if lens.bos_prefix else 0
+    ids = torch.tensor([row + [pad] * (longest - len(row)) for row in rows], device=lens.device)
+    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in rows], device=lens.device)
     with lens.lock, torch.inference_mode():
-        acts = capture(lens.model, lens.hook, torch.tensor([ids], device=lens.device))[0].to(lens.sae.dtype)
-        feats = lens.sae.encode(acts).float()
-        if fold:
-            feats = feats * decoder_norms(lens)
+        acts = capture(lens.model, lens.hook, ids, mask if len(rows) > 1 else None)
+        return [lens.sae.encode(acts[i, :len(row)].to(lens.sae.dtype)).float() for i, row in enumerate(rows)]
+
+
+def prompt_activations(lens: Lens, prompt: str, max_tokens: int, fold: bool = True,
+                       features: Callable[[list[int]], torch.Tensor] | None = None) -> PromptActivations:
+    """One forward pass over the prompt (at most `max_tokens` tokens, and the model's context) to the hook, and
+    the SAE's activations there. `features(ids)`, when given, runs the pass (the engine's batcher, which may
+    run it together with other callers' prompts)."""
+    ids = checked_prompt_ids(lens, prompt, max_tokens)
+    feats = features(ids) if features is not None else prompt_features(lens, [ids])[0]
+    if fold:
+        feats = feats * decoder_norms(lens)
+    special = set(getattr(lens.tokenizer, "all_special_ids", []) or [])
     return PromptActivations(ids, [lens.tokenizer.decode([i]) for i in ids], [i in special for i in ids], feats)
 
 

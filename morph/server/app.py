@@ -21,6 +21,10 @@ The analysis of a request runs in a thread of its own that only puts lines in a 
 the queue. A client that goes away (or a newer request for the same document) sets the document's cancel
 flag, which stops the analysis at its next step: no analysis is ever left holding a document's analyzer.
 Requests of different clients take fair turns on the model between their steps (morph.server.turns).
+Neuronpedia's activation requests that arrive while the model is busy run together, as one padded forward
+pass (Engine.prompt_batches, morph.features.batching). A document's analysis is not batched with other
+clients' work: it continues from its own key/value cache, and a keystroke's work is a few tokens of one
+block, which waiting for a batch would only delay.
 """
 
 from __future__ import annotations
