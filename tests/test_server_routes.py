@@ -118,6 +118,66 @@ def test_steer_completion_in_neuronpedias_shape_and_steering_changes_the_text(en
     assert again == body  # greedy: the same text twice
 
 
+def steer_request(engine, **changes) -> dict:
+    request = {"prompt": "The sea", "model": engine.model_name, "steerMethod": "SIMPLE_ADDITIVE",
+               "normalizeSteering": False, "types": ["STEERED", "DEFAULT"], "nCompletionTokens": 6,
+               "temperature": 0, "strengthMultiplier": 4, "freqPenalty": 0, "seed": 16,
+               "features": [{"model": engine.model_name, "source": engine.sae_name, "index": 3, "strength": 40}]}
+    return {**request, **changes}
+
+
+def test_steer_completion_streams_server_sent_events_ending_with_the_whole_response(engine):
+    client = client_for(engine)
+    whole = client.post("/v1/steer/completion", json=steer_request(engine)).json()
+    with client.stream("POST", "/v1/steer/completion", json=steer_request(engine, stream=True)) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(response.iter_text())
+    events = [json.loads(chunk[len("data: "):]) for chunk in raw.split("\n\n") if chunk]
+    for event in events:
+        check_shape(event, "SteerCompletionResponse")
+    assert events[-1] == whole
+    steered = [e["outputs"][0]["output"] for e in events]
+    assert len(set(steered)) >= 3  # the steered text grew token by token, before the default began
+    assert events[0]["outputs"][1]["output"] == "The sea"
+
+
+def test_steer_completion_with_vectors_and_orthogonal_decomposition(engine):
+    client = client_for(engine)
+    row = engine.lens.sae.W_dec[3].float().tolist()
+    by_feature = client.post("/v1/steer/completion", json=steer_request(engine)).json()
+    by_vector = client.post("/v1/steer/completion", json=steer_request(engine, features=None, vectors=[
+        {"steeringVector": row, "strength": 40, "hook": engine.hook_name}])).json()
+    assert by_vector == by_feature  # a feature's decoder row given as a vector steers the same
+    # ORTHOGONAL_DECOMP scales the activations' component along the direction: by 1 it changes nothing
+    same = client.post("/v1/steer/completion", json=steer_request(
+        engine, steerMethod="ORTHOGONAL_DECOMP", strengthMultiplier=1,
+        features=[{"model": engine.model_name, "source": engine.sae_name, "index": 3, "strength": 1}])).json()
+    assert same["outputs"][0]["output"] == same["outputs"][1]["output"]
+    for bad, reason in [({"features": None, "vectors": [{"steeringVector": row, "strength": 1,
+                                                         "hook": "blocks.99.hook_resid_pre"}]}, "not served"),
+                        ({"vectors": [{"steeringVector": row, "strength": 1, "hook": engine.hook_name}]},
+                         "exactly one"),
+                        ({"features": None, "vectors": [{"steeringVector": [1.0], "strength": 1,
+                                                         "hook": engine.hook_name}]}, "values"),
+                        ({"steerMethod": "PROJECTION_CAP"}, "not supported")]:
+        response = client.post("/v1/steer/completion", json=steer_request(engine, **bad))
+        assert response.status_code == 400 and reason in response.json()["detail"], response.text
+
+
+def test_orthogonal_steering_scales_only_the_component_along_the_direction():
+    import torch
+
+    from morph.features.prompts import Steering
+
+    v = torch.tensor([3.0, 4.0, 0.0])
+    h = torch.tensor([[1.0, 2.0, 5.0]])
+    unit = v / 5
+    along = (h @ unit) * unit
+    out = Steering([(v, 0.5)], "orthogonal").apply(h)
+    torch.testing.assert_close(out, h - along + 0.5 * along)
+    torch.testing.assert_close(Steering([(v, 2.0)], "additive").apply(h), h + 2 * v)
+
+
 def test_a_wrong_model_or_source_is_a_400_naming_what_is_served(engine):
     client = client_for(engine)
     response = client.post("/v1/activation/topk-by-token", json={

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from morph.features.concepts import Concept, ConceptMatch
     from morph.features.neuronpedia_fetch import FetchProgress, FetchResult
-    from morph.features.prompts import PromptActivations
+    from morph.features.prompts import PromptActivations, Steering
     from morph.features.steering import CancelToken, Steerer, SteerEvent, SteerRequest, SteerResult
     from morph.models.lens import Lens
 
@@ -334,15 +334,32 @@ class Engine:
 
         return prompt_activations(self.lens, prompt, max_tokens, fold, self.prompt_batches)
 
-    def complete(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
-                 seed: int = 0, steer: list[tuple[int, float]] | None = None, normalize: bool = False) -> str:
-        """A plain sampled completion of BOS + `prompt`, with sum(strength x decoder row) of the features
-        `steer` ((index, strength) pairs; rows of norm 1 when `normalize`) added at the hook."""
-        from morph.features.prompts import feature_direction, prompt_ids, sample_completion
+    def steering(self, features: list[tuple[int, float]], vectors: list[tuple[list[float], float]] | None = None,
+                 normalize: bool = False, method: str = "additive") -> "Steering":
+        """What to edit into the activations at the hook while completing (morph.features.prompts.Steering):
+        the features' decoder rows and raw `vectors`, each with its coefficient, added ("additive") or as the
+        scale of the activations' component along them ("orthogonal")."""
+        from morph.features.prompts import steering
 
-        added = feature_direction(self.lens, steer, normalize) if steer else None
+        return steering(self.lens, features, vectors or [], normalize, method)
+
+    def complete_stream(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
+                        seed: int = 0, edit: "Steering | None" = None,
+                        should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """A plain sampled completion of BOS + `prompt` with `edit` applied at the hook: the completion so far
+        after each token. It holds the model while it runs: consume it in one thread, to its end or close()."""
+        from morph.features.prompts import prompt_ids, sample_completion
+
         return sample_completion(self.lens, prompt_ids(self.lens, prompt), n_tokens, temperature, freq_penalty,
-                                 seed, added)
+                                 seed, edit, should_stop)
+
+    def complete(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
+                 seed: int = 0, edit: "Steering | None" = None) -> str:
+        """complete_stream's whole completion."""
+        text = ""
+        for text in self.complete_stream(prompt, n_tokens, temperature, freq_penalty, seed, edit):
+            pass
+        return text
 
 
 def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:

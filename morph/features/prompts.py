@@ -1,7 +1,8 @@
 """A prompt run as interpretability servers run it (Neuronpedia's inference server, TransformerLens's
 `run_with_cache` + SAE-Lens `encode`): BOS (where the model uses one) + the prompt's tokens, one forward pass to
-the hook, the SAE's activations at every position; and a plain sampled completion with a direction added at the
-hook (additive steering, as Neuronpedia's SIMPLE_ADDITIVE does it).
+the hook, the SAE's activations at every position (several prompts may share one padded pass); and a plain
+sampled completion, token by token, with directions edited in at the hook (Neuronpedia's SIMPLE_ADDITIVE and
+ORTHOGONAL_DECOMP steering).
 
 Activations may be *folded* as Neuronpedia folds them on load (SAE-Lens `fold_W_dec_norm`): each feature's
 activation times the norm of its decoder row. For an SAE whose decoder rows have norm 1 these are its own
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from morph.errors import InputError
 from morph.features.checks import check_feature
@@ -95,23 +96,61 @@ def decoder_norms(lens: Lens) -> torch.Tensor:
     return norms
 
 
-def feature_direction(lens: Lens, features: list[tuple[int, float]], normalize: bool) -> torch.Tensor:
-    """sum of strength * W_dec[index] (each row scaled to norm 1 first when `normalize`), [d_model]."""
+STEER_METHODS = ("additive", "orthogonal")
+
+
+@dataclass(frozen=True)
+class Steering:
+    """Directions edited into the activations at the hook, at every position, in order, each with its
+    coefficient c. `additive`: h + c * v (Neuronpedia's SIMPLE_ADDITIVE). `orthogonal`: the component of h
+    along v scaled by c, the rest kept: (I - P) h + c * P h with P = v v^T / |v|^2 (its ORTHOGONAL_DECOMP)."""
+
+    directions: list[tuple["torch.Tensor", float]]
+    """(direction [d_model], coefficient) pairs."""
+    method: str = "additive"
+
+    def apply(self, acts: torch.Tensor) -> torch.Tensor:
+        for direction, coefficient in self.directions:
+            v = direction.to(acts.dtype)
+            if self.method == "orthogonal":
+                unit = v / v.norm()
+                along = (acts @ unit).unsqueeze(-1) * unit
+                acts = acts + (coefficient - 1.0) * along
+            else:
+                acts = acts + coefficient * v
+        return acts
+
+
+def steering(lens: Lens, features: list[tuple[int, float]], vectors: list[tuple[list[float], float]],
+             normalize: bool, method: str = "additive") -> Steering:
+    """A Steering from SAE features ((index, coefficient): the feature's decoder row) and raw vectors
+    ((values, coefficient), d_model values each); each direction scaled to norm 1 first when `normalize`."""
     import torch
 
-    direction = torch.zeros(lens.d_model, device=lens.device)
-    for index, strength in features:
-        row = lens.sae.W_dec[check_feature(index, lens.d_sae)].detach().float().to(lens.device)
-        if normalize:
-            row = row / row.norm().clamp_min(1e-8)
-        direction += strength * row
-    return direction
+    if method not in STEER_METHODS:
+        raise InputError(f"steering method {method!r} is not one of {', '.join(STEER_METHODS)}")
+    directions: list[tuple[torch.Tensor, float]] = []
+    for index, coefficient in features:
+        directions.append((lens.sae.W_dec[check_feature(index, lens.d_sae)].detach().float(), coefficient))
+    for values, coefficient in vectors:
+        if len(values) != lens.d_model:
+            raise InputError(f"a steering vector has {len(values)} values; the hook has {lens.d_model}")
+        directions.append((torch.tensor(values, dtype=torch.float32), coefficient))
+    out = []
+    for direction, coefficient in directions:
+        norm = float(direction.norm())
+        if not torch.isfinite(direction).all() or (norm == 0 and (normalize or method == "orthogonal")):
+            raise InputError("a steering direction is zero or not finite")
+        out.append(((direction / norm if normalize else direction).to(lens.device), coefficient))
+    return Steering(out, method)
 
 
 def sample_completion(lens: Lens, ids: list[int], n_tokens: int, temperature: float, freq_penalty: float,
-                      seed: int, added: torch.Tensor | None) -> str:
-    """Sample `n_tokens` tokens after `ids` (greedy at temperature 0, stopping at EOS), a frequency penalty on
-    the logits, seeded; `added` (or nothing) is added to the activations at the hook on every position."""
+                      seed: int, edit: Steering | None, should_stop: Callable[[], bool] = lambda: False
+                      ) -> Iterator[str]:
+    """Sample up to `n_tokens` tokens after `ids` (greedy at temperature 0, stopping at EOS), a frequency
+    penalty on the logits, seeded, with `edit` (or nothing) applied at the hook on every position; yields the
+    completion so far after each token. Holds the model (Lens.lock) until it ends: consume it in one thread."""
     import torch
 
     from morph.models.hooks import _cache_argument, edit_activations
@@ -126,9 +165,10 @@ def sample_completion(lens: Lens, ids: list[int], n_tokens: int, temperature: fl
     eos = lens.tokenizer.eos_token_id
     cache_name = _cache_argument(lens.model)
     with lens.lock, torch.inference_mode():
-        edit = (lambda acts: acts + added.to(acts.dtype)) if added is not None else (lambda acts: acts)
-        with edit_activations(lens.model, lens.hook, edit):
+        with edit_activations(lens.model, lens.hook, edit.apply if edit is not None else (lambda acts: acts)):
             for _ in range(n_tokens):
+                if should_stop():
+                    return
                 result = lens.model(input_ids=step, use_cache=True, **{cache_name: cache})
                 cache = result.past_key_values
                 logits = result.logits[0, -1].float().cpu()
@@ -140,8 +180,8 @@ def sample_completion(lens: Lens, ids: list[int], n_tokens: int, temperature: fl
                     probs = torch.softmax(logits / temperature, dim=-1)
                     token = int(torch.multinomial(probs, 1, generator=generator))
                 if eos is not None and token == eos:
-                    break
+                    return
                 out.append(token)
                 counts[token] = counts.get(token, 0) + 1
                 step = torch.tensor([[token]], device=lens.device)
-    return lens.tokenizer.decode(out)
+                yield str(lens.tokenizer.decode(out))

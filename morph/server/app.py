@@ -204,7 +204,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     from morph.server import neuronpedia, steer_routes
 
-    neuronpedia.add_routes(app, engine, settings.neuronpedia)
+    neuronpedia.add_routes(app, engine, settings.neuronpedia, stream_response)
     steer_routes.add_routes(app, engine, check_text, stream_response)
     return Guard(app, settings.secret_key, limits)
 
@@ -249,32 +249,41 @@ def edited_text(document: Document, edit: TextEdit) -> str:
     return text
 
 
-def stream_response(lines: Iterator[dict], cancel: threading.Event) -> "StreamingResponse":
-    """An NDJSON StreamingResponse of `lines`, produced in a thread of their own (module docstring); an
-    error ends the stream with {"type": "error", "message"} (one line); a client that leaves sets `cancel`."""
+def stream_response(lines: Iterator[dict], cancel: threading.Event, sse: bool = False) -> "StreamingResponse":
+    """An NDJSON StreamingResponse of `lines` (server-sent events, `data: <json>`, when `sse`), produced in a
+    thread of their own (module docstring); an error ends the stream with {"type": "error", "message"}
+    ({"error"} as an event) in one line; a client that leaves sets `cancel`."""
     from fastapi.responses import StreamingResponse
 
     out: queue.Queue[bytes | None] = queue.Queue()
+    frame = _event if sse else _line
+
+    def error(message: str) -> bytes:
+        return frame({"error": message} if sse else {"type": "error", "message": message})
 
     def work() -> None:
         try:
             for obj in lines:
-                out.put(_line(obj))
+                out.put(frame(obj))
         except MemoryError:
-            out.put(_line({"type": "error", "message": "the server ran out of memory"}))
+            out.put(error("the server ran out of memory"))
         except Exception as err:  # noqa: BLE001 - the client hears one line; the server goes on
             from morph.errors import one_line
 
-            out.put(_line({"type": "error", "message": one_line(err)}))
+            out.put(error(one_line(err)))
         finally:
             out.put(None)
 
     threading.Thread(target=work, name="morph stream", daemon=True).start()
-    return StreamingResponse(_drain(out, cancel), media_type="application/x-ndjson")
+    return StreamingResponse(_drain(out, cancel), media_type="text/event-stream" if sse else "application/x-ndjson")
 
 
 def _line(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _event(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def _drain(lines: "queue.Queue[bytes | None]", cancel: threading.Event) -> AsyncIterator[bytes]:

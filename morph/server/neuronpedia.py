@@ -13,14 +13,17 @@ e.g. 20-gemmascope-res-16k); any other is a 400 with the names this server has. 
 uses one) + the prompt's tokens, one forward pass, and `tokens` include the BOS. Activations are folded as
 Neuronpedia folds them on load (SAE-Lens `fold_W_dec_norm`): each feature's activation times the norm of
 its decoder row (the same numbers for an SAE whose decoder rows have norm 1; for a TopK SAE with other
-norms, the set of active features is the unfolded SAE's). Steering adds `strength * strengthMultiplier`
-times the feature's decoder row at the SAE's hook (SIMPLE_ADDITIVE; the other methods are refused).
+norms, the set of active features is the unfolded SAE's). Steering edits `strength * strengthMultiplier`
+times each feature's decoder row (or each vector given for the SAE's hook) into the activations at the hook:
+added (SIMPLE_ADDITIVE) or as the scale of their component along it (ORTHOGONAL_DECOMP); with `stream: true`
+the response so far comes after each token as server-sent events, as Neuronpedia streams it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import BaseModel, Field
 
@@ -28,8 +31,10 @@ from morph.errors import InputError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
 
     from morph.features.engine import Engine
+    from morph.features.prompts import Steering
 
 MAX_PROMPT_TOKENS = 4096
 MAX_COMPLETION_TOKENS = 1024
@@ -61,6 +66,12 @@ class SteerFeature(BaseModel):
     steeringVector: list[float] | None = None
 
 
+class SteerVector(BaseModel):
+    steeringVector: list[float] = Field(max_length=65_536)
+    strength: float
+    hook: str
+
+
 class SteerCompletionRequest(BaseModel):
     prompt: str = Field(max_length=200_000)
     model: str
@@ -73,7 +84,7 @@ class SteerCompletionRequest(BaseModel):
     freqPenalty: float
     seed: float
     features: list[SteerFeature] | None = None
-    vectors: list[dict] | None = None
+    vectors: list[SteerVector] | None = None
     stream: bool | None = False
     nLogprobs: int | None = 0
 
@@ -169,32 +180,64 @@ def activation_all(engine: Engine, request: ActivationAllRequest, names: Names =
     return {"activations": activations, "tokens": tokens, "counts": None}
 
 
-def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
-    """Completions of the prompt with (STEERED) and without (DEFAULT) the features added at the hook."""
+STEER_METHODS = {"SIMPLE_ADDITIVE": "additive", "ORTHOGONAL_DECOMP": "orthogonal"}
+
+
+def steer_edit(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> Steering:
+    """The request checked (a 400 with one line for what is not served or not known) and its steering: each
+    feature's decoder row (or vector) times strength x strengthMultiplier, added (SIMPLE_ADDITIVE) or as the
+    scale of the component along it (ORTHOGONAL_DECOMP)."""
     check_model(engine, request.model, names)
-    if request.steerMethod != "SIMPLE_ADDITIVE":
-        raise InputError(f"steerMethod {request.steerMethod} is not supported here; use SIMPLE_ADDITIVE")
-    if request.vectors:
-        raise InputError("custom steering vectors are not supported here; steer with features")
+    if request.steerMethod not in STEER_METHODS:
+        raise InputError(f"steerMethod {request.steerMethod} is not supported here; use "
+                         f"{' or '.join(STEER_METHODS)}")
+    if (request.features is None) == (request.vectors is None):
+        raise InputError("give exactly one of features or vectors")
     unknown = [t for t in request.types if t not in ("STEERED", "DEFAULT")]
     if unknown:
         raise InputError(f"types {unknown} are not STEERED or DEFAULT")
-    features = request.features or []
-    for feature in features:
+    for feature in request.features or []:
         check_source(engine, feature.source, names)
-        engine.check_feature(feature.index)
-    steer = [(feature.index, feature.strength * request.strengthMultiplier) for feature in features]
-    outputs = []
-    for kind in request.types:
-        completion = engine.complete(request.prompt, request.nCompletionTokens, request.temperature,
-                                     request.freqPenalty, int(request.seed),
-                                     steer if kind == "STEERED" else None, request.normalizeSteering)
-        outputs.append({"type": kind, "output": request.prompt + completion})
-    return {"outputs": outputs}
+    for vector in request.vectors or []:
+        if vector.hook != engine.hook_name:
+            raise InputError(f"vector hook {vector.hook!r} is not served here; this server steers at "
+                             f"{engine.hook_name!r}")
+    multiplier = request.strengthMultiplier
+    return engine.steering([(f.index, f.strength * multiplier) for f in request.features or []],
+                           [(v.steeringVector, v.strength * multiplier) for v in request.vectors or []],
+                           request.normalizeSteering, STEER_METHODS[request.steerMethod])
 
 
-def add_routes(app: FastAPI, engine: Engine, names: Names = NAMES) -> None:
-    """Neuronpedia's three routes on `app` (a request with `stream: true` gets the whole response at once)."""
+def steer_outputs(engine: Engine, request: SteerCompletionRequest, edit: Steering,
+                  should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
+    """The response so far after each token, as Neuronpedia streams it: every type's output (prompt +
+    completion so far; STEERED with the edit at the hook, DEFAULT without), the types in the request's order,
+    each completed before the next begins; the last one yielded is the whole response."""
+    texts = {kind: "" for kind in request.types}
+
+    def response() -> dict:
+        return {"outputs": [{"type": kind, "output": request.prompt + texts[kind]} for kind in request.types]}
+
+    for kind in dict.fromkeys(request.types):
+        for text in engine.complete_stream(request.prompt, request.nCompletionTokens, request.temperature,
+                                           request.freqPenalty, int(request.seed),
+                                           edit if kind == "STEERED" else None, should_stop):
+            texts[kind] = text
+            yield response()
+    yield response()
+
+
+def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
+    """Completions of the prompt with (STEERED) and without (DEFAULT) the steering at the hook."""
+    edit = steer_edit(engine, request, names)
+    *_, last = steer_outputs(engine, request, edit)
+    return last
+
+
+def add_routes(app: FastAPI, engine: Engine, names: Names,
+               stream_response: Callable[..., StreamingResponse]) -> None:
+    """Neuronpedia's three routes on `app`; a steering request with `stream: true` gets server-sent events,
+    `data: <the response so far>` after each token, through `stream_response` (morph.server.app's)."""
 
     @app.post("/v1/activation/topk-by-token")
     def topk_by_token_route(request: TopkByTokenRequest) -> dict:
@@ -205,5 +248,9 @@ def add_routes(app: FastAPI, engine: Engine, names: Names = NAMES) -> None:
         return activation_all(engine, request, names)
 
     @app.post("/v1/steer/completion")
-    def steer_completion_route(request: SteerCompletionRequest) -> dict:
-        return steer_completion(engine, request, names)
+    def steer_completion_route(request: SteerCompletionRequest):
+        if not request.stream:
+            return steer_completion(engine, request, names)
+        edit = steer_edit(engine, request, names)  # a bad request is a 400 before the stream begins
+        cancel = threading.Event()
+        return stream_response(steer_outputs(engine, request, edit, cancel.is_set), cancel, sse=True)
