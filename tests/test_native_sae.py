@@ -144,3 +144,29 @@ def test_engine_load_imports_neither_sae_lens_nor_transformer_lens():
     before = _run("import time; t = time.perf_counter(); import sae_lens; " + _LOAD.replace(
         "import sys, time; t = time.perf_counter(); ", "import sys; "))
     print(f"\nEngine.load in a fresh process: {seconds} s native, {before.split()[0]} s with sae_lens imported")
+
+
+@pytest.mark.parametrize("case", ["topk", "topk-rescaled", "topk-layer_norm", "standard"])
+def test_decoding_rows_of_few_active_features_sums_their_decoder_rows_as_sae_lens_decodes(tmp_path, case,
+                                                                                           monkeypatch):
+    """decode of [tokens, d_sae] rows with few active features goes through the active decoder rows only
+    (embedding_bag), and gives SAE-Lens's dense reconstruction; a row with no active feature decodes to b_dec."""
+    arch, cfg_kwargs = CASES[case]
+    folder = tmp_path / case
+    build_sae(folder, d_in=32, hook_name="blocks.1.hook_resid_post", arch=arch, d_sae=512, cfg_kwargs=cfg_kwargs)
+    ours, ref = load_native_sae(folder, "cpu"), _reference(folder)
+    sparse_calls = []
+    bag = torch.nn.functional.embedding_bag
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: sparse_calls.append(1) or bag(*a, **k))
+    torch.manual_seed(0)
+    x = torch.randn(9, 32) * 4 + 1
+    with torch.no_grad():
+        f_ours, f_ref = ours.encode(x), ref.encode(x)
+        if arch == "standard":  # a standard SAE's random weights: keep 8 of 512 per row, as a sparse one would
+            keep = f_ours.topk(8, dim=-1).indices
+            f_ours = torch.zeros_like(f_ours).scatter(-1, keep, f_ours.gather(-1, keep))
+            f_ref = f_ours.clone()
+        f_ours[4] = 0
+        f_ref[4] = 0
+        torch.testing.assert_close(ours.decode(f_ours), ref.decode(f_ref), atol=1e-5, rtol=1e-5)
+    assert sparse_calls

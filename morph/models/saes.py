@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 CFG_FILENAME = "cfg.json"
+SPARSE_DECODE_DENSITY = 8
+"""decode sums active decoder rows when at most 1 in this many activations is nonzero (else the dense product)."""
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 _DTYPES = {
@@ -160,7 +162,24 @@ class NativeSAE(nn.Module):
         raise NotImplementedError
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.run_time_activation_norm_fn_out(feature_acts @ self.W_dec + self.b_dec)
+        return self.run_time_activation_norm_fn_out(self._linear_decode(feature_acts))
+
+    def _linear_decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        """feature_acts @ W_dec + b_dec. Rows of a sparse SAE (a TopK SAE's 64 of 4,608 features) are summed
+        over their active features' decoder rows only (embedding_bag over the nonzero entries, in row order):
+        the same sum without the dense product's multiplications by zero, which cost as much as the encoder."""
+        if feature_acts.is_sparse:
+            feature_acts = feature_acts.to_dense()
+        if feature_acts.dim() != 2 or feature_acts.requires_grad or feature_acts.dtype != self.W_dec.dtype:
+            return feature_acts @ self.W_dec + self.b_dec
+        rows, cols = feature_acts.nonzero(as_tuple=True)
+        if len(cols) * SPARSE_DECODE_DENSITY > feature_acts.numel():
+            return feature_acts @ self.W_dec + self.b_dec
+        offsets = torch.zeros(len(feature_acts), dtype=torch.long, device=feature_acts.device)
+        offsets[1:] = torch.bincount(rows, minlength=len(feature_acts)).cumsum(0)[:-1]
+        summed = nn.functional.embedding_bag(cols, self.W_dec, offsets, mode="sum",
+                                             per_sample_weights=feature_acts[rows, cols])
+        return summed + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -207,11 +226,11 @@ class TopKSAE(NativeSAE):
         return result
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        if self.cfg.rescale_acts_by_decoder_norm:
-            feature_acts = feature_acts * (1 / self.W_dec.norm(dim=-1))
         if feature_acts.is_sparse:
             feature_acts = feature_acts.to_dense()
-        return self.run_time_activation_norm_fn_out(feature_acts @ self.W_dec + self.b_dec)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            feature_acts = feature_acts * (1 / self.W_dec.norm(dim=-1))
+        return self.run_time_activation_norm_fn_out(self._linear_decode(feature_acts))
 
 
 class JumpReLUSAE(NativeSAE):
