@@ -373,3 +373,40 @@ def test_progress_counts_the_blocks_to_compute(tiny_lens):
     total = analysis.stats.computed_blocks
     assert seen[0] == (1, total) and seen[-1] == (total, total)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 2
+
+
+def test_padded_batches_give_each_run_its_own_numbers(tiny_lens):
+    """Runs of unlike lengths batched together (right-padded, no attention mask: causal attention never lets
+    a real position see the padding after it) give the numbers each run gets in a pass of its own."""
+    from morph.features import analysis as module
+
+    text = TEXT * 6
+    config = AnalysisConfig(context_tokens=12, min_block_tokens=6, max_block_tokens=20, segment_tokens=60)
+    alone = Analyzer(tiny_lens, AnalysisConfig(**{**config.__dict__, "batch_tokens": 1})).analyze(text)
+    share = module.PADDING_SHARE
+    module.PADDING_SHARE = 1.0  # any padding: every run of unlike length in one batch
+    analyzer = Analyzer(tiny_lens, config)
+    widths: list[list[int]] = []
+    run_batch = analyzer._run_batch
+    analyzer._run_batch = lambda batch, *a: widths.append([len(r.ids) for r in batch]) or run_batch(batch, *a)
+    try:
+        batched = analyzer.analyze(text)
+    finally:
+        module.PADDING_SHARE = share
+    assert any(len(set(w)) > 1 for w in widths), widths  # padding happened
+    np.testing.assert_allclose(dense(batched, tiny_lens.d_sae), dense(alone, tiny_lens.d_sae), atol=1e-5)
+    np.testing.assert_allclose(batched.sse, alone.sse, rtol=1e-4, atol=1e-5)
+
+
+def test_batches_keep_padding_under_its_share():
+    from morph.features.analysis import PADDING_SHARE, _batches
+
+    class Run:
+        def __init__(self, n: int) -> None:
+            self.ids = [0] * n
+
+    batches = _batches([Run(n) for n in (100, 104, 108, 300, 310, 1000)], budget=4096)
+    assert [[len(r.ids) for r in b] for b in batches] == [[100, 104, 108], [300, 310], [1000]]
+    for batch in batches:
+        width = max(len(r.ids) for r in batch)
+        assert sum(len(r.ids) for r in batch) >= (1 - PADDING_SHARE) * width * len(batch)

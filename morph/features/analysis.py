@@ -622,10 +622,13 @@ class Analyzer:
         for row, run in enumerate(batch):
             input_ids[row, :len(run.ids)] = torch.tensor(run.ids)
             mask[row, :len(run.ids)] = 1
-        input_ids, mask = input_ids.to(lens.device), mask.to(lens.device)
+        input_ids = input_ids.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
         with lens.lock, torch.inference_mode():
-            acts = capture(lens.model, lens.hook, input_ids, mask if len(batch) > 1 else None, between=step)
+            # No attention mask: the rows are padded on the right, and under causal attention a real position
+            # never sees the padding after it (its numbers are those of the row alone); without a mask the
+            # attention runs its causal kernel instead of the masked one, several times slower on CPU.
+            acts = capture(lens.model, lens.hook, input_ids, between=step)
             x = torch.cat([acts[row, run.skip:len(run.ids)] for row, run in enumerate(batch)]).to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)
@@ -821,19 +824,27 @@ def _supports_cache(model: PreTrainedModel) -> bool:
 
 
 def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
-    """Group runs of similar length so that each padded batch stays under `budget` tokens."""
+    """Group runs of similar length so that each padded batch stays under `budget` tokens, and padding
+    stays under PADDING_SHARE of it (padding costs what real tokens cost; on a CPU a batch saves little
+    else, so runs of unlike lengths go in batches of their own)."""
     ordered = sorted(runs, key=lambda r: len(r.ids))
     batches: list[list[_Run]] = []
     current: list[_Run] = []
+    real = 0
     for run in ordered:
         width = len(run.ids)
-        if current and width * (len(current) + 1) > budget:
+        padded = width * (len(current) + 1)
+        if current and (padded > budget or real + width < (1 - PADDING_SHARE) * padded):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(run)
+        real += width
     if current:
         batches.append(current)
     return batches
+
+
+PADDING_SHARE = 0.1
 
 
 def _empty_block(n: int, d_model: int) -> _BlockResult:

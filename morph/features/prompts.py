@@ -56,9 +56,9 @@ def checked_prompt_ids(lens: Lens, prompt: str, max_tokens: int) -> list[int]:
 
 def prompt_features(lens: Lens, rows: list[list[int]]) -> list[torch.Tensor]:
     """The SAE's activations ([len(row), d_sae], float32, unfolded) at every position of each row of token ids,
-    all rows in one forward pass to the hook: right-padded to the longest with an attention mask, so a row's
-    positions see only its own tokens and sit at the same positions as alone (equal to one pass per row up to
-    float rounding)."""
+    all rows in one forward pass to the hook, right-padded to the longest: under causal attention a row's
+    positions never see the padding after them and sit at the same positions as alone, so no mask is needed
+    (equal to one pass per row up to float rounding; as the analyzer's batches)."""
     import torch
 
     from morph.models.hooks import capture
@@ -66,9 +66,8 @@ def prompt_features(lens: Lens, rows: list[list[int]]) -> list[torch.Tensor]:
     longest = max(len(row) for row in rows)
     pad = lens.bos_prefix[0] if lens.bos_prefix else 0
     ids = torch.tensor([row + [pad] * (longest - len(row)) for row in rows], device=lens.device)
-    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in rows], device=lens.device)
     with lens.lock, torch.inference_mode():
-        acts = capture(lens.model, lens.hook, ids, mask if len(rows) > 1 else None)
+        acts = capture(lens.model, lens.hook, ids)
         return [lens.sae.encode(acts[i, :len(row)].to(lens.sae.dtype)).float() for i, row in enumerate(rows)]
 
 
