@@ -122,9 +122,12 @@ def run(ctx: Context) -> list[Figure]:
                    bare_tokens_per_s=round(n / min(times["bare"])),
                    truncated_tokens_per_s=round(n / min(times["truncated"])), torch_threads=ctx.threads)
     full = figure("analysis_vs_forward", "analysis tokens/s ÷ bare full forward tokens/s",
-                  [b / a for a, b in zip(times["analysis"], times["bare"])], unit="×", target=(">=", 0.8), **details)
+                  [b / a for a, b in zip(times["analysis"], times["bare"])], unit="×", **details)
+    # the aim (issue "Concepts a writer can read") is against the forward to the hook: analysis never runs
+    # the layers above it, so the full forward's ratio flatters it
     cut = figure("analysis_vs_truncated_forward", "analysis tokens/s ÷ forward to the hook layer tokens/s",
-                 [t / a for a, t in zip(times["analysis"], times["truncated"])], unit="×", **details)
+                 [t / a for a, t in zip(times["analysis"], times["truncated"])], unit="×", target=(">=", 0.8),
+                 **details)
     tps = figure("analysis_tokens_per_s", "full analysis throughput", [n / a for a in times["analysis"]],
                  unit="tok/s", document_tokens=n)
     figures = [full, cut, tps]
