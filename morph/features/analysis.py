@@ -823,6 +823,10 @@ def _supports_cache(model: PreTrainedModel) -> bool:
     return bool(getattr(model, "_supports_cache_class", True))
 
 
+PADDING_SHARE = 0.1
+"""At most this share of a padded batch's positions may be padding (_batches)."""
+
+
 def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
     """Group runs of similar length so that each padded batch stays under `budget` tokens, and padding
     stays under PADDING_SHARE of it (padding costs what real tokens cost; on a CPU a batch saves little
@@ -842,9 +846,6 @@ def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
     if current:
         batches.append(current)
     return batches
-
-
-PADDING_SHARE = 0.1
 
 
 def _empty_block(n: int, d_model: int) -> _BlockResult:
