@@ -58,9 +58,11 @@ def lens_args(tiny_dirs) -> list[str]:
 
 
 def test_memory_follows_the_window_not_the_file(tmp_path, lens_args):
-    """A file 30 windows long peaks within a few tens of MB of a file of one window (measured: +27 MB). Analysed
-    in one window, as every file was before, it peaks ~100 MB higher, and the old report, every token's at
-    once, higher still (a 0.5 MB file: 1.1 GB)."""
+    """A file 30 windows long peaks within a few tens of MB of a file of one window (measured: +27 MB when
+    written; +35 MB before and +66 MB after the analyzer's batches dropped their attention mask on 2026-12-03,
+    which lowered the one-window file's peak by 24 MB (430 -> 406 MB) and left the long file's about where it
+    was, 465 -> 472 MB). Analysed in one window, as every file was before, it peaks ~100 MB higher than that,
+    and the old report, every token's at once, higher still (a 0.5 MB file: 1.1 GB)."""
     small, large = tmp_path / "small.txt", tmp_path / "large.txt"
     small.write_text(prose(3_000, seed=1))
     large.write_text(prose(120_000, seed=2))
@@ -68,7 +70,7 @@ def test_memory_follows_the_window_not_the_file(tmp_path, lens_args):
     assert code == 0, err
     large_mb, code, out, err = analyze(tmp_path, large, lens_args, "--window", "4000")
     assert code == 0, err
-    assert large_mb - small_mb < 60, (small_mb, large_mb)
+    assert large_mb - small_mb < 90, (small_mb, large_mb)
     report = json.loads(out)
     text = large.read_text()
     assert "".join(token["text"] for token in report["tokens"]) == text  # every character once, in order
