@@ -47,7 +47,7 @@ FIGURES = [
 ]
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
-    "pause_8000_vs_500_middle", "analysis_vs_forward", "steer_first_candidate_s", "steer_speed_ratio",
+    "pause_8000_vs_500_middle", "analysis_vs_truncated_forward", "steer_first_candidate_s", "steer_speed_ratio",
     "steer_hybrid_lead", "steer_top_raises_share", "steer_fluency_drop",
     "startup_first_paint_s", "startup_model_ready_s", "topic_named", "features_specific", "analysis_vs_peer",
     *(f"large_{f}_{d}{u}" for d in ("line", "document") for f, u in (("open", "_s"), ("keystroke_p50_ratio", ""))),
