@@ -144,6 +144,15 @@ def test_output_score_is_high_toward_the_tokens_a_feature_promotes(tiny_lens):
         assert own > 0 and own > other
 
 
+def test_output_score_against_controls_is_the_gain_on_the_words_less_the_gain_on_the_controls(tiny_lens):
+    labels = load_labels(tiny_lens)
+    features, words, controls = [3, 11, 40], [5, 6, 7], [20, 21, 22]
+    on_words = output_scores(tiny_lens, labels, features, words, TEXT, START, END)
+    on_controls = output_scores(tiny_lens, labels, features, controls, TEXT, START, END)
+    both = output_scores(tiny_lens, labels, features, words, TEXT, START, END, controls=controls)
+    assert both == pytest.approx([w - c for w, c in zip(on_words, on_controls)], abs=1e-5)
+
+
 def test_concepts_for_words_show_both_scores_and_why(tiny_lens):
     labels = load_labels(tiny_lens)
     word = next(w for w in (labels.label(i).split(" · ")[0].strip() for i in range(tiny_lens.d_sae))

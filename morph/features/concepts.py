@@ -131,17 +131,29 @@ def search_concepts(labels: FeatureLabels, query: str, limit: int = 10) -> list[
     return concepts
 
 
+# Neutral words a few concept words are read against: a short text read alone lights features of "a short
+# text after BOS" (on the default, "want · would · will" and the like fire on any one or two words), which
+# the selection, read in context, does not; they are no more about the words than about these.
+CONTROL_WORDS = ("table", "number", "Tuesday", "window", "paper", "walk")
+
+
 def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, start: int, end: int,
-                   k: int = 3) -> list[Concept]:
+                   k: int = 3, words: bool = False) -> list[Concept]:
     """The features whose mean activation on `example` most exceeds their mean on the selection.
 
-    `activation` is that difference; steer toward all of them at once for "make it more like this".
+    `activation` is that difference; steer toward all of them at once for "make it more like this". With
+    `words` (the example is a few concept words, not a passage) each feature's baseline is the largest of
+    its mean on the selection and its means on each of CONTROL_WORDS read alone, so that features of any
+    short text do not pass for the words' own.
     """
     if not (example or "").strip():
         raise InputError("the example is empty: give a passage to imitate")
     sel = span_features(lens, text, start, end).span.mean(dim=0)
     ex_ids = token_ids(lens, example)
     ex = encode_tokens(lens, ex_ids).mean(dim=0)
+    if words:
+        for word in CONTROL_WORDS:
+            sel = sel.maximum(encode_tokens(lens, token_ids(lens, word)).mean(dim=0))
     diff = ex - sel
     k = max(0, min(k, int((diff > 0).sum())))
     if k == 0:
@@ -238,11 +250,15 @@ def _label_score(labels: FeatureLabels, feature: int, words: list[str]) -> tuple
 
 
 def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], targets: list[int], text: str,
-                  start: int, end: int, strength: float = OUTPUT_STRENGTH) -> list[float]:
+                  start: int, end: int, strength: float = OUTPUT_STRENGTH,
+                  controls: list[int] | None = None) -> list[float]:
     """Per feature, how much adding its decoder direction (strength x its typical max, capped at the
     residual's norm) at the hook raises the log-probability mass the model puts on the `targets` tokens
     next, averaged over the last OUTPUT_WINDOW positions up to the passage's end: mean_t [log sum_{y in
     targets} p_steered(y | t) - log sum p_plain(y | t)], in nats. One batched forward (row 0 unsteered).
+    With `controls` (tokens of words unrelated to the concept) the same gain on them is subtracted: a
+    direction that flattens the distribution raises every unlikely word, the concept's among them, and
+    is no more about the concept than about the controls.
     After Arad et al. (2025), "SAEs are good for steering if you select the right features": a feature's
     output score predicts how well it steers much better than how it reads."""
     import torch
@@ -276,8 +292,12 @@ def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], target
     with lens.lock, torch.inference_mode(), edit_activations(lens.model, lens.hook, add):
         logits = lens.model(input_ids=batch).logits[:, len(bos):].float()
     logp = torch.log_softmax(logits, dim=-1)
-    mass = torch.logsumexp(logp[..., torch.tensor(targets, device=logp.device)], dim=-1)  # [rows, positions]
-    return (mass[1:] - mass[:1]).mean(dim=-1).tolist()
+
+    def gain(tokens: list[int]) -> torch.Tensor:
+        mass = torch.logsumexp(logp[..., torch.tensor(tokens, device=logp.device)], dim=-1)  # [rows, positions]
+        return (mass[1:] - mass[:1]).mean(dim=-1)
+
+    return (gain(targets) - gain(controls) if controls else gain(targets)).tolist()
 
 
 def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str, start: int, end: int,
@@ -309,7 +329,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
                          "this), or a feature number")
     try:
         probe = source_text if example is not None else " ".join(concept)
-        for c in more_like_this(lens, labels, probe, text, start, end, k=4 if example is None else 8):
+        for c in more_like_this(lens, labels, probe, text, start, end, k=4 if example is None else 8,
+                                words=example is None):
             found.setdefault(c.id, "example")
     except InputError:
         pass
@@ -319,18 +340,19 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         raise InputError(f"no feature matches {source_text!r}: try other words, or a feature number")
     ids = list(found)[:MAX_CANDIDATE_FEATURES]
     targets = _word_tokens(lens, concept[:8])
-    outputs = output_scores(lens, labels, ids, targets, text, start, end)
+    controls = [t for t in _word_tokens(lens, list(CONTROL_WORDS)) if t not in targets]
+    outputs = output_scores(lens, labels, ids, targets, text, start, end, controls=controls)
     best = max([o for o in outputs if o > 0], default=0.0)
     matches = []
     for feature, output in zip(ids, outputs):
         label_score, matched = _label_score(labels, feature, concept)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
-        if found[feature] == "label" and matched:
-            why = f"labels hold {', '.join(repr(w) for w in matched)}"
-        elif found[feature] == "label":
-            why = "label close to the words"
+        if found[feature] == "label":
+            why = f"labels hold {', '.join(repr(w) for w in matched)}" if matched else "label close to the words"
         else:
             why = "fires more on " + ("the example" if example is not None else "your words") + " than on the passage"
+            if matched:
+                why += f", labels hold {', '.join(repr(w) for w in matched)}"
         why += f"; output {output:+.2f} nats toward {', '.join(concept[:3])}"
         matches.append(ConceptMatch(feature, labels.label(feature), label_score, output, score, why,
                                     found[feature], labels.typical_max(feature)))
