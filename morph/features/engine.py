@@ -353,14 +353,6 @@ class Engine:
         return sample_completion(self.lens, prompt_ids(self.lens, prompt), n_tokens, temperature, freq_penalty,
                                  seed, edit, should_stop)
 
-    def complete(self, prompt: str, n_tokens: int, temperature: float = 1.0, freq_penalty: float = 0.0,
-                 seed: int = 0, edit: "Steering | None" = None) -> str:
-        """complete_stream's whole completion."""
-        text = ""
-        for text in self.complete_stream(prompt, n_tokens, temperature, freq_penalty, seed, edit):
-            pass
-        return text
-
 
 def feature_scales(analysis: Analysis, norms: FeatureNorms | None) -> np.ndarray:
     """Per feature [d_sae], the activation that counts as full intensity in `analysis`: the one rule of
