@@ -612,23 +612,12 @@ class Analyzer:
     def _run_batch(self, batch: list[_Run], layout: "_Layout", step: Callable[[], None]) -> int:
         import torch
 
-        from morph.models.hooks import capture
+        from morph.models.hooks import capture_rows
 
         lens = self.lens
-        width = max(len(r.ids) for r in batch)
-        pad = lens.bos_token_id or 0
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, run in enumerate(batch):
-            input_ids[row, :len(run.ids)] = torch.tensor(run.ids)
-            mask[row, :len(run.ids)] = 1
-        input_ids = input_ids.to(lens.device)
         # Hooks live on the shared model: no steering pass may interleave with this one.
         with lens.lock, torch.inference_mode():
-            # No attention mask: the rows are padded on the right, and under causal attention a real position
-            # never sees the padding after it (its numbers are those of the row alone); without a mask the
-            # attention runs its causal kernel instead of the masked one, several times slower on CPU.
-            acts = capture(lens.model, lens.hook, input_ids, between=step)
+            acts = capture_rows(lens.model, lens.hook, [list(r.ids) for r in batch], lens.device, between=step)
             x = torch.cat([acts[row, run.skip:len(run.ids)] for row, run in enumerate(batch)]).to(lens.sae.dtype)
             step()
             feats = lens.sae.encode(x)
@@ -637,7 +626,7 @@ class Analyzer:
             sse = ((x - recon).float() ** 2).sum(-1)
         for run, result in zip(batch, self._results([r.n for r in batch], x, feats, sse, step)):
             self._store(run, result, layout)
-        return int(mask.sum())
+        return sum(len(r.ids) for r in batch)
 
     def _run_one(self, run: _Run, layout: "_Layout", step: Callable[[], None]) -> int:
         """One run, continuing the kept window that shares the longest prefix with it (module docstring); its

@@ -56,18 +56,14 @@ def checked_prompt_ids(lens: Lens, prompt: str, max_tokens: int) -> list[int]:
 
 def prompt_features(lens: Lens, rows: list[list[int]]) -> list[torch.Tensor]:
     """The SAE's activations ([len(row), d_sae], float32, unfolded) at every position of each row of token ids,
-    all rows in one forward pass to the hook, right-padded to the longest: under causal attention a row's
-    positions never see the padding after them and sit at the same positions as alone, so no mask is needed
-    (equal to one pass per row up to float rounding; as the analyzer's batches)."""
+    all rows in one forward pass to the hook (`hooks.capture_rows`: equal to one pass per row up to float
+    rounding, as the analyzer's batches)."""
     import torch
 
-    from morph.models.hooks import capture
+    from morph.models.hooks import capture_rows
 
-    longest = max(len(row) for row in rows)
-    pad = lens.bos_prefix[0] if lens.bos_prefix else 0
-    ids = torch.tensor([row + [pad] * (longest - len(row)) for row in rows], device=lens.device)
     with lens.lock, torch.inference_mode():
-        acts = capture(lens.model, lens.hook, ids)
+        acts = capture_rows(lens.model, lens.hook, rows, lens.device)
         return [lens.sae.encode(acts[i, :len(row)].to(lens.sae.dtype)).float() for i, row in enumerate(rows)]
 
 

@@ -277,6 +277,23 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     return captured[0]
 
 
+def capture_rows(model: Any, hook: HookPoint, rows: list[list[int]], device: Any = None,
+                 between: Callable[[], None] | None = None) -> Any:
+    """`capture` of several token rows of unlike lengths in one pass: [len(rows), longest, d], each row's
+    activations at its first len(row) positions (the rest is padding, to be ignored). The rows are padded
+    on the right and run without an attention mask: under causal attention a real position never sees the
+    padding after it and sits where it would alone, so its numbers are those of the row alone (up to float
+    rounding); without a mask the attention runs its causal kernel, several times faster on CPU than the
+    masked one."""
+    import torch
+
+    longest = max(len(row) for row in rows)
+    input_ids = torch.zeros((len(rows), longest), dtype=torch.long)  # any id pads: no real position reads it
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return capture(model, hook, input_ids.to(device) if device is not None else input_ids, between=between)
+
+
 def _checkpoint_modules(model: Any) -> list[Any]:
     """The decoder layers and their direct submodules: places between which a forward can pause, a few per
     layer (every module of the model would be hundreds of hooks to add and remove per forward)."""
