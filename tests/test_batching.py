@@ -105,3 +105,9 @@ def test_concurrent_prompts_run_as_one_padded_pass_with_the_numbers_of_one_pass_
     for i in range(3):
         assert results[i].shape == alone[i].shape
         torch.testing.assert_close(results[i], alone[i], atol=1e-5, rtol=1e-4)
+    from fastapi.testclient import TestClient
+
+    from morph.server.app import ServeSettings, create_app
+
+    info = TestClient(create_app(engine, ServeSettings())).get("/v1/morph/info").json()
+    assert info["prompt_batches"] == {"batches": 2, "prompts": 3, "largest": 2}  # what a server's operator sees

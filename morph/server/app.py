@@ -3,7 +3,8 @@
 Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
 
   GET  /health                  {"status": "ok"} (no key needed)
-  GET  /v1/morph/info           model, SAE, sizes, where the labels come from, the server's limits
+  GET  /v1/morph/info           model, SAE, sizes, where the labels come from, the server's limits, how
+                                prompt passes were batched
   GET  /v1/morph/norms          the features' corpus statistics that rank them (arrays, morph.server.wire)
   POST /v1/morph/analyze        {document, text | edit, generation, focus, have, keep} -> a stream of
                                 {"type": "progress", done, total} and {"type": "partial"|"final", "delta"}
@@ -157,10 +158,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     @app.get("/v1/morph/info")
     def info() -> dict:
+        batches = engine.prompt_batches.stats  # Neuronpedia prompts run together (morph.features.batching)
         return {"api": API_VERSION, "model": engine.model_name, "sae": engine.sae_name, "d_sae": engine.d_sae,
                 "d_model": engine.d_model, "hook": engine.hook_name,
                 "labels_source": engine.labels.source, "max_text_chars": limits.max_text_chars,
-                "max_body_bytes": limits.max_body_bytes, "replica": REPLICA}
+                "max_body_bytes": limits.max_body_bytes, "replica": REPLICA,
+                "prompt_batches": {"batches": batches.batches, "prompts": batches.items, "largest": batches.largest}}
 
     @app.get("/v1/morph/norms")
     def norms() -> dict:
