@@ -2,8 +2,11 @@
 
 - Time to first candidate: `Steerer.stream` on a one-sentence selection (two paragraphs of context before
   it), toward the selection's strongest concept at the default strength, 4 candidates; from the call to
-  the first CandidateReady (planning, prefix cache, scoring of the original, sampling, scoring of that
-  candidate). Median over selections and repeats. (The default model runs the hybrid method here.)
+  the first CandidateReady. Median over selections and repeats. (The default model runs the hybrid method
+  here.) Two ways, each on a fresh Steerer: cold, as `morph steer` runs (planning, the text before run
+  once, the original read, the chat prompt, sampling, the first candidate's re-read), and prepared, as the
+  steering pane runs (`Steerer.prepare` on the selection first, as the pane does while the writer chooses
+  a concept; the clock starts at the request).
 - Steered / plain tokens/s: the same request with the concept's strength vs strength 0 (no hook
   installed: the plain sampling loop), both forced to a fixed length (the stop rule is patched on this
   Steerer instance so every row runs to the cap) so both loops do identical work apart from steering;
@@ -91,13 +94,18 @@ def run(ctx: Context) -> list[Figure]:
     concept_lists = [[c.id for c in steerer.concepts(text, start, end, k=5)] or [0] for text, start, end in passages]
     tops = [ids[0] for ids in concept_lists]
 
-    # time to the first candidate
+    # time to the first candidate, cold and prepared, each on a fresh Steerer (one keeps what it read)
     first: list[float] = []
+    prepared: list[float] = []
     text, start, end = passages[0]
     _first_candidate(steerer, text, start, end, SteerRequest.single(tops[0], "auto", n=4, seed=99))  # warm-up
     for rep in range(reps):
         for i, (text, start, end) in enumerate(passages):
-            first.append(_first_candidate(steerer, text, start, end, SteerRequest.single(tops[i], "auto", n=4, seed=rep)))
+            request = SteerRequest.single(tops[i], "auto", n=4, seed=rep)
+            first.append(_first_candidate(Steerer(lens, steerer.labels), text, start, end, request))
+            ready = Steerer(lens, steerer.labels)
+            ready.prepare(text, start, end)
+            prepared.append(_first_candidate(ready, text, start, end, request))
 
     # steered vs plain speed, fixed length
     fixed = Steerer(lens)
@@ -116,8 +124,10 @@ def run(ctx: Context) -> list[Figure]:
                     (steered if name == "steered" else plain).append(rate)
 
     figures = [
-        figure("steer_first_candidate_s", "steering: time to first candidate (1 sentence)", first, unit="s",
-               target=("<", 2.0), candidates=4, selections=n_passages),
+        figure("steer_first_candidate_s", "steering: time to first candidate (1 sentence, cold: morph steer)",
+               first, unit="s", target=("<", 2.0), candidates=4, selections=n_passages),
+        figure("steer_first_candidate_prepared_s", "steering: time to first candidate (1 sentence, prepared: the "
+               "pane)", prepared, unit="s", target=("<", 2.0), candidates=4, selections=n_passages),
         ratio_figure("steer_speed_ratio", "steered ÷ plain generation tokens/s", steered, plain, median,
                      target=(">=", 0.9), steered_tokens_per_s=round(median(steered), 1),
                      plain_tokens_per_s=round(median(plain), 1), min_tokens_per_row=steps, rows=4),

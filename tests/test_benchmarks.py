@@ -29,8 +29,8 @@ FIGURES = [
     # 4. analysis overhead
     "analysis_vs_forward", "analysis_vs_truncated_forward", "analysis_tokens_per_s", "analysis_vs_peer", "edit_vs_peer",
     # 5. steering
-    "steer_first_candidate_s", "steer_speed_ratio", "steer_top_raises_share", "steer_fluency_drop",
-    *(f"steer_{m}_{what}" for m in ("hybrid", "prompt", "steer")
+    "steer_first_candidate_s", "steer_first_candidate_prepared_s", "steer_speed_ratio", "steer_top_raises_share",
+    "steer_fluency_drop", *(f"steer_{m}_{what}" for m in ("hybrid", "prompt", "steer")
       for what in ("raises_share", "fluency_change", "similarity", "score")),
     "steer_hybrid_lead",
     # 6. start-up
@@ -47,8 +47,8 @@ FIGURES = [
 ]
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",
-    "pause_8000_vs_500_middle", "analysis_vs_truncated_forward", "steer_first_candidate_s", "steer_speed_ratio",
-    "steer_hybrid_lead", "steer_top_raises_share", "steer_fluency_drop",
+    "pause_8000_vs_500_middle", "analysis_vs_truncated_forward", "steer_first_candidate_s",
+    "steer_first_candidate_prepared_s", "steer_speed_ratio", "steer_hybrid_lead", "steer_top_raises_share", "steer_fluency_drop",
     "startup_first_paint_s", "startup_model_ready_s", "topic_named", "features_specific", "analysis_vs_peer",
     *(f"large_{f}_{d}{u}" for d in ("line", "document") for f, u in (("open", "_s"), ("keystroke_p50_ratio", ""))),
     "large_keystroke_p50_document_ms",

@@ -233,6 +233,7 @@ def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, ser
     assert remote.search("the", 3) == local.search("the", 3)
     assert remote.label(3) == local.label(3)
     request = SteerRequest.single(3, 2.0, n=2, max_tokens=6, seed=1)
+    remote.prepare(TEXT, start, end)  # the server reads the selection ahead, as the pane asks it to
     events = list(remote.stream(TEXT, start, end, request))
     assert sum(isinstance(e, CandidateReady) for e in events) == 2 and isinstance(events[-1], SteerDone)
     expected = local.run(TEXT, start, end, request)

@@ -27,6 +27,7 @@ from morph.features.steering import (
     MARK_FLUENCY,
     MARK_LENGTH,
     MARK_MEANING,
+    MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
     Candidate,
     Steerer,
@@ -34,6 +35,7 @@ from morph.features.steering import (
     auto_ladder,
     clean_reply,
     combined_score,
+    drop_announcement,
     instruction_for,
     meaning_similarity,
     rank_candidates,
@@ -107,6 +109,18 @@ def test_replies_lose_preambles_and_wrapping_quotes():
     assert clean_reply("The sentence: it is fine", "x") == "it is fine"
     assert clean_reply("Note: the train was late.", "The train was late.") == "Note: the train was late."
     assert clean_reply('"Go," she said.', '"Stay," she said.') == '"Go," she said.'
+    assert clean_reply("The sentence can be rephrased as:\n\nMartha smiled.", "Martha laughed.") == "Martha smiled."
+
+
+def test_a_first_line_that_announces_the_rewrite_is_not_the_rewrite():
+    """The instruct default often opens with "The sentence can be rephrased as:" and a line break; a one-line
+    selection's candidate ends at a line break, so without this the announcement was the candidate."""
+    assert drop_announcement("The sentence can be rephrased as:") == "The sentence can be rephrased as:"  # not yet
+    assert drop_announcement("The sentence can be rephrased as:\n") == ""  # the rewrite is still to come
+    assert drop_announcement("Rephrased:\n Martha smiled.\nMore") == "Martha smiled.\nMore"
+    assert drop_announcement("It was late.\nNext:") == "It was late.\nNext:"
+    long_line = "A" * (MAX_ANNOUNCEMENT + 1) + ":\nrest"
+    assert drop_announcement(long_line) == long_line
 
 
 def test_replies_lose_the_instruction_echoed():

@@ -101,6 +101,7 @@ class FakeSteerer:
         self.steps = 0
         self.candidates = candidates
         self.gate = gate
+        self.prepared: list[str] = []
 
     def concepts(self, text, start, end, k=10):
         return [Concept(5, "harbours and ships", 1.5), Concept(9, "evening light", 0.7)]
@@ -110,6 +111,9 @@ class FakeSteerer:
 
     def label(self, feature):
         return f"label {feature}"
+
+    def prepare(self, text, start, end, method="auto"):
+        self.prepared.append(text[start:end])
 
     def stream(self, text, start, end, request, cancel=None):
         if self.fail:
@@ -141,6 +145,7 @@ async def test_escape_goes_back_to_the_text_and_closing_cancels():
     async with app.run_test(size=(130, 45)) as pilot:
         pane = app.query_one(SteerPane)
         await settle(pilot, lambda: pane.chosen_feature() == 5)
+        await settle(pilot, lambda: fake.prepared == [pane.original])  # read ahead while the writer chooses
         await pilot.click("#generate")
         await settle(pilot, lambda: fake.steps > 3)
         assert "token" in str(pane.query_one("#status", Static).render())

@@ -378,6 +378,26 @@ def test_default_model_suppress_takes_out_the_features_share(default_steerer):
     assert torch.all((out[fired] - x[fired]).norm(dim=-1) > 0)
 
 
+def test_a_prepared_selection_gives_what_a_cold_one_gives_without_reading_it_again(tiny_lens):
+    """prepare() (the pane, while the writer chooses a concept) reads the text before and the original once;
+    a request then starts from that reading: same candidates, same scores, no pass over the text before."""
+    cold = Steerer(tiny_lens)
+    warm = Steerer(tiny_lens)
+    warm.prepare(TEXT, START, END)
+    passes = []
+    forward = warm._forward
+    warm._forward = lambda ids, *a, **k: (passes.append(ids.shape[1]), forward(ids, *a, **k))[1]
+    request = SteerRequest.single(3, "medium", n=2, seed=7, method="continuation")
+    a, b = cold.run(TEXT, START, END, request), warm.run(TEXT, START, END, request)
+    assert texts(a) == texts(b) and [c.score for c in a.candidates] == [c.score for c in b.candidates]
+    assert a.original == b.original
+    # one token a step, and one re-read per candidate: neither the text before nor the original again
+    assert len([width for width in passes if width > 1]) == 2 and passes.count(1) == len(passes) - 2
+    for shift in range(1, 4):  # other selections push the oldest reading out
+        warm.prepare(TEXT, START - 4 * shift, END)
+    assert len(warm._readings) == 2
+
+
 def test_a_long_text_before_and_a_cap_below_the_selection_stay_inside_the_context(steerer, tiny_lens):
     """The prefix is cut so that the original (longer than the cap here) and every candidate fit."""
     before = "The lamps were lit along the harbour and the sailors sang. " * 200  # far beyond 512 positions

@@ -358,6 +358,10 @@ class SteerPane(Vertical):
             return
         self.post_message(self.Concepts(passage, found, "active in the passage" if found else
                                         "no feature fires on the passage: search for one"))
+        try:  # while the writer chooses a concept: the text before and the original, read ahead
+            self.steerer.prepare(text, start, end)
+        except Exception:  # noqa: BLE001 - nothing is lost: a request reads them itself, and reports what fails
+            pass
 
     @work(thread=True, group="steer-concepts", exclusive=True, exit_on_error=False, name="steer search")
     def _search(self, passage: int, query: str) -> None:

@@ -76,8 +76,10 @@ def encode_tokens(lens: Lens, ids: list[int]) -> torch.Tensor:
     return feats.float()
 
 
-def span_features(lens: Lens, text: str, start: int, end: int) -> SpanFeatures:
-    """The features of the tokens overlapping [start, end), read with the text before as context."""
+def span_window(lens: Lens, text: str, start: int, end: int) -> tuple[list[int], int]:
+    """(the token ids of the window that reads the selection: the text before as far as the model's context
+    allows, then the tokens overlapping [start, end); where in it the selection's tokens start). InputError
+    when the selection has no tokens or does not fit the context."""
     check_span(text, start, end)
     enc = lens.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -89,8 +91,14 @@ def span_features(lens: Lens, text: str, start: int, end: int) -> SpanFeatures:
     lo = max(0, last + 1 - room)
     if first < lo:
         raise InputError(f"the selection is too long to read at once ({last + 1 - first} tokens; at most {room})")
-    feats = encode_tokens(lens, ids[lo:last + 1])
-    return SpanFeatures(window=feats, span=feats[first - lo:], n_span=last + 1 - first)
+    return list(ids[lo:last + 1]), first - lo
+
+
+def span_features(lens: Lens, text: str, start: int, end: int) -> SpanFeatures:
+    """The features of the tokens overlapping [start, end), read with the text before as context."""
+    ids, first = span_window(lens, text, start, end)
+    feats = encode_tokens(lens, ids)
+    return SpanFeatures(window=feats, span=feats[first:], n_span=len(ids) - first)
 
 
 def feature_units(labels: FeatureLabels, features: list[int], window: torch.Tensor | None = None) -> list[float]:

@@ -13,7 +13,8 @@ How a request runs
      with the vector. Trailing spaces of the prompt move into the generation, so a GPT-2-style tokenizer
      writes " word" tokens as it would in running text.
    Without the writer's words (a feature chosen from a list), the instruction names the feature's label.
-2. The text before the selection minus its last token is run once, unsteered, and its key/value cache is
+2. The text before the selection (its last READ_CONTEXT_TOKENS tokens, the left context the analyzer gives a
+   block) minus its last token is run once, unsteered, and its key/value cache is
    shared by the scoring passes (and by the N candidates, a batch, for continuation; the chat methods
    have their own prompt cache). Every position that predicts a candidate token is steered; the prompt
    itself is not (unless `steer_context`).
@@ -33,7 +34,8 @@ How a request runs
    the original's token length L at a place like the original's end: a sentence end if the original ends
    one, a clause mark (, ; :) if it ends with one, else a word boundary; it stops at a line break unless
    the original spans lines; hard cap 2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens.
-   A chat reply loses a "Here is the rewritten sentence:" preamble and wrapping quotes (`clean_reply`).
+   A chat reply loses a "Here is the rewritten sentence:" preamble, a first line that only announces the
+   rewrite, and wrapping quotes (`clean_reply`, `drop_announcement`).
    The original's leading and trailing whitespace is kept around the candidate's words.
 5. Verification, by the UNSTEERED model reading (text before + candidate), for every candidate:
    - concept: target_activation = the mean over the candidate's tokens of sum_i w_i * f_i (w_i = |s_i| /
@@ -65,6 +67,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Union
 
@@ -80,6 +83,7 @@ from morph.features.concepts import (
     more_like_this,
     search_concepts,
     span_features,
+    span_window,
     token_ids,
 )
 
@@ -469,6 +473,24 @@ class _Row:
     text: str = ""
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """A selection's text before, read once (`Steerer._reading`): its key/value cache, and the original."""
+
+    cache: Cache | None  # the text before minus its last token (None when that is empty)
+    features: torch.Tensor  # the original's mean SAE features [d_sae] after the text before
+    fluency: float
+    n_tokens: int
+
+
+READINGS = 2  # selections whose reading is kept (the one being rewritten, and the one before)
+
+
+def _target(plan: _Plan, features: torch.Tensor) -> float:
+    """The concept's activation in mean features [d_sae]: the plan's features, weighted (module docstring, 5.)."""
+    return sum(w * float(features[i]) for w, i in zip(plan.weights, plan.ids))
+
+
 class Steerer:
     """The steering engine for one Lens and its labels: concept choice, generation and scoring. No UI.
 
@@ -488,6 +510,8 @@ class Steerer:
         self._directions: dict[int, torch.Tensor] = {}
         # "mult": [rows] strength multipliers of the live batch (None: every row at 1)
         self._row_scales: dict[str, torch.Tensor | None] = {}
+        self._readings: OrderedDict[tuple[tuple[int, ...], str], _Reading] = OrderedDict()
+        self._readings_lock = threading.Lock()
 
     # ----- concept choice -------------------------------------------------------------------------------
     def concepts(self, text: str, start: int, end: int, k: int = 10) -> list[Concept]:
@@ -571,8 +595,12 @@ class Steerer:
             weights_from = strengths
         if request.mode == "away":
             strengths = [-s for s in strengths]
-        window = span_features(lens, text, start, end)
-        scales = feature_units(self.labels, ids, window.window)
+        # the features' units: the statistics' typical max, or (for a feature without one) the max where read
+        if all(self.labels.typical_max(i) for i in ids):
+            span_window(lens, text, start, end)  # the same checks of the selection, without reading it
+            scales = feature_units(self.labels, ids)
+        else:
+            scales = feature_units(self.labels, ids, span_features(lens, text, start, end).window)
         if request.mode == "suppress":
             weights = [1.0 / len(ids)] * len(ids)
             direction = -1
@@ -607,7 +635,7 @@ class Steerer:
         if room < max(8, length):
             raise InputError(f"the selection is too long to rewrite ({length} tokens for a "
                              f"{lens.context_size}-token model)")
-        prefix = bos + token_ids(lens, base)[-room:] if base else list(bos)
+        prefix = bos + token_ids(lens, base)[-min(room, READ_CONTEXT_TOKENS):] if base else list(bos)
         if not prefix:
             raise InputError("this model has no BOS token, so a selection at the very start cannot be rewritten")
         chat = method in CHAT_METHODS
@@ -633,7 +661,7 @@ class Steerer:
         """The chat prompt: a system line (an editor that rewrites only the passage), then the instruction,
         the passage, and the sentence or two before it as context, marked as not to be rewritten. (A small
         instruct model given the whole text before tends to rewrite that instead; the plain model's
-        re-read still scores every candidate after the whole text before.)"""
+        re-read still scores every candidate after the text before, READ_CONTEXT_TOKENS of it.)"""
         tok = self.lens.tokenizer
         messages = chat_messages(before, core, instruction)
         try:
@@ -793,6 +821,8 @@ class Steerer:
         """The candidate's body if `row` is finished now, else None."""
         n = len(row.tokens)
         body = row.text.lstrip()
+        if plan.chat:
+            body = drop_announcement(body)
         if hit_stop:
             return body
         if not plan.multi_line and "\n" in body.rstrip(" \t"):
@@ -840,8 +870,31 @@ class Steerer:
     def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int]:
         """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
         feats, fluency, n = self._read(plan, core, cache)
-        target = sum(w * float(feats[i]) for w, i in zip(plan.weights, plan.ids))
-        return target, fluency, n
+        return _target(plan, feats), fluency, n
+
+    def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
+        """Read the selection's text before and the original now, so that a request on this selection starts
+        generating at once: the pane calls it when it opens, while the writer chooses a concept. What it
+        reads (`_reading`) is the same whatever the concept; the last READINGS selections are kept."""
+        self._reading(self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1, method=method)))
+
+    def _reading(self, plan: _Plan) -> _Reading:
+        """The plan's text before, run unsteered (its key/value cache), and the original read after it: kept
+        for the last READINGS selections (keyed by the exact tokens), made here otherwise. Callers copy the
+        cache before they run anything on it: a kept reading never changes."""
+        key = (tuple(plan.score_prefix), plan.moved + plan.core)
+        with self._readings_lock:
+            found = self._readings.get(key)
+            if found is not None:
+                self._readings.move_to_end(key)
+                return found
+        cache = self._prefix_cache(plan.score_prefix)
+        found = _Reading(cache, *self._read(plan, plan.core, cache))
+        with self._readings_lock:
+            self._readings[key] = found
+            while len(self._readings) > READINGS:
+                self._readings.popitem(last=False)
+        return found
 
     def measure(self, text: str, start: int, end: int, replacements: list[str]) -> list[tuple[torch.Tensor, float]]:
         """How the unsteered model reads each replacement of text[start:end] (the original: pass it too).
@@ -850,7 +903,7 @@ class Steerer:
         measured exactly as candidates are scored.
         """
         plan = self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1))
-        cache = self._prefix_cache(plan.score_prefix)
+        cache = copy.deepcopy(self._reading(plan).cache)
         out = []
         for replacement in replacements:
             feats, fluency, _ = self._read(plan, replacement.strip(), cache)
@@ -864,14 +917,14 @@ class Steerer:
         request = plan.request
         edit = self._edit_fn(plan)
         stop_ids = self._stop_ids()
-        base_cache = self._prefix_cache(plan.score_prefix)
-        score_cache = copy.deepcopy(base_cache) if base_cache is not None else None
+        reading = self._reading(plan)
+        score_cache = copy.deepcopy(reading.cache)
         if plan.gen_prefix == plan.score_prefix and not (request.steer_context and edit is not None):
-            gen_cache = base_cache
+            gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None)
-        orig_target, orig_fluency, orig_n = self._score(plan, plan.core, score_cache)
-        original = OriginalScore(plan.lead + plan.core + plan.trail, orig_target, orig_fluency, orig_n)
+        original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),
+                                 reading.fluency, reading.n_tokens)
 
         n = int(request.n)
         rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
@@ -983,13 +1036,24 @@ class Steerer:
 _PREAMBLE = re.compile(r"^(?:here(?:'s| is)[^:\n]{0,60}|[\w ]{0,30}\b(?:passage|sentence|text|version)"
                        r"|re\w*\s+(?:this|the)\s+(?:passage|sentence|text)\b[^:\n]{0,80})\s*:\s*", re.I)
 # the last: the instruction echoed ("Rewite this sentence so that it is calmer: ...", typos and all)
+MAX_ANNOUNCEMENT = 120  # characters: a longer first line ending in a colon is part of the rewrite
 _QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’"}
+
+
+def drop_announcement(reply: str) -> str:
+    """A reply without a first line that only announces the rewrite ("The sentence can be rephrased as:" and
+    a line break): the rewrite is what follows. Until the line break comes, the reply is as it stands."""
+    head, sep, rest = reply.partition("\n")
+    if sep and head.rstrip().endswith(":") and len(head) <= MAX_ANNOUNCEMENT:
+        return rest.lstrip()
+    return reply
 
 
 def clean_reply(reply: str, original: str) -> str:
     """An instruct model's reply as a replacement: a leading "Here is the rewritten passage:" (or the instruction
-    echoed) dropped, and quotes around the whole reply dropped when the original is not quoted."""
-    text = _PREAMBLE.sub("", reply.strip()).strip()
+    echoed, or a first line that announces the rewrite) dropped, and quotes around the whole reply dropped when
+    the original is not quoted."""
+    text = _PREAMBLE.sub("", drop_announcement(reply.strip())).strip()
     if len(text) > 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and original[:1] != text[0]:
         inner = text[1:-1].strip()
         if text[0] not in inner:
@@ -998,6 +1062,10 @@ def clean_reply(reply: str, original: str) -> str:
 
 
 READ_SLACK = 8  # positions kept free beyond the longer of the cap and the original (see _plan)
+# Tokens of the text before that the re-read (and a base model's continuation) sees: the left context the
+# analyzer gives every block (AnalysisConfig.context_tokens), so a passage's concept is read as the panel
+# reads it; the whole text before would cost its length in every request (~2.7 ms a token on 2 cores).
+READ_CONTEXT_TOKENS = 128
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
 

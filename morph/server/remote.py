@@ -190,7 +190,7 @@ class HttpClient:
 
 
 class RemoteSteerer:
-    """The Steerer's interface (concepts, search, concepts_for, more_like_this, label, run, stream) over
+    """The Steerer's interface (concepts, search, concepts_for, more_like_this, prepare, label, run, stream) over
     the server's steering routes; candidates stream back as the server finishes them, and a cancel ends
     the run with its SteerDone (cancelled), as a local cancel does."""
 
@@ -223,6 +223,9 @@ class RemoteSteerer:
         answer = self._engine._post("/v1/morph/steer/concepts-for", {"words": words, "text": text, "start": start,
                                                                      "end": end, "k": k, "example": example})
         return [from_json(ConceptMatch, m) for m in answer["matches"]]
+
+    def prepare(self, text: str, start: int, end: int, method: str = "auto") -> None:
+        self._engine._post("/v1/morph/steer/prepare", {"text": text, "start": start, "end": end, "method": method})
 
     def label(self, feature: int) -> str:
         return self._engine.label(feature)

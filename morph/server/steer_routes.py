@@ -4,6 +4,8 @@
   POST /v1/morph/steer/search          {query, limit} -> {"concepts": [Concept]}
   POST /v1/morph/steer/more-like-this  {example, text, start, end, k} -> {"concepts": [Concept]}
   POST /v1/morph/steer/concepts-for    {words, text, start, end, k, example} -> {"matches": [ConceptMatch]}
+  POST /v1/morph/steer/prepare         {text, start, end, method} -> {"prepared": true}: the selection's text
+                                       before and the original read ahead (Steerer.prepare)
   POST /v1/morph/steer/stream          {stream, text, start, end, request: SteerRequest} -> NDJSON lines
                                        {"type": "progress"|"candidate"|"done", "event": ...}, or
                                        {"type": "error", "message"}; a bad request is a 4xx before any line
@@ -57,6 +59,10 @@ class ConceptsForRequest(Span):
     example: str | None = None
 
 
+class PrepareRequest(Span):
+    method: str = Field(default="auto", max_length=32)
+
+
 class SteerStreamRequest(Span):
     stream: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     request: dict
@@ -95,6 +101,12 @@ def add_routes(app: FastAPI, engine: Engine, check_text: Callable[[str], None],
         check_text(request.text)
         return {"matches": to_json(steerer.concepts_for(request.words, request.text, request.start, request.end,
                                                         request.k, request.example))}
+
+    @app.post("/v1/morph/steer/prepare")
+    def prepare(request: PrepareRequest) -> dict:
+        check_text(request.text)
+        steerer.prepare(request.text, request.start, request.end, request.method)
+        return {"prepared": True}
 
     @app.post("/v1/morph/steer/stream")
     def stream(request: SteerStreamRequest):
