@@ -3,7 +3,7 @@
 - Time to first candidate: `Steerer.stream` on a one-sentence selection (two paragraphs of context before
   it), toward the selection's strongest concept at the default strength, 4 candidates; from the call to
   the first CandidateReady. Median over selections and repeats. (The default model runs the hybrid method
-  here.) Two ways, each on a fresh Steerer: cold, as `morph steer` runs (planning, the text before run
+  here.) Two ways, on the one Steerer (as the engine keeps one): cold, as `morph steer` runs (planning, the text before run
   once, the original read, the chat prompt, sampling, the first candidate's re-read), and prepared, as the
   steering pane runs (`Steerer.prepare` on the selection first, as the pane does while the writer chooses
   a concept; the clock starts at the request).
@@ -94,7 +94,7 @@ def run(ctx: Context) -> list[Figure]:
     concept_lists = [[c.id for c in steerer.concepts(text, start, end, k=5)] or [0] for text, start, end in passages]
     tops = [ids[0] for ids in concept_lists]
 
-    # time to the first candidate, cold and prepared, each on a fresh Steerer (one keeps what it read)
+    # time to the first candidate, cold and prepared (what the steerer read ahead is forgotten before each)
     first: list[float] = []
     prepared: list[float] = []
     text, start, end = passages[0]
@@ -102,10 +102,11 @@ def run(ctx: Context) -> list[Figure]:
     for rep in range(reps):
         for i, (text, start, end) in enumerate(passages):
             request = SteerRequest.single(tops[i], "auto", n=4, seed=rep)
-            first.append(_first_candidate(Steerer(lens, steerer.labels), text, start, end, request))
-            ready = Steerer(lens, steerer.labels)
-            ready.prepare(text, start, end)
-            prepared.append(_first_candidate(ready, text, start, end, request))
+            steerer._readings.clear()
+            first.append(_first_candidate(steerer, text, start, end, request))
+            steerer._readings.clear()
+            steerer.prepare(text, start, end)
+            prepared.append(_first_candidate(steerer, text, start, end, request))
 
     # steered vs plain speed, fixed length
     fixed = Steerer(lens)
