@@ -226,6 +226,11 @@ class MorphApp(App):
         return self._base(SteerPane)
 
     def on_mount(self) -> None:
+        import asyncio
+
+        from morph.editor.threads import ThreadPerJob
+
+        asyncio.get_running_loop().set_default_executor(ThreadPerJob())  # thread workers: why, in its module
         if self.settings_error:
             self.notify(self.settings_error, title="Settings not loaded: using the defaults", severity="error",
                         timeout=20)
