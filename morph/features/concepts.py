@@ -8,6 +8,7 @@ the ones the editor shows for it.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,6 +146,21 @@ def search_concepts(labels: FeatureLabels, query: str, limit: int = 10) -> list[
 CONTROL_WORDS = ("table", "number", "Tuesday", "window", "paper", "walk")
 
 
+_CONTROL_FEATURES: "weakref.WeakKeyDictionary[Lens, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def control_features(lens: Lens) -> torch.Tensor:
+    """[d_sae]: each feature's largest mean activation over CONTROL_WORDS, each read alone (once per lens:
+    they never change)."""
+    import torch
+
+    found = _CONTROL_FEATURES.get(lens)
+    if found is None:
+        means = [encode_tokens(lens, token_ids(lens, word)).mean(dim=0) for word in CONTROL_WORDS]
+        found = _CONTROL_FEATURES[lens] = torch.stack(means).amax(dim=0)
+    return found
+
+
 def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, start: int, end: int,
                    k: int = 3, words: bool = False) -> list[Concept]:
     """The features whose mean activation on `example` most exceeds their mean on the selection.
@@ -160,8 +176,7 @@ def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, s
     ex_ids = token_ids(lens, example)
     ex = encode_tokens(lens, ex_ids).mean(dim=0)
     if words:
-        for word in CONTROL_WORDS:
-            sel = sel.maximum(encode_tokens(lens, token_ids(lens, word)).mean(dim=0))
+        sel = sel.maximum(control_features(lens))
     diff = ex - sel
     k = max(0, min(k, int((diff > 0).sum())))
     if k == 0:
