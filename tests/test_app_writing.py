@@ -118,6 +118,25 @@ async def test_undo_redo_and_counts(dirs):
         assert "3 words · 13 chars · 1 min read" in rendered
 
 
+async def test_find_keys_pressed_before_the_hidden_widgets_mount_are_kept(dirs):
+    """The steering pane and the find bar are mounted just after the first paint (the paint is quicker
+    without them): Ctrl+F and the letters after it, pressed at once, still open the bar and search."""
+    app = make()
+    async with app.run_test(size=(110, 30)) as pilot:
+        assert not app.screen.query("FindBar")  # nothing waited for: the first paint came first
+        await pilot.press("ctrl+f", *"mill")
+        await wait_for(pilot, lambda: app._hidden_mounted.is_set() and app.findbar.is_open)
+        await wait_for(pilot, lambda: app.view.selected_text == "mill")
+        assert app.screen.query("SteerPane") and app.view.text == TEXT
+
+
+async def test_quitting_before_the_hidden_widgets_mount_is_clean(dirs):
+    app = make()
+    async with app.run_test(size=(110, 30)):
+        app.exit()
+    assert app.return_code in (0, None)
+
+
 async def test_preview_toggle_shows_rendered_markdown_and_follows_typing(dirs):
     app = make(debounce_ms=30)
     async with app.run_test(size=(110, 30)) as pilot:

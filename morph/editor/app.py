@@ -125,6 +125,8 @@ class MorphApp(App):
         self._restore_signals: Callable[[], None] | None = None
         self._document: DocumentView | None = None
         self._markdown_suspended = False
+        self._theme_notices = self._register_themes()
+        self._hidden_mounted = asyncio.Event()  # set once the steering pane and the find bar are mounted
 
     # --- layout ---------------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -136,8 +138,6 @@ class MorphApp(App):
             yield self._document
             yield PreviewPane(id="preview")
             yield FeaturePanel(id="panel")
-            yield SteerPane(self._document, steer_key=self.keys["steer"], id="steer")
-        yield FindBar(self._document, id="findbar")
         yield StatusBar(id="status")
 
     def _base(self, widget_type: type[W]) -> W:
@@ -248,6 +248,7 @@ class MorphApp(App):
             self._restore_signals = catch_fatal_signals(self._on_fatal_signal)
             self.set_interval(TERMINAL_CHECK_S, self._check_terminal, name="terminal")
         self._start_flow(self.session.offer_recovery)
+        self.call_after_refresh(self._mount_hidden)
         if self.engine_factory is None:
             self.status.update_state(state="no model", model=self.model_note or "no model (--no-model)")
             self.panel.show_message("no model loaded: " + (self.model_note or "started with --no-model"))
@@ -258,24 +259,45 @@ class MorphApp(App):
             # lock while the screen is being drawn for the first time
             self.call_after_refresh(self.load_engine)
 
-    def _apply_theme(self) -> None:
+    async def _mount_hidden(self) -> None:
+        """Mount the steering pane and the find bar just after the first paint: they start hidden and are
+        most of the screen's widgets, and styling them cost the first paint ~0.1 s. Their actions wait
+        for this (`_hidden_mounted`), so a key pressed meanwhile is not lost."""
+        from textual.widget import MountError
+
+        screen = self.screen_stack[0]
         try:
-            from morph.config import themes_dir
-            from morph.editor.themes import DEFAULT_THEME, load_themes
-        except ImportError:
+            await screen.query_one("#main", Horizontal).mount(
+                SteerPane(self.view, steer_key=self.keys["steer"], id="steer"))
+            await screen.mount(FindBar(self.view, id="findbar"), before=self.status)
+        except MountError:  # the editor closed first
             return
+        self._hidden_mounted.set()
+
+    def _register_themes(self) -> list[tuple[str, str]]:
+        """Load and register the themes and choose the settings' one, before the first paint: choosing a
+        theme re-applies all of the CSS (in on_mount that cost the first paint about 0.2 s). Returns the
+        (title, message) notices to show once the screen is up."""
+        from morph.config import themes_dir
+        from morph.editor.themes import DEFAULT_THEME, load_themes
+
         themes, errors = load_themes(themes_dir())
         for theme in themes.values():
             self.register_theme(theme.textual_theme)
         self.morph_themes = themes
-        for error in errors:
-            self.notify(error, title="Theme not loaded", severity="warning")
+        notices = [("Theme not loaded", error) for error in errors]
         name = self.settings.theme
         if name not in themes:  # load_themes always gives DEFAULT_THEME
-            self.notify(f"theme {name!r} not found; using {DEFAULT_THEME}", title="Theme not found",
-                        severity="warning")
+            notices.append(("Theme not found", f"theme {name!r} not found; using {DEFAULT_THEME}"))
             name = DEFAULT_THEME
-        self.set_morph_theme(name)
+        self.theme_name = name
+        self.theme = themes[name].textual_theme.name
+        return notices
+
+    def _apply_theme(self) -> None:
+        for title, message in self._theme_notices:
+            self.notify(message, title=title, severity="warning")
+        self.set_morph_theme(self.theme_name or "")
 
     def set_morph_theme(self, name: str) -> None:
         theme = self.morph_themes[name]
@@ -640,13 +662,16 @@ class MorphApp(App):
         self.session.history_moved = True
         self.view.action_redo()
 
-    def action_find(self) -> None:
+    async def action_find(self) -> None:
+        await self._hidden_mounted.wait()
         self.findbar.open(replace=False)
 
-    def action_replace(self) -> None:
+    async def action_replace(self) -> None:
+        await self._hidden_mounted.wait()
         self.findbar.open(replace=True)
 
-    def _find(self, forward: bool) -> None:
+    async def _find(self, forward: bool) -> None:
+        await self._hidden_mounted.wait()
         bar = self.findbar
         if not bar.query_text:
             bar.open()
@@ -655,11 +680,11 @@ class MorphApp(App):
         if not bar.is_open:
             self.notify(f"{bar.query_text!r}: {result.describe()}", timeout=3)
 
-    def action_find_next(self) -> None:
-        self._find(True)
+    async def action_find_next(self) -> None:
+        await self._find(True)
 
-    def action_find_previous(self) -> None:
-        self._find(False)
+    async def action_find_previous(self) -> None:
+        await self._find(False)
 
     def action_goto_line(self) -> None:
         view = self.view
@@ -681,9 +706,10 @@ class MorphApp(App):
         where = self.settings.source or config_path()
         self.push_screen(HelpScreen(rows, intro=f"Change keys in the \\[keys] table of {where}"))
 
-    def action_steer(self) -> None:
+    async def action_steer(self) -> None:
         """Open the steering pane on the selection; with the pane open, go between it and the text
         (a new selection in the text is steered instead of the old passage)."""
+        await self._hidden_mounted.wait()
         pane, view = self.steerpane, self.view
         start, end = view.selection_offsets
         if pane.is_open:
