@@ -18,6 +18,8 @@
   and output score), then each method (hybrid, prompt-only, steer-only) makes 4 candidates from the same
   seed, automatic strength where it steers; each is re-read and scored by the plain model. Per method,
   over the top-ranked candidate of each pair: the share that raises the concept (Candidate.raises_concept),
+  the share that raises it with no mark (as fluent as the threshold asks, meaning kept, length in range:
+  what a writer could accept as it stands),
   the mean fluency change against the original (nats/token; negative = less fluent), the mean meaning
   similarity, and the mean combined score (0..1, the harmonic mean of concept, fluency, meaning, length);
   spreads are bootstrap 95% intervals. `steer_hybrid_lead` is hybrid's mean combined score minus the
@@ -206,6 +208,8 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
         figures += [
             mean_figure(f"steer_{method}_raises_share", f"steering {method}: top candidate raises the concept",
                         [100.0 * c.raises_concept for c in got], unit="%", pairs=len(got)),
+            mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
+                        [100.0 * (c.raises_concept and not c.marks) for c in got], unit="%"),
             mean_figure(f"steer_{method}_fluency_change", f"steering {method}: fluency change of the top",
                         [c.fluency_change for c in got], unit="nats/tok"),
             mean_figure(f"steer_{method}_similarity", f"steering {method}: meaning similarity of the top",

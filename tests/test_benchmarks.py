@@ -31,7 +31,7 @@ FIGURES = [
     # 5. steering
     "steer_first_candidate_s", "steer_first_candidate_prepared_s", "steer_speed_ratio", "steer_top_raises_share",
     "steer_fluency_drop", *(f"steer_{m}_{what}" for m in ("hybrid", "prompt", "steer")
-      for what in ("raises_share", "fluency_change", "similarity", "score")),
+      for what in ("raises_share", "clean_share", "fluency_change", "similarity", "score")),
     "steer_hybrid_lead",
     # 6. start-up
     "startup_first_paint_s", "startup_model_ready_s", "startup_first_analysis_s",

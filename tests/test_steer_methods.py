@@ -27,6 +27,7 @@ from morph.features.steering import (
     MARK_FLUENCY,
     MARK_LENGTH,
     MARK_MEANING,
+    MARK_UNCHANGED,
     MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
     Candidate,
@@ -91,6 +92,30 @@ def test_marked_candidates_rank_after_unmarked_ones_but_stay():
                               cand(3, 0.4, ())])
     assert [c.index for c in ranked] == [3, 1, 0, 2]
     assert [c.rank for c in ranked] == [1, 2, 3, 4]
+    # the original given back unchanged goes last, even below a candidate with more marks
+    ranked = rank_candidates([cand(0, 0.0, (MARK_UNCHANGED, MARK_CONCEPT)),
+                              cand(1, 0.0, (MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING))])
+    assert [c.index for c in ranked] == [1, 0]
+
+
+def test_a_candidate_that_gives_the_original_back_is_marked_unchanged(chat_steerer):
+    import copy
+
+    from morph.features.steering import OriginalScore, _Row, _target
+
+    plan = chat_steerer._plan(TEXT, START, END, SteerRequest.single(3, "auto", n=2, method="hybrid",
+                                                                    concept="calmer"))
+    reading = chat_steerer._reading(plan)
+    original = OriginalScore(plan.core, _target(plan, reading.features), reading.fluency, reading.n_tokens)
+
+    def candidate(body):
+        row = _Row(0, torch.Generator())
+        return chat_steerer._candidate(plan, row, body, original, copy.deepcopy(reading.cache))
+
+    same = candidate(plan.core.upper())  # case and spacing aside, the same words
+    assert same.marks[0] == MARK_UNCHANGED and same.score == 0.0 and not same.raises_concept
+    other = candidate("The river rose before dawn and nobody saw it.")
+    assert MARK_UNCHANGED not in other.marks
 
 
 def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():

@@ -47,8 +47,9 @@ How a request runs
    - length: the ratio of word counts.
    - combined score (`combined_score`): the harmonic mean of the four parts mapped to 0..1, in the
      AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
-     token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE. Ranking: unmarked first, then
-     by the combined score; marked candidates are shown, never hidden.
+     token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
+     original given back word for word (a small instruct model often copies it). Ranking: unmarked first,
+     then fewer marks, unchanged last; then the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
@@ -128,6 +129,7 @@ MARK_CONCEPT = "concept did not move"
 MARK_FLUENCY = "less fluent"
 MARK_MEANING = "meaning drifted"
 MARK_LENGTH = "length off"
+MARK_UNCHANGED = "unchanged"  # the original again, word for word: no rewrite at all, ranked last
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–]$")
@@ -243,7 +245,7 @@ class Candidate:
     length_ratio: float = 1.0  # words of the candidate / words of the original
     strength: float | None = None  # the strength multiplier it was steered at (None: no vector)
     parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
-    marks: tuple[str, ...] = ()  # what it fails: MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH
+    marks: tuple[str, ...] = ()  # what it fails: MARK_UNCHANGED, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH
 
 
 @dataclass(frozen=True)
@@ -292,10 +294,10 @@ SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
 
 
 def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
-    """Unmarked candidates first, then marked ones with fewer marks; within each, the combined score
-    (ties: the smaller fluency loss, then generation order)."""
-    ordered = sorted(candidates, key=lambda c: (len(c.marks), not c.raises_concept, -c.score,
-                                                -c.fluency_change, c.index))
+    """Unmarked candidates first, then marked ones with fewer marks, and the original given back unchanged
+    last; within each, the combined score (ties: the smaller fluency loss, then generation order)."""
+    ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks, len(c.marks), not c.raises_concept,
+                                                -c.score, -c.fluency_change, c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
 
 
@@ -1020,6 +1022,8 @@ class Steerer:
         change = fluency - original.fluency
         ratio = max(1, len(core.split())) / max(1, len(plan.core.split()))
         score, parts, marks = combined_score(gain, change, similarity, ratio)
+        if _WORDS.findall(core.lower()) == _WORDS.findall(plan.core.lower()):
+            marks = (MARK_UNCHANGED,) + marks
         steered = any(plan.coeffs)
         strength = None
         if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
