@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from morph.errors import ModelLoadError
-from morph.models.hooks import capture, decoder_layers_path, edit_activations, resolve_hook
+from morph.models.hooks import capture, decoder_layers_path, edit_activations, forward_cached, resolve_hook
 from morph.models.tiny import build_gemma3_multimodal, build_model
 
 ARCHS = ["gpt2", "neox", "neox_seq", "llama", "gemma2", "gemma3", "qwen2", "qwen3", "olmo2"]
@@ -262,7 +262,7 @@ def test_centred_edit_sees_centred_acts_and_adds_the_mean_back(models, ids, kind
 
 
 def test_edit_applies_with_a_kv_cache(models):
-    """Generation runs the edit on every step, with past_key_values; the cached and uncached runs agree."""
+    """Generation runs the edit on every step, with a key/value cache; the cached and uncached runs agree."""
     model = models["llama"]
     ids = torch.randint(1, 300, (1, 8))
     delta = torch.linspace(-0.5, 0.5, 64)
@@ -270,8 +270,8 @@ def test_edit_applies_with_a_kv_cache(models):
         hook = _hook(model, 1, kind)
         with edit_activations(model, hook, lambda a: a + delta), torch.no_grad():
             full = model(input_ids=ids, use_cache=False).logits[:, -1]
-            first = model(input_ids=ids[:, :-1], use_cache=True)
-            step = model(input_ids=ids[:, -1:], past_key_values=first.past_key_values, use_cache=True).logits[:, -1]
+            _, cache = forward_cached(model, ids[:, :-1], None)
+            step = forward_cached(model, ids[:, -1:], cache)[0][:, -1]
         assert torch.allclose(full, step, atol=1e-4), kind
         assert not torch.allclose(full, _logits(model, ids)[:, -1], atol=1e-3)
 
