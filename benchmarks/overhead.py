@@ -163,10 +163,17 @@ def _peer(ctx: Context, lens):
         warnings.simplefilter("ignore")
         sae = SAE.load_from_disk(str(sae_dir), device="cpu")
         name = getattr(lens.model, "name_or_path", "") or str(sae.cfg.metadata.model_name)
-        # a copy: booting the bridge swaps the model's own submodules for its components, in place, which
-        # would leave the benchmarks after this one (steering's hooks) running on a changed model
-        bridge = TransformerBridge.boot_transformers(name, hf_model=copy.deepcopy(lens.model),
-                                                     tokenizer=lens.tokenizer, device="cpu")
+        from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+        # Morph's own Llama and tokenizer reader: the peer gets transformers' of the same folder. A copy of
+        # transformers' model otherwise: booting the bridge swaps the model's own submodules for its
+        # components, in place, which would leave the benchmarks after this one (steering's hooks) running on
+        # a changed model
+        hf_model = (copy.deepcopy(lens.model) if isinstance(lens.model, PreTrainedModel)
+                    else AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval())
+        tokenizer = (lens.tokenizer if isinstance(lens.tokenizer, PreTrainedTokenizerBase)
+                     else AutoTokenizer.from_pretrained(name))
+        bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, device="cpu")
     hook = lens.hook.name
     stop = lens.hook.layer + 1
 

@@ -348,7 +348,10 @@ def test_incremental_equals_from_scratch(tiny_lens, edits):
 @pytest.mark.parametrize("arch, sae_arch", [("llama", "standard"), ("llama", "jumprelu"), ("gpt2", "standard"),
                                             ("gpt2", "jumprelu"), ("llama", "topk")])
 def test_engine_equals_sae_lens_across_architectures(tmp_path, arch, sae_arch):
-    """Morph's analysis of a document equals SAE-Lens's encoding of hidden states captured independently."""
+    """Morph's analysis of a document equals SAE-Lens's encoding of transformers' hidden states (the model
+    loaded by transformers itself: Morph runs a plain Llama with its own code)."""
+    from transformers import AutoModelForCausalLM
+
     from morph.models.tiny import build_model, build_sae
 
     from morph.models.lens import LensSpec, load_lens
@@ -359,7 +362,8 @@ def test_engine_equals_sae_lens_across_architectures(tmp_path, arch, sae_arch):
     analysis = Analyzer(lens).analyze(TEXT)
     ids = lens.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        hidden = lens.model(torch.tensor([[lens.bos_token_id] + ids]), output_hidden_states=True).hidden_states
+        hf = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32).eval()
+        hidden = hf(torch.tensor([[lens.bos_token_id] + ids]), output_hidden_states=True).hidden_states
         expected = lens.sae.encode(hidden[2][0, 1:]).numpy()  # resid_pre of block 2 = hidden_states[2]
     np.testing.assert_allclose(dense(analysis, lens.d_sae), expected, atol=1e-5)
     assert (np.diff(analysis.indptr) > 0).any()

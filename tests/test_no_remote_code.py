@@ -101,11 +101,19 @@ def test_a_plain_folder_passes(tiny_dirs):
     refuse_remote_code(tiny_dirs["model"])
 
 
-def test_every_load_says_trust_remote_code_false(tiny_dirs, monkeypatch):
-    """The tokenizer and the model are both loaded with trust_remote_code=False, so transformers never asks."""
+def test_every_load_says_trust_remote_code_false(tiny_dirs, tmp_path, monkeypatch):
+    """The tokenizer and the model are both loaded with trust_remote_code=False, so transformers never asks.
+    (A tokenizer of another class than transformers' generic fast one goes through AutoTokenizer; the
+    generic one is read by Morph itself, which never runs code.)"""
     import transformers
 
     from morph.models.lens import load_model_and_tokenizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dirs["model"], folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "GPT2TokenizerFast"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
 
     seen: list[tuple[str, object]] = []
     for cls in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
@@ -116,7 +124,7 @@ def test_every_load_says_trust_remote_code_false(tiny_dirs, monkeypatch):
             return _original(klass, *args, **kwargs)
 
         monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
-    load_model_and_tokenizer(str(tiny_dirs["model"]), "cpu")
+    load_model_and_tokenizer(str(folder), "cpu")
     assert sorted(seen) == [("AutoModelForCausalLM", False), ("AutoTokenizer", False)]
 
 

@@ -633,7 +633,7 @@ class Analyzer:
         key/values and features are kept for the next. Returns the tokens run through the model."""
         import torch
 
-        from morph.models.hooks import capture, crop_cache
+        from morph.models.hooks import capture, crop_cache, new_cache
 
         lens = self.lens
         ids = run.array
@@ -644,9 +644,7 @@ class Analyzer:
         encode_from = max(keep, start)
         with lens.lock, torch.inference_mode():
             if kept is None:
-                from transformers import DynamicCache
-
-                cache = DynamicCache(config=lens.model.config)
+                cache = new_cache(lens.model)
             else:
                 cache = kept.cache  # taken out of the kept windows: extended in place, stored again below
                 crop_cache(cache, len(kept.ids) - keep)

@@ -74,14 +74,24 @@ class FeatureReport:
 
 
 def quiet_hf() -> None:
-    """Transformers' progress bars and warnings would scribble over the terminal UI."""
+    """Transformers' progress bars and warnings would scribble over the terminal UI. Through the
+    environment where transformers is not imported yet (importing it costs ~1 s, and the default model
+    loads without it)."""
     import os
+    import sys
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 class LabelsLike(Protocol):

@@ -304,6 +304,16 @@ def _checkpoint_modules(model: Any) -> list[Any]:
     return [m for layer in layers for m in (layer, *layer.children())]
 
 
+def new_cache(model: Any) -> Any:
+    """An empty key/value cache for `model`: its own kind (morph.models.llama's KVCache), else transformers'
+    DynamicCache."""
+    if hasattr(model, "new_cache"):
+        return model.new_cache()
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
 def crop_cache(cache: Any, remove: int) -> None:
     """Drop the last `remove` positions from a key/value cache (a negative count works across versions)."""
     if cache is not None and remove > 0:

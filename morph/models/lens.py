@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+    from morph.models.llama import LlamaForCausalLM
+    from morph.models.tokenizer import FastTokenizer
+
+    CausalLM = PreTrainedModel | LlamaForCausalLM
+    TokenizerLike = PreTrainedTokenizerFast | FastTokenizer
+
 _Loaded = TypeVar("_Loaded")
 
 
@@ -42,8 +48,8 @@ class Lens:
     `dataclasses.replace` keeps the same lock, as it keeps the same model. Labels and statistics are not
     here: they belong to the engine (morph.features.engine.Engine)."""
 
-    model: PreTrainedModel  # eval mode
-    tokenizer: PreTrainedTokenizerFast  # a fast tokenizer (offsets are needed)
+    model: CausalLM  # eval mode: transformers' model, or Morph's own Llama (morph.models.llama)
+    tokenizer: TokenizerLike  # a fast tokenizer (offsets are needed): transformers', or Morph's reading of one
     sae: SAELike  # morph.models.saes.NativeSAE or sae_lens.SAE
     hook: HookPoint
     device: str
@@ -208,8 +214,18 @@ def resolve_model_name(name: str, progress: default_model.Progress | None = None
     return name
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
-    """The fast tokenizer of a model (a folder, or a hub id in the cache or online)."""
+def load_tokenizer(name: str) -> TokenizerLike:
+    """The fast tokenizer of a model (a folder, or a hub id in the cache or online): a folder with a
+    generic fast tokenizer is read without transformers (morph.models.tokenizer), any other with
+    transformers' AutoTokenizer."""
+    from morph.models.tokenizer import FastTokenizer
+
+    folder = Path(name).expanduser()
+    if FastTokenizer.usable(folder):
+        try:
+            return FastTokenizer.from_folder(folder)
+        except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exception for a bad file
+            raise ModelLoadError(f"cannot load the tokenizer from {name!r}: {_short(err)}") from None
     from transformers import AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name, "model", "tokenizer", use_fast=True,
@@ -221,13 +237,14 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def load_model_and_tokenizer(name: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def load_model_and_tokenizer(name: str, device: str) -> tuple[CausalLM, TokenizerLike]:
     """The model (eval mode, on `device`) and its fast tokenizer, from a folder, the cache or the hub.
 
-    No code that comes with the model ever runs: a folder is checked by `refuse_remote_code` first, and
-    every load passes trust_remote_code=False (so transformers never asks on standard input)."""
+    A folder holding a plain Llama checkpoint loads with Morph's own Llama (morph.models.llama: the same
+    numbers without importing transformers' modelling code, seconds sooner); anything else with
+    transformers. No code that comes with the model ever runs: a folder is checked by `refuse_remote_code`
+    first, and every load passes trust_remote_code=False (so transformers never asks on standard input)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     local = Path(name).expanduser()
     if local.exists() and not local.is_dir():
@@ -237,6 +254,11 @@ def load_model_and_tokenizer(name: str, device: str) -> tuple[PreTrainedModel, P
     if local.is_dir():
         refuse_remote_code(local)
     tokenizer = load_tokenizer(name)
+    native = _native_llama(local, device) if local.is_dir() else None
+    if native is not None:
+        return native, tokenizer
+    from transformers import AutoModelForCausalLM
+
     dtype = torch.float32 if device == "cpu" else "auto"
     model = _from_pretrained(
         AutoModelForCausalLM.from_pretrained, name, "model",
@@ -248,6 +270,24 @@ def load_model_and_tokenizer(name: str, device: str) -> tuple[PreTrainedModel, P
         raise ModelLoadError(f"cannot move model {name!r} to {device}: {_short(err)}") from None
     model.eval()
     return model, tokenizer
+
+
+def _native_llama(folder: Path, device: str) -> LlamaForCausalLM | None:
+    """The checkpoint in `folder` on Morph's own Llama, or None when that cannot run it (not a plain Llama
+    config, no safetensors weights): transformers loads it then, and says what is wrong if anything is."""
+    import torch
+
+    from morph.models import llama
+
+    config = llama.LlamaConfig.read(folder)
+    if config is None or not llama.weight_files(folder):
+        return None
+    named = getattr(torch, config.dtype, None)
+    dtype = named if device != "cpu" and isinstance(named, torch.dtype) else torch.float32
+    try:
+        return llama.load(folder, config, device, dtype)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(f"cannot load the model from {str(folder)!r}: {_short(err)}") from None
 
 
 def _split_sae_spec(spec: str) -> tuple[str, str | None]:
@@ -399,7 +439,7 @@ def _load_sae(spec: str, device: str) -> tuple[SAELike, Path | None]:
 _TRANSFORMER_LENS_CLASSES = {"HookedTransformer", "HookedSAETransformer"}
 
 
-def _wants_centring(model: PreTrainedModel, sae: SAELike) -> bool:
+def _wants_centring(model: CausalLM, sae: SAELike) -> bool:
     """Whether the SAE was trained on TransformerLens activations with centred writing weights.
 
     SAE-Lens loads a HookedTransformer with `from_pretrained_no_processing(**model_from_pretrained_kwargs)`,

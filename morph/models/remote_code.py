@@ -14,6 +14,9 @@ from typing import Any
 
 from morph.errors import ModelLoadError
 
+NATIVE_TYPES = ("llama",)
+"""Model types Morph runs with its own code (morph.models.llama.SUPPORTED_TYPES; tests check they agree)."""
+
 REFUSAL = "it needs its own Python code (auto_map), which Morph never runs"
 
 
@@ -40,7 +43,7 @@ def refuse_remote_code(folder: Path) -> None:
         if data is not None and data.get("auto_map"):
             raise ModelLoadError(f"model folder {str(folder)!r} is refused: its {name} has an auto_map; {REFUSAL}")
     model_type = config.get("model_type")
-    if model_type is not None:
+    if model_type is not None and model_type not in NATIVE_TYPES:  # those are known without importing transformers
         from transformers import CONFIG_MAPPING
 
         if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
