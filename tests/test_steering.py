@@ -447,3 +447,56 @@ def test_default_model_words_are_not_read_as_any_short_text(default_steerer):
     for words in ("calmer", "more formal", "about the sea"):
         chosen = {m.id for m in steerer.concepts_for(words, EFFICACY_TEXT, start, end)}
         assert not chosen & generic, words
+
+
+# ----- generating in bfloat16 ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def llama_lens(tmp_path_factory):
+    """A tiny random Llama (Morph's own, morph.models.llama) with a TopK SAE."""
+    from morph.models.lens import LensSpec, load_lens
+    from morph.models.tiny import build_model, build_sae
+
+    root = tmp_path_factory.mktemp("tiny-llama")
+    build_model(root / "model", "llama", d_model=64, n_layers=3, spread=True)
+    build_sae(root / "sae", d_in=64, hook_name="blocks.1.hook_resid_post", arch="topk")
+    return load_lens(LensSpec(model=str(root / "model"), sae=str(root / "sae"), device="cpu"))
+
+
+def test_candidates_generated_in_bfloat16_are_scored_by_the_full_precision_model(llama_lens, monkeypatch):
+    from morph.models import device
+
+    monkeypatch.setattr(device, "generation_dtype", lambda _device: torch.bfloat16)
+    tokenizer = copy.deepcopy(llama_lens.tokenizer)  # a chat template, so that hybrid runs its own prompt
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    steerer = Steerer(dataclasses.replace(llama_lens, tokenizer=tokenizer))
+    for method in ("continuation", "hybrid"):  # the text before's reading cast; a prompt run in bfloat16
+        result = steerer.run(TEXT, START, END, SteerRequest.single(3, "medium", n=2, seed=0, method=method))
+        assert len(result.candidates) == 2
+        assert steerer._generator is not None and steerer._generator.dtype == torch.bfloat16
+        assert llama_lens.model.dtype == torch.float32  # the lens's model is left as it was
+        measured = steerer.measure(TEXT, START, END, [c.text for c in result.candidates])
+        for candidate, (_, fluency) in zip(result.candidates, measured):
+            assert candidate.fluency == pytest.approx(fluency, abs=1e-5)
+
+
+def test_without_bfloat16_in_hardware_candidates_come_from_the_lens_model(llama_lens, monkeypatch):
+    from morph.models import device
+
+    monkeypatch.setattr(device, "generation_dtype", lambda _device: None)
+    steerer = Steerer(llama_lens)
+    steerer.prepare(TEXT, START, END)
+    assert steerer._generation_model() is llama_lens.model and steerer._generator is None
+
+
+def test_bfloat16_in_hardware_is_read_from_the_cpu_flags(tmp_path):
+    from morph.models.device import native_bf16_cpu
+
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert native_bf16_cpu(str(amx)) is True
+    assert native_bf16_cpu(str(plain)) is False
+    assert native_bf16_cpu(str(tmp_path / "missing")) is False

@@ -514,6 +514,8 @@ class Steerer:
         self._row_scales: dict[str, torch.Tensor | None] = {}
         self._readings: OrderedDict[tuple[tuple[int, ...], str], _Reading] = OrderedDict()
         self._readings_lock = threading.Lock()
+        self._generator: torch.nn.Module | None = None  # see _generation_model
+        self._generator_lock = threading.Lock()
 
     # ----- concept choice -------------------------------------------------------------------------------
     def concepts(self, text: str, start: int, end: int, k: int = 10) -> list[Concept]:
@@ -775,14 +777,33 @@ class Steerer:
             ids.add(self.lens.bos_token_id)  # GPT-2 style: <|endoftext|> is both
         return ids
 
+    def _generation_model(self) -> torch.nn.Module:
+        """The model that generates candidates: the lens's own, or (Morph's own Llama, on a CPU that has
+        bfloat16 in hardware: morph.models.device.generation_dtype) a copy of it in bfloat16, made once,
+        ~1.5x faster per step and 2x on the prompt. Candidates are always re-read and scored by the
+        lens's model, so only which words get written can differ, never how they are judged."""
+        from morph.models.device import generation_dtype
+        from morph.models.llama import LlamaForCausalLM, in_dtype
+
+        model = self.lens.model
+        dtype = generation_dtype(self.lens.device)
+        if dtype is None or not isinstance(model, LlamaForCausalLM) or model.dtype == dtype:
+            return model
+        with self._generator_lock:
+            if self._generator is None:
+                self._generator = in_dtype(model, dtype)
+            return self._generator
+
     def _forward(self, input_ids: torch.Tensor, cache: Cache | None, edit: Edit | None = None,
-                 record: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, Cache]:
-        """The logits over `input_ids` after `cache`, and the extended cache."""
+                 record: list[torch.Tensor] | None = None,
+                 model: torch.nn.Module | None = None) -> tuple[torch.Tensor, Cache]:
+        """The logits over `input_ids` after `cache`, and the extended cache (`model`: the lens's by default)."""
         import torch
 
         from morph.models.hooks import edit_activations, forward_cached
 
         lens = self.lens
+        model = model if model is not None else lens.model
         owner = threading.get_ident()
 
         def recorder(acts: torch.Tensor) -> torch.Tensor:
@@ -793,16 +814,17 @@ class Steerer:
         fn = edit if edit is not None else (recorder if record is not None else None)
         with lens.lock, torch.inference_mode():
             if fn is None:
-                return forward_cached(lens.model, input_ids, cache)
-            with edit_activations(lens.model, lens.hook, fn):
-                return forward_cached(lens.model, input_ids, cache)
+                return forward_cached(model, input_ids, cache)
+            with edit_activations(model, lens.hook, fn):
+                return forward_cached(model, input_ids, cache)
 
-    def _prefix_cache(self, ids: list[int], edit: Edit | None = None) -> Cache | None:
+    def _prefix_cache(self, ids: list[int], edit: Edit | None = None,
+                      model: torch.nn.Module | None = None) -> Cache | None:
         import torch
 
         if len(ids) <= 1:
             return None
-        return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit)[1]
+        return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit, model=model)[1]
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row], request: SteerRequest) -> list[int]:
         import torch
@@ -879,6 +901,7 @@ class Steerer:
         generating at once: the pane calls it when it opens, while the writer chooses a concept. What it
         reads (`_reading`) is the same whatever the concept; the last READINGS selections are kept."""
         self._reading(self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1, method=method)))
+        self._generation_model()
 
     def _reading(self, plan: _Plan) -> _Reading:
         """The plan's text before, run unsteered (its key/value cache), and the original read after it: kept
@@ -921,10 +944,13 @@ class Steerer:
         stop_ids = self._stop_ids()
         reading = self._reading(plan)
         score_cache = copy.deepcopy(reading.cache)
+        generator = self._generation_model()
         if plan.gen_prefix == plan.score_prefix and not (request.steer_context and edit is not None):
             gen_cache = copy.deepcopy(reading.cache)
+            if generator is not self.lens.model and gen_cache is not None:
+                gen_cache = gen_cache.to(generator.dtype)
         else:
-            gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None)
+            gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None, generator)
         original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),
                                  reading.fluency, reading.n_tokens)
 
@@ -946,7 +972,7 @@ class Steerer:
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
-            step_logits, gen_cache = self._forward(cur, gen_cache, edit=edit)
+            step_logits, gen_cache = self._forward(cur, gen_cache, edit=edit, model=generator)
             logits = step_logits[:, -1, :].float().clone()
             if step + 1 < plan.min_tokens:  # too early to end: no end-of-text, no line break in one-line spans
                 for sid in stop_ids:

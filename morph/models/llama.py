@@ -138,6 +138,13 @@ class KVCache:
         self.keys = [k[..., :max_length, :] for k in self.keys]
         self.values = [v[..., :max_length, :] for v in self.values]
 
+    def to(self, dtype: torch.dtype) -> "KVCache":
+        """This cache in another precision (a copy)."""
+        out = KVCache()
+        out.keys = [k.to(dtype) for k in self.keys]
+        out.values = [v.to(dtype) for v in self.values]
+        return out
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.keys = [k[indices] for k in self.keys]
         self.values = [v[indices] for v in self.values]
@@ -220,10 +227,8 @@ class Attention(nn.Module):
         k = k * cos + _rotate_half(k) * sin
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
-        if self.groups > 1:
-            k = k.repeat_interleave(self.groups, dim=1)
-            v = v.repeat_interleave(self.groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and length > 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and length > 1,
+                                             enable_gqa=self.groups > 1)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), None
 
 
@@ -272,6 +277,10 @@ class LlamaForCausalLM(nn.Module):
         self.name_or_path = ""  # the folder it was loaded from (as transformers' models say)
         self.model = LlamaModel(config)
         self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -339,3 +348,19 @@ def load(folder: Path, config: LlamaConfig, device: str, dtype: torch.dtype) -> 
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     return model.to(device).eval()
+
+
+def in_dtype(model: LlamaForCausalLM, dtype: torch.dtype) -> LlamaForCausalLM:
+    """A copy of `model` with its weights in `dtype` (converted one tensor at a time: no full-precision
+    copy is made on the way)."""
+    copy = LlamaForCausalLM(model.config)
+    converted: dict[int, torch.Tensor] = {}  # tied weights are one tensor: converted once
+    state = {k: converted.setdefault(id(v), v.to(dtype)) if id(v) not in converted else converted[id(v)]
+             for k, v in model.state_dict().items()}
+    copy.load_state_dict(state, strict=True, assign=True)
+    if model.config.tie_word_embeddings:
+        copy.lm_head.weight = copy.model.embed_tokens.weight
+    copy.generation_config = model.generation_config
+    copy.name_or_path = model.name_or_path
+    device = model.lm_head.weight.device
+    return copy.to(device).eval()
