@@ -158,3 +158,15 @@ def test_the_default_loads_without_importing_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_bfloat16_copy_keeps_the_tying_and_leaves_the_original(pair, ids):
+    ours, _ = pair
+    half = llama.in_dtype(ours, torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and ours.dtype == torch.float32
+    assert (half.lm_head.weight is half.model.embed_tokens.weight) == ours.config.tie_word_embeddings
+    with torch.inference_mode():
+        full, approx = ours(input_ids=ids).logits, half(input_ids=ids).logits.float()
+    assert (full.argmax(-1) == approx.argmax(-1)).float().mean() > 0.9
+    _, cache = forward_cached(ours, ids[:, :10], None)
+    assert cache.to(torch.bfloat16).keys[0].dtype == torch.bfloat16 and cache.keys[0].dtype == torch.float32

@@ -113,7 +113,7 @@ class GenerationConfig:
 class KVCache:
     """Keys and values per layer, [batch, kv heads, positions, head dim], grown by each forward."""
 
-    def __init__(self, config: LlamaConfig | None = None) -> None:
+    def __init__(self) -> None:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
 
@@ -289,7 +289,7 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.config)
+        return KVCache()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 use_cache: bool = False, cache: KVCache | None = None,
@@ -297,7 +297,7 @@ class LlamaForCausalLM(nn.Module):
         if output_hidden_states:
             raise ValueError("Morph's Llama does not return hidden states: hook a layer (morph.models.hooks)")
         if cache is None and use_cache:
-            cache = KVCache(self.config)
+            cache = KVCache()
         past = cache.get_seq_length() if cache is not None else 0
         length = input_ids.shape[1]
         x = self.model.embed_tokens(input_ids)
@@ -328,8 +328,9 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def load(folder: Path, config: LlamaConfig, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
-    """The model of `folder` (eval mode, on `device`). Raises ValueError when the weights do not fit the
-    config (a missing or unexpected tensor, a wrong shape) and OSError when they cannot be read."""
+    """The model of `folder` (eval mode, on `device`). Raises RuntimeError (torch's) when the weights do not
+    fit the config (a missing or unexpected tensor, a wrong shape), ValueError when there are none, and
+    OSError when they cannot be read."""
     from safetensors.torch import load_file
 
     files = weight_files(folder)
@@ -354,9 +355,13 @@ def in_dtype(model: LlamaForCausalLM, dtype: torch.dtype) -> LlamaForCausalLM:
     """A copy of `model` with its weights in `dtype` (converted one tensor at a time: no full-precision
     copy is made on the way)."""
     copy = LlamaForCausalLM(model.config)
-    converted: dict[int, torch.Tensor] = {}  # tied weights are one tensor: converted once
-    state = {k: converted.setdefault(id(v), v.to(dtype)) if id(v) not in converted else converted[id(v)]
-             for k, v in model.state_dict().items()}
+    converted: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}  # tied weights share memory: converted once
+    state = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key not in converted:
+            converted[key] = tensor.to(dtype)
+        state[name] = converted[key]
     copy.load_state_dict(state, strict=True, assign=True)
     if model.config.tie_word_embeddings:
         copy.lm_head.weight = copy.model.embed_tokens.weight

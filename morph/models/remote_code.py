@@ -15,7 +15,8 @@ from typing import Any
 from morph.errors import ModelLoadError
 
 NATIVE_TYPES = ("llama",)
-"""Model types Morph runs with its own code (morph.models.llama.SUPPORTED_TYPES; tests check they agree)."""
+"""Model types Morph runs with its own code (morph.models.llama reads this tuple): known without asking
+transformers, whose CONFIG_MAPPING costs a second to import."""
 
 REFUSAL = "it needs its own Python code (auto_map), which Morph never runs"
 
