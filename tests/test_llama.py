@@ -170,3 +170,18 @@ def test_a_bfloat16_copy_keeps_the_tying_and_leaves_the_original(pair, ids):
     assert (full.argmax(-1) == approx.argmax(-1)).float().mean() > 0.9
     _, cache = forward_cached(ours, ids[:, :10], None)
     assert cache.to(torch.bfloat16).keys[0].dtype == torch.bfloat16 and cache.keys[0].dtype == torch.float32
+
+
+def test_a_sharded_checkpoint_loads_every_shard(tmp_path, ids):
+    from transformers import AutoModelForCausalLM
+
+    model, _ = build_model(tmp_path / "one", "llama", d_model=64, n_layers=3, spread=True)
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "sharded" / name).write_bytes((tmp_path / "one" / name).read_bytes())
+    assert len(llama.weight_files(tmp_path / "sharded")) > 1
+    config = llama.LlamaConfig.read(tmp_path / "sharded")
+    ours = llama.load(tmp_path / "sharded", config, "cpu", torch.float32)
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "one", dtype=torch.float32).eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(input_ids=ids).logits, theirs(input_ids=ids, use_cache=False).logits, **TOL)
