@@ -876,6 +876,8 @@ class Steerer:
         """(mean SAE features [d_sae], fluency, n tokens) of `core` read after the text before, unsteered."""
         import torch
 
+        from morph.models.hooks import crop_cache
+
         ids = token_ids(self.lens, plan.moved + core)
         ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix))]  # never past the last position
         if not ids:
@@ -883,7 +885,7 @@ class Steerer:
         record: list = []
         inp = torch.tensor([[plan.score_prefix[-1]] + ids], device=self.lens.device)
         logits, _ = self._forward(inp, cache, record=record)
-        _crop(cache, len(ids) + 1)
+        crop_cache(cache, len(ids) + 1)
         sae = self.lens.sae
         with torch.inference_mode():
             logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
@@ -946,9 +948,10 @@ class Steerer:
         score_cache = copy.deepcopy(reading.cache)
         generator = self._generation_model()
         if plan.gen_prefix == plan.score_prefix and not (request.steer_context and edit is not None):
-            gen_cache = copy.deepcopy(reading.cache)
-            if generator is not self.lens.model and gen_cache is not None:
-                gen_cache = gen_cache.to(generator.dtype)
+            if generator is not self.lens.model and reading.cache is not None:
+                gen_cache = reading.cache.to(generator.dtype)  # a copy in the generator's precision
+            else:
+                gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None, generator)
         original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),
@@ -1102,8 +1105,3 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 def _seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + index * 7919 + 12345) % (2**63 - 1)
 
-
-def _crop(cache: Cache | None, remove: int) -> None:
-    """Drop the last `remove` positions from a key/value cache (a negative count works across versions)."""
-    if cache is not None and remove > 0:
-        cache.crop(-remove)

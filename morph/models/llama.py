@@ -327,6 +327,24 @@ def weight_files(folder: Path) -> list[Path]:
     return [single] if single.is_file() else []
 
 
+def _assemble(config: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype) -> LlamaForCausalLM:
+    """A model of `config` (eval mode) holding `state`'s tensors in `dtype`: each storage converted once (tied
+    weights are one tensor, and no second full copy is made on the way), and the embeddings tied where the
+    config ties them. Raises RuntimeError (torch's) when the tensors do not fit the config."""
+    converted: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+    cast = {}
+    for name, tensor in state.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key not in converted:
+            converted[key] = tensor.to(dtype)
+        cast[name] = converted[key]
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(cast, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    return model.eval()
+
+
 def load(folder: Path, config: LlamaConfig, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
     """The model of `folder` (eval mode, on `device`). Raises RuntimeError (torch's) when the weights do not
     fit the config (a missing or unexpected tensor, a wrong shape), ValueError when there are none, and
@@ -339,33 +357,18 @@ def load(folder: Path, config: LlamaConfig, device: str, dtype: torch.dtype) -> 
     state: dict[str, torch.Tensor] = {}
     for path in files:
         state.update(load_file(str(path), device=device if device != "mps" else "cpu"))
-    if config.tie_word_embeddings or "lm_head.weight" not in state:
-        state["lm_head.weight"] = state.get("model.embed_tokens.weight")  # type: ignore[assignment]
-    model = LlamaForCausalLM(config)
-    state = {k: v.to(dtype) for k, v in state.items() if v is not None}
-    model.load_state_dict(state, strict=True, assign=True)
+    embeddings = state.get("model.embed_tokens.weight")
+    if embeddings is not None and (config.tie_word_embeddings or "lm_head.weight" not in state):
+        state["lm_head.weight"] = embeddings
+    model = _assemble(config, state, dtype)
     model.generation_config = GenerationConfig.read(folder, config)
     model.name_or_path = str(folder)
-    if config.tie_word_embeddings:
-        model.lm_head.weight = model.model.embed_tokens.weight
-    return model.to(device).eval()
+    return model.to(device)
 
 
 def in_dtype(model: LlamaForCausalLM, dtype: torch.dtype) -> LlamaForCausalLM:
-    """A copy of `model` with its weights in `dtype` (converted one tensor at a time: no full-precision
-    copy is made on the way)."""
-    copy = LlamaForCausalLM(model.config)
-    converted: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}  # tied weights share memory: converted once
-    state = {}
-    for name, tensor in model.state_dict().items():
-        key = (tensor.data_ptr(), tuple(tensor.shape))
-        if key not in converted:
-            converted[key] = tensor.to(dtype)
-        state[name] = converted[key]
-    copy.load_state_dict(state, strict=True, assign=True)
-    if model.config.tie_word_embeddings:
-        copy.lm_head.weight = copy.model.embed_tokens.weight
+    """A copy of `model` with its weights in `dtype`, on the same device."""
+    copy = _assemble(model.config, model.state_dict(), dtype)
     copy.generation_config = model.generation_config
     copy.name_or_path = model.name_or_path
-    device = model.lm_head.weight.device
-    return copy.to(device).eval()
+    return copy.to(model.lm_head.weight.device)
