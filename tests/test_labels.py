@@ -60,3 +60,6 @@ def test_search_prefers_whole_words_in_what_a_feature_fires_on(tiny_lens, tmp_pa
     (tmp_path / "labels.json").write_text(json.dumps({"format": "morph-labels/1", "n_tokens": 1, "features": features}))
     tiny_lens = dataclasses.replace(tiny_lens, sae_dir=tmp_path)  # a Lens is frozen
     assert load_labels(tiny_lens).search("sea", limit=3) == [4, 6, 5]
+    # whole words only: "seaside" holds "sea" but is not it, and no fuzzy neighbour ("se") is offered
+    assert load_labels(tiny_lens).search("sea", limit=3, whole_words=True) == [4, 6]
+    assert load_labels(tiny_lens).search("seas", limit=3, whole_words=True) == []

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from morph.errors import InputError
-from morph.features.concepts import concepts_in_span, more_like_this, search_concepts, span_features
+from morph.features.concepts import (RELATED_WEIGHT, concepts_in_span, more_like_this, related_words,
+                                     search_concepts, span_features)
 from morph.features.labels import load_labels
 from morph.features.steering import (
     PRESETS,
@@ -447,6 +448,30 @@ def test_default_model_words_are_not_read_as_any_short_text(default_steerer):
     for words in ("calmer", "more formal", "about the sea"):
         chosen = {m.id for m in steerer.concepts_for(words, EFFICACY_TEXT, start, end)}
         assert not chosen & generic, words
+
+
+@pytest.mark.slow
+def test_default_model_related_words_widen_the_label_search(default_steerer):
+    """A concept word's nearest whole words in the model's own embeddings are its near-synonyms, not its
+    own forms or negations; a feature whose labels hold one of them (and not the word) is offered for
+    the word, its why naming the related word."""
+    lens = default_steerer.lens
+    calm = related_words(lens, "calm")
+    assert {"serene", "tranquil", "peaceful", "soothing"} & set(calm)
+    assert not [w for w in calm if w.startswith("calm") or w.startswith("uncalm")]
+    assert "ocean" in related_words(lens, "sea")
+    assert related_words(lens, "zzqx") == []  # not one token: nothing
+    start = EFFICACY_TEXT.index(EFFICACY_SPAN)
+    end = start + len(EFFICACY_SPAN)
+    # "animals": fewer than FEW_LABELLED labels hold it (or "animal"), so its related words are searched too
+    related = set(related_words(lens, "animals")) | set(related_words(lens, "animal"))
+    widened = [m for m in default_steerer.concepts_for("about animals", EFFICACY_TEXT, start, end, k=16)
+               if m.source == "related"]
+    assert widened
+    for m in widened:
+        assert 0 < m.label_score <= RELATED_WEIGHT and any(f"'{w}' (near your words)" in m.why for w in related), m
+    # the sea has features of its own: no widening
+    assert all(m.source != "related" for m in default_steerer.concepts_for("about the sea", EFFICACY_TEXT, start, end))
 
 
 # ----- generating in bfloat16 ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from morph.errors import InputError
 from morph.features.intensity import unit_scales
@@ -190,6 +190,9 @@ def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, s
 
 _FILLER = frozenset("""a an the more less much very bit little slightly make it its be is about of on with and or
 to into than that this so sound feel like lot some not no without fewer""".split())
+RELATED_WORDS = 4  # per concept word: its nearest whole words in the model's input embeddings
+RELATED_WEIGHT = 0.6  # a feature whose labels hold a related word scores this much of one holding the word
+FEW_LABELLED = 3  # fewer features than this labelled with the words themselves: search their related words too
 OUTPUT_STRENGTH = 4.0  # the strength (x typical max) at which a feature's output score is measured
 OUTPUT_WINDOW = 32  # tokens of the passage (with the text before) the output score is averaged over
 MAX_CANDIDATE_FEATURES = 16
@@ -235,6 +238,61 @@ def concept_words(words: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Vocabulary:
+    """What `related_words` reads of a model's vocabulary (once per lens)."""
+
+    text: list[str]  # each token decoded alone
+    whole: torch.Tensor  # bool [vocab]: a lowercase whole word of 3+ letters after a space (" serene")
+    norms: torch.Tensor  # [vocab]: each input embedding's norm
+
+
+_VOCABULARIES: "weakref.WeakKeyDictionary[Lens, _Vocabulary]" = weakref.WeakKeyDictionary()
+_NEGATIONS = ("un", "in", "im", "ir", "il", "dis", "non")
+
+
+def _vocabulary(lens: Lens) -> _Vocabulary:
+    import torch
+
+    found = _VOCABULARIES.get(lens)
+    if found is None:
+        weight = lens.model.get_input_embeddings().weight.detach()
+        text = lens.tokenizer.batch_decode([[i] for i in range(weight.shape[0])])
+        whole = torch.tensor([re.fullmatch(r" [a-z]{3,}", t) is not None for t in text], device=weight.device)
+        found = _VOCABULARIES[lens] = _Vocabulary(text, whole, weight.float().norm(dim=-1))
+    return found
+
+
+def related_words(lens: Lens, word: str, k: int = RELATED_WORDS) -> list[str]:
+    """The `k` whole words nearest `word` in the model's own input embeddings (cosine), other than the
+    word's own forms and its negations: calm -> serene, soothing, tranquility, tranquil; sea -> ocean,
+    marine, lake. Nearest words can be antonyms or siblings (sad -> joyful, winter -> summer): the caller
+    weighs what they find against the word itself (`concepts_for_words`'s output score). [] when the word is
+    not one token of the vocabulary."""
+    import torch
+
+    ids = token_ids(lens, " " + word.lower())
+    if len(ids) != 1:
+        return []
+    vocab = _vocabulary(lens)
+    weight = lens.model.get_input_embeddings().weight.detach()
+    with torch.inference_mode():
+        query = weight[ids[0]].float()
+        sims = (weight.float() @ query) / (vocab.norms * query.norm()).clamp_min(1e-8)
+        sims = sims.masked_fill(~vocab.whole, -2.0)
+        nearest = sims.topk(min(8 * k + 8, len(sims))).indices.tolist()
+    stem = word.lower()[:4]
+    out: list[str] = []
+    for i in nearest:
+        candidate = vocab.text[i].strip()
+        if candidate.startswith(stem) or any(candidate.startswith(p + stem) for p in _NEGATIONS):
+            continue
+        out.append(candidate)
+        if len(out) == k:
+            break
+    return out
+
+
 def direction_of(words: str) -> str:
     """"toward", or "away" when the words ask for less of something ("less jargon", "not so formal")."""
     head = words.strip().lower().split()[:1]
@@ -252,24 +310,25 @@ def _word_tokens(lens: Lens, words: list[str]) -> list[int]:
     return ids
 
 
-def _label_score(labels: FeatureLabels, feature: int, words: list[str]) -> tuple[float, list[str]]:
-    """(0..1, matched words): per concept word, 1 - k/10 where k is its place among the feature's
-    distinctive words (label words and the tokens it fires on count too), averaged over the words given."""
-    if not words:
-        return 0.0, []
+def _label_score(labels: FeatureLabels, feature: int, words: Sequence[str],
+                 related: Sequence[str] = ()) -> tuple[float, list[str]]:
+    """(0..1, matched words): the best over the concept words of 1 - k/10, where k is the word's place
+    among the feature's distinctive words (label words and the tokens it fires on count too), and over the
+    `related` words of RELATED_WEIGHT x the same; the forms of one word (calmer, calm) count once."""
     info = labels.info(feature)
     own = [w.lower() for w, _, _ in info.words] or [w.strip().lower() for w in info.label.split("·")]
     own += [t.lower() for t, _ in info.top_tokens if t.lower() not in own]
-    scores, matched = [], []
-    for word in words:
+    best, matched = 0.0, []
+    for word, weight in [(w, 1.0) for w in words] + [(w, RELATED_WEIGHT) for w in related]:
         if word in own:
-            k = own.index(word)
-            scores.append(max(0.1, 1 - k / 10))
+            best = max(best, weight * max(0.1, 1 - own.index(word) / 10))
             matched.append(word)
-        else:
-            scores.append(0.0)
-    # the forms of one word (calmer, calm) count once: the best of them
-    return (max(scores) if scores else 0.0), matched
+    return best, matched
+
+
+def _held(matched: list[str], related: Sequence[str]) -> str:
+    """The matched words for a why line, a related word marked as one: "'sea', 'ocean' (near your words)"."""
+    return ", ".join(repr(w) + (" (near your words)" if w in related else "") for w in matched)
 
 
 def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], targets: list[int], text: str,
@@ -327,26 +386,44 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
                        k: int = 8, example: str | None = None) -> list[ConceptMatch]:
     """Features for the writer's words (or, with `example`, for "more like this" passage), best first.
 
-    Candidates: the label search for each concept word (`concept_words`), and the features stronger on the
-    words themselves (or on the example) than on the selection (`more_like_this`); words that no label
-    matches are refused (the contrastive features of a word nobody labelled are noise). Each gets a label score
-    and an output score (`output_scores`, toward the concept words' tokens, or the example's content words),
-    and they are ranked by label score + output score / the best output score. Features whose output score
-    is not positive go last: they do not move the model toward the words. InputError when nothing matches.
+    Candidates: the label search (whole words only) for each concept word (`concept_words`), widened to the
+    words the model puts nearest them (`related_words`: calm -> serene, tranquil, peaceful) when fewer than
+    FEW_LABELLED features hold the words themselves, then to close spellings of the words when no label
+    holds any of them; and the features stronger on the words themselves (or on the example) than on the
+    selection (`more_like_this`). Words that no label matches at all are refused (the contrastive features
+    of a word nobody labelled are noise). Each gets a label score (a related word's match counts
+    RELATED_WEIGHT of the word's own) and an output score (`output_scores`, toward the concept words'
+    tokens, or the example's content words: a related word that is really an antonym or a sibling, sad ->
+    joyful, winter -> summer, finds features that score low here), and they are ranked by label score +
+    output score / the best output score. Features whose output score is not positive go last: they do not
+    move the model toward the words. InputError when nothing matches.
     """
     check_span(text, start, end)
     words = (words or "").strip()
     source_text = (example or "").strip() or words
     if not source_text:
         raise InputError("the concept is empty: type what you want more of (calmer, about the sea)")
-    concept = concept_words(source_text)
+    typed = set(re.findall(r"[a-z][a-z'-]*", source_text.lower()))
+    # a stem the suffix rules made up (winter -> "wint") is no word of the model's: keep the words as typed
+    concept = [w for w in concept_words(source_text) if w in typed or len(token_ids(lens, " " + w)) == 1]
     if not concept:
         raise InputError(f"no content word in {source_text!r}: say what the passage should be (calmer, about the sea)")
     found: dict[int, str] = {}
+    related: list[str] = []
     if example is None:
         for word in concept:
-            for feature in labels.search(word, limit=6):
+            for feature in labels.search(word, limit=6, whole_words=True):
                 found.setdefault(int(feature), "label")
+        if len(found) < FEW_LABELLED:  # few labels hold the words: look for their near-synonyms too
+            for word in concept:
+                related += [r for r in related_words(lens, word) if r not in concept and r not in related]
+            for word in related:
+                for feature in labels.search(word, limit=2, whole_words=True):
+                    found.setdefault(int(feature), "related")
+        if not found:  # no whole-word match anywhere: close spellings of the words themselves
+            for word in concept:
+                for feature in labels.search(word, limit=6):
+                    found.setdefault(int(feature), "label")
     if example is None and not found:
         raise InputError(f"no feature matches {source_text!r}: try other words, an example passage (more like "
                          "this), or a feature number")
@@ -368,14 +445,14 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     best = max([o for o in outputs if o > 0], default=0.0)
     matches = []
     for feature, output in zip(ids, outputs):
-        label_score, matched = _label_score(labels, feature, concept)
+        label_score, matched = _label_score(labels, feature, concept, related)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
-        if found[feature] == "label":
-            why = f"labels hold {', '.join(repr(w) for w in matched)}" if matched else "label close to the words"
+        if found[feature] in ("label", "related"):
+            why = f"labels hold {_held(matched, related)}" if matched else "label close to the words"
         else:
             why = "fires more on " + ("the example" if example is not None else "your words") + " than on the passage"
             if matched:
-                why += f", labels hold {', '.join(repr(w) for w in matched)}"
+                why += f", labels hold {_held(matched, related)}"
         why += f"; output {output:+.2f} nats toward {', '.join(concept[:3])}"
         matches.append(ConceptMatch(feature, labels.label(feature), label_score, output, score, why,
                                     found[feature], labels.typical_max(feature)))

@@ -164,11 +164,12 @@ class FeatureLabels:
                     self._promoted.update(_promoted_tokens(self._lens, missing[start:start + 2048], 8))
         return [self.label(i) for i in range(self.d_sae)]
 
-    def search(self, query: str, limit: int = 10) -> list[int]:
+    def search(self, query: str, limit: int = 10, whole_words: bool = False) -> list[int]:
         """Features for a concept, best first: those whose label or statistics hold `query` as a whole word
         (the tokens a feature fires on count most, then the label, then the tokens it promotes, then
         Neuronpedia's other explanations of it), then labels that contain it, then close fuzzy matches.
-        Live features before dead ones."""
+        Live features before dead ones. With `whole_words`, only the first kind ("sea" never finds
+        "research" nor "see")."""
         query = query.strip().lower()
         if not query:
             return []
@@ -191,10 +192,10 @@ class FeatureLabels:
                 ranked[i] = (2, promoted.index(query))
             elif any(query in _words(e.description.lower()) for e in self._neuronpedia.get(i, ())[1:]):
                 ranked[i] = (2, 100)
-            elif query in text:
+            elif query in text and not whole_words:
                 ranked[i] = (3, text.find(query))
         found = sorted(ranked, key=lambda i: (self._dead(i), ranked[i]))
-        if len(found) >= limit:
+        if len(found) >= limit or whole_words:
             return found[:limit]
         scored = []
         for i, text in enumerate(labels):
