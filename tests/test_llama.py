@@ -148,12 +148,15 @@ def test_weights_that_do_not_fit_the_config_are_one_line(tmp_path):
 @pytest.mark.skipif(not default_available(), reason="the default model is not installed")
 def test_the_default_loads_without_importing_transformers():
     """What makes the default ready in seconds: neither transformers nor what it drags in (torch._dynamo,
-    torch.distributed.tensor, scipy) is imported by Engine.load, and a first analysis runs."""
+    torch.distributed.tensor, scipy) is imported by Engine.load, and a first analysis runs; nor by the
+    steering pane's first read of a selection, which renders the chat template."""
     code = ("import sys\n"
             "from morph.features.engine import Engine\n"
             "from morph.models.lens import LensSpec\n"
             "engine = Engine.load(LensSpec(device='cpu'))\n"
             "assert engine.analyzer.analyze('The storm broke over the harbour.').n_tokens > 0\n"
+            "text = 'It rained. The storm broke over the harbour.'\n"
+            "engine.steerer().prepare(text, 11, len(text))\n"
             "print(sorted(m for m in ('transformers', 'torch._dynamo', 'scipy', 'sae_lens') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -85,3 +85,34 @@ def test_other_tokenizer_classes_are_left_to_transformers(tmp_path):
     assert not FastTokenizer.usable(tmp_path)
     (tmp_path / "tokenizer.json").unlink()
     assert not FastTokenizer.usable(tmp_path)
+
+
+# A template that uses what transformers' environment gives one: loop controls, a namespace, the tojson
+# filter (not HTML-escaping), raise_exception, the special tokens' names, trimmed blocks.
+RICH_TEMPLATE = """{%- set ns = namespace(n=0) -%}
+{% for m in messages %}
+  {% if m['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('bad role ' + m['role']) }}{% endif %}
+  {% if loop.index > 5 %}{% break %}{% endif %}
+  {% set ns.n = ns.n + 1 %}
+{{ bos_token }}{{ m['role'] }}: {{ m['content'] | tojson }}
+{% endfor %}
+{% if add_generation_prompt %}{{ ns.n }} assistant:{% endif %}"""
+
+
+def test_a_rich_template_renders_and_fails_as_in_transformers(tmp_path):
+    import jinja2
+    from transformers import PreTrainedTokenizerFast
+
+    build_model(tmp_path, "llama", d_model=32, n_layers=1)
+    ours, theirs = FastTokenizer.from_folder(tmp_path), PreTrainedTokenizerFast.from_pretrained(str(tmp_path))
+    messages = MESSAGES + [{"role": "user", "content": "Quotes \" & <tags> & café"}]
+    for tok in (ours, theirs):
+        tok.chat_template = RICH_TEMPLATE
+    for prompt in (False, True):
+        assert ours.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False) == \
+            theirs.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False)
+    with pytest.raises(jinja2.exceptions.TemplateError, match="bad role tool"):
+        ours.apply_chat_template(messages + [{"role": "tool", "content": "x"}], tokenize=False)
+    ours.chat_template = "{{ messages.__class__.__mro__ }}"  # the sandbox refuses what a template must not reach
+    with pytest.raises(jinja2.exceptions.SecurityError):
+        ours.apply_chat_template(messages, tokenize=False)

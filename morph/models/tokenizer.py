@@ -7,18 +7,25 @@ adds nothing on top of `tokenizers.Tokenizer` but the special tokens' names and 
 `FastTokenizer` is that, with the part of transformers' tokenizer interface Morph uses: calling it
 (`input_ids`, `offset_mapping`), `decode`, `batch_decode`, the ids of the special tokens,
 `convert_ids_to_tokens` / `convert_tokens_to_ids`, `get_vocab`, `len()`, `backend_tokenizer`, and
-`apply_chat_template` (rendered by transformers' own `render_jinja_template`, imported when a chat is
-first rendered, so that the rule stays transformers'). Its ids, offsets and texts equal transformers'
-(tests/test_tokenizer.py). Other folders load with transformers (morph.models.lens.load_tokenizer).
+`apply_chat_template` (rendered in jinja2's immutable sandbox with the environment transformers gives a
+chat template: trimmed blocks, loop controls, `raise_exception`, a non-escaping `tojson`, `strftime_now`;
+importing transformers' renderer costs ~1 s on a laptop CPU, at the first rewrite). Its ids, offsets,
+texts and rendered chats equal transformers' (tests/test_tokenizer.py). Other folders load with
+transformers (morph.models.lens.load_tokenizer).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from tokenizers import Tokenizer
+
+if TYPE_CHECKING:
+    import jinja2
 
 GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -50,6 +57,32 @@ class Encoded(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(template: str) -> "jinja2.Template":
+    """A chat template compiled as transformers compiles one (`_compile_jinja_template`): an immutable
+    sandbox (a template from a model folder is untrusted code), trim_blocks and lstrip_blocks, loop
+    controls, and the globals and filter templates expect."""
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: object, ensure_ascii: bool = False, indent: int | None = None,
+               separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(format: str) -> str:
+        return datetime.now().strftime(format)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env.from_string(template)
 
 
 class FastTokenizer:
@@ -156,11 +189,7 @@ class FastTokenizer:
         tokens' names as variables); token ids when `tokenize`."""
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
-        from transformers.utils.chat_template_utils import render_jinja_template
-
-        variables: dict[str, Any] = dict(self.special_tokens_map)
-        # annotated as str, it returns (texts, generation indices)
-        rendered, _ = render_jinja_template(  # type: ignore[str-unpack]
-            conversations=[[dict(m) for m in messages]], chat_template=self.chat_template,
-            add_generation_prompt=add_generation_prompt, **variables)
-        return self(rendered[0], add_special_tokens=False)["input_ids"] if tokenize else rendered[0]
+        rendered = _compiled(self.chat_template).render(
+            messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt,
+            **self.special_tokens_map)
+        return self(rendered, add_special_tokens=False)["input_ids"] if tokenize else rendered
