@@ -104,9 +104,9 @@ def run(ctx: Context) -> list[Figure]:
     for rep in range(reps):
         for i, (text, start, end) in enumerate(passages):
             request = SteerRequest.single(tops[i], "auto", n=4, seed=rep)
-            steerer._readings.clear()
+            steerer.forget()
             first.append(_first_candidate(steerer, text, start, end, request))
-            steerer._readings.clear()
+            steerer.forget()
             steerer.prepare(text, start, end)
             prepared.append(_first_candidate(steerer, text, start, end, request))
 

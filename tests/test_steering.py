@@ -525,3 +525,30 @@ def test_bfloat16_in_hardware_is_read_from_the_cpu_flags(tmp_path):
     assert native_bf16_cpu(str(amx)) is True
     assert native_bf16_cpu(str(plain)) is False
     assert native_bf16_cpu(str(tmp_path / "missing")) is False
+
+
+def test_a_chat_prompt_reuses_the_kept_start_of_the_last_one(llama_lens, monkeypatch):
+    """After `prepare`, a request runs only the part of its chat prompt that differs from the prepared one
+    (from the instruction on), and its candidates are those of a steerer that ran the whole prompt."""
+    from morph.models import device
+
+    monkeypatch.setattr(device, "generation_dtype", lambda _device: None)  # float32: equal numbers
+    tokenizer = copy.deepcopy(llama_lens.tokenizer)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    lens = dataclasses.replace(llama_lens, tokenizer=tokenizer)
+    request = SteerRequest.single(3, "medium", n=2, seed=1, method="hybrid", concept="about the sea",
+                                  temperature=0)
+    whole = Steerer(lens).run(TEXT, START, END, request)
+
+    steerer = Steerer(lens)
+    steerer.prepare(TEXT, START, END)
+    runs: list[int] = []
+    forward = steerer._forward
+    monkeypatch.setattr(steerer, "_forward", lambda ids, cache, **kw: runs.append(ids.shape[1]) or forward(ids, cache, **kw))
+    reused = steerer.run(TEXT, START, END, request)
+    prompt = steerer._plan(TEXT, START, END, request).gen_prefix
+    assert runs[0] < len(prompt) - 1 - 10  # the system line and the text before were not run again
+    assert [c.text for c in reused.candidates] == [c.text for c in whole.candidates]
+    for a, b in zip(reused.candidates, whole.candidates):
+        assert a.score == pytest.approx(b.score, abs=1e-5)

@@ -486,6 +486,7 @@ class _Reading:
 
 
 READINGS = 2  # selections whose reading is kept (the one being rewritten, and the one before)
+PROMPTS = 2  # chat prompts whose key/values are kept, for the next prompt that starts the same way
 
 
 def _target(plan: _Plan, features: torch.Tensor) -> float:
@@ -514,6 +515,8 @@ class Steerer:
         self._row_scales: dict[str, torch.Tensor | None] = {}
         self._readings: OrderedDict[tuple[tuple[int, ...], str], _Reading] = OrderedDict()
         self._readings_lock = threading.Lock()
+        # (generation model's id, prompt ids but the last) -> their key/values (see _prompt_cache)
+        self._prompts: OrderedDict[tuple[int, tuple[int, ...]], Cache] = OrderedDict()
         self._generator: torch.nn.Module | None = None  # see _generation_model
         self._generator_lock = threading.Lock()
 
@@ -826,6 +829,43 @@ class Steerer:
             return None
         return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit, model=model)[1]
 
+    def _prompt_cache(self, ids: list[int], model: torch.nn.Module) -> Cache | None:
+        """`_prefix_cache(ids)` (unsteered) on `model`, starting from the kept prompt that shares the longest
+        start with `ids`: a chat prompt differs from the last one for the same selection only from the
+        instruction on (the system line and the text before come first), so a second concept, or the first
+        after `prepare`, runs only the rest. The result is kept (a copy: generation extends it) for the
+        last PROMPTS prompts."""
+        import torch
+
+        from morph.models.hooks import crop_cache
+
+        head = tuple(ids[:-1])
+        if not head:
+            return None
+        best: Cache | None = None
+        shared = 0
+        with self._readings_lock:
+            for (owner, kept), cache in self._prompts.items():
+                if owner != id(model):
+                    continue
+                n = next((k for k, (a, b) in enumerate(zip(kept, head)) if a != b), min(len(kept), len(head)))
+                if n > shared:
+                    best, shared = cache, n
+        if best is None:
+            cache = self._prefix_cache(ids, model=model)
+        else:
+            cache = copy.deepcopy(best)
+            crop_cache(cache, cache.get_seq_length() - shared)
+            if shared < len(head):
+                cache = self._forward(torch.tensor([list(head[shared:])], device=self.lens.device), cache,
+                                      model=model)[1]
+        with self._readings_lock:
+            self._prompts[(id(model), head)] = copy.deepcopy(cache)
+            self._prompts.move_to_end((id(model), head))
+            while len(self._prompts) > PROMPTS:
+                self._prompts.popitem(last=False)
+        return cache
+
     def _sample(self, logits: torch.Tensor, rows: list[_Row], request: SteerRequest) -> list[int]:
         import torch
 
@@ -901,9 +941,19 @@ class Steerer:
     def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
         """Read the selection's text before and the original now, so that a request on this selection starts
         generating at once: the pane calls it when it opens, while the writer chooses a concept. What it
-        reads (`_reading`) is the same whatever the concept; the last READINGS selections are kept."""
-        self._reading(self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1, method=method)))
-        self._generation_model()
+        reads (`_reading`, and for a chat model the prompt's start, `_prompt_cache`) is the same whatever the
+        concept; the last READINGS selections are kept."""
+        plan = self._plan(text, start, end, SteerRequest(features=((0, 0.0),), n=1, method=method))
+        self._reading(plan)
+        generator = self._generation_model()
+        if plan.chat:  # the chat prompt's start (the system line, the text before) is the same for any concept
+            self._prompt_cache(plan.gen_prefix, generator)
+
+    def forget(self) -> None:
+        """Drop what was read ahead (selections' readings, kept prompts): the next request starts cold."""
+        with self._readings_lock:
+            self._readings.clear()
+            self._prompts.clear()
 
     def _reading(self, plan: _Plan) -> _Reading:
         """The plan's text before, run unsteered (its key/value cache), and the original read after it: kept
@@ -952,8 +1002,10 @@ class Steerer:
                 gen_cache = reading.cache.to(generator.dtype)  # a copy in the generator's precision
             else:
                 gen_cache = copy.deepcopy(reading.cache)
+        elif request.steer_context and edit is not None:
+            gen_cache = self._prefix_cache(plan.gen_prefix, edit, generator)
         else:
-            gen_cache = self._prefix_cache(plan.gen_prefix, edit if request.steer_context else None, generator)
+            gen_cache = self._prompt_cache(plan.gen_prefix, generator)
         original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),
                                  reading.fluency, reading.n_tokens)
 
