@@ -1,7 +1,8 @@
 """5. Steering: time to the first candidate, steered vs plain generation speed, and rewrites compared by method.
 
 - Time to first candidate: `Steerer.stream` on a one-sentence selection (two paragraphs of context before
-  it), toward the selection's strongest concept at the default strength, 4 candidates; from the call to
+  it), toward the selection's strongest concept at the default strength, the default number of candidates
+  (steering.DEFAULT_CANDIDATES, 8); from the call to
   the first CandidateReady. Median over selections and repeats. (The default model runs the hybrid method
   here.) Two ways, on the one Steerer (as the engine keeps one): cold, as `morph steer` runs (planning, the text before run
   once, the original read, the chat prompt, sampling, the first candidate's re-read), and prepared, as the
@@ -15,7 +16,8 @@
 - Methods compared, in the AxBench manner (Wu et al. 2025): on the passage x concept pairs of
   benchmarks/data/steer_pairs.json (short modern prose written for Morph; the concept is the writer's
   words), the concept is mapped to features once (`Steerer.concepts_for`, the best feature by label match
-  and output score), then each method (hybrid, prompt-only, steer-only) makes 4 candidates from the same
+  and output score), then each method (hybrid, prompt-only, steer-only) makes the default number of
+  candidates (8) from the same
   seed, automatic strength where it steers; each is re-read and scored by the plain model. Per method,
   over the top-ranked candidate of each pair: the share that raises the concept (Candidate.raises_concept),
   the share that raises it with no mark (as fluent as the threshold asks, meaning kept, length in range:
@@ -85,7 +87,7 @@ def _fit(lens, passage: tuple[str, int, int]) -> tuple[str, int, int]:
 
 
 def run(ctx: Context) -> list[Figure]:
-    from morph.features.steering import SteerRequest, Steerer
+    from morph.features.steering import DEFAULT_CANDIDATES, SteerRequest, Steerer
 
     lens = ctx.load()
     n_passages = ctx.pick(4, 2, 2)
@@ -100,10 +102,11 @@ def run(ctx: Context) -> list[Figure]:
     first: list[float] = []
     prepared: list[float] = []
     text, start, end = passages[0]
-    _first_candidate(steerer, text, start, end, SteerRequest.single(tops[0], "auto", n=4, seed=99))  # warm-up
+    warm_up = SteerRequest.single(tops[0], "auto", n=DEFAULT_CANDIDATES, seed=99)
+    _first_candidate(steerer, text, start, end, warm_up)
     for rep in range(reps):
         for i, (text, start, end) in enumerate(passages):
-            request = SteerRequest.single(tops[i], "auto", n=4, seed=rep)
+            request = SteerRequest.single(tops[i], "auto", n=DEFAULT_CANDIDATES, seed=rep)
             steerer.forget()
             first.append(_first_candidate(steerer, text, start, end, request))
             steerer.forget()
@@ -128,12 +131,15 @@ def run(ctx: Context) -> list[Figure]:
 
     figures = [
         figure("steer_first_candidate_s", "steering: time to first candidate (1 sentence, cold: morph steer)",
-               first, unit="s", target=("<", 2.0), candidates=4, selections=n_passages),
+               first, unit="s", target=("<", 2.0), candidates=DEFAULT_CANDIDATES,
+               selections=n_passages),
         figure("steer_first_candidate_prepared_s", "steering: time to first candidate (1 sentence, prepared: the "
-               "pane)", prepared, unit="s", target=("<", 2.0), candidates=4, selections=n_passages),
+               "pane)", prepared, unit="s", target=("<", 2.0), candidates=DEFAULT_CANDIDATES,
+               selections=n_passages),
         ratio_figure("steer_speed_ratio", "steered ÷ plain generation tokens/s", steered, plain, median,
                      target=(">=", 0.9), steered_tokens_per_s=round(median(steered), 1),
-                     plain_tokens_per_s=round(median(plain), 1), min_tokens_per_row=steps, rows=4),
+                     plain_tokens_per_s=round(median(plain), 1), min_tokens_per_row=steps,
+                     rows=DEFAULT_CANDIDATES),
     ]
     figures += compare_methods(ctx, lens)
     for fig in figures:
@@ -171,12 +177,12 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     """Hybrid vs prompt-only vs steer-only on the pairs (see the module docstring)."""
     from morph.errors import InputError
     from morph.features.concepts import direction_of
-    from morph.features.steering import SteerRequest, Steerer
+    from morph.features.steering import DEFAULT_CANDIDATES, SteerRequest, Steerer
 
     lens = _with_chat_template(lens)
     steerer = Steerer(lens)
     pairs = steer_pairs(ctx.pick(None, 12, 2))
-    n = ctx.pick(4, 4, 2)
+    n = ctx.pick(DEFAULT_CANDIDATES, DEFAULT_CANDIDATES, 2)
     tops: dict[str, list] = {m: [] for m in COMPARED}
     rows = []
     for k, (text, start, end, words) in enumerate(pairs):

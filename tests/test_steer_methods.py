@@ -22,6 +22,7 @@ from morph.features.concepts import (
 from morph.features.labels import load_labels
 from morph.features.steering import (
     AUTO_RANGE,
+    DEFAULT_CANDIDATES,
     FLUENCY_LOSS_MAX,
     MARK_CONCEPT,
     MARK_FLUENCY,
@@ -233,7 +234,7 @@ def test_methods_build_their_prompts(chat_steerer, chat_lens):
     assert plans["continuation"].gen_prefix == plans["continuation"].score_prefix
     assert chat_steerer._edit_fn(plans["prompt"]) is None  # prompt-only: no vector
     assert chat_steerer._edit_fn(plans["hybrid"]) is not None and chat_steerer._edit_fn(plans["steer"]) is not None
-    assert plans["hybrid"].ladder == auto_ladder(4) and plans["prompt"].ladder == ()
+    assert plans["hybrid"].ladder == auto_ladder(DEFAULT_CANDIDATES) and plans["prompt"].ladder == ()
     # auto: hybrid with a chat template
     assert chat_steerer._plan(TEXT, START, END, SteerRequest.single(3)).method == "hybrid"
 

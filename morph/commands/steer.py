@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from morph.cli import add_lens_arguments
-    from morph.features.steering import METHODS
+    from morph.features.steering import DEFAULT_CANDIDATES, METHODS
 
     parser.add_argument("file", help="a UTF-8 text file")
     parser.add_argument("--start", type=int, required=True, metavar="A",
@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--away", action="store_true", help="steer away from the concept")
     mode.add_argument("--suppress", action="store_true", help="zero the features through the SAE")
-    parser.add_argument("-n", type=int, default=4, metavar="N", help="number of candidates (default 4)")
+    parser.add_argument("-n", type=int, default=DEFAULT_CANDIDATES, metavar="N",
+                        help=f"number of candidates (default {DEFAULT_CANDIDATES})")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")

@@ -45,6 +45,7 @@ from morph.features.concepts import ConceptMatch, direction_of
 from morph.features.tokens import common_prefix, common_suffix
 from morph.features.steering import (
     AUTO,
+    DEFAULT_CANDIDATES,
     METHODS,
     PRESETS,
     Candidate,
@@ -230,7 +231,8 @@ class SteerPane(Vertical):
             super().__init__()
             self.run, self.error, self.passage = run, error, passage
 
-    def __init__(self, text_area: DocumentView, *, n: int = 4, seed: int | None = None, concepts_k: int = 12,
+    def __init__(self, text_area: DocumentView, *, n: int = DEFAULT_CANDIDATES, seed: int | None = None,
+                 concepts_k: int = 12,
                  steer_key: str = BY_ID["steer"].key, id: str | None = None, classes: str | None = None) -> None:
         """`steer_key`: the host's key for opening the pane (named in the notes)."""
         super().__init__(id=id, classes=classes)
