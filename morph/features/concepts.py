@@ -242,6 +242,7 @@ def concept_words(words: str) -> list[str]:
 class _Vocabulary:
     """What `related_words` reads of a model's vocabulary (once per lens)."""
 
+    weight: torch.Tensor  # [vocab, d_model]: the model's input embeddings (the model's own tensor, no copy)
     text: list[str]  # each token decoded alone
     whole: torch.Tensor  # bool [vocab]: a lowercase whole word of 3+ letters after a space (" serene")
     norms: torch.Tensor  # [vocab]: each input embedding's norm
@@ -256,10 +257,12 @@ def _vocabulary(lens: Lens) -> _Vocabulary:
 
     found = _VOCABULARIES.get(lens)
     if found is None:
-        weight = lens.model.get_input_embeddings().weight.detach()
+        # the Lens's model is typed as either Morph's Llama or transformers' model: mypy reads the method
+        # through nn.Module's __getattr__
+        weight = lens.model.get_input_embeddings().weight.detach()  # type: ignore[operator]
         text = lens.tokenizer.batch_decode([[i] for i in range(weight.shape[0])])
         whole = torch.tensor([re.fullmatch(r" [a-z]{3,}", t) is not None for t in text], device=weight.device)
-        found = _VOCABULARIES[lens] = _Vocabulary(text, whole, weight.float().norm(dim=-1))
+        found = _VOCABULARIES[lens] = _Vocabulary(weight, text, whole, weight.float().norm(dim=-1))
     return found
 
 
@@ -275,7 +278,7 @@ def related_words(lens: Lens, word: str, k: int = RELATED_WORDS) -> list[str]:
     if len(ids) != 1:
         return []
     vocab = _vocabulary(lens)
-    weight = lens.model.get_input_embeddings().weight.detach()
+    weight = vocab.weight
     with torch.inference_mode():
         query = weight[ids[0]].float()
         sims = (weight.float() @ query) / (vocab.norms * query.norm()).clamp_min(1e-8)

@@ -87,6 +87,7 @@ from morph.features.concepts import (
     span_window,
     token_ids,
 )
+from morph.features.tokens import common_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -850,12 +851,13 @@ class Steerer:
         best: Cache | None = None
         shared = 0
         with self._readings_lock:
-            for (owner, kept), cache in self._prompts.items():
+            for (owner, kept), kept_cache in self._prompts.items():
                 if owner != id(model):
                     continue
-                n = next((k for k, (a, b) in enumerate(zip(kept, head)) if a != b), min(len(kept), len(head)))
+                n = common_prefix(kept, head)
                 if n > shared:
-                    best, shared = cache, n
+                    best, shared = kept_cache, n
+        cache: Cache | None
         if best is None:
             cache = self._prefix_cache(ids, model=model)
         else:
@@ -864,6 +866,8 @@ class Steerer:
             if shared < len(head):
                 cache = self._forward(torch.tensor([list(head[shared:])], device=self.lens.device), cache,
                                       model=model)[1]
+        if cache is None:  # not reached: a head of one token or more always leaves key/values
+            return None
         with self._readings_lock:
             self._prompts[(id(model), head)] = copy.deepcopy(cache)
             self._prompts.move_to_end((id(model), head))
@@ -1002,13 +1006,13 @@ class Steerer:
         reading = self._reading(plan)
         score_cache = copy.deepcopy(reading.cache)
         generator = self._generation_model()
-        if plan.gen_prefix == plan.score_prefix and not (request.steer_context and edit is not None):
+        if request.steer_context and edit is not None:  # the prompt read steered: nothing kept fits
+            gen_cache = self._prefix_cache(plan.gen_prefix, edit, generator)
+        elif plan.gen_prefix == plan.score_prefix:
             if generator is not self.lens.model and reading.cache is not None:
                 gen_cache = reading.cache.to(generator.dtype)  # a copy in the generator's precision
             else:
                 gen_cache = copy.deepcopy(reading.cache)
-        elif request.steer_context and edit is not None:
-            gen_cache = self._prefix_cache(plan.gen_prefix, edit, generator)
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
         original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),

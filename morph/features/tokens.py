@@ -19,7 +19,7 @@ and a tokenizer whose splices miss twice is not spliced again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 Tokens = tuple[np.ndarray, np.ndarray]  # ids [n], character offsets [n, 2]
+_Seq = TypeVar("_Seq", str, tuple[int, ...])
 
 CONTEXT_LINES = 1  # whole lines re-tokenized on each side of the edited lines
 MAX_SCAN_LINES = 8  # how far to look for a line start that begins with a visible character
@@ -34,8 +35,9 @@ LOOKAHEAD_CHARS = 16
 GIVE_UP_AFTER_MISSES = 2
 
 
-def common_prefix(a: str, b: str, limit: int | None = None) -> int:
-    """Length of the longest common prefix, at most `limit` (binary search over slices: C-speed comparisons)."""
+def common_prefix(a: _Seq, b: _Seq, limit: int | None = None) -> int:
+    """Length of the longest common prefix of two strings (or two tuples of token ids), at most `limit`
+    (binary search over slices: C-speed comparisons)."""
     n = min(len(a), len(b)) if limit is None else max(0, min(limit, len(a), len(b)))
     if a[:n] == b[:n]:
         return n
