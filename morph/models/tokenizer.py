@@ -185,8 +185,8 @@ class FastTokenizer:
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = False,
                             tokenize: bool = True) -> str | list[int]:
-        """The chat rendered as transformers renders it (its `render_jinja_template`, with the special
-        tokens' names as variables); token ids when `tokenize`."""
+        """The chat rendered as transformers renders it (the template compiled by `_compiled`, with the
+        special tokens' names as variables); token ids when `tokenize`."""
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template")
         rendered = _compiled(self.chat_template).render(
