@@ -33,3 +33,5 @@ async def test_text_area_timer_and_screen_internals_exist_on_a_live_app():
         assert not missing, f"Textual's Screen lost {missing}"
         # morph.editor.app's dialog key handling: a node's message queue, a message's stop flag
         assert hasattr(area, "_message_queue") and hasattr(events.Key("a", "a"), "_stop_propagation")
+        # morph.editor.key_order: the focused widget's own bindings, the keymap applied
+        assert pilot.app.screen._modal_binding_chain[0][0] is area

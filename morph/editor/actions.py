@@ -52,12 +52,13 @@ class Action:
 
     @property
     def priority(self) -> bool:
-        """A priority binding: it wins over the focused widget's own keys. The app's remappable actions (over the
-        text area's keys; the app turns them off while a dialog is open) and the steering pane's keys but Escape
-        (over its search box's keys)."""
+        """A priority binding: it wins over the focused widget's own keys, and it acts in the app's own loop, before
+        the keys typed after it are passed on (a key that moves the focus moves it for them: focus.focus_now).
+        The app's remappable actions (over the text area's keys; the app turns them off while a dialog is open)
+        and the keys of the panes beside the text (over their boxes' keys)."""
         if self.target == "app":
             return self.configurable
-        return self.target == "steer_pane" and self.key != "escape"
+        return self.target in ("steer_pane", "find_bar")
 
     @property
     def action(self) -> str:

@@ -36,6 +36,7 @@ from morph.editor.dialogs import GotoLineScreen, HelpScreen
 from morph.editor.document import DocumentView
 from morph.editor.find_bar import FindBar
 from morph.editor.frames import PacedScreen
+from morph.editor.key_order import focus_now
 from morph.editor.messages import (AnalysisFailed, AnalysisProgress, AnalysisReady, EngineFailed, EngineProgress,
                                    EngineReady, FeatureChosen)
 from morph.editor.live_analysis import LiveAnalysis
@@ -535,7 +536,7 @@ class MorphApp(App):
         self.notify("no features to choose yet", severity="warning")
 
     def action_focus_editor(self) -> None:
-        self.view.focus()
+        focus_now(self.view)
 
     def action_toggle_panel(self) -> None:
         self.side.toggle_panel()
@@ -714,7 +715,7 @@ class MorphApp(App):
         start, end = view.selection_offsets
         if pane.is_open:
             if pane.has_focus_within:
-                view.focus()
+                focus_now(view)
                 return
             if end <= start or (start, end) == pane.passage_now():
                 pane.focus_pane()

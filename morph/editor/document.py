@@ -35,6 +35,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location, Selection
 
 from morph.editor.actions import bindings
+from morph.editor.key_order import OwnKeysInOrder
 from morph.editor.linebreaks import NewlineOnlyDocument, shown
 from morph.editor.wrapping import LineWrap
 from morph.features.highlights import LEVELS, Overlay
@@ -89,7 +90,7 @@ def _compose(first: tuple[int, int, int] | None, then: tuple[int, int, int]) -> 
     return min(s1, a), o1 + max(0, b - n1), c + max(0, n1 - b)
 
 
-class DocumentView(TextArea):
+class DocumentView(OwnKeysInOrder, TextArea):
     """TextArea plus two layers drawn in `get_line`: Markdown styles and feature highlights."""
 
     class Scrolled(Message):

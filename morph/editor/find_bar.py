@@ -21,6 +21,7 @@ from textual.widgets.text_area import Selection
 
 from morph.editor.actions import bindings, key_text
 from morph.editor.document import DocumentView
+from morph.editor.key_order import TextInput, focus_now
 
 __all__ = ["FindBar", "SearchResult", "find_in", "find_matches", "replace_all", "replace_current"]
 
@@ -188,7 +189,7 @@ class FindBar(Widget):
     def compose(self) -> ComposeResult:
         with Horizontal(id="find-row"):
             yield Label("Find", classes="find-label")
-            yield Input(placeholder="text to find", id="find-input", compact=True)
+            yield TextInput(placeholder="text to find", id="find-input", compact=True)
             yield Button("↑", id="find-previous", tooltip=f"Previous match ({key_text('find_bar.previous')})",
                          compact=True)
             yield Button("↓", id="find-next", compact=True,
@@ -198,7 +199,7 @@ class FindBar(Widget):
             yield Button("✕", id="find-close", tooltip=f"Close ({key_text('find_bar.close')})", compact=True)
         with Horizontal(id="replace-row"):
             yield Label("Replace", classes="find-label")
-            yield Input(placeholder="replacement", id="replace-input", compact=True)
+            yield TextInput(placeholder="replacement", id="replace-input", compact=True)
             yield Button("Replace", id="replace-one", compact=True)
             yield Button("All", id="replace-all", tooltip="Replace all (one undo step)", compact=True)
 
@@ -230,13 +231,13 @@ class FindBar(Widget):
             with self.prevent(Input.Changed):
                 find_input.value = query
         self._anchor = self.text_area.selection_offsets[0]
-        find_input.focus()
+        focus_now(find_input)
         self._set_status(self._count_status())
 
     def close(self) -> None:
         """Hide the bar and give focus back to the text."""
         self.remove_class("-open")
-        self.text_area.focus()
+        focus_now(self.text_area)
         self.post_message(self.Closed())
 
     def find_next(self) -> SearchResult:

@@ -40,6 +40,7 @@ from textual.widgets.option_list import Option
 
 from morph.editor.actions import BY_ID, bindings, format_key, key_text, short_key
 from morph.editor.document import DocumentView, TextEdit
+from morph.editor.key_order import TextInput, focus_now
 from morph.errors import MorphError, one_line
 from morph.features.concepts import ConceptMatch, direction_of
 from morph.features.tokens import common_prefix, common_suffix
@@ -169,7 +170,7 @@ class _Cancel:
 class SteerPane(Vertical):
     """Steered rewrites of a passage of `text_area`, beside the text (hidden until `open`)."""
 
-    # Its keys (morph.editor.actions): Escape back to the text; Ctrl+G, the close key (one that means nothing in
+    # Its keys (morph.editor.actions): Escape back to the text, Ctrl+G, the close key (one that means nothing in
     # the text: Ctrl+W, once the pane's, deleted a word or the selection there, the passage being steered), Tab
     # and Shift+Tab (round the pane's own widgets) are priority bindings, over the search box's own keys; a host
     # with the same keys bound gives way while the pane has the focus (actions.keys_of("steer_pane")).
@@ -259,7 +260,7 @@ class SteerPane(Vertical):
         yield Label("Steer: rewrite the passage toward a concept", id="steer-title")
         yield Static("", id="original")
         yield Static("", id="passage-note")
-        yield Input(placeholder="what you want: calmer, about the sea… · like: <example> · a feature number",
+        yield TextInput(placeholder="what you want: calmer, about the sea… · like: <example> · a feature number",
                     id="search", compact=True)
         yield OptionList(id="concepts")
         with Horizontal(classes="row"):
@@ -277,10 +278,10 @@ class SteerPane(Vertical):
             with RadioSet(id="strength", compact=True):
                 for name in STRENGTHS:
                     yield RadioButton(name, value=name == AUTO, id=f"strength-{name}")
-            yield Input(placeholder="or a number", id="strength-number", compact=True)
+            yield TextInput(placeholder="or a number", id="strength-number", compact=True)
         with Horizontal(classes="row"):
             yield Label("Candidates")
-            yield Input(str(self.n), type="integer", id="count", compact=True)
+            yield TextInput(str(self.n), type="integer", id="count", compact=True)
         yield Static("", id="status")
         yield Static("", id="error")
         yield OptionList(id="candidates")
@@ -323,7 +324,7 @@ class SteerPane(Vertical):
             search.value = ""
         self._show_concepts(self._reading())
         self.add_class("-open")
-        self.call_after_refresh(self.query_one("#concepts", OptionList).focus)
+        focus_now(self.query_one("#concepts", OptionList))
         self._load_concepts(self._passage, self.text, start, end)
 
     def passage_now(self) -> tuple[int, int] | None:
@@ -405,7 +406,7 @@ class SteerPane(Vertical):
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self) -> None:
-        self.query_one("#concepts", OptionList).focus()
+        focus_now(self.query_one("#concepts", OptionList))
 
     def on_steer_pane_concepts(self, message: "SteerPane.Concepts") -> None:
         message.stop()
@@ -631,7 +632,9 @@ class SteerPane(Vertical):
         to the search box (the writer who opens the pane and types "calmer" finds it typed where it means
         something)."""
         focused = self.screen.focused
-        if focused is not None and focused.id == "concepts" and event.is_printable and event.character:
+        # The search box takes characters itself: one that comes here with the box focused was typed on the
+        # list before the box took the focus (the rest of the word, typed in one breath).
+        if focused is not None and focused.id in ("concepts", "search") and event.is_printable and event.character:
             event.stop()
             event.prevent_default()
             search = self.query_one("#search", Input)
@@ -640,7 +643,7 @@ class SteerPane(Vertical):
             search.value = event.character if search.select_on_focus else search.value + event.character
             search.select_on_focus = False
             search.cursor_position = len(search.value)
-            search.focus()
+            focus_now(search)
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if isinstance(event.widget, Input) and event.widget.id == "search":
@@ -648,8 +651,7 @@ class SteerPane(Vertical):
 
     def focus_pane(self) -> None:
         """Focus the candidates if there are any, else the concepts."""
-        box = self.query_one("#candidates" if self.candidates else "#concepts", OptionList)
-        box.focus()
+        focus_now(self.query_one("#candidates" if self.candidates else "#concepts", OptionList))
 
     def action_cycle_focus(self, step: int) -> None:
         """Focus the pane's next (step 1) or previous (-1) focusable widget, going round within the pane."""
@@ -658,13 +660,13 @@ class SteerPane(Vertical):
             return
         current = self.screen.focused
         if current in inside:
-            inside[(inside.index(current) + step) % len(inside)].focus()
+            focus_now(inside[(inside.index(current) + step) % len(inside)])
         else:
-            inside[0 if step > 0 else -1].focus()
+            focus_now(inside[0 if step > 0 else -1])
 
     def action_leave(self) -> None:
         """Back to the text; the pane stays open and any generation goes on."""
-        self.text_area.focus()
+        focus_now(self.text_area)
 
     def _stop(self) -> None:
         self.generating = False
@@ -688,4 +690,4 @@ class SteerPane(Vertical):
         had_focus = self.has_focus_within
         self.close()
         if had_focus:
-            self.text_area.focus()
+            focus_now(self.text_area)

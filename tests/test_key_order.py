@@ -1,0 +1,75 @@
+"""Keys typed in one breath act in the order typed and follow the focus a key among them moved: the keys are
+posted to the app all at once (Pilot's press waits for the app to go idle after each, which hides both faults)."""
+
+from __future__ import annotations
+
+from textual import events
+
+from morph.editor.find_bar import FindBar
+from morph.editor.steer_pane import SteerPane
+from tests.pilot import wait_for
+from tests.test_app_steer import app, open_steering  # noqa: F401 - the fixture
+from tests.test_editor import TEXT, analysed
+
+PASSAGE = ((0, 0), (0, 31))  # "The river ran past the old mill"
+
+
+def typed_at_once(app, *keys: str) -> None:
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+async def idle(pilot) -> None:
+    await pilot.pause(0.3)
+    await pilot.pause()
+
+
+async def test_editing_keys_act_in_the_order_typed(app):
+    """Backspace, Left and Home are bindings, not characters: Textual acted on them in the app, behind the
+    letters typed after them ("abc", Backspace, "d"... read "abcde" with the last letter deleted)."""
+    async with app.run_test(size=(130, 40)) as pilot:
+        app.view.selection = ((0, 0), (0, 0))
+        typed_at_once(app, "a", "b", "c", "backspace", "d", "left", "e", "home", "f")
+        await idle(pilot)
+        assert app.view.text == "fabed" + TEXT
+        assert app.view.selection.end == (0, 1)
+
+
+async def test_ctrl_e_then_a_word_searches_concepts_and_leaves_the_passage(app):
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        app.view.selection = PASSAGE
+        typed_at_once(app, "ctrl+e", "c", "a", "l", "m")
+        await idle(pilot)
+        pane = app.query_one(SteerPane)
+        assert app.view.text == TEXT  # once: "calm" typed over the passage being steered
+        assert pane.is_open and pane.query_one("#search").value == "calm"
+        assert pane.query_one("#search").has_focus
+
+
+async def test_keys_after_leaving_or_closing_the_pane_go_to_the_text(app):
+    async with app.run_test(size=(130, 40)) as pilot:
+        pane = await open_steering(app, pilot, PASSAGE)
+        typed_at_once(app, "escape", "ctrl+end", "x")  # Escape: back to the text, the pane stays open
+        await idle(pilot)
+        assert app.view.text == TEXT + "x" and app.view.has_focus and pane.is_open
+        assert pane.query_one("#search").value == ""
+        await pilot.press("ctrl+e")
+        await wait_for(pilot, lambda: pane.has_focus_within)
+        typed_at_once(app, "f4", "ctrl+end", "y")  # F4: close
+        await idle(pilot)
+        assert app.view.text == TEXT + "xy" and app.view.has_focus and not pane.is_open
+
+
+async def test_find_then_a_word_is_the_query_and_escape_then_keys_go_to_the_text(app):
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        app.view.selection = ((0, 4), (0, 4))
+        typed_at_once(app, "ctrl+f", "m", "i", "x", "backspace", "l")
+        await idle(pilot)
+        bar = app.query_one(FindBar)
+        assert app.view.text == TEXT and bar.query_text == "mil"
+        typed_at_once(app, "escape", "ctrl+end", "z")
+        await idle(pilot)
+        assert app.view.text == TEXT + "z" and app.view.has_focus
+        assert bar.query_text == "mil"
