@@ -28,6 +28,7 @@ from morph.features.steering import (
     MARK_FLUENCY,
     MARK_LENGTH,
     MARK_MEANING,
+    MARK_META,
     MARK_UNCHANGED,
     MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
@@ -41,6 +42,7 @@ from morph.features.steering import (
     instruction_for,
     meaning_similarity,
     rank_candidates,
+    talks_about_the_text,
 )
 
 TEXT = ("The river ran past the old mill, and the miller's daughter watched the water turn the wheel.\n"
@@ -97,6 +99,24 @@ def test_marked_candidates_rank_after_unmarked_ones_but_stay():
     ranked = rank_candidates([cand(0, 0.0, (MARK_UNCHANGED, MARK_CONCEPT)),
                               cand(1, 0.0, (MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING))])
     assert [c.index for c in ranked] == [1, 0]
+    # so does a comment on the text, however well it scores
+    ranked = rank_candidates([cand(0, 0.9, (MARK_META,)), cand(1, 0.1, (MARK_FLUENCY, MARK_MEANING))])
+    assert [c.index for c in ranked] == [1, 0]
+
+
+@pytest.mark.parametrize("reply, talks", [
+    ("The previous sentence, \"He said the boiler would be fixed,\" is a more formal one.", True),
+    ("I'd suggest rephenging this: It was a message from the bank.", True),
+    ("Instead of \"By six,\" we can use \"The office was still.\"", True),
+    ("The original one: The original one:", True),
+    ("Here's a rephrased version of the original.", True),
+    ("The bank wrote about a strange payment.", False),
+    ("The original plan was to sail at dawn.", False),  # "original" alone is a word of stories too
+    ("She read the sentence aloud in court.", False),  # the original speaks of a sentence: not a comment
+])
+def test_a_comment_on_the_text_is_told_from_a_rewrite(reply, talks):
+    original = "She read the sentence in court." if "court" in reply else "It was a message from the bank."
+    assert talks_about_the_text(reply, original) is talks
 
 
 def test_a_candidate_that_gives_the_original_back_is_marked_unchanged(chat_steerer):
@@ -116,7 +136,8 @@ def test_a_candidate_that_gives_the_original_back_is_marked_unchanged(chat_steer
     same = candidate(plan.core.upper())  # case and spacing aside, the same words
     assert same.marks[0] == MARK_UNCHANGED and same.score == 0.0 and not same.raises_concept
     other = candidate("The river rose before dawn and nobody saw it.")
-    assert MARK_UNCHANGED not in other.marks
+    assert MARK_UNCHANGED not in other.marks and MARK_META not in other.marks
+    assert MARK_META in candidate("I'd suggest keeping the sentence as it is.").marks
 
 
 def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():

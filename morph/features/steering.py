@@ -48,8 +48,9 @@ How a request runs
    - combined score (`combined_score`): the harmonic mean of the four parts mapped to 0..1, in the
      AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
      token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
-     original given back word for word (a small instruct model often copies it). Ranking: unmarked first,
-     then fewer marks, unchanged last; then the combined score; marked candidates are shown, never hidden.
+     original given back word for word (a small instruct model often copies it) or MARK_META for a comment
+     on the text instead of a rewrite (`talks_about_the_text`). Ranking: unmarked first, then fewer marks,
+     unchanged and comments last; then the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
@@ -136,6 +137,7 @@ MARK_FLUENCY = "less fluent"
 MARK_MEANING = "meaning drifted"
 MARK_LENGTH = "length off"
 MARK_UNCHANGED = "unchanged"  # the original again, word for word: no rewrite at all, ranked last
+MARK_META = "talks about the text"  # a comment on the rewrite instead of one (talks_about_the_text): ranked last
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–]$")
@@ -300,11 +302,28 @@ SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
 
 
 def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
-    """Unmarked candidates first, then marked ones with fewer marks, and the original given back unchanged
-    last; within each, the combined score (ties: the smaller fluency loss, then generation order)."""
-    ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks, len(c.marks), not c.raises_concept,
-                                                -c.score, -c.fluency_change, c.index))
+    """Unmarked candidates first, then marked ones with fewer marks, and the replies that are no rewrite (the
+    original given back unchanged, a comment on the text) last; within each, the combined score (ties: the
+    smaller fluency loss, then generation order)."""
+    ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks or MARK_META in c.marks, len(c.marks),
+                                                not c.raises_concept, -c.score, -c.fluency_change, c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
+
+
+# Words about writing: a reply that brings them in (the original does not use them) is talking about the text.
+_META_WORDS = frozenset("""sentence sentences rewrite rewrites rewrote rewritten rewriting rephrase rephrased
+rephrasing paraphrase paraphrased grammar grammatical wording passage""".split())
+_META_OPENING = re.compile(r"(?:i(?:'d| would)?\s+(?:suggest|changed|recommend)\b|instead of\b"
+                           r"|the original (?:one|text|sentence|version)\b)", re.I)
+
+
+def talks_about_the_text(candidate: str, original: str) -> bool:
+    """A reply that comments on the rewrite instead of being one ("The previous sentence, ... is more formal",
+    "I'd suggest rephrasing this: ...", "Instead of "By six," we can use ..."), which a small instruct model
+    gives now and then: it brings in a word about writing that the original does not use, or opens as such
+    comments do."""
+    new = set(_WORDS.findall(candidate.lower())) - set(_WORDS.findall(original.lower()))
+    return bool(new & _META_WORDS) or _META_OPENING.match(candidate.strip()) is not None
 
 
 def word_similarity(a: str, b: str) -> float:
@@ -1114,6 +1133,8 @@ class Steerer:
         score, parts, marks = combined_score(gain, change, similarity, ratio)
         if _WORDS.findall(core.lower()) == _WORDS.findall(plan.core.lower()):
             marks = (MARK_UNCHANGED,) + marks
+        elif talks_about_the_text(core, plan.core):
+            marks = (MARK_META,) + marks
         steered = any(plan.coeffs)
         strength = None
         if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
