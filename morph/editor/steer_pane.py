@@ -189,9 +189,9 @@ class SteerPane(Vertical):
     SteerPane #candidates { height: 2fr; min-height: 4; }
     SteerPane RadioSet { width: auto; height: auto; layout: horizontal; }
     SteerPane RadioSet > RadioButton { width: auto; margin-right: 1; }
-    SteerPane #method > RadioButton { margin-right: 0; }
+    SteerPane #method > RadioButton, SteerPane #strength > RadioButton { margin-right: 0; }
     SteerPane .row { height: auto; margin-top: 1; }
-    SteerPane .row Label { width: 10; }
+    SteerPane .row Label { width: 11; }
     SteerPane .row Input { margin-left: 1; }
     SteerPane #strength-number { width: 12; }
     SteerPane #count { width: 6; margin-left: 0; }
