@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from morph.cli import main
@@ -117,6 +118,22 @@ def test_a_storm_paragraph_is_named_in_words(engine):
     assert any(set(label.replace("·", " ").split()) & words for label in labels), labels
     norms = engine.labels.norms()
     assert all(norms.density[f.id] < 0.2 for f in summary.features)
+
+
+def test_a_texts_first_tokens_do_not_fill_its_first_paragraphs_list(engine):
+    """The model reads a text's first tokens with nothing before them, and some features fire there whatever
+    the words ("has · any · will", "go · government · do" topped every text's first paragraph); the ranking
+    expects them there (the labels file's start_means), so they no longer list a first paragraph."""
+    import dataclasses
+
+    norms = engine.labels.norms()
+    assert norms.start is not None and norms.start.shape[1] == engine.lens.d_sae
+    positional = set(np.nonzero(norms.start[:4].mean(0) > 5 * np.maximum(norms.expected, 0.05))[0].tolist())
+    texts = ["The storm came in from the west.\n", "# The harbour\n\nThe storm.\n", "She slammed the door.\n"]
+    for text in texts:
+        assert not {f.id for f in engine.analyze(text).summary(0, 5).features} & positional, text
+    without = dataclasses.replace(engine.analyze(texts[0]), norms=dataclasses.replace(norms, start=None))
+    assert {f.id for f in without.summary(0, 5).features} & positional  # what they did before
 
 
 def test_labels_cover_every_feature_with_words_and_quotable_contexts():

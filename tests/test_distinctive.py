@@ -30,6 +30,22 @@ def test_a_feature_on_every_token_scores_zero_and_a_rare_one_stands_out():
     assert scores[0] == pytest.approx(0.0, abs=1e-6) and scores[1] > 2
 
 
+def test_a_feature_that_fires_at_a_texts_start_is_expected_there():
+    """start_means: feature 0 fires at a text's first positions whatever the words (5.0 there, 0.05 on an
+    average token); feature 1 fires less there than on average, which must not make it stand out."""
+    start = np.array([[5.0, 0.0], [2.0, 0.0], [0.5, 0.0]], dtype=np.float32)
+    norms = FeatureNorms(density=np.array([0.01, 0.1], dtype=np.float32), mean=np.array([5.0, 2.0], dtype=np.float32),
+                         typical=np.array([8.0, 4.0], dtype=np.float32), start=start)
+    ids = np.array([0, 1])
+    assert norms.expected_mass(ids, 0, 2).tolist() == pytest.approx([7.0, 0.4])  # feature 1: never below average
+    assert norms.expected_mass(ids, 2, 3).tolist() == pytest.approx([0.6, 0.6])  # past the rows: average tokens
+    assert norms.expected_mass(ids, None, 2).tolist() == pytest.approx([0.1, 0.4])
+    mass = np.array([5.0, 0.0])  # what it does at the first token
+    at_start = distinctiveness(ids, mass, 1, norms, np.ones(2), first=0)
+    later = distinctiveness(ids, mass, 1, norms, np.ones(2), first=40)
+    assert at_start[0] == pytest.approx(0.0, abs=1e-6) and later[0] > 2
+
+
 @pytest.fixture
 def labelled_lens(tiny_dirs, tmp_path):
     """The tiny lens with a labels file: feature density measured on TEXT itself, except that the features

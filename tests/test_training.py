@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from morph.cli import main
-from morph.models.training.stats import word_families, word_stem
+from morph.models.training.stats import START_POSITIONS, word_families, word_stem
 
 WORDS = ("the river ran past old mill and the miller's daughter watched water turn wheel in evening lamps were "
          "lit along harbour sailors sang gulls quiet she said I shall not go to London tomorrow for weather is "
@@ -117,6 +117,9 @@ def test_labels_cover_every_feature_in_the_editor_format(run_dir):
             if f["words"]:
                 assert f["label"] == " · ".join(word_families([w for w, _, _ in f["words"]])[:3])
     assert any(f["density"] > 0 for f in features)
+    start = labels["start_means"]  # each feature's mean at a text's first positions, shrunk toward its average
+    assert start["runs"] > 0 and 0 < len(start["values"]) <= START_POSITIONS  # no more than the model's context
+    assert all(len(row) == 128 and min(row) >= 0 for row in start["values"])
     # the most active feature's counts add up to no more than its active tokens
     busiest = max(features, key=lambda f: f["density"])
     assert sum(c for _, c in busiest["top_tokens"]) <= round(busiest["density"] * labels["n_tokens"]) + 1
@@ -357,6 +360,7 @@ def test_an_sae_on_a_model_morph_loads(tiny_dirs, tmp_path):
     an SAE at that hook, labels, metrics and a card; the SAE loads through SAE-Lens and Morph's lens."""
     from sae_lens import SAE
 
+    from morph.features.engine import Engine
     from morph.models.lens import LensSpec, load_lens
 
     write_corpus(tmp_path / "corpus")
@@ -376,6 +380,15 @@ def test_an_sae_on_a_model_morph_loads(tiny_dirs, tmp_path):
     assert lens.d_sae == 4 * 64
     labels = json.loads((out / "sae" / "final" / "labels.json").read_text())
     assert labels["format"] == "morph-labels/2" and len(labels["features"]) == 256
+    # `starts` renews the start means alone; the rest of the file stays as it was
+    before = {k: v for k, v in labels.items() if k != "start_means"}
+    (out / "sae" / "final" / "labels.json").write_text(json.dumps(before))
+    assert main(["train", "starts", "--out", str(out)]) == 0
+    labels = json.loads((out / "sae" / "final" / "labels.json").read_text())
+    assert {k: v for k, v in labels.items() if k != "start_means"} == before
+    positions = len(labels["start_means"]["values"])
+    assert 0 < positions <= START_POSITIONS
+    assert Engine(lens).labels.norms().start.shape == (positions, 256)
     card = (out / "MODEL_CARD.md").read_text()
     assert "variance explained" in card and f"--model {tiny_dirs['model']}" in card
     dest = tmp_path / "shipped"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-STAGE_HELP = "tokenizer, data, lm, sae, stats, eval, card, all (those not yet done, in order), or export"
+STAGE_HELP = ("tokenizer, data, lm, sae, stats, eval, card, all (those not yet done, in order), export, or starts "
+              "(only the features' means at a text's first tokens, added to the labels file)")
 
 # option -> (TrainConfig field, type, help)
 OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -100,10 +101,10 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from morph.errors import InputError
-    from morph.models.training.pipeline import STAGES, run as run_pipeline
+    from morph.models.training.pipeline import REDO_STAGES, STAGES, run as run_pipeline
 
     stage = args.stage
-    if stage not in (*STAGES, "all", "export"):
+    if stage not in (*STAGES, *REDO_STAGES, "all", "export"):
         raise InputError(f"unknown stage {stage!r}: {STAGE_HELP}")
     out = args.out
     if out is None:

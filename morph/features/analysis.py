@@ -176,7 +176,7 @@ class Analysis:
         lo, hi = self.indptr[i], self.indptr[i + 1]
         ids, vals = self.indices[lo:hi], self.values[lo:hi]
         ranked = distinctive and self.norms is not None
-        score = distinctiveness(ids, vals, 1, self.norms, vals) if ranked else vals
+        score = distinctiveness(ids, vals, 1, self.norms, vals, first=i) if ranked else vals
         order = [j for j in np.argsort(-score)[:k] if not ranked or score[j] > 0]
         return [(int(ids[j]), float(score[j])) for j in order]
 
@@ -195,7 +195,7 @@ class Analysis:
         np.maximum.at(maxes, inverse, vals)
         sums = np.bincount(inverse, weights=vals, minlength=len(uniq))
         means = sums / n
-        scores = distinctiveness(uniq, sums, n, self.norms, maxes)
+        scores = distinctiveness(uniq, sums, n, self.norms, maxes, first=a)
         if self.norms is not None:
             chosen = [int(j) for j in np.argsort(-scores)[:k] if scores[j] > 0]
         else:
@@ -278,7 +278,7 @@ class Analysis:
             return []
         uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
         mass = np.bincount(inverse, weights=vals, minlength=len(uniq))
-        score = distinctiveness(uniq, mass, b - a, self.norms, scales[uniq])
+        score = distinctiveness(uniq, mass, b - a, self.norms, scales[uniq], first=a)
         if self.norms is None and b - a >= 8:
             score[counts > max_share * (b - a)] = 0
         order = [j for j in np.argsort(-score)[:n] if score[j] > min_score]

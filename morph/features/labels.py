@@ -4,7 +4,8 @@ The promoted-token source is always available offline: a feature's decoder direc
 model's final norm and unembedding (morph.models.unembed), says which next tokens it pushes up. The files,
 when present, win for the label text and add activation statistics: `labels.json` (morph-labels/1 or /2,
 written by `morph train stats`) gives density, mean, max, quantiles, the distinctive words a feature fires
-on, a few example contexts, and the tokens it fires on most; those statistics also rank features
+on, a few example contexts, the tokens it fires on most, and each feature's mean at a text's first tokens
+(`start_means`); those statistics also rank features
 (morph.features.ranking) and set each feature's typical max, the one unit of intensity in Morph.
 
 The label text comes from, in order: Neuronpedia's explanations of the SAE cached by `morph labels fetch`
@@ -83,6 +84,7 @@ class FeatureLabels:
     d_sae: int
     source: str
     _file: dict[int, FeatureInfo] = field(default_factory=dict)
+    _start: np.ndarray | None = None  # the labels file's start_means: [positions, d_sae] (FeatureNorms.start)
     _explanations: dict[int, str] = field(default_factory=dict)
     _neuronpedia: dict[int, tuple[Explanation, ...]] = field(default_factory=dict)
     _sources: tuple[str, ...] = ()  # the files in use, for `source`
@@ -151,7 +153,8 @@ class FeatureLabels:
                     density[i] = info.density or 0.0
                     mean[i] = info.mean_act or 0.0
                     typical[i] = info.typical_max or 0.0
-            self._norms = FeatureNorms(density, mean, typical)
+            start = self._start if self._start is not None and self._start.shape[1:] == (self.d_sae,) else None
+            self._norms = FeatureNorms(density, mean, typical, start)
         return self._norms
 
     def all_labels(self) -> list[str]:
@@ -234,9 +237,11 @@ def _promoted_tokens(lens: Lens | None, features: list[int], k: int) -> dict[int
     return out
 
 
-def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:
-    """morph-labels/1 or /2 (the later adds quantiles, words and contexts)."""
+def _read_labels_file(path: Path) -> tuple[dict[int, FeatureInfo], np.ndarray | None]:
+    """morph-labels/1 or /2 (the later adds quantiles, words and contexts, and may hold start_means): the
+    features' records, and the mean activations at a text's first positions if the file has them."""
     data = json.loads(path.read_text(encoding="utf-8"))
+    start = (data.get("start_means") or {}).get("values")
     out = {}
     for entry in data.get("features", []):
         out[int(entry["id"])] = FeatureInfo(
@@ -249,7 +254,7 @@ def _read_labels_file(path: Path) -> dict[int, FeatureInfo]:
             contexts=tuple(Context(str(c["before"]), str(c["token"]), str(c["after"]), float(c["act"]))
                            for c in entry.get("contexts", [])),
         )
-    return out
+    return out, np.asarray(start, dtype=np.float32) if start else None
 
 
 def read_neuronpedia_export(path: Path) -> dict[int, str]:
@@ -292,7 +297,7 @@ def load_labels(lens: Lens, extra: Path | None = None) -> FeatureLabels:
     source = neuronpedia_source(lens)
     cached = read_cache(source) if source is not None else None
     if folder is not None and (folder / LABELS_FILE).is_file():
-        labels._file = _read_labels_file(folder / LABELS_FILE)
+        labels._file, labels._start = _read_labels_file(folder / LABELS_FILE)
         sources.append("labels.json")
     for candidate in ([extra] if extra else []) + ([folder / n for n in NEURONPEDIA_FILES] if folder else []):
         if candidate is not None and candidate.is_file():

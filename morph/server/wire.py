@@ -201,13 +201,16 @@ def norms_to_json(norms: FeatureNorms | None) -> dict | None:
     if norms is None:
         return None
     return {"density": encode_array(norms.density), "mean": encode_array(norms.mean),
-            "typical": encode_array(norms.typical)}
+            "typical": encode_array(norms.typical),
+            "start": encode_array(norms.start) if norms.start is not None else None}
 
 
 def norms_from_json(data: dict | None) -> FeatureNorms | None:
     if data is None:
         return None
-    return FeatureNorms(decode_array(data["density"]), decode_array(data["mean"]), decode_array(data["typical"]))
+    start = data.get("start")
+    return FeatureNorms(decode_array(data["density"]), decode_array(data["mean"]), decode_array(data["typical"]),
+                        decode_array(start) if start is not None else None)
 
 
 def info_to_json(info: FeatureInfo) -> dict:

@@ -170,7 +170,10 @@ def render_sae_card(cfg: TrainConfig, paths: Paths) -> str:
         "feature's activation mass against its share of all tokens; the commonest words never count), up to five "
         "example contexts of at most 16 tokens with the firing token marked, the tokens it fires on most often, and "
         "the tokens its decoder direction promotes through the final norm and the unembedding. The label joins its "
-        "three most distinctive words, one per word family (play, played, playing count once).",
+        "three most distinctive words, one per word family (play, played, playing count once). For all features "
+        "at once, `start_means`: each one's mean activation at each of a text's first positions (the model reads "
+        "them with nothing before but BOS, and some features fire there whatever the words), over held-out runs "
+        "of tokens read from BOS (`morph train starts` renews them alone); the ranking expects them there.",
         "",
         "## Reproduce",
         "",

@@ -9,6 +9,7 @@ from morph.models.training.common import LOG, Paths, close_logging, read_json, s
 from morph.models.training.config import TrainConfig
 
 STAGES = ("tokenizer", "data", "lm", "sae", "stats", "eval", "card")
+REDO_STAGES = ("starts",)  # parts of a stage that may be run again alone (stats writes the start means too)
 
 
 def stages_of(cfg: TrainConfig) -> tuple[str, ...]:
@@ -29,6 +30,8 @@ def run_stage(stage: str, cfg: TrainConfig, paths: Paths, fresh: bool = False) -
         sae.stage_sae(cfg, paths, fresh=fresh)
     elif stage == "stats":
         stats.stage_stats(cfg, paths)
+    elif stage == "starts":
+        stats.stage_starts(cfg, paths)
     elif stage == "eval":
         evaluate.stage_eval(cfg, paths)
     elif stage == "card":

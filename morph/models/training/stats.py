@@ -13,6 +13,9 @@ Per feature, from `--stats-tokens` held-out tokens:
 - a few top-activating contexts (at most 16 tokens, the firing token marked), only from corpus files whose
   README row allows quoting (see `quotable_files`);
 - the tokens its decoder direction promotes (morph.models.unembed), and the tokens it fires on most often.
+And for all features at once, `start_means`: each feature's mean activation at each of a text's first
+START_POSITIONS positions, over held-out runs read as if each began a text (morph.features.ranking expects them there;
+`morph train starts` adds them to a labels file that has none, without the rest).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from morph.errors import InputError
 from morph.models.training.common import LOG, Paths, read_json, record, setup_torch, write_json
 from morph.models.training.config import TrainConfig
 from morph.models.training.data import load_tokens, sequential_batches
@@ -39,6 +43,11 @@ WORD_PRIOR_COUNT = 10.0  # added to each word's count for its frequency: a word 
 # table's "protactinium") does not outrank words the feature fires on across the corpus
 MIN_WORD_DOCS = 3  # held-out documents a word must appear in: one novel's character names never name a feature
 MAX_WORD_FREQ = 1 / 400  # words more common than this (the, of, and, was, ...) never name a feature
+START_POSITIONS = 64  # a text's first tokens whose features the ranking expects at their place (start_means):
+# in the default SAE the strongest such feature is back to its average by about the 50th
+START_DOCUMENTS = 2048  # held-out runs of tokens, read from BOS, that give those means
+START_PRIOR = 256  # runs' worth of the feature's average token mixed into each position's mean: a rare
+# feature seen firing once or twice at a position in 2,048 runs is not taken at that word
 # activation histogram per feature for the quantiles: log-spaced bins from 1e-3 to 1e4
 _BINS = np.logspace(-3, 4, 141)
 
@@ -405,6 +414,65 @@ def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, to
     return {"format": LABELS_FORMAT, "n_tokens": int(c.n_tokens), "quantiles": list(QUANTILES), "features": features}
 
 
+def start_means(lens, openings: list[np.ndarray], batch: int = 64) -> np.ndarray:
+    """Each feature's mean activation (zeros counted) at each position of `openings` (runs of tokens, all of one
+    length), each read after BOS alone, as the editor reads a text's start: [positions, d_sae]."""
+    import torch
+
+    from morph.models.hooks import capture
+
+    total = np.zeros((len(openings[0]), lens.d_sae), dtype=np.float64)
+    for first in range(0, len(openings), batch):
+        rows = np.stack(openings[first:first + batch]).astype(np.int64)
+        x = torch.cat([torch.full((len(rows), 1), lens.bos_token_id, dtype=torch.long), torch.from_numpy(rows)], 1)
+        with torch.inference_mode():
+            acts = capture(lens.model, lens.hook, x.to(lens.device))[:, 1:, :]
+            total += lens.sae.encode(acts.to(lens.sae.dtype)).float().sum(0).cpu().numpy()
+    return (total / len(openings)).astype(np.float32)
+
+
+def window_openings(tokens: np.ndarray, positions: int = START_POSITIONS) -> list[np.ndarray]:
+    """START_DOCUMENTS runs of `positions` held-out tokens, evenly spaced over the split, each to be read as
+    if it began a text: they begin anywhere, so what a position's mean differs by from the average token's is
+    the position's doing, not what texts begin with (titles, greetings: document openings taught the ranking
+    to expect "song · music" at a text's start)."""
+    n = min(START_DOCUMENTS, len(tokens) // positions)
+    step = len(tokens) // max(n, 1)
+    return [np.asarray(tokens[i * step:i * step + positions]) for i in range(n)]
+
+
+def add_start_means(cfg: TrainConfig, paths: Paths, labels: dict, lens=None) -> dict:
+    """`labels` (a labels file's content) with its start_means computed now (`lens`: the SAE's, else loaded);
+    as it was, with a warning, when no held-out document is long enough."""
+    lens = lens or load_work_lens(cfg, paths, setup_torch(cfg))
+    openings = window_openings(load_tokens(paths.val_bin), min(START_POSITIONS, lens.context_size - 1))
+    if not openings:
+        LOG.warning("stats: fewer than %d held-out tokens: no start means (the ranking takes a text's first "
+                    "tokens as average ones)", START_POSITIONS)
+        return labels
+    means = start_means(lens, openings, cfg.eval_batch).astype(np.float64)
+    average = np.zeros(lens.d_sae)
+    for f in labels["features"]:
+        average[f["id"]] = (f.get("density") or 0.0) * (f.get("mean_act") or 0.0)
+    shrunk = (len(openings) * means + START_PRIOR * average) / (len(openings) + START_PRIOR)
+    labels["start_means"] = {"runs": len(openings), "prior_runs": START_PRIOR,
+                             "values": np.round(shrunk, 3).tolist()}
+    return labels
+
+
+def stage_starts(cfg: TrainConfig, paths: Paths) -> None:
+    """Add (or renew) start_means in the run's labels file, leaving the rest of it as it is."""
+    labels = read_json(paths.labels, None)
+    if labels is None:
+        raise InputError(f"no labels file {paths.labels}: run `morph train stats` first")
+    labels = add_start_means(cfg, paths, labels)
+    if "start_means" not in labels:
+        raise InputError(f"the held-out split has fewer than {START_POSITIONS} tokens: no start means")
+    write_json(paths.labels, labels)
+    LOG.info("starts: the features' means at a text's first %d positions, over %d held-out runs, in %s",
+             len(labels["start_means"]["values"]), labels["start_means"]["runs"], paths.labels)
+
+
 def stage_stats(cfg: TrainConfig, paths: Paths) -> None:
     device = setup_torch(cfg)
     lens = load_work_lens(cfg, paths, device)
@@ -427,7 +495,8 @@ def stage_stats(cfg: TrainConfig, paths: Paths) -> None:
         pairs = np.unique(words[:n][seen] * (len(starts) + 1) + docs)
         doc_freq = np.bincount(pairs // (len(starts) + 1), minlength=len(vocab))
     collected = collect(cfg, lens, tokens, words, max(len(vocab), 1), quotable, n)
-    labels = build_labels(lens, collected, vocab, word_freq, np.asarray(tokens), doc_freq)
+    labels = add_start_means(cfg, paths, build_labels(lens, collected, vocab, word_freq, np.asarray(tokens), doc_freq),
+                             lens)
     write_json(paths.labels, labels)
     dead = sum(1 for f in labels["features"] if f["density"] == 0)
     LOG.info("stats: %d held-out tokens (%.0f%% quotable), %d of %d features never active; labels in %s",
