@@ -41,6 +41,7 @@ from morph.features.steering import (
     drop_announcement,
     instruction_for,
     meaning_similarity,
+    meta_tokens,
     rank_candidates,
     talks_about_the_text,
 )
@@ -140,6 +141,39 @@ def test_a_candidate_that_gives_the_original_back_is_marked_unchanged(chat_steer
     assert MARK_META in candidate("I'd suggest keeping the sentence as it is.").marks
 
 
+def test_a_chat_reply_may_not_sample_words_about_writing_nor_open_as_a_comment():
+    """meta_tokens: the one-token forms of the words about writing the original does not use, and the openers
+    of comments unless the original opens with one (a fake tokenizer: one token per word, two for 'wording')."""
+    class Tokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [1, 2] if "wording" in text.lower() else [hash(text) % 10_000]}
+
+    class Lens:
+        tokenizer = Tokenizer()
+
+    ids = Lens.tokenizer
+    anywhere, first = meta_tokens(Lens(), "I read the sentence aloud.")
+    assert ids(" rewrite")["input_ids"][0] in anywhere and ids(" Grammar")["input_ids"][0] in anywhere
+    assert ids(" sentence")["input_ids"][0] not in anywhere  # the original's own word
+    assert 1 not in anywhere and 2 not in anywhere  # a word of two tokens is left to the mark
+    assert ids("Here")["input_ids"][0] in first and ids("I")["input_ids"][0] not in first
+
+
+def test_the_banned_tokens_are_never_sampled(chat_steerer, monkeypatch):
+    """The ban reaches the sampling: the greedy reply's first token, once banned at the start, never opens a
+    candidate again."""
+    import morph.features.steering as steering
+
+    request = SteerRequest.single(3, 0.0, n=2, method="prompt", concept="calmer", temperature=0, max_tokens=6)
+    first = chat_steerer.run(TEXT, START, END, request).candidates[0].text.split()[0]
+    token = chat_steerer.lens.tokenizer(first, add_special_tokens=False)["input_ids"][0]
+    monkeypatch.setattr(steering, "meta_tokens", lambda lens, original: ((), (token,)))
+    plan = chat_steerer._plan(TEXT, START, END, request)
+    assert plan.banned_first == (token,)
+    for candidate in chat_steerer.run(TEXT, START, END, request).candidates:
+        assert chat_steerer.lens.tokenizer(candidate.text.strip(), add_special_tokens=False)["input_ids"][0] != token
+
+
 def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():
     original = "The train was late again, and the platform smelled of rain and diesel."
     assert meaning_similarity(original, original) == 1.0
@@ -157,6 +191,11 @@ def test_replies_lose_preambles_and_wrapping_quotes():
     assert clean_reply("Note: the train was late.", "The train was late.") == "Note: the train was late."
     assert clean_reply('"Go," she said.', '"Stay," she said.') == '"Go," she said.'
     assert clean_reply("The sentence can be rephrased as:\n\nMartha smiled.", "Martha laughed.") == "Martha smiled."
+    # a lead-in in other words, up to a colon the original has not: the rewrite is what follows
+    assert clean_reply("The reader will find this reworded version: It was a note from the bank.",
+                       "It was a message from the bank.") == "It was a note from the bank."
+    assert clean_reply("She had one wish: to see him again.", "She wanted to see him.") == \
+        "She had one wish: to see him again."
 
 
 def test_a_first_line_that_announces_the_rewrite_is_not_the_rewrite():

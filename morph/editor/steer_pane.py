@@ -261,7 +261,7 @@ class SteerPane(Vertical):
         yield Static("", id="original")
         yield Static("", id="passage-note")
         yield TextInput(placeholder="what you want: calmer, about the sea… · like: <example> · a feature number",
-                    id="search", compact=True)
+                        id="search", compact=True)
         yield OptionList(id="concepts")
         with Horizontal(classes="row"):
             yield Label("Direction")

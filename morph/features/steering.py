@@ -71,7 +71,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Union
 
 from morph.errors import InputError
 from morph.features.checks import check_feature
@@ -312,7 +312,8 @@ def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
 
 # Words about writing: a reply that brings them in (the original does not use them) is talking about the text.
 _META_WORDS = frozenset("""sentence sentences rewrite rewrites rewrote rewritten rewriting rephrase rephrased
-rephrasing paraphrase paraphrased grammar grammatical wording passage""".split())
+rephrases rephrasing paraphrase paraphrased reword reworded rewording grammar grammatical wording passage
+paragraph paragraphs writer writing""".split())
 _META_OPENING = re.compile(r"(?:i(?:'d| would)?\s+(?:suggest|changed|recommend)\b|instead of\b"
                            r"|the original (?:one|text|sentence|version)\b)", re.I)
 
@@ -324,6 +325,30 @@ def talks_about_the_text(candidate: str, original: str) -> bool:
     comments do."""
     new = set(_WORDS.findall(candidate.lower())) - set(_WORDS.findall(original.lower()))
     return bool(new & _META_WORDS) or _META_OPENING.match(candidate.strip()) is not None
+
+
+_META_OPENERS = ("Here", "Sure", "Certainly", "Instead", "I")  # how the comments open, never how the rewrites
+
+
+def meta_tokens(lens: Lens, original: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(anywhere, at the start): the tokens a chat reply may not sample, so that a small instruct model,
+    steered off its instruction, writes a rewrite rather than a comment on one (`talks_about_the_text`): each
+    of _META_WORDS the original does not use, in the forms running text holds it where that form is one
+    token, and the openers of such comments ("Here", "I", ...) unless the original opens with them."""
+    used = set(_WORDS.findall(original.lower()))
+    opening = (_WORDS.findall(original) or [""])[0]
+
+    def single(words: Iterable[str]) -> list[int]:
+        ids = []
+        for form in words:
+            toks = token_ids(lens, form)
+            if len(toks) == 1 and toks[0] not in ids:
+                ids.append(int(toks[0]))
+        return ids
+
+    anywhere = single(f for w in sorted(_META_WORDS - used) for f in (w, " " + w, w.capitalize(), " " + w.capitalize()))
+    first = single(f for w in _META_OPENERS if w != opening for f in (w, " " + w))
+    return tuple(anywhere), tuple(t for t in first if t not in anywhere)
 
 
 def word_similarity(a: str, b: str) -> float:
@@ -489,6 +514,8 @@ class _Plan:
     method: str = "continuation"
     instruction: str = ""
     ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
+    banned: tuple[int, ...] = ()  # tokens a chat reply may not sample: words about writing (meta_tokens)
+    banned_first: tuple[int, ...] = ()  # ... nor open with: a comment's openings
 
 
 @dataclass
@@ -678,15 +705,17 @@ class Steerer:
                 words = ", ".join(_label_words(self.labels.label(i)) for i in ids[:3])
             instruction = instruction_for(words, request.mode)
             gen_prefix = self._chat_prompt(text[:start], core, room, instruction)
+            banned, banned_first = meta_tokens(lens, core)
         else:
             gen_prefix = prefix
+            banned, banned_first = (), ()
         return _Plan(
             request=request, mode=request.mode, ids=ids, coeffs=coeffs,
             scales=scales, weights=weights, direction=direction, lead=lead, core=core, trail=trail,
             moved="" if chat else moved, score_prefix=prefix, gen_prefix=gen_prefix, chat=chat,
             length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
-            method=method, instruction=instruction, ladder=ladder,
+            method=method, instruction=instruction, ladder=ladder, banned=banned, banned_first=banned_first,
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
@@ -1063,6 +1092,10 @@ class Steerer:
                         logits[:, sid] = -math.inf
                 if not plan.multi_line:
                     logits[:, self._token_masks(logits.shape[-1])[1].to(logits.device)] = -math.inf
+            if plan.banned:
+                logits[:, list(plan.banned)] = -math.inf
+            if step == 0 and plan.banned_first:
+                logits[:, list(plan.banned_first)] = -math.inf
             if step == 0 and need_space:
                 allowed = self._token_masks(logits.shape[-1])[0].to(logits.device)
                 if bool(allowed.any()):
@@ -1164,11 +1197,23 @@ def drop_announcement(reply: str) -> str:
     return reply
 
 
+def drop_lead_in(reply: str, original: str) -> str:
+    """A reply without a lead-in that talks about the text, up to a colon the original does not have: "The
+    reader will find this reworded version: It was a message..." is the rewrite after the colon (a small model
+    announces a rewrite in many words; `talks_about_the_text`). Only colons within MAX_ANNOUNCEMENT characters,
+    and only when words follow ("She had one wish: to see him" keeps its colon)."""
+    if ":" in original:
+        return reply
+    cut = reply[:MAX_ANNOUNCEMENT].rfind(": ")
+    rest = reply[cut + 2:].strip() if cut >= 0 else ""
+    return rest if len(rest.split()) >= 3 and talks_about_the_text(reply[:cut], original) else reply
+
+
 def clean_reply(reply: str, original: str) -> str:
     """An instruct model's reply as a replacement: a leading "Here is the rewritten passage:" (or the instruction
-    echoed, or a first line that announces the rewrite) dropped, and quotes around the whole reply dropped when
-    the original is not quoted."""
-    text = _PREAMBLE.sub("", drop_announcement(reply.strip())).strip()
+    echoed, a first line that announces the rewrite, or any lead-in before a colon the original does not have)
+    dropped, and quotes around the whole reply dropped when the original is not quoted."""
+    text = drop_lead_in(_PREAMBLE.sub("", drop_announcement(reply.strip())).strip(), original)
     if len(text) > 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and original[:1] != text[0]:
         inner = text[1:-1].strip()
         if text[0] not in inner:
