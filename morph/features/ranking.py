@@ -21,13 +21,14 @@ unknown (an SAE without a labels file) count as never expected, with this docume
 A text's first tokens are read with nothing before them but BOS, and there some features fire whatever the
 words (the attention sink; in the default SAE "has · any · will" at the first token, "go · government · do"
 through the first dozen): every text's first paragraph, and a heading above all, listed them first. Where the
-statistics hold each feature's mean activation at a text's first positions (`FeatureNorms.start`, from the
-first tokens of held-out documents: morph.models.training.stats.start_means), the expected mass of a token at
-one of those positions is that mean instead of the average token's (`FeatureNorms.expected_mass`). The
-analysis runs only a text's first segment from BOS (morph.features.analysis), so a token's place in the text
-is its place in the model's window there, and past the first positions every token is an average one. On the
-topical paragraphs above it changed little (91% and 92%, 2026-12-04); on a text's first paragraph it is
-what removes those two.
+statistics hold each feature's mean activation at a text's first positions (`FeatureNorms.start`, over
+held-out runs of tokens read from BOS: morph.models.training.stats.start_means), a token at one of those
+positions expects that mean where it is above the average token's (`FeatureNorms.expected_mass`; a feature
+that fires less there than on average is not made more distinctive by it). The analysis runs only a text's
+first segment from BOS (morph.features.analysis), so a token's place in the text is its place in the model's
+window there, and past the first positions every token is an average one. On the topical paragraphs above:
+88% and 91% (one paragraph's fifth feature lost, 2026-12-04); on a text's first paragraph it is what removes
+those two.
 """
 
 from __future__ import annotations

@@ -346,7 +346,8 @@ def meta_tokens(lens: Lens, original: str) -> tuple[tuple[int, ...], tuple[int, 
                 ids.append(int(toks[0]))
         return ids
 
-    anywhere = single(f for w in sorted(_META_WORDS - used) for f in (w, " " + w, w.capitalize(), " " + w.capitalize()))
+    forms = (f for w in sorted(_META_WORDS - used) for f in (w, " " + w, w.capitalize(), " " + w.capitalize()))
+    anywhere = single(forms)
     first = single(f for w in _META_OPENERS if w != opening for f in (w, " " + w))
     return tuple(anywhere), tuple(t for t in first if t not in anywhere)
 

@@ -14,8 +14,8 @@ Per feature, from `--stats-tokens` held-out tokens:
   README row allows quoting (see `quotable_files`);
 - the tokens its decoder direction promotes (morph.models.unembed), and the tokens it fires on most often.
 And for all features at once, `start_means`: each feature's mean activation at each of a text's first
-START_POSITIONS positions, over held-out runs read as if each began a text (morph.features.ranking expects them there;
-`morph train starts` adds them to a labels file that has none, without the rest).
+START_POSITIONS positions, over held-out runs read as if each began a text (morph.features.ranking expects
+them there; `morph train starts` renews them in a labels file without the rest).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ MIN_WORD_DOCS = 3  # held-out documents a word must appear in: one novel's chara
 MAX_WORD_FREQ = 1 / 400  # words more common than this (the, of, and, was, ...) never name a feature
 START_POSITIONS = 64  # a text's first tokens whose features the ranking expects at their place (start_means):
 # in the default SAE the strongest such feature is back to its average by about the 50th
-START_DOCUMENTS = 2048  # held-out runs of tokens, read from BOS, that give those means
+START_RUNS = 2048  # held-out runs of tokens, read from BOS, that give those means
 START_PRIOR = 256  # runs' worth of the feature's average token mixed into each position's mean: a rare
 # feature seen firing once or twice at a position in 2,048 runs is not taken at that word
 # activation histogram per feature for the quantiles: log-spaced bins from 1e-3 to 1e4
@@ -432,18 +432,18 @@ def start_means(lens, openings: list[np.ndarray], batch: int = 64) -> np.ndarray
 
 
 def window_openings(tokens: np.ndarray, positions: int = START_POSITIONS) -> list[np.ndarray]:
-    """START_DOCUMENTS runs of `positions` held-out tokens, evenly spaced over the split, each to be read as
+    """START_RUNS runs of `positions` held-out tokens, evenly spaced over the split, each to be read as
     if it began a text: they begin anywhere, so what a position's mean differs by from the average token's is
     the position's doing, not what texts begin with (titles, greetings: document openings taught the ranking
     to expect "song · music" at a text's start)."""
-    n = min(START_DOCUMENTS, len(tokens) // positions)
+    n = min(START_RUNS, len(tokens) // positions)
     step = len(tokens) // max(n, 1)
     return [np.asarray(tokens[i * step:i * step + positions]) for i in range(n)]
 
 
 def add_start_means(cfg: TrainConfig, paths: Paths, labels: dict, lens=None) -> dict:
     """`labels` (a labels file's content) with its start_means computed now (`lens`: the SAE's, else loaded);
-    as it was, with a warning, when no held-out document is long enough."""
+    as it was, with a warning, when the held-out split is too short."""
     lens = lens or load_work_lens(cfg, paths, setup_torch(cfg))
     openings = window_openings(load_tokens(paths.val_bin), min(START_POSITIONS, lens.context_size - 1))
     if not openings:
