@@ -73,3 +73,34 @@ async def test_find_then_a_word_is_the_query_and_escape_then_keys_go_to_the_text
         await idle(pilot)
         assert app.view.text == TEXT + "z" and app.view.has_focus
         assert bar.query_text == "mil"
+
+
+async def test_a_selection_made_with_keys_then_ctrl_e_steers_that_selection(app):
+    """Ctrl+E acts in the app, ahead of the selection keys still waiting at the text: it waits for them."""
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: analysed(app))
+        app.view.selection = ((0, 0), (0, 0))
+        typed_at_once(app, "shift+end", "ctrl+e", "s", "e", "a")
+        await idle(pilot)
+        pane = app.query_one(SteerPane)
+        assert app.view.text == TEXT and pane.is_open
+        assert pane.original == TEXT.split("\n")[0][:len(pane.original)] and len(pane.original) > 20
+        assert pane.query_one("#search").value == "sea"
+
+
+async def test_letters_then_save_in_one_breath_save_the_letters(tiny_lens, tmp_path, monkeypatch):
+    from morph.config import Settings
+    from morph.editor.app import MorphApp
+    from morph.features.engine import Engine
+
+    monkeypatch.setenv("MORPH_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MORPH_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "draft.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    app = MorphApp(path, TEXT, Settings(debounce_ms=30), lambda _progress: Engine(tiny_lens))
+    async with app.run_test(size=(130, 40)) as pilot:
+        app.view.selection = ((0, 0), (0, 0))
+        typed_at_once(app, "x", "y", "backspace", "z", "ctrl+s")
+        await idle(pilot)
+        await wait_for(pilot, lambda: path.read_text(encoding="utf-8") != TEXT)
+        assert path.read_text(encoding="utf-8") == "xz" + TEXT

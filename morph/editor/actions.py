@@ -227,6 +227,12 @@ def keys_of(target: Target, keys: dict[str, str]) -> frozenset[str]:
                      for key in _split(keys.get(action.id, action.key)))
 
 
+def priority_keys(keys: dict[str, str]) -> frozenset[str]:
+    """Every key of a priority binding now (the app's, the panes'), and the command palette's."""
+    return frozenset({key for action in ACTIONS if action.priority and action.bound
+                      for key in _split(keys.get(action.id, action.key))} | {BY_ID["command_palette"].key})
+
+
 def _split(spec: str) -> tuple[str, ...]:
     return tuple(key.strip() for key in spec.split(",") if key.strip())
 

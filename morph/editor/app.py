@@ -31,7 +31,7 @@ from textual.widgets import TextArea
 from textual.worker import get_current_worker
 
 from morph.editor.actions import (ACTIONS, BY_ID, bindings, format_key, in_help, key_text, keymap, keys_in_force,
-                                  keys_of)
+                                  keys_of, priority_keys)
 from morph.editor.dialogs import GotoLineScreen, HelpScreen
 from morph.editor.document import DocumentView
 from morph.editor.find_bar import FindBar
@@ -114,6 +114,7 @@ class MorphApp(App):
         """Every action's key(s) now (action id -> Textual key names): what the texts that name a key read."""
         self.set_keymap(keymap(self.settings.keys))
         self._pane_keys = keys_of("steer_pane", self.keys)
+        self._priority_keys = priority_keys(self.keys)
         self.theme_name: str | None = None
         self.focus_mode = False
         self._flow_busy = False  # a file dialog flow (save, open, quit...) is running
@@ -404,7 +405,20 @@ class MorphApp(App):
                 await super().on_event(event)
                 self.run_worker(self._after_dialog_key(dialog, event), group="dialog keys", exit_on_error=False)
                 return
+            if isinstance(event, events.Key) and event.key in self._priority_keys:
+                await self._focused_catches_up()
         await super().on_event(event)
+
+    async def _focused_catches_up(self) -> None:
+        """A priority binding acts here, in the app's loop, while the keys typed just before it may still wait at
+        the focused widget (Shift+End then Ctrl+E in one breath steered no selection, and the words typed next
+        replaced the line): it waits for them first, up to DIALOG_SETTLE_S. The keys typed after it wait here
+        meanwhile, in order (morph.editor.key_order)."""
+        widget = self.focused
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DIALOG_SETTLE_S
+        while widget is not None and widget._message_queue.qsize() and loop.time() < deadline:
+            await asyncio.sleep(0.001)
 
     async def _after_dialog_key(self, dialog: Screen, key: events.Event) -> None:
         """A key went to a dialog: the keys typed after it wait until the dialog has finished with it. The
