@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, OptionList, Static
 from morph.editor.document import DocumentView
 from morph.editor.steer_pane import PassageTracker, SteerPane, changed_region, word_diff
 from morph.errors import InputError
-from morph.features.concepts import Concept
+from morph.features.concepts import Concept, ConceptMatch
 from morph.features.steering import (Candidate, OriginalScore, SteerDone, Steerer, SteerProgress, SteerRequest,
                                      SteerResult)
 
@@ -373,3 +373,31 @@ async def test_typing_on_the_concept_list_searches():
         for key in "sea":
             app.post_message(events.Key(key, key))
         await settle(pilot, lambda: search.value == "sea")
+
+
+async def test_generate_before_the_search_answers_waits_for_it():
+    """The writer types what they want and Generate at once: the list still shows the passage's concepts (or
+    nothing yet), so the pane waits for the search's answer and then steers toward its first concept, not
+    toward whatever the list showed before."""
+    gate = threading.Event()
+
+    class SlowSearch(FakeSteerer):
+        def concepts_for(self, words, text, start, end, k=8, example=None):
+            gate.wait(10)
+            return [ConceptMatch(42, "sea · ocean", 1.0, 2.0, 3.0, "labels hold 'sea'", "label", 5.0)]
+
+    fake = SlowSearch(candidates=("The lamps were lit along the sea.",))
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count > 1)  # the passage's own concepts are shown
+        pane.query_one("#search", Input).value = "about the sea"
+        await pilot.pause()
+        pane.action_generate()
+        await pilot.pause()
+        assert not pane.generating and "as soon as the concepts for 'about the sea'" in str(
+            pane.query_one("#status", Static).render())
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None)
+        assert pane.result.request.features[0][0] == 42 and pane.result.request.concept == "about the sea"

@@ -218,7 +218,9 @@ class SteerPane(Vertical):
             self.pane = pane
 
     class Concepts(Message):
-        def __init__(self, passage: int, concepts: list, note: str, query: str = "") -> None:
+        """The concepts for `query` ("": the passage's own; None: a placeholder while they are read)."""
+
+        def __init__(self, passage: int, concepts: list, note: str, query: str | None = "") -> None:
             super().__init__()
             self.passage, self.concepts, self.note, self.query = passage, concepts, note, query
 
@@ -253,6 +255,8 @@ class SteerPane(Vertical):
         self._passage = 0
         self._cancel: threading.Event | None = None
         self._span_concepts: list | None = None  # None: still reading the passage
+        self._shown_query: str | None = None  # the search the concept list answers ("": the passage's own)
+        self._generate_when_shown = False  # Generate was asked for before the list answered the search
         self._headline = ""
 
     # ----- layout ----------------------------------------------------------------------------------------
@@ -302,6 +306,7 @@ class SteerPane(Vertical):
         self._stop()
         self._run += 1
         self._passage += 1
+        self._generate_when_shown = False
         self.steerer = steerer
         self.text = self.text_area.text
         self.start, self.end = start, end
@@ -392,7 +397,7 @@ class SteerPane(Vertical):
         self.post_message(self.Concepts(passage, found, note, query))
 
     def _reading(self) -> "SteerPane.Concepts":
-        return self.Concepts(self._passage, [], "reading the passage…")
+        return self.Concepts(self._passage, [], "reading the passage…", query=None)
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
@@ -424,6 +429,10 @@ class SteerPane(Vertical):
     def _show_concepts(self, message: "SteerPane.Concepts") -> None:
         box = self.query_one("#concepts", OptionList)
         box.clear_options()
+        self._shown_query = message.query
+        if self._generate_when_shown and message.query == self.query_one("#search", Input).value.strip():
+            self._generate_when_shown = False
+            self.call_later(self.action_generate)  # what the writer asked for while the list was not ready
         if not message.concepts:
             box.add_option(Option(Text(message.note, style="dim italic"), disabled=True))
             return
@@ -486,6 +495,13 @@ class SteerPane(Vertical):
         if not self.is_open or self.steerer is None:
             return
         self.query_one("#error", Static).update("")
+        query = self.query_one("#search", Input).value.strip()
+        if self._shown_query != query:  # the list does not answer the search yet: generate when it does
+            self._generate_when_shown = True
+            self.query_one("#status", Static).update(
+                f"Generating as soon as the concepts for {query!r} are found…" if query else
+                "Generating as soon as the passage is read…")
+            return
         try:
             request = self.build_request()
         except Exception as err:  # noqa: BLE001 - a bad setting is one line in the pane
@@ -680,6 +696,7 @@ class SteerPane(Vertical):
             return
         self._stop()
         self._run += 1
+        self._generate_when_shown = False
         self.workers.cancel_group(self, "steer-concepts")
         if self.tracker is not None:
             self.tracker.detach()
