@@ -401,3 +401,19 @@ async def test_generate_before_the_search_answers_waits_for_it():
         gate.set()
         await settle(pilot, lambda: pane.result is not None)
         assert pane.result.request.features[0][0] == 42 and pane.result.request.concept == "about the sea"
+
+
+async def test_generate_when_the_passage_could_not_be_read_says_why_at_once():
+    class Unreadable(FakeSteerer):
+        def concepts(self, text, start, end, k=10):
+            raise InputError("the model is not loaded")
+
+    app = Host(Unreadable())
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        error = pane.query_one("#error", Static)
+        await settle(pilot, lambda: "not loaded" in str(error.render()))
+        pane.action_generate()
+        await pilot.pause()
+        assert "choose a concept first" in str(error.render()) and not pane.generating
+        assert "as soon as" not in str(pane.query_one("#status", Static).render())

@@ -505,6 +505,7 @@ class SteerPane(Vertical):
         try:
             request = self.build_request()
         except Exception as err:  # noqa: BLE001 - a bad setting is one line in the pane
+            self.query_one("#status", Static).update("")
             self.show_error(one_line(err))
             return
         self._stop()
@@ -572,8 +573,10 @@ class SteerPane(Vertical):
         if message.run is None:
             if message.passage != self._passage:
                 return
-            self._span_concepts = []
+            # nothing to wait for: a Generate asked for meanwhile has no concept (the error says why)
+            self._span_concepts, self._shown_query, self._generate_when_shown = [], "", False
             self.query_one("#concepts", OptionList).clear_options()
+            self.query_one("#status", Static).update("")
         elif message.run != self._run:
             return
         else:
