@@ -53,7 +53,7 @@ class Action:
     @property
     def priority(self) -> bool:
         """A priority binding: it wins over the focused widget's own keys, and it acts in the app's own loop, before
-        the keys typed after it are passed on (a key that moves the focus moves it for them: focus.focus_now).
+        the keys typed after it are passed on (a key that moves the focus moves it for them: key_order.focus_now).
         The app's remappable actions (over the text area's keys; the app turns them off while a dialog is open)
         and the keys of the panes beside the text (over their boxes' keys)."""
         if self.target == "app":
