@@ -39,7 +39,7 @@ async def test_ctrl_e_then_a_word_searches_concepts_and_leaves_the_passage(app):
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_for(pilot, lambda: analysed(app))
         app.view.selection = PASSAGE
-        typed_at_once(app, "ctrl+e", "c", "a", "l", "m")
+        typed_at_once(app, "ctrl+e", "c", "a", "l", "m", "x", "backspace")
         await idle(pilot)
         pane = app.query_one(SteerPane)
         assert app.view.text == TEXT  # once: "calm" typed over the passage being steered

@@ -373,6 +373,15 @@ async def test_typing_on_the_concept_list_searches():
         for key in "sea":
             app.post_message(events.Key(key, key))
         await settle(pilot, lambda: search.value == "sea")
+        # keys already handed to the list before the box took the focus keep their order, an editing key
+        # among them included
+        concepts = pane.query_one("#concepts", OptionList)
+        concepts.focus()
+        await pilot.pause()
+        for key in ["s", "u", "n", "backspace", "backspace", "e", "a"]:
+            concepts.post_message(events.Key(key, key if len(key) == 1 else None))
+        await pilot.pause(0.3)
+        assert search.value == "sea" and search.has_focus
 
 
 async def test_generate_before_the_search_answers_waits_for_it():

@@ -68,6 +68,7 @@ PANE_METHODS = (AUTO,) + METHODS
 STRENGTHS = (AUTO,) + tuple(PRESETS)
 METHOD_NAMES = {"continuation": "continue"}  # shown shorter: the row is narrow
 LIKE_PREFIX = "like:"
+SEARCH_KEYS = frozenset({"backspace", "delete", "left", "right", "home", "end"})  # the search box's editing keys
 SEARCH_PAUSE_S = 0.25  # the concept search waits this long for the next key before reading the words
 PROGRESS_EVERY_S = 0.1
 _DIFF_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
@@ -649,20 +650,22 @@ class SteerPane(Vertical):
     def on_key(self, event: events.Key) -> None:
         """Typing on the concept list searches: the list has no use for letters, so a printable key there goes
         to the search box (the writer who opens the pane and types "calmer" finds it typed where it means
-        something)."""
+        something), beginning a new query. The box takes its keys itself, so a key that comes here while it
+        has the focus was typed on the list before the focus moved (the rest of the word, typed in one
+        breath): it goes on to the box, in order, and so do the editing keys among them (Backspace...)."""
         focused = self.screen.focused
-        # The search box takes characters itself: one that comes here with the box focused was typed on the
-        # list before the box took the focus (the rest of the word, typed in one breath).
-        if focused is not None and focused.id in ("concepts", "search") and event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            search = self.query_one("#search", Input)
-            # A new query begun with this key (select-all on focus would eat it); keys typed before the focus
-            # has moved (select_on_focus still off) carry on the same query.
-            search.value = event.character if search.select_on_focus else search.value + event.character
-            search.select_on_focus = False
-            search.cursor_position = len(search.value)
+        if focused is None or focused.id not in ("concepts", "search"):
+            return
+        if not ((event.is_printable and event.character) or (focused.id == "search" and event.key in SEARCH_KEYS)):
+            return
+        event.stop()
+        event.prevent_default()
+        search = self.query_one("#search", Input)
+        if focused.id == "concepts":
+            search.value = ""
+            search.select_on_focus = False  # select-all on focus would eat the keys that follow
             focus_now(search)
+        search.post_message(events.Key(event.key, event.character))
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if isinstance(event.widget, Input) and event.widget.id == "search":
