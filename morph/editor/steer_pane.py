@@ -28,6 +28,7 @@ import difflib
 import re
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
@@ -258,6 +259,7 @@ class SteerPane(Vertical):
         self._span_concepts: list | None = None  # None: still reading the passage
         self._shown_query: str | None = None  # the search the concept list answers ("": the passage's own)
         self._generate_when_shown = False  # Generate was asked for before the list answered the search
+        self._passed_on: weakref.WeakSet[events.Key] = weakref.WeakSet()  # keys on_key passed to the search box
         self._headline = ""
 
     # ----- layout ----------------------------------------------------------------------------------------
@@ -654,8 +656,8 @@ class SteerPane(Vertical):
         has the focus was typed on the list before the focus moved (the rest of the word, typed in one
         breath): it goes on to the box, in order, and so do the editing keys among them (Backspace...)."""
         focused = self.screen.focused
-        if focused is None or focused.id not in ("concepts", "search"):
-            return
+        if focused is None or focused.id not in ("concepts", "search") or event in self._passed_on:
+            return  # (a key passed on that the box did not take comes back: it goes no further)
         if not ((event.is_printable and event.character) or (focused.id == "search" and event.key in SEARCH_KEYS)):
             return
         event.stop()
@@ -665,7 +667,9 @@ class SteerPane(Vertical):
             search.value = ""
             search.select_on_focus = False  # select-all on focus would eat the keys that follow
             focus_now(search)
-        search.post_message(events.Key(event.key, event.character))
+        key = events.Key(event.key, event.character)
+        self._passed_on.add(key)
+        search.post_message(key)
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         if isinstance(event.widget, Input) and event.widget.id == "search":
