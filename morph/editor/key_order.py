@@ -43,17 +43,16 @@ class OwnKeysInOrder:
         widget = cast(Widget, self)
         if widget.check_consume_key(event.key, event.character):
             return
-        for node, bindings in widget.screen._modal_binding_chain:
-            if node is not widget:
-                continue
-            for binding in bindings.key_to_bindings.get(event.key, ()):
-                # priority bindings acted in the app before the key was passed on; an action that is off
-                # (check_action) lets the key go on up, as it would have
-                if not binding.priority and await widget.app.run_action(binding.action, widget):
-                    event.stop()
-                    event.prevent_default()
-                    return
-            return
+        chain = widget.screen._modal_binding_chain  # from the focused widget up, the keymap applied
+        if not chain or chain[0][0] is not widget:
+            return  # the focus has moved on: the key goes up as Textual sends it
+        for binding in chain[0][1].key_to_bindings.get(event.key, ()):
+            # priority bindings acted in the app before the key was passed on; an action that is off
+            # (check_action) lets the key go on up, as it would have
+            if not binding.priority and await widget.app.run_action(binding.action, widget):
+                event.stop()
+                event.prevent_default()
+                return
 
 
 class TextInput(OwnKeysInOrder, Input):

@@ -420,7 +420,7 @@ class SteerPane(Vertical):
         message.stop()
         if message.passage != self._passage:
             return  # for an earlier passage
-        query = self.query_one("#search", Input).value.strip()
+        query = self._query()
         if not message.query:
             self._span_concepts = list(message.concepts)
             if query:
@@ -433,7 +433,7 @@ class SteerPane(Vertical):
         box = self.query_one("#concepts", OptionList)
         box.clear_options()
         self._shown_query = message.query
-        if self._generate_when_shown and message.query == self.query_one("#search", Input).value.strip():
+        if self._generate_when_shown and message.query == self._query():
             self._generate_when_shown = False
             self.call_later(self.action_generate)  # what the writer asked for while the list was not ready
         if not message.concepts:
@@ -455,6 +455,10 @@ class SteerPane(Vertical):
     @on(OptionList.OptionSelected, "#concepts")
     def _concept_chosen(self) -> None:
         self.action_generate()
+
+    def _query(self) -> str:
+        """What the search box asks for now."""
+        return self.query_one("#search", Input).value.strip()
 
     def chosen_feature(self) -> int | None:
         box = self.query_one("#concepts", OptionList)
@@ -479,7 +483,7 @@ class SteerPane(Vertical):
             name = STRENGTHS[0 if index is None or index < 0 else index]
             auto = name == AUTO
             strength = 1.0 if auto else PRESETS[name]
-        query = self.query_one("#search", Input).value.strip()
+        query = self._query()
         words = "" if (not query or query.isdigit() or query.lower().startswith(LIKE_PREFIX)) else query
         if words and mode == "toward" and direction_of(words) == "away":
             mode = "away"  # "less jargon": away from the jargon features
@@ -498,7 +502,7 @@ class SteerPane(Vertical):
         if not self.is_open or self.steerer is None:
             return
         self.query_one("#error", Static).update("")
-        query = self.query_one("#search", Input).value.strip()
+        query = self._query()
         if self._shown_query != query:  # the list does not answer the search yet: generate when it does
             self._generate_when_shown = True
             self.query_one("#status", Static).update(
