@@ -63,3 +63,5 @@ def test_search_prefers_whole_words_in_what_a_feature_fires_on(tiny_lens, tmp_pa
     # whole words only: "seaside" holds "sea" but is not it, and no fuzzy neighbour ("se") is offered
     assert load_labels(tiny_lens).search("sea", limit=3, whole_words=True) == [4, 6]
     assert load_labels(tiny_lens).search("seas", limit=3, whole_words=True) == []
+    # a word's other forms count as the word: "seas" with its form "sea" finds what "sea" finds
+    assert load_labels(tiny_lens).search("seas", limit=3, whole_words=True, forms=("sea",)) == [4, 6]

@@ -16,8 +16,10 @@ from morph.errors import InputError
 from morph.features.concepts import (
     concept_words,
     concepts_for_words,
+    derived_forms,
     direction_of,
     output_scores,
+    word_stem,
 )
 from morph.features.labels import load_labels
 from morph.features.steering import (
@@ -223,13 +225,23 @@ def test_replies_lose_the_instruction_echoed():
 
 def test_concept_words_and_direction():
     assert concept_words("about the sea") == ["sea"]
-    assert concept_words("much calmer") == ["calmer", "calm"]
+    assert concept_words("much calmer") == ["calmer"]
+    assert concept_words("sad and sad") == ["sad"]
     assert concept_words("more formal") == ["formal"]
     assert direction_of("less jargon") == "away" and direction_of("calmer") == "toward"
     assert instruction_for("calmer") == "Rewrite this sentence so that it is calmer:"
     assert instruction_for("formal", "away") == "Rewrite this sentence so that it is less formal:"
     assert instruction_for("less jargon", "away") == "Rewrite this sentence so that it is less jargon:"
     assert instruction_for("") == "Rewrite this sentence:"
+
+
+def test_word_stems_and_derived_forms():
+    assert [word_stem(w) for w in ("calmer", "angrily", "angrier", "sadder", "animals", "smaller", "glass", "sea")] \
+        == ["calm", "angry", "angry", "sad", "animal", "small", None, None]
+    assert derived_forms("calm") == ["calmer", "calmly", "calmness", "calms"]
+    assert derived_forms("angry")[:2] == ["angrier", "angrily"]
+    assert derived_forms("sad")[:2] == ["sadder", "sadly"]
+    assert derived_forms("gentle")[:2] == ["gentler", "gently"]
 
 
 def test_output_score_is_high_toward_the_tokens_a_feature_promotes(tiny_lens):

@@ -11,7 +11,7 @@ import torch
 
 from morph.errors import InputError
 from morph.features.concepts import (RELATED_WEIGHT, concepts_in_span, more_like_this, related_words,
-                                     search_concepts, span_features)
+                                     search_concepts, span_features, word_family)
 from morph.features.labels import load_labels
 from morph.features.steering import (
     PRESETS,
@@ -472,6 +472,23 @@ def test_default_model_related_words_widen_the_label_search(default_steerer):
         assert 0 < m.label_score <= RELATED_WEIGHT and any(f"'{w}' (near your words)" in m.why for w in related), m
     # the sea has features of its own: no widening
     assert all(m.source != "related" for m in default_steerer.concepts_for("about the sea", EFFICACY_TEXT, start, end))
+
+
+@pytest.mark.slow
+def test_default_model_word_forms_are_one_word_and_labels_that_show_them_come_first(default_steerer):
+    """A word's forms are those the model reads as the same word (its own embeddings say so: "summer" is
+    not "sum", "corner" not "corn"); "angrier" finds the feature whose label shows "angrily", and a
+    feature whose label shows the writer's word ranks above ones that only fire on it."""
+    lens = default_steerer.lens
+    assert word_family(lens, "calmer")[:3] == ("calmer", "calm", "calmly")
+    assert "angrily" in word_family(lens, "angrier") and "angry" in word_family(lens, "angrier")
+    assert "sum" not in word_family(lens, "summer") and "corn" not in word_family(lens, "corner")
+    start = EFFICACY_TEXT.index(EFFICACY_SPAN)
+    end = start + len(EFFICACY_SPAN)
+    top = default_steerer.concepts_for("angrier", EFFICACY_TEXT, start, end)[0]
+    assert "angrily" in top.label.split(" · ")[:3] and "'angrily'" in top.why and top.output_score > 0
+    top = default_steerer.concepts_for("about winter", EFFICACY_TEXT, start, end)[0]
+    assert top.label_score >= 0.8 and "winter" in top.label.split(" · ")[:3], top
 
 
 # ----- generating in bfloat16 ------------------------------------------------------------------------------

@@ -190,9 +190,12 @@ def more_like_this(lens: Lens, labels: FeatureLabels, example: str, text: str, s
 
 _FILLER = frozenset("""a an the more less much very bit little slightly make it its be is about of on with and or
 to into than that this so sound feel like lot some not no without fewer""".split())
-RELATED_WORDS = 4  # per concept word: its nearest whole words in the model's input embeddings
+RELATED_WORDS = 6  # per concept word: its nearest whole words in the model's input embeddings
 RELATED_WEIGHT = 0.6  # a feature whose labels hold a related word scores this much of one holding the word
-FEW_LABELLED = 3  # fewer features than this labelled with the words themselves: search their related words too
+FEW_LABELLED = 3  # fewer features than this whose labels show the words: search their related words too
+SHOWN_LABEL = 0.8  # a label score this high: the word (a form of it) is among the three words a label shows
+STEERS_SHARE = 0.1  # a shown label ranks first when its output score is at least this share of the best
+FORM_SIMILARITY = 0.45  # input-embedding cosine from which two one-token words are forms of one (word_family)
 OUTPUT_STRENGTH = 4.0  # the strength (x typical max) at which a feature's output score is measured
 OUTPUT_WINDOW = 32  # tokens of the passage (with the text before) the output score is averaged over
 MAX_CANDIDATE_FEATURES = 16
@@ -217,25 +220,46 @@ class ConceptMatch:
 
 
 def concept_words(words: str) -> list[str]:
-    """The words that carry a concept ("about the sea" -> ["sea"], "much calmer" -> ["calmer", "calm"]):
-    filler words out; a comparative, adverb or plural adds its stem (calmer -> calm, formally -> formal,
-    animals -> animal)."""
+    """The words that carry a concept, as typed ("about the sea" -> ["sea"], "much calmer" -> ["calmer"]):
+    filler words and words under three letters out, each once."""
     out: list[str] = []
     for word in re.findall(r"[a-zA-Z][a-zA-Z'-]*", words.lower()):
-        if word in _FILLER or len(word) < 3:
-            continue
-        forms = [word]
-        for suffix, add in (("ier", "y"), ("ies", "y"), ("ful", ""), ("er", ""), ("ly", ""), ("ness", ""), ("s", "")):
-            if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-                stem = word[: -len(suffix)] + add
-                if suffix == "er" and len(stem) >= 4 and stem[-1] == stem[-2]:
-                    stem = stem[:-1]  # sadder -> sad, bigger -> big
-                forms.append(stem)
-                break
-        for form in forms:
-            if form not in out:
-                out.append(form)
+        if word not in _FILLER and len(word) >= 3 and word not in out:
+            out.append(word)
     return out
+
+
+# (suffix, what replaces it) for a word's stem, tried in this order: angrily -> angry, calmer -> calm
+_STEM_RULES = (("ily", "y"), ("ier", "y"), ("iness", "y"), ("ies", "y"), ("ful", ""), ("ness", ""), ("er", ""),
+               ("ly", ""), ("s", ""))
+
+
+def word_stem(word: str) -> str | None:
+    """The word less one regular suffix (calmer -> calm, angrily -> angry, sadder -> sad, animals ->
+    animal), or None. Unchecked: summer -> "sum" and winter -> "wint" come out too (`word_family` checks)."""
+    if word.endswith("ss"):
+        return None
+    for suffix, add in _STEM_RULES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)] + add
+            if suffix == "er" and len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "ls":
+                stem = stem[:-1]  # sadder -> sad, bigger -> big (not smaller -> smal)
+            return stem
+    return None
+
+
+def derived_forms(base: str) -> list[str]:
+    """A base word's regular comparative, adverb, noun and plural (calm -> calmer, calmly, calmness, calms;
+    angry -> angrier, angrily, angriness, angries; sad -> sadder, sadly...). Unchecked: some are no words."""
+    if base.endswith("y") and len(base) > 3:
+        root = base[:-1]
+        return [root + "ier", root + "ily", root + "iness", root + "ies"]
+    if base.endswith("le"):
+        return [base + "r", base[:-1] + "y", base + "s"]  # gentle -> gentler, gently
+    if base.endswith("e"):
+        return [base + "r", base + "ly", base + "ness", base + "s"]
+    short = len(base) == 3 and base[0] not in "aeiou" and base[1] in "aeiou" and base[2] not in "aeiouwxy"
+    return [(base + base[-1] if short else base) + "er", base + "ly", base + "ness", base + "s"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +320,43 @@ def related_words(lens: Lens, word: str, k: int = RELATED_WORDS) -> list[str]:
     return out
 
 
+def _word_token(lens: Lens, word: str) -> int | None:
+    """The vocabulary's token for " word", or None when running text spells it with several."""
+    ids = token_ids(lens, " " + word)
+    return ids[0] if len(ids) == 1 else None
+
+
+def word_family(lens: Lens, word: str) -> tuple[str, ...]:
+    """`word`, then those of its stem (`word_stem`) and the stem's derived forms (`derived_forms`) that the
+    model reads as the same word: where both are one token of its vocabulary, their input embeddings'
+    cosine is at least FORM_SIMILARITY (calm ~ calmer 0.73, calm ~ calmly 0.63, sad ~ sadness 0.68; summer
+    and "sum" 0.24, corner and "corn" 0.40 are not one word). A stem of several tokens is made up ("wint")
+    and left out; a derived form of several tokens (angrily, sadder) is kept, as is every form of a typed
+    word the vocabulary spells in pieces (angrier -> angry, checked against angry)."""
+    import torch
+
+    vocab = _vocabulary(lens)
+
+    def close(a: int, b: int) -> bool:
+        with torch.inference_mode():
+            cos = (vocab.weight[a].float() @ vocab.weight[b].float()) / (vocab.norms[a] * vocab.norms[b]).clamp_min(1e-8)
+        return float(cos) >= FORM_SIMILARITY
+
+    anchor = _word_token(lens, word)
+    stem = word_stem(word)
+    stem_token = _word_token(lens, stem) if stem else None
+    if stem_token is None or (anchor is not None and not close(anchor, stem_token)):
+        stem = None
+    elif anchor is None:
+        anchor = stem_token
+    out = [word] + ([stem] if stem else [])
+    for form in derived_forms(stem or word):
+        token = _word_token(lens, form)
+        if form not in out and (token is None or anchor is None or close(anchor, token)):
+            out.append(form)
+    return tuple(out)
+
+
 def direction_of(words: str) -> str:
     """"toward", or "away" when the words ask for less of something ("less jargon", "not so formal")."""
     head = words.strip().lower().split()[:1]
@@ -313,19 +374,20 @@ def _word_tokens(lens: Lens, words: list[str]) -> list[int]:
     return ids
 
 
-def _label_score(labels: FeatureLabels, feature: int, words: Sequence[str],
+def _label_score(labels: FeatureLabels, feature: int, families: Sequence[Sequence[str]],
                  related: Sequence[str] = ()) -> tuple[float, list[str]]:
-    """(0..1, matched words): the best over the concept words of 1 - k/10, where k is the word's place
-    among the feature's distinctive words (label words and the tokens it fires on count too), and over the
-    `related` words of RELATED_WEIGHT x the same; the forms of one word (calmer, calm) count once."""
+    """(0..1, matched words): the best over the concept words of 1 - k/10, where k is the first place of
+    any of the word's forms (its `word_family`) among the feature's distinctive words (label words and the
+    tokens it fires on count too), and over the `related` words of RELATED_WEIGHT x the same."""
     info = labels.info(feature)
     own = [w.lower() for w, _, _ in info.words] or [w.strip().lower() for w in info.label.split("·")]
     own += [t.lower() for t, _ in info.top_tokens if t.lower() not in own]
     best, matched = 0.0, []
-    for word, weight in [(w, 1.0) for w in words] + [(w, RELATED_WEIGHT) for w in related]:
-        if word in own:
-            best = max(best, weight * max(0.1, 1 - own.index(word) / 10))
-            matched.append(word)
+    for family, weight in [(f, 1.0) for f in families] + [((w,), RELATED_WEIGHT) for w in related]:
+        place = next((k for k, w in enumerate(own) if w in family), None)
+        if place is not None:
+            best = max(best, weight * max(0.1, 1 - place / 10))
+            matched.append(own[place])
     return best, matched
 
 
@@ -385,53 +447,71 @@ def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], target
     return (gain(targets) - gain(controls) if controls else gain(targets)).tolist()
 
 
+def _tier(match: ConceptMatch, best_output: float) -> int:
+    """0: its label shows the words and it steers (output at least STEERS_SHARE of the best); 1: its labels
+    hold the words or near words further down, and its output is positive; 2: it only fires on the words
+    (output positive); 3: it does not move the model toward the words."""
+    if match.output_score <= 0:
+        return 3
+    if match.label_score >= SHOWN_LABEL and match.output_score >= STEERS_SHARE * best_output:
+        return 0
+    return 1 if match.label_score > 0 else 2
+
+
 def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str, start: int, end: int,
                        k: int = 8, example: str | None = None) -> list[ConceptMatch]:
     """Features for the writer's words (or, with `example`, for "more like this" passage), best first.
 
-    Candidates: the label search (whole words only) for each concept word (`concept_words`), widened to the
-    words the model puts nearest them (`related_words`: calm -> serene, tranquil, peaceful) when fewer than
-    FEW_LABELLED features hold the words themselves, then to close spellings of the words when no label
-    holds any of them; and the features stronger on the words themselves (or on the example) than on the
-    selection (`more_like_this`). Words that no label matches at all are refused (the contrastive features
-    of a word nobody labelled are noise). Each gets a label score (a related word's match counts
-    RELATED_WEIGHT of the word's own) and an output score (`output_scores`, toward the concept words'
-    tokens, or the example's content words: a related word that is really an antonym or a sibling, sad ->
-    joyful, winter -> summer, finds features that score low here), and they are ranked by label score +
-    output score / the best output score. Features whose output score is not positive go last: they do not
-    move the model toward the words. InputError when nothing matches.
+    Candidates: the label search (whole words only) for each concept word (`concept_words`) and its forms
+    (`word_family`: angrier also finds "angrily"), widened to the words the model puts nearest them
+    (`related_words`: calm -> serene, tranquil, peaceful) when fewer than FEW_LABELLED labels show the words
+    themselves, then, for a word the vocabulary does not hold whole (a misspelling), to close spellings of
+    it; and the features stronger on the words themselves (or on the example) than on the selection
+    (`more_like_this`). Words that no label matches at all are refused (the contrastive features of a word
+    nobody labelled are noise). Each gets a label score (a related word's match counts RELATED_WEIGHT of the
+    word's own) and an output score (`output_scores`, toward the concept words' tokens, or the example's
+    content words: a related word that is really an antonym or a sibling, sad -> joyful, winter -> summer,
+    finds features that score low here), and they are ranked by label score + output score / the best
+    output score, in tiers (`_tier`): features whose label shows the words and that steer first, then
+    those whose labels hold the words (or near words) further down, then those that only fire on them,
+    then those whose output score is not positive (they do not move the model toward the words).
+    InputError when nothing matches.
     """
     check_span(text, start, end)
     words = (words or "").strip()
     source_text = (example or "").strip() or words
     if not source_text:
         raise InputError("the concept is empty: type what you want more of (calmer, about the sea)")
-    typed = set(re.findall(r"[a-z][a-z'-]*", source_text.lower()))
-    # a stem the suffix rules made up (winter -> "wint") is no word of the model's: keep the words as typed
-    concept = [w for w in concept_words(source_text) if w in typed or len(token_ids(lens, " " + w)) == 1]
+    concept = concept_words(source_text)
     if not concept:
         raise InputError(f"no content word in {source_text!r}: say what the passage should be (calmer, about the sea)")
+    families = [word_family(lens, word) for word in concept]
     found: dict[int, str] = {}
     related: list[str] = []
     if example is None:
-        for word in concept:
-            for feature in labels.search(word, limit=6, whole_words=True):
+        for family in families:
+            for feature in labels.search(family[0], limit=6, whole_words=True, forms=family[1:]):
                 found.setdefault(int(feature), "label")
-        if len(found) < FEW_LABELLED:  # few labels hold the words: look for their near-synonyms too
-            for word in concept:
-                related += [r for r in related_words(lens, word) if r not in concept and r not in related]
+        shown = [i for i in found if _label_score(labels, i, families)[0] >= SHOWN_LABEL]
+        if len(shown) < FEW_LABELLED:  # few labels show the words: look for their near-synonyms too
+            for family in families:
+                stem = word_stem(family[0])  # calmer: the words near "calmer" and near "calm"
+                for head in [w for w in (family[0], stem) if w in family]:
+                    related += [r for r in related_words(lens, head) if r not in family and r not in related]
             for word in related:
                 for feature in labels.search(word, limit=2, whole_words=True):
                     found.setdefault(int(feature), "related")
-        if not found:  # no whole-word match anywhere: close spellings of the words themselves
-            for word in concept:
-                for feature in labels.search(word, limit=6):
-                    found.setdefault(int(feature), "label")
+        if not found:  # a word the vocabulary does not hold whole (a misspelling?): close spellings of it
+            for family in families:
+                if all(_word_token(lens, w) is None for w in family):
+                    for feature in labels.search(family[0], limit=6):
+                        found.setdefault(int(feature), "label")
     if example is None and not found:
         raise InputError(f"no feature matches {source_text!r}: try other words, an example passage (more like "
                          "this), or a feature number")
     try:
-        probe = source_text if example is not None else " ".join(concept)
+        probe = source_text if example is not None else " ".join(w for f in families for w in f[:1] + (
+            f[1:2] if f[1:2] == (word_stem(f[0]),) else ()))
         for c in more_like_this(lens, labels, probe, text, start, end, k=4 if example is None else 8,
                                 words=example is None):
             found.setdefault(c.id, "example")
@@ -442,13 +522,13 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     if not found:
         raise InputError(f"no feature matches {source_text!r}: try other words, or a feature number")
     ids = list(found)[:MAX_CANDIDATE_FEATURES]
-    targets = _word_tokens(lens, concept[:8])
+    targets = _word_tokens(lens, [w for f in families for w in f if w == f[0] or _word_token(lens, w) is not None][:8])
     controls = [t for t in _word_tokens(lens, list(CONTROL_WORDS)) if t not in targets]
     outputs = output_scores(lens, labels, ids, targets, text, start, end, controls=controls)
     best = max([o for o in outputs if o > 0], default=0.0)
     matches = []
     for feature, output in zip(ids, outputs):
-        label_score, matched = _label_score(labels, feature, concept, related)
+        label_score, matched = _label_score(labels, feature, families, related)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
         if found[feature] in ("label", "related"):
             why = f"labels hold {_held(matched, related)}" if matched else "label close to the words"
@@ -459,5 +539,5 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         why += f"; output {output:+.2f} nats toward {', '.join(concept[:3])}"
         matches.append(ConceptMatch(feature, labels.label(feature), label_score, output, score, why,
                                     found[feature], labels.typical_max(feature)))
-    matches.sort(key=lambda m: (m.output_score <= 0, -m.score))
+    matches.sort(key=lambda m: (_tier(m, best), -m.score))
     return matches[:k]

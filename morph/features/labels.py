@@ -24,7 +24,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -167,17 +167,22 @@ class FeatureLabels:
                     self._promoted.update(_promoted_tokens(self._lens, missing[start:start + 2048], 8))
         return [self.label(i) for i in range(self.d_sae)]
 
-    def search(self, query: str, limit: int = 10, whole_words: bool = False) -> list[int]:
-        """Features for a concept, best first: those whose label or statistics hold `query` as a whole word
-        (the tokens a feature fires on count most, then the label, then the tokens it promotes, then
-        Neuronpedia's other explanations of it), then labels that contain it, then close fuzzy matches.
-        Live features before dead ones. With `whole_words`, only the first kind ("sea" never finds
-        "research" nor "see")."""
+    def search(self, query: str, limit: int = 10, whole_words: bool = False, forms: Sequence[str] = ()) -> list[int]:
+        """Features for a concept, best first: those whose label or statistics hold `query` (or one of its
+        other `forms`: angry finds "angrily") as a whole word (the tokens a feature fires on count most, then
+        the label, then the tokens it promotes, then Neuronpedia's other explanations of it), then labels
+        that contain it, then close fuzzy matches. Live features before dead ones. With `whole_words`, only
+        the first kind ("sea" never finds "research" nor "see")."""
         query = query.strip().lower()
         if not query:
             return []
         if query.isdigit() and int(query) < self.d_sae:
             return [int(query)]
+        family = {query, *(f.strip().lower() for f in forms if f.strip())}
+
+        def place(words: list[str]) -> int | None:
+            return next((k for k, w in enumerate(words) if w in family), None)
+
         labels = [text.lower() for text in self.all_labels()]
         ranked: dict[int, tuple] = {}
         for i, text in enumerate(labels):
@@ -185,15 +190,15 @@ class FeatureLabels:
             words = [w.lower() for w, _, _ in info.words] if info else []
             fires_on = [t.lower() for t, _ in info.top_tokens] if info else []
             promoted = [t.lower() for t in info.promoted] if info else []
-            if query in words:
-                ranked[i] = (0, words.index(query))
-            elif query in fires_on:
-                ranked[i] = (0, 10 + fires_on.index(query))
-            elif query in _words(text):
-                ranked[i] = (1, _words(text).index(query))
-            elif query in promoted:
-                ranked[i] = (2, promoted.index(query))
-            elif any(query in _words(e.description.lower()) for e in self._neuronpedia.get(i, ())[1:]):
+            if (k := place(words)) is not None:
+                ranked[i] = (0, k)
+            elif (k := place(fires_on)) is not None:
+                ranked[i] = (0, 10 + k)
+            elif (k := place(_words(text))) is not None:
+                ranked[i] = (1, k)
+            elif (k := place(promoted)) is not None:
+                ranked[i] = (2, k)
+            elif any(place(_words(e.description.lower())) is not None for e in self._neuronpedia.get(i, ())[1:]):
                 ranked[i] = (2, 100)
             elif query in text and not whole_words:
                 ranked[i] = (3, text.find(query))
