@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--like", metavar="TEXT", help="more like this: an example passage (or a few words) to imitate")
     target.add_argument("--feature", type=int, metavar="ID", help="an SAE feature by number")
     parser.add_argument("--features", type=int, default=1, metavar="K",
-                        help="how many of the concept's features to steer with (default 1: the best by output score)")
+                        help="how many of the concept's features to steer with (default 1: the first ranked)")
     parser.add_argument("--method", default="auto", choices=("auto",) + METHODS,
                         help="hybrid (instruction + steering), prompt (instruction only), steer (steering "
                              "only), continuation (base models); auto: hybrid on an instruct model")

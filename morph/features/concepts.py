@@ -447,15 +447,16 @@ def output_scores(lens: Lens, labels: FeatureLabels, features: list[int], target
     return (gain(targets) - gain(controls) if controls else gain(targets)).tolist()
 
 
-def _tier(match: ConceptMatch, best_output: float) -> int:
-    """0: its label shows the words and it steers (output at least STEERS_SHARE of the best); 1: its labels
-    hold the words or near words further down, and its output is positive; 2: it only fires on the words
-    (output positive); 3: it does not move the model toward the words."""
-    if match.output_score <= 0:
+def _tier(own_label: float, output: float, best_output: float) -> int:
+    """Where a feature ranks, from its label score on the writer's own words (near words not counted) and
+    its output score: 0, its label shows the words and it steers (output at least STEERS_SHARE of the
+    best); 1, its labels hold the words further down, output positive; 2, its labels hold only near words,
+    or it only fires on the words, output positive; 3, it does not move the model toward the words."""
+    if output <= 0:
         return 3
-    if match.label_score >= SHOWN_LABEL and match.output_score >= STEERS_SHARE * best_output:
+    if own_label >= SHOWN_LABEL and output >= STEERS_SHARE * best_output:
         return 0
-    return 1 if match.label_score > 0 else 2
+    return 1 if own_label > 0 else 2
 
 
 def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str, start: int, end: int,
@@ -473,8 +474,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     content words: a related word that is really an antonym or a sibling, sad -> joyful, winter -> summer,
     finds features that score low here), and they are ranked by label score + output score / the best
     output score, in tiers (`_tier`): features whose label shows the words and that steer first, then
-    those whose labels hold the words (or near words) further down, then those that only fire on them,
-    then those whose output score is not positive (they do not move the model toward the words).
+    those whose labels hold the words further down, then those whose labels hold near words or that only
+    fire on the words, then those whose output score is not positive (they do not move the model toward the words).
     InputError when nothing matches.
     """
     check_span(text, start, end)
@@ -526,9 +527,10 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     controls = [t for t in _word_tokens(lens, list(CONTROL_WORDS)) if t not in targets]
     outputs = output_scores(lens, labels, ids, targets, text, start, end, controls=controls)
     best = max([o for o in outputs if o > 0], default=0.0)
-    matches = []
+    matches, tiers = [], {}
     for feature, output in zip(ids, outputs):
         label_score, matched = _label_score(labels, feature, families, related)
+        tiers[feature] = _tier(_label_score(labels, feature, families)[0], output, best)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
         if found[feature] in ("label", "related"):
             why = f"labels hold {_held(matched, related)}" if matched else "label close to the words"
@@ -539,5 +541,5 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         why += f"; output {output:+.2f} nats toward {', '.join(concept[:3])}"
         matches.append(ConceptMatch(feature, labels.label(feature), label_score, output, score, why,
                                     found[feature], labels.typical_max(feature)))
-    matches.sort(key=lambda m: (_tier(m, best), -m.score))
+    matches.sort(key=lambda m: (tiers[m.id], -m.score))
     return matches[:k]
