@@ -126,6 +126,7 @@ DEFAULT_STRENGTH = "medium"
 DEFAULT_CANDIDATES = 8
 MAX_CANDIDATES = 16
 RAISE_EPS = 0.01
+SAMPLE_HEAD = 1024  # tokens top-p sampling looks at first (Steerer._sample)
 # Stated thresholds: a candidate is marked (not hidden) when it loses more fluency than this against the
 # original (nats per token), keeps less of its meaning than this (similarity 0..1), or is off in length.
 FLUENCY_LOSS_MAX = 0.5
@@ -931,13 +932,21 @@ class Steerer:
         if request.temperature == 0:
             return logits.argmax(dim=-1).tolist()
         probs = torch.softmax(logits / request.temperature, dim=-1)
-        if request.top_p < 1:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            keep = sorted_p.cumsum(dim=-1) - sorted_p < request.top_p
-            keep[:, 0] = True
-            sorted_p = sorted_p * keep
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        return [int(torch.multinomial(probs[k], 1, generator=row.generator)) for k, row in enumerate(rows)]
+        if request.top_p >= 1:
+            return [int(torch.multinomial(probs[k], 1, generator=row.generator)) for k, row in enumerate(rows)]
+        # Top-p over the SAMPLE_HEAD likeliest tokens, which hold the nucleus whenever their mass reaches
+        # top_p (a row where they do not is sorted whole): the same distribution as sorting the vocabulary,
+        # at a fraction of the cost per step (a sort and a draw over 49k tokens x 8 rows: ~30 ms of ~130).
+        head_p, order = probs.topk(min(SAMPLE_HEAD, probs.shape[-1]), dim=-1)
+        picks = []
+        for k, row in enumerate(rows):
+            row_p, row_order = head_p[k], order[k]
+            if float(row_p.sum()) < request.top_p:
+                row_p, row_order = probs[k].sort(descending=True)
+            keep = row_p.cumsum(dim=-1) - row_p < request.top_p
+            keep[0] = True
+            picks.append(int(row_order[torch.multinomial(row_p * keep, 1, generator=row.generator)]))
+        return picks
 
     def _check_stop(self, plan: _Plan, row: _Row, token_text: str, hit_stop: bool) -> str | None:
         """The candidate's body if `row` is finished now, else None."""
