@@ -365,3 +365,22 @@ def test_for_matches_weights_features_by_their_ranking(tiny_lens):
     assert not fixed.auto_strength and fixed.features[0] == (3, 8.0)
     with pytest.raises(InputError):
         SteerRequest.for_matches([], "calmer")
+
+
+def test_top_p_sampling_draws_only_from_the_nucleus_and_reads_a_flat_row_whole():
+    """Top-p looks at the likeliest SAMPLE_HEAD tokens first; a row whose head holds less than top_p of the
+    mass (a flat distribution) is sorted whole, so its draws reach past the head."""
+    from morph.features.steering import SAMPLE_HEAD
+
+    vocab = SAMPLE_HEAD * 8
+    peaky = torch.full((vocab,), -30.0)
+    peaky[[5, 900, 4000]] = torch.tensor([3.0, 2.0, -1.0])  # p ~ 0.72, 0.26, 0.01: the nucleus at 0.95 is {5, 900}
+    flat = torch.zeros(vocab)
+    logits = torch.stack([peaky, flat])
+    rows = [type("Row", (), {"generator": torch.Generator().manual_seed(k)})() for k in range(2)]
+    request = SteerRequest(features=((0, 1.0),), n=2, temperature=1.0, top_p=0.95)
+    drawn = [Steerer._sample(None, logits, rows, request) for _ in range(300)]  # type: ignore[arg-type]
+    assert {d[0] for d in drawn} == {5, 900}
+    assert max(d[1] for d in drawn) >= SAMPLE_HEAD  # the flat row was not cut to the head
+    again = [type("Row", (), {"generator": torch.Generator().manual_seed(k)})() for k in range(2)]
+    assert Steerer._sample(None, logits, again, request) == drawn[0]  # a seed draws the same
