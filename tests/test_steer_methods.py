@@ -112,6 +112,7 @@ def test_marked_candidates_rank_after_unmarked_ones_but_stay():
     ("I'd suggest rephenging this: It was a message from the bank.", True),
     ("Instead of \"By six,\" we can use \"The office was still.\"", True),
     ("The original one: The original one:", True),
+    ("By adding \"is\" to the original text:", True),
     ("Here's a rephrased version of the original.", True),
     ("The bank wrote about a strange payment.", False),
     ("The original plan was to sail at dawn.", False),  # "original" alone is a word of stories too

@@ -317,15 +317,17 @@ rephrases rephrasing paraphrase paraphrased reword reworded rewording grammar gr
 paragraph paragraphs writer writing""".split())
 _META_OPENING = re.compile(r"(?:i(?:'d| would)?\s+(?:suggest|changed|recommend)\b|instead of\b"
                            r"|the original (?:one|text|sentence|version)\b)", re.I)
+_META_ANYWHERE = re.compile(r"\b(?:the|this) original (?:text|sentence|version)\b", re.I)
 
 
 def talks_about_the_text(candidate: str, original: str) -> bool:
     """A reply that comments on the rewrite instead of being one ("The previous sentence, ... is more formal",
     "I'd suggest rephrasing this: ...", "Instead of "By six," we can use ..."), which a small instruct model
-    gives now and then: it brings in a word about writing that the original does not use, or opens as such
-    comments do."""
+    gives now and then: it brings in a word about writing that the original does not use, opens as such
+    comments do, or speaks of "the original text" ("By adding "is" to the original text:")."""
     new = set(_WORDS.findall(candidate.lower())) - set(_WORDS.findall(original.lower()))
-    return bool(new & _META_WORDS) or _META_OPENING.match(candidate.strip()) is not None
+    return (bool(new & _META_WORDS) or _META_OPENING.match(candidate.strip()) is not None
+            or (_META_ANYWHERE.search(candidate) is not None and _META_ANYWHERE.search(original) is None))
 
 
 _META_OPENERS = ("Here", "Sure", "Certainly", "Instead", "I")  # how the comments open, never how the rewrites
