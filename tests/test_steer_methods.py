@@ -38,6 +38,7 @@ from morph.features.steering import (
     Steerer,
     SteerRequest,
     auto_ladder,
+    chat_messages,
     clean_reply,
     combined_score,
     drop_announcement,
@@ -113,6 +114,7 @@ def test_marked_candidates_rank_after_unmarked_ones_but_stay():
     ("Instead of \"By six,\" we can use \"The office was still.\"", True),
     ("The original one: The original one:", True),
     ("By adding \"is\" to the original text:", True),
+    ("(I added) Yes, I did. I was reminded of all the Old Tom's pride.", True),
     ("Here's a rephrased version of the original.", True),
     ("The bank wrote about a strange payment.", False),
     ("The original plan was to sail at dawn.", False),  # "original" alone is a word of stories too
@@ -385,3 +387,17 @@ def test_top_p_sampling_draws_only_from_the_nucleus_and_reads_a_flat_row_whole()
     assert max(d[1] for d in drawn) >= SAMPLE_HEAD  # the flat row was not cut to the head
     again = [type("Row", (), {"generator": torch.Generator().manual_seed(k)})() for k in range(2)]
     assert Steerer._sample(None, logits, again, request) == drawn[0]  # a seed draws the same
+
+
+def test_the_chat_request_follows_one_worked_rewrite():
+    """A small instruct model shown one rewrite rewrites (told only the instruction, it often continues the
+    text, comments on it or copies it): the conversation is the system line with the text before, one
+    worked exchange in the request's own form, then the request."""
+    messages = chat_messages("The meeting ran long again.", "By six the office was empty.",
+                             instruction_for("angrier"))
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "The meeting ran long again." in messages[0]["content"]
+    assert messages[1]["content"].startswith(instruction_for("happier")) and messages[2]["content"]
+    assert messages[3]["content"] == instruction_for("angrier") + "\nBy six the office was empty."
+    plain = chat_messages("", "By six the office was empty.", instruction_for(""))
+    assert plain[1]["content"].startswith(instruction_for("") + "\n") and "happier" not in plain[2]["content"]

@@ -6,7 +6,8 @@ How a request runs
 1. Method (`SteerRequest.method`; "auto" = hybrid for a model with a chat template, else continuation):
    - hybrid: the instruct model is asked through its chat template to rewrite the passage toward the
      writer's words ("Rewrite this sentence so that it is calmer:"), with the sentence or two before it as
-     context in the system line, while the concept's feature directions are added at the hook;
+     context in the system line and one worked rewrite before the request (`chat_messages`), while the
+     concept's feature directions are added at the hook;
    - prompt: the same instruction, no vector (the features only measure the concept);
    - steer: a plain rewrite instruction without the words, with the vector;
    - continuation: base models: the text before the selection is the prompt and the model continues it,
@@ -315,7 +316,7 @@ def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
 _META_WORDS = frozenset("""sentence sentences rewrite rewrites rewrote rewritten rewriting rephrase rephrased
 rephrases rephrasing paraphrase paraphrased reword reworded rewording grammar grammatical wording passage
 paragraph paragraphs writer writing""".split())
-_META_OPENING = re.compile(r"(?:i(?:'d| would)?\s+(?:suggest|changed|recommend)\b|instead of\b"
+_META_OPENING = re.compile(r"\(?(?:i(?:'d| would)?\s+(?:suggest|changed|recommend|added)\b|instead of\b"
                            r"|the original (?:one|text|sentence|version)\b)", re.I)
 _META_ANYWHERE = re.compile(r"\b(?:the|this) original (?:text|sentence|version)\b", re.I)
 
@@ -473,11 +474,25 @@ def _last_sentences(before: str, limit: int) -> str:
     return tail.strip()
 
 
+# One worked exchange before the request: a small instruct model told only "Rewrite this sentence so that it
+# is angrier:" often continues the text, comments on it or copies it; shown one rewrite, it rewrites.
+EXAMPLE_SENTENCE = "The bus was late and it started to rain."
+EXAMPLE_REWRITES = {  # by whether the instruction names a concept
+    True: ("happier", "The bus was late, but the rain was warm and we laughed about it."),
+    False: ("", "The bus ran late, and then the rain began."),
+}
+
+
 def chat_messages(before: str, core: str, instruction: str) -> list[dict[str, str]]:
     """The conversation that asks for a rewrite (see `Steerer._chat_prompt`)."""
     context = _last_sentences(before, CONTEXT_CHARS)
     system = SYSTEM_PROMPT + (f" The writer's text before the sentence: {context}" if context else "")
-    return [{"role": "system", "content": system}, {"role": "user", "content": f"{instruction}\n{core}"}]
+    messages = [{"role": "system", "content": system}]
+    if EXAMPLE_SENTENCE:
+        words, rewrite = EXAMPLE_REWRITES[instruction != instruction_for("")]
+        messages += [{"role": "user", "content": f"{instruction_for(words)}\n{EXAMPLE_SENTENCE}"},
+                     {"role": "assistant", "content": rewrite}]
+    return messages + [{"role": "user", "content": f"{instruction}\n{core}"}]
 
 
 def run_to_end(events: Iterator[SteerEvent], on_event: Callable[[SteerEvent], None] | None = None
@@ -723,8 +738,9 @@ class Steerer:
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
-        """The chat prompt: a system line (an editor that rewrites only the passage), then the instruction,
-        the passage, and the sentence or two before it as context, marked as not to be rewritten. (A small
+        """The chat prompt: a system line (an editor that rewrites only the passage) with the sentence or two
+        before it as context, marked as not to be rewritten, one worked rewrite, then the instruction and the
+        passage. (A small
         instruct model given the whole text before tends to rewrite that instead; the plain model's
         re-read still scores every candidate after the text before, READ_CONTEXT_TOKENS of it.)"""
         tok = self.lens.tokenizer
