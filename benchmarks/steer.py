@@ -204,7 +204,8 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
                 rows.append({"pair": k, "concept": words, "method": method, "feature": matches[0].id,
                              "original": text[start:end], "top": top.text, "score": round(top.score, 3),
                              "gain": round(top.gain, 4), "fluency_change": round(top.fluency_change, 3),
-                             "similarity": round(top.similarity, 3), "marks": list(top.marks)})
+                             "similarity": round(top.similarity, 3), "marks": list(top.marks),
+                             "strength": top.strength})
     if ctx.mode == "full":
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))

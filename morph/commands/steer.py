@@ -158,7 +158,7 @@ def print_report(report: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN
+    from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN, strength_text
 
     console = Console()
     verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[report["mode"]]
@@ -184,7 +184,7 @@ def print_report(report: dict) -> None:
                   escape(original["text"]), style="dim")
     for c in report["candidates"]:
         marks = f"\n[yellow]✗ {escape(', '.join(c['marks']))}[/yellow]" if c["marks"] else ""
-        at = "" if c["strength"] is None else f"\n[dim]at {c['strength']:g}[/dim]"
+        at = f"\n[dim]{strength_text(c['strength'])}[/dim]" if strength_text(c["strength"]) else ""
         table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
                       f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]",
                       f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",

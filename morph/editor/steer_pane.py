@@ -55,6 +55,7 @@ from morph.features.steering import (
     SteerDone,
     SteerProgress,
     SteerRequest,
+    strength_text,
     strength_value,
 )
 
@@ -607,8 +608,8 @@ class SteerPane(Vertical):
                 line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}) · fluency {parts['fluency']:.2f} "
                             f"({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · length "
                             f"{parts['length']:.2f}", style="green" if ok else "dim")
-            if getattr(c, "strength", None) is not None:
-                line.append(f" · at {c.strength:g}", style="dim")
+            if strength_text(getattr(c, "strength", None)):
+                line.append(f" · {strength_text(c.strength)}", style="dim")
             if marks:
                 line.append(f"\n   marked: {', '.join(marks)}", style="yellow")
             line.append("\n")

@@ -339,7 +339,8 @@ def word_family(lens: Lens, word: str) -> tuple[str, ...]:
 
     def close(a: int, b: int) -> bool:
         with torch.inference_mode():
-            cos = (vocab.weight[a].float() @ vocab.weight[b].float()) / (vocab.norms[a] * vocab.norms[b]).clamp_min(1e-8)
+            dot = vocab.weight[a].float() @ vocab.weight[b].float()
+            cos = dot / (vocab.norms[a] * vocab.norms[b]).clamp_min(1e-8)
         return float(cos) >= FORM_SIMILARITY
 
     anchor = _word_token(lens, word)
@@ -475,8 +476,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     finds features that score low here), and they are ranked by label score + output score / the best
     output score, in tiers (`_tier`): features whose label shows the words and that steer first, then
     those whose labels hold the words further down, then those whose labels hold near words or that only
-    fire on the words, then those whose output score is not positive (they do not move the model toward the words).
-    InputError when nothing matches.
+    fire on the words, then those whose output score is not positive (they do not move the model toward
+    the words). InputError when nothing matches.
     """
     check_span(text, start, end)
     words = (words or "").strip()
@@ -511,8 +512,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         raise InputError(f"no feature matches {source_text!r}: try other words, an example passage (more like "
                          "this), or a feature number")
     try:
-        probe = source_text if example is not None else " ".join(w for f in families for w in f[:1] + (
-            f[1:2] if f[1:2] == (word_stem(f[0]),) else ()))
+        probe = source_text if example is not None else " ".join(  # each word, and its stem where it has one
+            w for f in families for w in f if w in (f[0], word_stem(f[0])))
         for c in more_like_this(lens, labels, probe, text, start, end, k=4 if example is None else 8,
                                 words=example is None):
             found.setdefault(c.id, "example")

@@ -25,9 +25,10 @@ How a request runs
      else its max on the text read; morph.features.intensity) and s_i the signed strength (away =
      negative). The added vector is capped per token at `max_norm_ratio` times that token's residual norm.
    - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
-     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths spread
-     evenly over AUTO_RANGE (`auto_ladder`): a short sweep in one batch, judged by the re-read below, so the
-     strength is chosen per passage and feature by the candidates that came out best. A number overrides.
+     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths: one of
+     them 0 (the instruction alone), the others spread evenly over AUTO_RANGE (`auto_ladder`): a short sweep
+     in one batch, judged by the re-read below, so the strength is chosen per passage and feature by the
+     candidates that came out best, none at all where steering only hurt. A number overrides.
    - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
      acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
 4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
@@ -106,21 +107,25 @@ CHAT_METHODS = ("hybrid", "prompt", "steer")
 # Strength presets, in units of the feature's typical max activation.
 PRESETS: dict[str, float] = {"subtle": 2.0, "medium": 4.0, "strong": 8.0}
 AUTO = "auto"
-# The automatic strength sweep: the n candidates are steered at n strengths spread evenly over AUTO_RANGE
-# (x each feature's relative weight, the weights summing to 1, x its typical max); the re-read's combined
-# score then picks among them. On the default model the usable band is narrow: below ~1.5 the rewrite
+# The automatic strength sweep: the n candidates are steered at n strengths, 0 and the others spread evenly
+# over AUTO_RANGE (x each feature's relative weight, the weights summing to 1, x its typical max); the
+# re-read's combined score then picks among them. On the default model the usable band is narrow: below ~1.5 the rewrite
 # copies the original, above ~5 it stops being English.
 AUTO_RANGE: tuple[float, float] = (1.5, 5.0)
 
 
 def auto_ladder(n: int) -> tuple[float, ...]:
-    """The strengths swept for n candidates: evenly spaced over AUTO_RANGE (its middle for one)."""
+    """The strengths swept for n candidates: from three candidates on, one unsteered (0: the instruction
+    alone, which wins where every steered rung loses fluency or meaning) and the others evenly spaced over
+    AUTO_RANGE; two: its ends; one: its middle."""
     lo, hi = AUTO_RANGE
     if n <= 1:
         return (round((lo + hi) / 2, 3),)
-    return tuple(round(lo + (hi - lo) * j / (n - 1), 3) for j in range(n))
+    steered = n - 1 if n >= 3 else n
+    rungs = tuple(round(lo + (hi - lo) * j / (steered - 1), 3) for j in range(steered))
+    return (0.0,) + rungs if n >= 3 else rungs
 DEFAULT_STRENGTH = "medium"
-# Candidates per request. Eight rather than four: the automatic strength sweeps eight strengths in one
+# Candidates per request. Eight rather than four: the automatic strength sweeps eight strengths (one 0) in one
 # batch, and on the default the top candidate then raises the concept in 72-83% of the benchmark's pairs
 # (58-67% with four, two seeds), at about the same time to the first candidate (one of eight rows ends
 # sooner; a step of eight rows costs little more than one of four on a CPU).
@@ -152,6 +157,14 @@ Edit = Callable[["torch.Tensor"], "torch.Tensor"]  # an edit of the activations 
 
 class CancelToken(Protocol):
     def is_set(self) -> bool: ...
+
+
+def strength_text(strength: float | None) -> str:
+    """How a candidate's strength reads in the pane and the CLI: "at 3.5", "unsteered" for the sweep's 0
+    rung (the instruction alone), "" where none applies (prompt-only)."""
+    if strength is None:
+        return ""
+    return "unsteered" if strength == 0 else f"at {strength:g}"
 
 
 def is_auto(strength: float | str | None) -> bool:
