@@ -184,7 +184,8 @@ def print_report(report: dict) -> None:
                   escape(original["text"]), style="dim")
     for c in report["candidates"]:
         marks = f"\n[yellow]✗ {escape(', '.join(c['marks']))}[/yellow]" if c["marks"] else ""
-        at = f"\n[dim]{strength_text(c['strength'])}[/dim]" if strength_text(c["strength"]) else ""
+        at = strength_text(c["strength"])
+        at = f"\n[dim]{at}[/dim]" if at else ""
         table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
                       f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]",
                       f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",

@@ -608,8 +608,9 @@ class SteerPane(Vertical):
                 line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}) · fluency {parts['fluency']:.2f} "
                             f"({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · length "
                             f"{parts['length']:.2f}", style="green" if ok else "dim")
-            if strength_text(getattr(c, "strength", None)):
-                line.append(f" · {strength_text(c.strength)}", style="dim")
+            at = strength_text(getattr(c, "strength", None))
+            if at:
+                line.append(f" · {at}", style="dim")
             if marks:
                 line.append(f"\n   marked: {', '.join(marks)}", style="yellow")
             line.append("\n")

@@ -298,13 +298,13 @@ def related_words(lens: Lens, word: str, k: int = RELATED_WORDS) -> list[str]:
     not one token of the vocabulary."""
     import torch
 
-    ids = token_ids(lens, " " + word.lower())
-    if len(ids) != 1:
+    token = _word_token(lens, word.lower())
+    if token is None:
         return []
     vocab = _vocabulary(lens)
     weight = vocab.weight
     with torch.inference_mode():
-        query = weight[ids[0]].float()
+        query = weight[token].float()
         sims = (weight.float() @ query) / (vocab.norms * query.norm()).clamp_min(1e-8)
         sims = sims.masked_fill(~vocab.whole, -2.0)
         nearest = sims.topk(min(8 * k + 8, len(sims))).indices.tolist()
@@ -376,20 +376,23 @@ def _word_tokens(lens: Lens, words: list[str]) -> list[int]:
 
 
 def _label_score(labels: FeatureLabels, feature: int, families: Sequence[Sequence[str]],
-                 related: Sequence[str] = ()) -> tuple[float, list[str]]:
-    """(0..1, matched words): the best over the concept words of 1 - k/10, where k is the first place of
-    any of the word's forms (its `word_family`) among the feature's distinctive words (label words and the
-    tokens it fires on count too), and over the `related` words of RELATED_WEIGHT x the same."""
+                 related: Sequence[str] = ()) -> tuple[float, float, list[str]]:
+    """(0..1 with the related words, 0..1 on the concept words alone, matched words): the best over the
+    concept words of 1 - k/10, where k is the first place of any of the word's forms (its `word_family`)
+    among the feature's distinctive words (label words and the tokens it fires on count too), and over the
+    `related` words of RELATED_WEIGHT x the same."""
     info = labels.info(feature)
     own = [w.lower() for w, _, _ in info.words] or [w.strip().lower() for w in info.label.split("·")]
     own += [t.lower() for t, _ in info.top_tokens if t.lower() not in own]
-    best, matched = 0.0, []
+    best, best_own, matched = 0.0, 0.0, []
     for family, weight in [(f, 1.0) for f in families] + [((w,), RELATED_WEIGHT) for w in related]:
         place = next((k for k, w in enumerate(own) if w in family), None)
         if place is not None:
-            best = max(best, weight * max(0.1, 1 - place / 10))
+            score = weight * max(0.1, 1 - place / 10)
+            best = max(best, score)
+            best_own = max(best_own, score if weight == 1.0 else 0.0)
             matched.append(own[place])
-    return best, matched
+    return best, best_own, matched
 
 
 def _held(matched: list[str], related: Sequence[str]) -> str:
@@ -494,7 +497,7 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         for family in families:
             for feature in labels.search(family[0], limit=6, whole_words=True, forms=family[1:]):
                 found.setdefault(int(feature), "label")
-        shown = [i for i in found if _label_score(labels, i, families)[0] >= SHOWN_LABEL]
+        shown = [i for i in found if _label_score(labels, i, families)[1] >= SHOWN_LABEL]
         if len(shown) < FEW_LABELLED:  # few labels show the words: look for their near-synonyms too
             for family in families:
                 stem = word_stem(family[0])  # calmer: the words near "calmer" and near "calm"
@@ -530,8 +533,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
     best = max([o for o in outputs if o > 0], default=0.0)
     matches, tiers = [], {}
     for feature, output in zip(ids, outputs):
-        label_score, matched = _label_score(labels, feature, families, related)
-        tiers[feature] = _tier(_label_score(labels, feature, families)[0], output, best)
+        label_score, own_label, matched = _label_score(labels, feature, families, related)
+        tiers[feature] = _tier(own_label, output, best)
         score = label_score + (output / best if best > 0 and output > 0 else 0.0)
         if found[feature] in ("label", "related"):
             why = f"labels hold {_held(matched, related)}" if matched else "label close to the words"
