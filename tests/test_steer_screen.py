@@ -426,3 +426,63 @@ async def test_generate_when_the_passage_could_not_be_read_says_why_at_once():
         await pilot.pause()
         assert "choose a concept first" in str(error.render()) and not pane.generating
         assert "as soon as" not in str(pane.query_one("#status", Static).render())
+
+
+async def test_enter_after_generating_from_the_search_box_accepts():
+    """Ctrl+G typed in the search box: the candidates answer that search, so Enter in the box goes to them
+    (while they generate, and once ranked the focus moves there itself) and the next Enter accepts the top
+    one; it does not go back to the concept list, where a second Enter would generate again."""
+    gate = threading.Event()
+
+    class Searching(FakeSteerer):
+        def concepts_for(self, words, text, start, end, k=8, example=None):
+            return [ConceptMatch(42, "sea · ocean", 1.0, 2.0, 3.0, "labels hold 'sea'", "label", 5.0)]
+
+    fake = Searching(candidates=("The lamps were lit along the sea.", "Lamps lit the sea."), gate=gate)
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        search = pane.query_one("#search", Input)
+        await settle(pilot, lambda: pane.query_one("#concepts", OptionList).has_focus)
+        await pilot.press(*"sea")
+        await settle(pilot, lambda: pane.chosen_feature() == 42)
+        await pilot.press("ctrl+g")
+        await settle(pilot, lambda: pane.generating)
+        assert search.has_focus  # generating leaves the writer where they typed
+        await pilot.press("enter")
+        candidates = pane.query_one("#candidates", OptionList)
+        assert candidates.has_focus and pane.generating and fake.cancel is not None and not fake.cancel.is_set()
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None)
+        await pilot.press("enter")
+        await settle(pilot, lambda: app.accepted)
+        assert app.accepted == ["The lamps were lit along the sea."] and fake.cancel is not None
+
+        # Ctrl+G again and wait in the box: the ranked candidates take the focus, Enter accepts.
+        app.accepted.clear()
+        gate.clear()
+        search.focus()
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await settle(pilot, lambda: pane.generating)
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None and candidates.has_focus)
+        await pilot.press("enter")
+        await settle(pilot, lambda: app.accepted)
+        assert app.accepted == ["The lamps were lit along the sea."]
+
+        # A search typed anew after Ctrl+G: its Enter goes to its concepts, and the focus stays in the box
+        # when the earlier search's candidates come.
+        gate.clear()
+        search.focus()
+        await pilot.pause()
+        await pilot.press("ctrl+g")
+        await settle(pilot, lambda: pane.generating)
+        search.value = "sky"
+        await pilot.pause()
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None)
+        await pilot.pause(0.1)
+        assert search.has_focus
+        await pilot.press("enter")
+        assert pane.query_one("#concepts", OptionList).has_focus

@@ -260,6 +260,7 @@ class SteerPane(Vertical):
         self._span_concepts: list | None = None  # None: still reading the passage
         self._shown_query: str | None = None  # the search the concept list answers ("": the passage's own)
         self._generate_when_shown = False  # Generate was asked for before the list answered the search
+        self._generated_query: str | None = None  # the search the candidates (shown or coming) answer
         self._passed_on: weakref.WeakSet[events.Key] = weakref.WeakSet()  # keys on_key passed to the search box
         self._headline = ""
 
@@ -320,6 +321,7 @@ class SteerPane(Vertical):
         self.tracker = PassageTracker(start, end, self.original, on_change=self._passage_changed)
         self.tracker.attach(self.text_area)
         self.candidates, self.result, self._span_concepts = [], None, None
+        self._generated_query = None
         shown = self.original.strip().replace("\n", " ⏎ ")
         self.query_one("#original", Static).update(Text(shown if len(shown) <= 300 else shown[:300] + "…"))
         self.query_one("#passage-note", Static).update("")
@@ -415,7 +417,10 @@ class SteerPane(Vertical):
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self) -> None:
-        focus_now(self.query_one("#concepts", OptionList))
+        """Enter in the search box goes where its answer is: to the candidates when they answer this search
+        (generated, or generating, from it: Ctrl+G in the box), else to the concepts found for it."""
+        answered = (self.candidates or self.generating) and self._generated_query == self._query()
+        focus_now(self.query_one("#candidates" if answered else "#concepts", OptionList))
 
     def on_steer_pane_concepts(self, message: "SteerPane.Concepts") -> None:
         message.stop()
@@ -521,6 +526,7 @@ class SteerPane(Vertical):
         self._cancel = threading.Event()
         self.candidates = []
         self.result = None
+        self._generated_query = query
         self.query_one("#candidates", OptionList).clear_options()
         self.query_one("#accept", Button).disabled = True
         label = self.steerer.label(request.features[0][0])
@@ -618,9 +624,11 @@ class SteerPane(Vertical):
         if candidates:
             box.highlighted = 0 if ranked or keep is None else min(keep, len(candidates) - 1)
             self.query_one("#accept", Button).disabled = False
-            # Never take the focus from the text: only move it within the pane.
-            if ranked and self.has_focus_within and not self.query_one("#search", Input).has_focus:
-                box.focus()
+            # Never take the focus from the text: only move it within the pane, and not from a search the
+            # writer has changed since (typing another query meanwhile)
+            search = self.query_one("#search", Input)
+            if ranked and self.has_focus_within and (not search.has_focus or self._query() == self._generated_query):
+                focus_now(box)
 
     # ----- accepting, leaving and closing ------------------------------------------------------------------
     @on(OptionList.OptionSelected, "#candidates")
