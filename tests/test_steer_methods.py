@@ -31,6 +31,7 @@ from morph.features.steering import (
     MARK_LENGTH,
     MARK_MEANING,
     MARK_META,
+    MARK_REPEATS,
     MARK_UNCHANGED,
     MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
@@ -46,6 +47,7 @@ from morph.features.steering import (
     meaning_similarity,
     meta_tokens,
     rank_candidates,
+    repeats_itself,
     talks_about_the_text,
 )
 
@@ -177,6 +179,49 @@ def test_the_banned_tokens_are_never_sampled(chat_steerer, monkeypatch):
     assert plan.banned_first == (token,)
     for candidate in chat_steerer.run(TEXT, START, END, request).candidates:
         assert chat_steerer.lens.tokenizer(candidate.text.strip(), add_special_tokens=False)["input_ids"][0] != token
+
+
+def test_a_candidate_that_copied_the_original_up_to_its_stop_goes_on(chat_steerer, monkeypatch):
+    """A reply that has given the original back up to its final stop may not stop there (nor end its turn): it
+    goes on. Here the greedy reply's first two words stand for the original, and the token it went on with
+    for a stop: run again, it takes another."""
+    import morph.features.steering as steering
+
+    assert steering._copy_stem("The crowd went quiet.") == "The crowd went quiet"
+    assert steering._copy_stem('He said "no."') == 'He said "no' and steering._copy_stem("and then") == ""
+    request = SteerRequest.single(3, 0.0, n=1, method="prompt", concept="calmer", temperature=0, max_tokens=8)
+    plain = chat_steerer.run(TEXT, START, END, request).candidates[0].text.strip()
+    stem, following = plain[:2], plain[2]  # (the tiny model's reply is no English: any characters do)
+    monkeypatch.setattr(steering, "_copy_stem", lambda core: stem)
+    masks = Steerer._token_masks
+    tokenizer = chat_steerer.lens.tokenizer
+
+    def with_a_stop(self, vocab):
+        space, newline, ends = masks(self, vocab)
+        texts = tokenizer.batch_decode([[i] for i in range(vocab)])
+        return space, newline, ends | torch.tensor([t.strip()[:1] == following for t in texts])
+
+    monkeypatch.setattr(Steerer, "_token_masks", with_a_stop)
+    again = chat_steerer.run(TEXT, START, END, request).candidates[0].text.strip()
+    assert again.startswith(stem) and again[2:3] != following
+
+
+def test_a_candidate_caught_in_a_loop_is_marked(chat_steerer):
+    original = "The flat was small, but the kitchen window caught the morning light."
+    assert repeats_itself(original + " So the flat was small, but the kitchen window", original)
+    assert not repeats_itself("The flat was small, and the kitchen window caught the light.", original)
+    assert not repeats_itself("A b c d. A b c d.", "A b c d. A b c d.")  # the original says it twice too
+    import copy as copying
+
+    from morph.features.steering import OriginalScore, _Row, _target
+
+    plan = chat_steerer._plan(TEXT, START, END, SteerRequest.single(3, "auto", n=2, method="hybrid",
+                                                                    concept="calmer"))
+    reading = chat_steerer._reading(plan)
+    score = OriginalScore(plan.core, _target(plan, reading.features), reading.fluency, reading.n_tokens)
+    looped = chat_steerer._candidate(plan, _Row(0, torch.Generator()), plan.core + " The lamps were lit along the"
+                                     " harbour.", score, copying.deepcopy(reading.cache))
+    assert MARK_REPEATS in looped.marks
 
 
 def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():

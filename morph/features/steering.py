@@ -37,7 +37,9 @@ How a request runs
    one, a clause mark (, ; :) if it ends with one, else a word boundary; it stops at a line break unless
    the original spans lines; hard cap 2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens.
    A chat reply loses a "Here is the rewritten sentence:" preamble, a first line that only announces the
-   rewrite, and wrapping quotes (`clean_reply`, `drop_announcement`).
+   rewrite, and wrapping quotes (`clean_reply`, `drop_announcement`). A candidate that has copied the
+   original sentence up to its final stop may not end there (`_copy_stem`): it goes on, which is where a
+   small instruct model that kept the sentence adds what was asked ("..., a beautiful sight in winter.").
    The original's leading and trailing whitespace is kept around the candidate's words.
 5. Verification, by the UNSTEERED model reading (text before + candidate), for every candidate:
    - concept: target_activation = the mean over the candidate's tokens of sum_i w_i * f_i (w_i = |s_i| /
@@ -51,7 +53,8 @@ How a request runs
      AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
      token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
      original given back word for word (a small instruct model often copies it) or MARK_META for a comment
-     on the text instead of a rewrite (`talks_about_the_text`). Ranking: unmarked first, then fewer marks,
+     on the text instead of a rewrite (`talks_about_the_text`), MARK_REPEATS for a candidate that says
+     the same words twice over where the original does not (`repeats_itself`). Ranking: unmarked first, then fewer marks,
      unchanged and comments last; then the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
@@ -144,6 +147,7 @@ MARK_FLUENCY = "less fluent"
 MARK_MEANING = "meaning drifted"
 MARK_LENGTH = "length off"
 MARK_UNCHANGED = "unchanged"  # the original again, word for word: no rewrite at all, ranked last
+MARK_REPEATS = "repeats itself"  # the same run of words twice (a generation caught in a loop)
 MARK_META = "talks about the text"  # a comment on the rewrite instead of one (talks_about_the_text): ranked last
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
@@ -268,7 +272,8 @@ class Candidate:
     length_ratio: float = 1.0  # words of the candidate / words of the original
     strength: float | None = None  # the strength multiplier it was steered at (None: no vector)
     parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
-    marks: tuple[str, ...] = ()  # what it fails: MARK_UNCHANGED, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH
+    marks: tuple[str, ...] = ()  # what it fails: MARK_UNCHANGED, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH,
+    # MARK_REPEATS, MARK_META
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,26 @@ def talks_about_the_text(candidate: str, original: str) -> bool:
     new = set(_WORDS.findall(candidate.lower())) - set(_WORDS.findall(original.lower()))
     return (bool(new & _META_WORDS) or _META_OPENING.match(candidate.strip()) is not None
             or (_META_ANYWHERE.search(candidate) is not None and _META_ANYWHERE.search(original) is None))
+
+
+REPEAT_WORDS = 4  # a run of this many words said twice, where the original does not, repeats itself
+
+
+def repeats_itself(candidate: str, original: str) -> bool:
+    """Whether the candidate holds a run of REPEAT_WORDS words (and punctuation) twice that the original does
+    not hold twice: "..., so the flat was small, but the kitchen window caught ..." after "The flat was
+    small, but the kitchen window ...". A loop reads fluently to the model and keeps the original's words,
+    so neither the fluency nor the meaning score catches it."""
+    def twice(text: str) -> set[tuple[str, ...]]:
+        words = _WORDS.findall(text.lower())
+        runs = [tuple(words[i:i + REPEAT_WORDS]) for i in range(len(words) - REPEAT_WORDS + 1)]
+        seen: set[tuple[str, ...]] = set()
+        doubled = set()
+        for run in runs:
+            (doubled if run in seen else seen).add(run)
+        return doubled
+
+    return bool(twice(candidate) - twice(original))
 
 
 _META_OPENERS = ("Here", "Sure", "Certainly", "Instead", "I")  # how the comments open, never how the rewrites
@@ -445,6 +470,19 @@ def _end_kind(core: str) -> str:
     if _CLAUSE_END.search(core):
         return "clause"
     return "word"
+
+
+SENTENCE_ENDS = frozenset(".!?…")
+
+
+def _copy_stem(core: str) -> str:
+    """The original sentence less its final stop ("" when it has none): a candidate that has copied the
+    original up to there may not end it (`Steerer._generate`); it goes on instead, where a rewrite that kept
+    the sentence adds what the instruction asks ("..., and the crowd rejoiced."), and no candidate of the
+    batch is spent on the original word for word."""
+    core = core.strip()
+    match = _SENTENCE_END.search(core)
+    return core[:match.start()].rstrip() if match and match.start() > 0 else ""
 
 
 def _at_sentence_end(body: str) -> bool:
@@ -840,8 +878,9 @@ class Steerer:
         return add
 
     # ----- generation -------------------------------------------------------------------------------------
-    def _token_masks(self, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens that start with a space and have a word, tokens that contain a line break) over the vocab."""
+    def _token_masks(self, vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens that start with a space and have a word, tokens that contain a line break, tokens that open
+        with a sentence's end: . ! ? …) over the vocab."""
         import torch
 
         if self._space_mask is None or self._space_mask[0].shape[0] != vocab:
@@ -852,7 +891,9 @@ class Steerer:
             space[:n] = torch.tensor([t.startswith(" ") and bool(t.strip()) for t in texts])
             newline = torch.zeros(vocab, dtype=torch.bool)
             newline[:n] = torch.tensor(["\n" in t for t in texts])
-            self._space_mask = (space, newline)
+            ends = torch.zeros(vocab, dtype=torch.bool)
+            ends[:n] = torch.tensor([t.strip()[:1] in SENTENCE_ENDS and bool(t.strip()) for t in texts])
+            self._space_mask = (space, newline, ends)
         return self._space_mask
 
     def _stop_ids(self) -> set[int]:
@@ -1120,6 +1161,7 @@ class Steerer:
         generated = 0
         cancelled = False
         need_space = bool(plan.moved) and not plan.chat
+        copy_stem = _copy_stem(plan.core)
         tok = self.lens.tokenizer
         for step in range(plan.cap):
             if cancel is not None and cancel.is_set():
@@ -1137,6 +1179,14 @@ class Steerer:
                 logits[:, list(plan.banned)] = -math.inf
             if step == 0 and plan.banned_first:
                 logits[:, list(plan.banned_first)] = -math.inf
+            if copy_stem:  # a row that has copied the original up to its last stop may not end it there
+                copying = [k for k, row in enumerate(active) if row.text.strip() == copy_stem]
+                if copying:
+                    _, newline, ends = self._token_masks(logits.shape[-1])
+                    ending = (ends | newline).to(logits.device)
+                    for k in copying:
+                        logits[k, ending] = -math.inf
+                        logits[k, list(stop_ids)] = -math.inf
             if step == 0 and need_space:
                 allowed = self._token_masks(logits.shape[-1])[0].to(logits.device)
                 if bool(allowed.any()):
@@ -1209,6 +1259,8 @@ class Steerer:
             marks = (MARK_UNCHANGED,) + marks
         elif talks_about_the_text(core, plan.core):
             marks = (MARK_META,) + marks
+        if repeats_itself(core, plan.core):
+            marks = marks + (MARK_REPEATS,)
         steered = any(plan.coeffs)
         strength = None
         if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
