@@ -250,3 +250,46 @@ def test_serve_refuses_a_public_address_without_a_key_and_a_port_in_use(capsys, 
         assert main(["serve", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "in use" in err
+
+
+def test_steering_takes_turns_on_the_model_a_token_step_at_a_time(engine, monkeypatch):
+    """Steered completions (Neuronpedia's route, streamed or not), Morph's steering stream and reading a
+    selection ahead wait for their turn before each step and give it up at the end, so another client's
+    keystroke waits for one step of a rewrite, not all of it (morph.server.turns)."""
+    import json
+
+    from morph.features.steering import SteerRequest
+    from morph.server import app as server_app
+    from morph.server.turns import FairTurns
+    from morph.server.wire import to_json
+
+    calls: list[str] = []
+
+    class Counting(FairTurns):
+        def checkpoint(self) -> None:
+            calls.append("checkpoint")
+            super().checkpoint()
+
+        def done(self) -> None:
+            calls.append("done")
+            super().done()
+
+    monkeypatch.setattr(server_app, "FairTurns", Counting)
+    client = client_for(engine)
+    assert client.post("/v1/steer/completion", json=steer_request(engine)).status_code == 200
+    assert calls.count("checkpoint") >= 12 and calls[-1] == "done"  # 6 tokens, steered and not
+    calls.clear()
+    assert client.post("/v1/steer/completion", json=steer_request(engine, stream=True)).status_code == 200
+    assert calls.count("checkpoint") >= 12 and calls[-1] == "done"
+    calls.clear()
+    text = "The river ran past the old mill. The lamps were lit."
+    request = SteerRequest.single(3, 2.0, n=2, max_tokens=5, seed=1)
+    response = client.post("/v1/morph/steer/stream", json={"stream": "s1", "text": text, "start": 0, "end": 32,
+                                                          "request": to_json(request)})
+    assert response.status_code == 200
+    events = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+    assert events[-1]["type"] == "done"
+    assert calls.count("checkpoint") >= len(events) and calls[-1] == "done"
+    calls.clear()
+    assert client.post("/v1/morph/steer/prepare", json={"text": text, "start": 0, "end": 32}).status_code == 200
+    assert calls == ["checkpoint", "done"]

@@ -21,7 +21,8 @@ Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
 The analysis of a request runs in a thread of its own that only puts lines in a queue; the response reads
 the queue. A client that goes away (or a newer request for the same document) sets the document's cancel
 flag, which stops the analysis at its next step: no analysis is ever left holding a document's analyzer.
-Requests of different clients take fair turns on the model between their steps (morph.server.turns).
+Requests of different clients take fair turns on the model between their steps (morph.server.turns):
+analysis blocks and layers, steering's token steps.
 Neuronpedia's activation requests that arrive while the model is busy run together, as one padded forward
 pass (Engine.prompt_batches, morph.features.batching). A document's analysis is not batched with other
 clients' work: it continues from its own key/value cache, and a keystroke's work is a few tokens of one
@@ -207,8 +208,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     from morph.server import neuronpedia, steer_routes
 
-    neuronpedia.add_routes(app, engine, settings.neuronpedia, stream_response)
-    steer_routes.add_routes(app, engine, check_text, stream_response)
+    neuronpedia.add_routes(app, engine, settings.neuronpedia, stream_response, turns)
+    steer_routes.add_routes(app, engine, check_text, stream_response, turns)
     return Guard(app, settings.secret_key, limits)
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from morph.features.engine import Engine
     from morph.features.prompts import Steering
+    from morph.server.turns import FairTurns
 
 MAX_PROMPT_TOKENS = 4096
 MAX_COMPLETION_TOKENS = 1024
@@ -234,10 +235,14 @@ def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Nam
     return last
 
 
-def add_routes(app: FastAPI, engine: Engine, names: Names,
-               stream_response: Callable[..., StreamingResponse]) -> None:
+def add_routes(app: FastAPI, engine: Engine, names: Names, stream_response: Callable[..., StreamingResponse],
+               turns: FairTurns | None = None) -> None:
     """Neuronpedia's three routes on `app`; a steering request with `stream: true` gets server-sent events,
-    `data: <the response so far>` after each token, through `stream_response` (morph.server.app's)."""
+    `data: <the response so far>` after each token, through `stream_response` (morph.server.app's). Steered
+    completions take `turns` on the model with the other requests, a token at a time."""
+    from morph.server.turns import FairTurns, taking_turns
+
+    turns = turns if turns is not None else FairTurns()
 
     @app.post("/v1/activation/topk-by-token")
     def topk_by_token_route(request: TopkByTokenRequest) -> dict:
@@ -249,8 +254,10 @@ def add_routes(app: FastAPI, engine: Engine, names: Names,
 
     @app.post("/v1/steer/completion")
     def steer_completion_route(request: SteerCompletionRequest):
-        if not request.stream:
-            return steer_completion(engine, request, names)
         edit = steer_edit(engine, request, names)  # a bad request is a 400 before the stream begins
+        if not request.stream:
+            *_, last = taking_turns(turns, steer_outputs(engine, request, edit))
+            return last
         cancel = threading.Event()
-        return stream_response(steer_outputs(engine, request, edit, cancel.is_set), cancel, sse=True)
+        return stream_response(taking_turns(turns, steer_outputs(engine, request, edit, cancel.is_set)), cancel,
+                               sse=True)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fastapi.responses import StreamingResponse
 
     from morph.features.engine import Engine
+    from morph.server.turns import FairTurns
 
 KIND = {"SteerProgress": "progress", "CandidateReady": "candidate", "SteerDone": "done"}
 
@@ -73,9 +74,15 @@ class CancelRequest(BaseModel):
 
 
 def add_routes(app: FastAPI, engine: Engine, check_text: Callable[[str], None],
-               stream_response: Callable[[Iterator[dict], threading.Event], StreamingResponse]) -> None:
+               stream_response: Callable[[Iterator[dict], threading.Event], StreamingResponse],
+               turns: FairTurns | None = None) -> None:
+    """Steering's routes on `app`; generation and reading ahead take `turns` on the model with the other
+    requests (a token step at a time)."""
     from morph.errors import InputError
     from morph.features.steering import SteerRequest
+    from morph.server.turns import FairTurns, one_turn, taking_turns
+
+    turns = turns if turns is not None else FairTurns()
 
     steerer = engine.steerer()
     running: dict[str, threading.Event] = {}
@@ -105,7 +112,8 @@ def add_routes(app: FastAPI, engine: Engine, check_text: Callable[[str], None],
     @app.post("/v1/morph/steer/prepare")
     def prepare(request: PrepareRequest) -> dict:
         check_text(request.text)
-        steerer.prepare(request.text, request.start, request.end, request.method)
+        with one_turn(turns):
+            steerer.prepare(request.text, request.start, request.end, request.method)
         return {"prepared": True}
 
     @app.post("/v1/morph/steer/stream")
@@ -122,7 +130,7 @@ def add_routes(app: FastAPI, engine: Engine, check_text: Callable[[str], None],
 
         def lines() -> Iterator[dict]:
             try:
-                for event in events:
+                for event in taking_turns(turns, events):
                     yield {"type": KIND[type(event).__name__], "event": to_json(event)}
             finally:
                 with lock:

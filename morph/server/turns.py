@@ -7,13 +7,20 @@ queues behind the others. So when one editor opens a long document (many batches
 typist's block goes between two of the long analysis's batches instead of after all of them. A checkpoint
 reached while the thread holds the model's lock (Lens.lock) (between the layers of a forward pass) never waits:
 the request waiting could not run the model before that pass ends anyway, and waiting there would deadlock.
+
+Steering takes turns the same way, a token step at a time (`taking_turns`), and so do `prepare` and
+Neuronpedia's steered completions: a writer's keystroke waits for one step of another's rewrite, not for all
+of it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 class FairTurns:
@@ -54,3 +61,29 @@ def owns(lock: object) -> Callable[[], bool]:
     """Whether the calling thread holds re-entrant `lock` (threading.RLock), where the runtime says."""
     is_owned = getattr(lock, "_is_owned", None)
     return (lambda: bool(is_owned())) if callable(is_owned) else (lambda: True)
+
+
+def taking_turns(turns: FairTurns, steps: Iterable[T]) -> Iterator[T]:
+    """`steps`, each one computed in a turn of its own (a checkpoint before each), the turn given up at the end
+    (or when the consumer stops early)."""
+    try:
+        it = iter(steps)
+        while True:
+            turns.checkpoint()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        turns.done()
+
+
+@contextmanager
+def one_turn(turns: FairTurns) -> Iterator[None]:
+    """A request of one step (reading a selection ahead): it waits for its turn and gives it up after."""
+    turns.checkpoint()
+    try:
+        yield
+    finally:
+        turns.done()
