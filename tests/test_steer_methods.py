@@ -444,7 +444,7 @@ def test_the_chat_request_follows_one_worked_rewrite():
                              instruction_for("angrier"))
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert "The meeting ran long again." in messages[0]["content"]
-    assert messages[1]["content"].startswith(instruction_for("happier")) and messages[2]["content"]
+    assert messages[1]["content"].startswith(instruction_for("more vivid")) and messages[2]["content"]
     assert messages[3]["content"] == instruction_for("angrier") + "\nBy six the office was empty."
     plain = chat_messages("", "By six the office was empty.", instruction_for(""))
-    assert plain[1]["content"].startswith(instruction_for("") + "\n") and "happier" not in plain[2]["content"]
+    assert plain[1]["content"].startswith(instruction_for("") + "\n") and "vivid" not in plain[1]["content"]

@@ -526,10 +526,12 @@ def _last_sentences(before: str, limit: int) -> str:
 
 
 # One worked exchange before the request: a small instruct model told only "Rewrite this sentence so that it
-# is angrier:" often continues the text, comments on it or copies it; shown one rewrite, it rewrites.
+# is angrier:" often continues the text, comments on it or copies it; shown one rewrite, it rewrites. The
+# example's concept is one no writer's concept leans on: with "happier" ("... and we laughed about it.") the
+# rewrites toward calmer, sadder or angrier laughed too.
 EXAMPLE_SENTENCE = "The bus was late and it started to rain."
 EXAMPLE_REWRITES = {  # by whether the instruction names a concept
-    True: ("happier", "The bus was late, but the rain was warm and we laughed about it."),
+    True: ("more vivid", "The bus was late, and cold rain began to drum on the roof."),
     False: ("", "The bus ran late, and then the rain began."),
 }
 
