@@ -54,8 +54,9 @@ How a request runs
      token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
      original given back word for word (a small instruct model often copies it) or MARK_META for a comment
      on the text instead of a rewrite (`talks_about_the_text`), MARK_REPEATS for a candidate that says
-     the same words twice over where the original does not (`repeats_itself`). Ranking: unmarked first, then fewer marks,
-     unchanged and comments last; then the combined score; marked candidates are shown, never hidden.
+     the same words twice over where the original does not (`repeats_itself`). Ranking: unmarked first,
+     then fewer marks, unchanged and comments last; then the combined score; marked candidates are shown,
+     never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
@@ -274,8 +275,8 @@ class Candidate:
     length_ratio: float = 1.0  # words of the candidate / words of the original
     strength: float | None = None  # the strength multiplier it was steered at (None: no vector)
     parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
-    marks: tuple[str, ...] = ()  # what it fails: MARK_UNCHANGED, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH,
-    # MARK_REPEATS, MARK_META
+    # what it fails: MARK_UNCHANGED, MARK_META, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH, MARK_REPEATS
+    marks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

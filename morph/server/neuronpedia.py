@@ -228,13 +228,6 @@ def steer_outputs(engine: Engine, request: SteerCompletionRequest, edit: Steerin
     yield response()
 
 
-def steer_completion(engine: Engine, request: SteerCompletionRequest, names: Names = NAMES) -> dict:
-    """Completions of the prompt with (STEERED) and without (DEFAULT) the steering at the hook."""
-    edit = steer_edit(engine, request, names)
-    *_, last = steer_outputs(engine, request, edit)
-    return last
-
-
 def add_routes(app: FastAPI, engine: Engine, names: Names, stream_response: Callable[..., StreamingResponse],
                turns: FairTurns | None = None) -> None:
     """Neuronpedia's three routes on `app`; a steering request with `stream: true` gets server-sent events,
