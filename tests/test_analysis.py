@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morph.features.analysis import (AnalysisCancelled, AnalysisConfig, Analyzer, cut_blocks, cut_segments,
-                                     find_paragraphs)
+                                     find_paragraphs, markup_lead)
 
 TEXT = (
     "The river ran past the old mill, and the miller's daughter watched the water.\n"
@@ -59,6 +59,23 @@ def test_paragraph_summaries(tiny_lens):
     assert summary.explained_variance is not None and summary.explained_variance < 1.0
     maxes = [f.max for f in summary.features[:5]]
     assert maxes == sorted(maxes, reverse=True)
+
+
+def test_a_headings_mark_is_markup_not_a_word_the_paragraph_ranks(tiny_lens):
+    """A paragraph that opens with a Markdown mark ("# ", "> ", "- ", "1. ") ranks its features over its words
+    only: on a text's first line the model reads "#" as a text's start, and features that fire there filled
+    the heading's list. Its token count and explained variance still cover the mark."""
+    assert [markup_lead(p) for p in ("# The Storm", "### Three", "> quoted", "- item", "12. item", "#tag",
+                                     "The end", "  - nested")] == [2, 4, 2, 2, 4, 0, 0, 4]
+    text = "# The river and the mill\n\nIn the evening the lamps were lit along the harbour.\n"
+    analysis = Analyzer(tiny_lens).analyze(text)
+    assert analysis.markup == [2, 0]
+    summary = analysis.summary(0, k=5)
+    a, b = analysis.tokens_in(0, summary.end)
+    words, _ = analysis.tokens_in(2, summary.end)
+    assert words > a and summary.n_tokens == b - a
+    assert summary.features == tuple(analysis.span_features(words, b, 5))
+    assert analysis.summary(1, 5).features == tuple(analysis.span_features(*analysis.tokens_in(*analysis.paragraphs[1]), 5))
 
 
 def test_blocks_tile_the_tokens_and_respect_limits(tiny_lens):

@@ -27,7 +27,7 @@ def assert_same(local: Analysis, remote: Analysis) -> None:
         assert a.dtype == b.dtype, name
         assert a.shape == b.shape, name
         assert np.array_equal(a, b), name
-    assert local.paragraphs == remote.paragraphs
+    assert local.paragraphs == remote.paragraphs and local.markup == remote.markup
     assert local.text_length == remote.text_length and local.generation == remote.generation
     assert local.d_sae == remote.d_sae
     assert local.summaries(5) == remote.summaries(5)
@@ -63,6 +63,9 @@ def test_remote_analysis_equals_local_element_for_element(tiny_lens, server):
     remote = RemoteEngine(server.url)
     assert remote.model_name == local.model_name and remote.sae_name == local.sae_name
     assert_same(local.analyze(TEXT, 1), remote.analyze(TEXT, 1))
+    headed = "# The lighthouse\n\n" + TEXT  # a paragraph's opening mark travels too
+    assert_same(local.analyze(headed, 4), remote.analyze(headed, 4))
+    assert remote.analyze(headed, 5).markup[0] == 2
     # a keystroke in the middle: the same numbers, incrementally on both sides
     at = TEXT.index("baker") + 5
     edited = TEXT[:at] + "s" + TEXT[at:]

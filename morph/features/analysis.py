@@ -148,6 +148,7 @@ class Analysis:
     stats: AnalysisStats
     d_sae: int
     norms: FeatureNorms | None = None  # corpus statistics that rank features (None: rank by activation)
+    markup: list[int] = field(default_factory=list)  # per paragraph: the length of its opening mark (markup_lead)
     _summaries: dict = field(default_factory=dict, repr=False)
     _feature_cache: dict = field(default_factory=dict, repr=False)
 
@@ -224,13 +225,18 @@ class Analysis:
         return None
 
     def summary(self, index: int, k: int = 10) -> ParagraphSummary:
+        """Paragraph `index`: its tokens, the variance the SAE explains over them, and its k most distinctive
+        features, ranked over its words: a Markdown heading's, list item's or quotation's opening mark is
+        markup (`markup_lead`; on a text's first line the model reads "#" as a text's start and features
+        such as "away · tuesday · letter" fire on it, above "rain · weather · wind" on "# The Storm")."""
         key = (index, k)
         if key not in self._summaries:
             start, end = self.paragraphs[index]
             a, b = self.tokens_in(start, end)
-            self._summaries[key] = ParagraphSummary(
-                start, end, b - a, tuple(self.span_features(a, b, k)), self.explained_variance(a, b)
-            )
+            lead = self.markup[index] if index < len(self.markup) else 0
+            words, _ = self.tokens_in(start + lead, end)
+            ranked = self.span_features(words, b, k) if words < b else self.span_features(a, b, k)
+            self._summaries[key] = ParagraphSummary(start, end, b - a, tuple(ranked), self.explained_variance(a, b))
         return self._summaries[key]
 
     def summaries(self, k: int = 10) -> list[ParagraphSummary]:
@@ -283,6 +289,20 @@ class Analysis:
             score[counts > max_share * (b - a)] = 0
         order = [j for j in np.argsort(-score)[:n] if score[j] > min_score]
         return [(int(uniq[j]), float(score[j])) for j in order]
+
+
+_MARKUP_LEAD = re.compile(r"[ \t]*(?:#{1,6}|>|[-*+]|\d{1,3}[.)])[ \t]+")
+
+
+def markup_lead(paragraph: str) -> int:
+    """The length of the Markdown mark that opens a paragraph ("# ", "> ", "- ", "1. "), else 0."""
+    match = _MARKUP_LEAD.match(paragraph)
+    return match.end() if match else 0
+
+
+def paragraph_marks(text: str, paragraphs: list[tuple[int, int]]) -> list[int]:
+    """Per paragraph, the length of the Markdown mark that opens it (`markup_lead`)."""
+    return [markup_lead(text[a:b]) for a, b in paragraphs]
 
 
 def find_paragraphs(text: str) -> list[tuple[int, int]]:
@@ -576,8 +596,9 @@ class Analyzer:
             values = np.zeros(0, dtype=np.float32)
             x = np.zeros((0, self.lens.d_model), dtype=np.float16)
             sse = np.zeros(0, dtype=np.float32)
+        paragraphs = find_paragraphs(text)
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
-                        find_paragraphs(text), stats, self.lens.d_sae, self.norms)
+                        paragraphs, stats, self.lens.d_sae, self.norms, paragraph_marks(text, paragraphs))
 
     def _compute(self, runs: list[_Run], layout: "_Layout", step: Callable[[], None]) -> Iterator[tuple[int, int]]:
         """Run the model + SAE over `runs`: a lone run, or one that extends a kept window (the rest of the

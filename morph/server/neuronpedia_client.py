@@ -22,7 +22,7 @@ import numpy as np
 
 from morph.errors import InputError, ServerError
 from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent, AnalysisStats, BlockProgress,
-                                     FinalResult, drain, find_paragraphs)
+                                     FinalResult, drain, find_paragraphs, paragraph_marks)
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
 from morph.features.labels import FeatureInfo
 
@@ -188,9 +188,11 @@ class NeuronpediaEngine:
         values = np.array([v for r in rows for _, v in r], dtype=np.float32)
         if len(indices):
             self._d_sae = max(self._d_sae, int(indices.max()) + 1)
+        paragraphs = find_paragraphs(text)
         return Analysis(generation, len(text), np.full(n, -1, dtype=np.int64),
                         np.array(spans, dtype=np.int64).reshape(-1, 2),
                         np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), indices, values,
-                        np.zeros((n, 1), dtype=np.float16), np.zeros(n, dtype=np.float32), find_paragraphs(text),
-                        AnalysisStats(elapsed, n, n, len(parts), 0, True), self._d_sae, None)
+                        np.zeros((n, 1), dtype=np.float16), np.zeros(n, dtype=np.float32), paragraphs,
+                        AnalysisStats(elapsed, n, n, len(parts), 0, True), self._d_sae, None,
+                        paragraph_marks(text, paragraphs))
 

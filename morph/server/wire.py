@@ -121,7 +121,8 @@ def rows(analysis: Analysis, a: int, b: int) -> Analysis:
     lo, hi = int(analysis.indptr[a]), int(analysis.indptr[b])
     return Analysis(analysis.generation, analysis.text_length, analysis.token_ids[a:b], analysis.offsets[a:b],
                     analysis.indptr[a:b + 1] - lo, analysis.indices[lo:hi], analysis.values[lo:hi],
-                    analysis.hook_acts[a:b], analysis.sse[a:b], analysis.paragraphs, analysis.stats, analysis.d_sae)
+                    analysis.hook_acts[a:b], analysis.sse[a:b], analysis.paragraphs, analysis.stats, analysis.d_sae,
+                    markup=analysis.markup)
 
 
 def make_delta(revision: int, new: Analysis, base: tuple[int, Analysis] | None) -> AnalysisDelta:
@@ -150,7 +151,7 @@ def apply_delta(delta: AnalysisDelta, base: Analysis | None, norms: FeatureNorms
                     np.concatenate([p.token_ids for p in parts]), np.concatenate([p.offsets for p in parts]),
                     indptr, np.concatenate([p.indices for p in parts]), np.concatenate([p.values for p in parts]),
                     np.concatenate([p.hook_acts for p in parts]), np.concatenate([p.sse for p in parts]),
-                    list(mid.paragraphs), mid.stats, mid.d_sae, norms)
+                    list(mid.paragraphs), mid.stats, mid.d_sae, norms, list(mid.markup))
 
 
 def analysis_to_json(analysis: Analysis) -> dict:
@@ -160,7 +161,8 @@ def analysis_to_json(analysis: Analysis) -> dict:
         "indptr": encode_array(analysis.indptr), "indices": encode_array(analysis.indices),
         "values": encode_array(analysis.values), "hook_acts": encode_array(analysis.hook_acts),
         "sse": encode_array(analysis.sse),
-        "paragraphs": [list(p) for p in analysis.paragraphs], "d_sae": analysis.d_sae,
+        "paragraphs": [list(p) for p in analysis.paragraphs], "markup": list(analysis.markup),
+        "d_sae": analysis.d_sae,
         "stats": {"elapsed_s": analysis.stats.elapsed_s, "total_tokens": analysis.stats.total_tokens,
                   "computed_tokens": analysis.stats.computed_tokens,
                   "computed_blocks": analysis.stats.computed_blocks,
@@ -178,7 +180,7 @@ def analysis_from_json(data: dict, norms: FeatureNorms | None = None) -> Analysi
             [(int(a), int(b)) for a, b in data["paragraphs"]],
             AnalysisStats(float(stats["elapsed_s"]), int(stats["total_tokens"]), int(stats["computed_tokens"]),
                           int(stats["computed_blocks"]), int(stats["reused_blocks"]), bool(stats["complete"])),
-            int(data["d_sae"]), norms)
+            int(data["d_sae"]), norms, [int(n) for n in data.get("markup", [])])
     except (KeyError, TypeError, ValueError) as err:
         raise WireError(f"bad analysis on the wire: {err!r}") from None
 
