@@ -84,6 +84,7 @@ def test_concept_in_words_like_this_and_methods(doc, lens_args, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert report["method"] == "continuation" and report["concept"] == f"more {word}"
+    assert report["note"] is None  # a label holds the word
     assert report["auto_strength"] and report["strength"] is None and len(report["ladder"]) == 2
     assert 1 <= len(report["features"]) <= 2
     for f in report["features"]:

@@ -14,11 +14,13 @@ import torch
 
 from morph.errors import InputError
 from morph.features.concepts import (
+    ConceptMatch,
     concept_words,
     concepts_for_words,
     derived_forms,
     direction_of,
     output_scores,
+    unlabelled_note,
     word_stem,
 )
 from morph.features.labels import load_labels
@@ -283,6 +285,14 @@ def test_concept_words_and_direction():
     assert instruction_for("") == "Rewrite this sentence:"
 
 
+def test_words_no_label_holds_get_a_note():
+    junk = ConceptMatch(686, "thank · data · site", 0.0, 1.1, 1.0, "fires more on your words", "example")
+    sea = ConceptMatch(42, "sea · ocean", 0.9, 2.0, 3.0, "labels hold 'sea'")
+    assert "no feature's label holds 'sadder'" in unlabelled_note("sadder", [junk])
+    assert unlabelled_note("about the sea", [junk, sea]) is None
+    assert unlabelled_note("", [junk]) is None and unlabelled_note("sadder", []) is None
+
+
 def test_word_stems_and_derived_forms():
     assert [word_stem(w) for w in ("calmer", "angrily", "angrier", "sadder", "animals", "smaller", "glass", "sea")] \
         == ["calm", "angry", "angry", "sad", "animal", "small", None, None]
@@ -405,8 +415,6 @@ def test_prompt_only_candidates_carry_no_strength(chat_steerer):
 
 
 def test_for_matches_weights_features_by_their_ranking(tiny_lens):
-    from morph.features.concepts import ConceptMatch
-
     matches = [ConceptMatch(3, "a", 1.0, 2.0, 2.0, "why"), ConceptMatch(5, "b", 0.0, 1.0, 1.0, "why")]
     request = SteerRequest.for_matches(matches, "calmer", "auto", method="hybrid")
     assert request.auto_strength and request.concept == "calmer"

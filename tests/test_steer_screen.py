@@ -486,3 +486,25 @@ async def test_enter_after_generating_from_the_search_box_accepts():
         assert search.has_focus
         await pilot.press("enter")
         assert pane.query_one("#concepts", OptionList).has_focus
+
+
+async def test_words_no_label_holds_are_said_so():
+    """When no feature's label holds the writer's words or a near word (this SAE has no feature for
+    "sadder"), the concept list says so above the features that only fire on the words."""
+    class Unlabelled(FakeSteerer):
+        def concepts_for(self, words, text, start, end, k=8, example=None):
+            return [ConceptMatch(686, "thank · data · site", 0.0, 1.1, 1.0, "fires more on your words", "example"),
+                    ConceptMatch(42, "sea · ocean", 0.9, 2.0, 3.0, "labels hold 'sea'", "label")][:1 if "sad" in words
+                                                                                                  else 2]
+
+    app = Host(Unlabelled())
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        concepts = pane.query_one("#concepts", OptionList)
+        pane.query_one("#search", Input).value = "sadder"
+        await settle(pilot, lambda: pane.chosen_feature() == 686)
+        note = str(concepts.get_option_at_index(0).prompt)
+        assert "no feature's label holds 'sadder'" in note
+        pane.query_one("#search", Input).value = "about the sea"
+        await settle(pilot, lambda: concepts.option_count == 3)
+        assert "features for 'about the sea'" in str(concepts.get_option_at_index(0).prompt)

@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from morph.commands.common import engine_from_args, read_input
     from morph.errors import InputError
-    from morph.features.concepts import direction_of
+    from morph.features.concepts import direction_of, unlabelled_note
     from morph.features.steering import SteerRequest, is_auto, strength_value
 
     source = read_input(args.file)
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                                        seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
                                        method=args.method)
     result = steerer.run(source.text, start, end, request)
-    report = build_report(engine, result, matches, words)
+    note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
+    report = build_report(engine, result, matches, words, note)
     if args.json:
         json.dump(report, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch], words: str = "") -> dict:
+def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch], words: str = "",
+                 note: str | None = None) -> dict:
     request = result.request
     feature = result.features[0][0]
     return {
@@ -114,6 +116,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
         "concept": words,
         "feature": feature,
         "label": engine.label(feature),
+        "note": note,  # why the features are not labelled with the words (concepts.unlabelled_note), or None
         "features": [
             {"id": m.id, "label": m.label, "label_score": round(m.label_score, 3),
              "output_score": round(m.output_score, 3), "why": m.why}
@@ -173,6 +176,8 @@ def print_report(report: dict) -> None:
     if report["instruction"]:
         console.print(f"instruction: {escape(report['instruction'])}")
     console.print(f"{verb}:")
+    if report.get("note"):
+        console.print(f"  [yellow]{escape(report['note'])}[/yellow]")
     for f in report["features"]:
         console.print(f"  feature [b]{f['id']}[/b] ({escape(f['label'])}): label {f['label_score']:.2f}, "
                       f"output {f['output_score']:+.2f} nats · {escape(f['why'])}")

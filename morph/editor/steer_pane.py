@@ -43,7 +43,7 @@ from morph.editor.actions import BY_ID, bindings, format_key, key_text, short_ke
 from morph.editor.document import DocumentView, TextEdit
 from morph.editor.key_order import TextInput, focus_now
 from morph.errors import MorphError, one_line
-from morph.features.concepts import ConceptMatch, direction_of
+from morph.features.concepts import ConceptMatch, direction_of, unlabelled_note
 from morph.features.tokens import common_prefix, common_suffix
 from morph.features.steering import (
     AUTO,
@@ -397,7 +397,9 @@ class SteerPane(Vertical):
         except Exception as err:  # noqa: BLE001 - a search that matches nothing is an InputError
             self.post_message(self.Concepts(passage, [], one_line(err), query))
             return
+        matches = [c for c in found if isinstance(c, ConceptMatch)]
         note = ("more like the example: features stronger there than in the passage" if like else
+                unlabelled_note("" if query.isdigit() else query, matches) or
                 f"features for {query!r}: label match · output score (how far each moves the model toward "
                 "the words)")
         self.post_message(self.Concepts(passage, found, note, query))

@@ -219,6 +219,19 @@ class ConceptMatch:
         return Concept(self.id, self.label, self.score, self.max_act)
 
 
+LABELLED = 0.05  # a label score above this: some label holds the words or a near word
+
+
+def unlabelled_note(words: str, matches: Sequence[ConceptMatch]) -> str | None:
+    """What to tell the writer when no chosen feature's label holds their words or a word near them (this SAE
+    has no feature for "sadder"): the features shown are only those that fire on the words or move the model
+    toward them, and a rewrite's instruction still carries the words. None otherwise."""
+    if not words.strip() or not matches or any(m.label_score > LABELLED for m in matches):
+        return None
+    return (f"no feature's label holds {words.strip()!r} or a near word: these fire on the words or move the "
+            "model toward them (the instruction still asks for the words)")
+
+
 def concept_words(words: str) -> list[str]:
     """The words that carry a concept, as typed ("about the sea" -> ["sea"], "much calmer" -> ["calmer"]):
     filler words and words under three letters out, each once."""
