@@ -14,7 +14,7 @@ import pytest
 from morph.cli import main
 from morph.models import default_model
 from morph.models.presets import DEFAULT_DIR, default_available
-from morph.models.training.stats import word_families
+from morph.models.training.stats import make_label, marks_fired_on, word_families
 
 pytestmark = pytest.mark.skipif(not default_available(), reason=default_model.HOW_TO_GET)
 
@@ -144,9 +144,16 @@ def test_labels_cover_every_feature_with_words_and_quotable_contexts():
     assert len(live) >= 0.9 * len(features)
     worded = [f for f in live if f["words"]]
     assert len(worded) >= 0.5 * len(live)
+    marked = [f for f in worded if marks_fired_on(f["top_tokens"])]
+    assert 0 < len(marked) < 0.25 * len(worded)
     for f in worded:
-        assert f["label"] == " · ".join(word_families([w for w, _, _ in f["words"]])[:3])
-        assert not {"the", "of", "and", "to", "was"} & {w for w, _, _ in f["words"]}
+        words = [w for w, _, _ in f["words"]]
+        assert f["label"] == make_label(words, [], False, f["top_tokens"])
+        if f not in marked:
+            assert f["label"] == " · ".join(word_families(words)[:3])
+        assert not {"the", "of", "and", "to", "was"} & set(words)
+    # a feature that fires on "." in recipe steps says so, not only the few words it also fires on
+    assert next(f for f in features if f["id"] == 1599)["label"].startswith("on . , · ")
     for f in live:
         for c in f["contexts"]:
             assert len(c["before"] + c["token"] + c["after"]) < 200 and c["token"]

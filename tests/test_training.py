@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from morph.cli import main
-from morph.models.training.stats import START_POSITIONS, word_families, word_stem
+from morph.models.training.stats import (START_POSITIONS, make_label, marks_fired_on, relabel, word_families,
+                                        word_stem)
 
 WORDS = ("the river ran past old mill and the miller's daughter watched water turn wheel in evening lamps were "
          "lit along harbour sailors sang gulls quiet she said I shall not go to London tomorrow for weather is "
@@ -407,3 +408,18 @@ def test_a_label_names_three_word_families_not_one_word_three_times():
     assert word_families(["tried", "trying", "try", "effort"]) == ["tried", "effort"]
     assert word_families(["glass", "glasses", "business", "busy", "this", "is"]) == ["glass", "business", "busy", "this", "is"]
     assert word_stem("running") == word_stem("run") and word_stem("made") != word_stem("make")
+
+
+def test_a_feature_that_fires_on_marks_is_labelled_by_them():
+    """Punctuation, digits and line breaks holding half of a feature's firings or more lead its label, before two
+    of its words; otherwise the label is its three words, and a relabelled document follows the rule."""
+    marks = [[".", 50], [",", 30], ["\\n", 10], ["then", 20]]
+    assert marks_fired_on(marks) == [".", ",", "⏎"]
+    assert marks_fired_on([["storm", 9], [".", 2]]) == []
+    assert make_label(["confirm", "then", "special"], [], False, marks) == "on . , · confirm · then"
+    assert make_label(["storm", "rain", "wind"], [], False, [["storm", 9], [".", 2]]) == "storm · rain · wind"
+    assert make_label([], ["x", "y"], True, marks) == "(dead) → x, y"
+    doc = {"features": [{"id": 0, "label": "old", "density": 0.1, "words": [["confirm", 0.1, 3], ["then", 0.1, 2]],
+                         "top_tokens": marks, "promoted": ["a"]},
+                        {"id": 1, "label": "old", "density": 0.0, "words": [], "top_tokens": [], "promoted": ["b"]}]}
+    assert [f["label"] for f in relabel(doc)["features"]] == ["on . , · confirm · then", "(dead) → b"]

@@ -365,14 +365,49 @@ def word_families(words: list[str]) -> list[str]:
     return kept
 
 
-def make_label(words: list[str], promoted: list[str], dead: bool) -> str:
-    """The top three distinctive words, one per family (`word_families`); a feature without any (dead, or
-    firing on punctuation and numbers) is named by the tokens it fires on or promotes."""
+MARKS_SHARE = 0.5  # a feature with at least this share of its firings on marks (not words) is labelled by them
+
+
+def marks_fired_on(fired_on: list[list]) -> list[str]:
+    """The marks (punctuation, digits, line breaks: tokens without a letter) among the tokens a feature fires
+    on most ([token, count] pairs, most first), when they hold at least MARKS_SHARE of those firings; else
+    []. A feature firing on "." in recipe steps got the label "confirm · then · special" from the few words it
+    also fires on: shown in the panel for a ".", that label says nothing true."""
+    total = sum(int(n) for _, n in fired_on)
+    marks = [(str(t), int(n)) for t, n in fired_on if not re.search(r"[^\W\d_]", _ESCAPES.sub("", str(t)))]
+    if not total or sum(n for _, n in marks) < MARKS_SHARE * total:
+        return []
+    return [t.replace("\\n", "⏎") for t, _ in marks]
+
+
+_ESCAPES = re.compile(r"\\[nrt]|\\x[0-9a-f]{2}")  # how `readable` shows line breaks, tabs and control characters
+
+
+def make_label(words: list[str], promoted: list[str], dead: bool, fired_on: list[list] | None = None) -> str:
+    """The top three distinctive words, one per family (`word_families`); a feature that fires mostly on marks
+    (`marks_fired_on`) is named by the first two of them, then two words ("on . , · oh · firms"); a feature
+    without any word (dead, or firing on punctuation and numbers alone) by the tokens it fires on or
+    promotes."""
     if dead:
         return "(dead) → " + ", ".join(promoted[:3])
+    marks = marks_fired_on(fired_on or [])
+    if words and marks:
+        return " · ".join(["on " + " ".join(marks[:2])] + word_families(words)[:2])
     if words:
         return " · ".join(word_families(words)[:3])
     return "→ " + ", ".join(promoted[:3])
+
+
+def relabel(labels: dict) -> dict:
+    """A labels document with every label made again by `make_label` from what the document holds (its
+    words, the tokens each feature fires on, the tokens it promotes): for a rule changed after training."""
+    for feature in labels["features"]:
+        words = [w for w, *_ in feature.get("words", [])]
+        fired_on = feature.get("top_tokens", [])
+        fallback = [t for t, _ in fired_on if _wordlike(t)]
+        dead = not feature.get("density", 0)
+        feature["label"] = make_label(words, fallback or feature.get("promoted", []), dead, fired_on)
+    return labels
 
 
 def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, tokens: np.ndarray,
@@ -401,7 +436,7 @@ def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, to
         fallback = [t for t, _ in fired_on if _wordlike(t)]
         features.append({
             "id": f,
-            "label": make_label(word_list, fallback or promoted, dead=not active),
+            "label": make_label(word_list, fallback or promoted, dead=not active, fired_on=fired_on),
             "density": active / max(c.n_tokens, 1),
             "mean_act": float(c.total[f] / active) if active else 0.0,
             "max_act": float(c.peak[f]),
