@@ -398,15 +398,19 @@ def make_label(words: list[str], promoted: list[str], dead: bool, fired_on: list
     return "→ " + ", ".join(promoted[:3])
 
 
+def feature_label(words: list[str], fired_on: list[list], promoted: list[str], dead: bool) -> str:
+    """`make_label` for a feature's distinctive words, the [token, count] it fires on most and the tokens it
+    promotes: without words, the word-like tokens it fires on name it, else those it promotes."""
+    fallback = [t for t, _ in fired_on if _wordlike(t)]
+    return make_label(words, fallback or promoted, dead, fired_on)
+
+
 def relabel(labels: dict) -> dict:
-    """A labels document with every label made again by `make_label` from what the document holds (its
+    """A labels document with every label made again (`feature_label`) from what the document holds (its
     words, the tokens each feature fires on, the tokens it promotes): for a rule changed after training."""
     for feature in labels["features"]:
-        words = [w for w, *_ in feature.get("words", [])]
-        fired_on = feature.get("top_tokens", [])
-        fallback = [t for t, _ in fired_on if _wordlike(t)]
-        dead = not feature.get("density", 0)
-        feature["label"] = make_label(words, fallback or feature.get("promoted", []), dead, fired_on)
+        feature["label"] = feature_label([w for w, *_ in feature.get("words", [])], feature.get("top_tokens", []),
+                                         feature.get("promoted", []), dead=not feature.get("density", 0))
     return labels
 
 
@@ -432,11 +436,9 @@ def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, to
         for value, position in sorted(c.best.get(f, []), reverse=True)[:N_CONTEXTS]:
             before, token, after = context_of(lens.tokenizer, tokens, position)
             contexts.append({"before": before, "token": token, "after": after, "act": round(float(value), 4)})
-        word_list = [w for w, _, _ in by_feature[f]]
-        fallback = [t for t, _ in fired_on if _wordlike(t)]
         features.append({
             "id": f,
-            "label": make_label(word_list, fallback or promoted, dead=not active, fired_on=fired_on),
+            "label": feature_label([w for w, _, _ in by_feature[f]], fired_on, promoted, dead=not active),
             "density": active / max(c.n_tokens, 1),
             "mean_act": float(c.total[f] / active) if active else 0.0,
             "max_act": float(c.peak[f]),
