@@ -421,8 +421,12 @@ class SteerPane(Vertical):
     def _search_submitted(self) -> None:
         """Enter in the search box goes where its answer is: to the candidates when they answer this search
         (generated, or generating, from it: Ctrl+G in the box), else to the concepts found for it."""
-        answered = (self.candidates or self.generating) and self._generated_query == self._query()
+        answered = (self.candidates or self.generating) and self._answer_this_search()
         focus_now(self.query_one("#candidates" if answered else "#concepts", OptionList))
+
+    def _answer_this_search(self) -> bool:
+        """Whether the candidates (shown or coming) were asked for with the search the box holds now."""
+        return self._generated_query == self._query()
 
     def on_steer_pane_concepts(self, message: "SteerPane.Concepts") -> None:
         message.stop()
@@ -628,8 +632,8 @@ class SteerPane(Vertical):
             self.query_one("#accept", Button).disabled = False
             # Never take the focus from the text: only move it within the pane, and not from a search the
             # writer has changed since (typing another query meanwhile)
-            search = self.query_one("#search", Input)
-            if ranked and self.has_focus_within and (not search.has_focus or self._query() == self._generated_query):
+            searching = self.query_one("#search", Input).has_focus
+            if ranked and self.has_focus_within and (not searching or self._answer_this_search()):
                 focus_now(box)
 
     # ----- accepting, leaving and closing ------------------------------------------------------------------

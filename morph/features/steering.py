@@ -153,7 +153,8 @@ MARK_UNCHANGED = "unchanged"  # the original again, word for word: no rewrite at
 MARK_REPEATS = "repeats itself"  # the same run of words twice (a generation caught in a loop)
 MARK_META = "talks about the text"  # a comment on the rewrite instead of one (talks_about_the_text): ranked last
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*$")
+_STOPS = ".!?…"  # the marks that end a sentence (in the regular expressions below and `_token_masks`)
+_SENTENCE_END = re.compile(rf"[{_STOPS}]+[\"'”’)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:—–]$")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no"})
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -475,9 +476,6 @@ def _end_kind(core: str) -> str:
     return "word"
 
 
-SENTENCE_ENDS = frozenset(".!?…")
-
-
 def _copy_stem(core: str) -> str:
     """The original sentence less its final stop ("" when it has none): a candidate that has copied the
     original up to there may not end it (`Steerer._generate`); it goes on instead, where a rewrite that kept
@@ -492,7 +490,7 @@ def _at_sentence_end(body: str) -> bool:
     body = body.rstrip()
     if not _SENTENCE_END.search(body):
         return False
-    last = re.findall(r"[\w.]+(?=[.!?…]*[\"'”’)\]]*$)", body)
+    last = re.findall(rf"[\w.]+(?=[{_STOPS}]*[\"'”’)\]]*$)", body)
     word = last[-1].rstrip(".").lower() if last else ""
     return word not in _ABBREVIATIONS or not body.endswith(".")
 
@@ -523,7 +521,7 @@ def _last_sentences(before: str, limit: int) -> str:
     """The end of `before`, at most `limit` characters, starting at a sentence start where one fits."""
     tail = " ".join(before.split())[-limit:]
     if len(tail) == limit:
-        cut = re.search(r"[.!?…][\"'”’)\]]*\s+(?=\S)", tail)
+        cut = re.search(rf"[{_STOPS}][\"'”’)\]]*\s+(?=\S)", tail)
         tail = tail[cut.end():] if cut else tail[tail.find(" ") + 1:]
     return tail.strip()
 
@@ -897,7 +895,7 @@ class Steerer:
             newline = torch.zeros(vocab, dtype=torch.bool)
             newline[:n] = torch.tensor(["\n" in t for t in texts])
             ends = torch.zeros(vocab, dtype=torch.bool)
-            ends[:n] = torch.tensor([t.strip()[:1] in SENTENCE_ENDS and bool(t.strip()) for t in texts])
+            ends[:n] = torch.tensor([bool(t.strip()) and t.strip()[0] in _STOPS for t in texts])
             self._space_mask = (space, newline, ends)
         return self._space_mask
 
@@ -1050,7 +1048,7 @@ class Steerer:
 
     def _cut_at_cap(self, plan: _Plan, body: str) -> str:
         if plan.kind != "word":
-            ends = [m.end() for m in re.finditer(r"[.!?…]+[\"'”’)\]]*(?=\s|$)", body)]
+            ends = [m.end() for m in re.finditer(rf"[{_STOPS}]+[\"'”’)\]]*(?=\s|$)", body)]
             if ends and ends[-1] >= 0.4 * len(body):
                 return body[: ends[-1]]
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
