@@ -326,11 +326,15 @@ SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
 
 
 def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
-    """Unmarked candidates first, then marked ones with fewer marks, and the replies that are no rewrite (the
-    original given back unchanged, a comment on the text) last; within each, the combined score (ties: the
-    smaller fluency loss, then generation order)."""
-    ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks or MARK_META in c.marks, len(c.marks),
-                                                not c.raises_concept, -c.score, -c.fluency_change, c.index))
+    """The candidates that move the concept first, and among them the unmarked ones, then those with fewer
+    marks; then the ones that did not move it (fewer marks first); the replies that are no rewrite (the
+    original given back unchanged, a comment on the text) last. Within each, the combined score (ties: the
+    smaller fluency loss, then generation order). A rewrite that does what was asked, even with a mark, goes
+    above one that reads well but did not: its combined score is the higher too (the concept part of one that
+    did not move is 0)."""
+    ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks or MARK_META in c.marks,
+                                                not c.raises_concept, len(c.marks), -c.score, -c.fluency_change,
+                                                c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
 
 
