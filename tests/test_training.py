@@ -416,6 +416,8 @@ def test_a_feature_that_fires_on_marks_is_labelled_by_them():
     marks = [[".", 50], [",", 30], ["\\n", 10], ["then", 20]]
     assert marks_fired_on(marks) == [".", ",", "⏎"]
     assert marks_fired_on([["storm", 9], [".", 2]]) == []
+    # two tokens that read the same (one with a space before it) are one mark: "on “ “" said nothing twice
+    assert marks_fired_on([["“", 50], ["“", 40], ['"', 30], ["content", 10]]) == ["“", '"']
     assert make_label(["confirm", "then", "special"], [], False, marks) == "on . , · confirm · then"
     assert make_label(["storm", "rain", "wind"], [], False, [["storm", 9], [".", 2]]) == "storm · rain · wind"
     assert make_label([], ["x", "y"], True, marks) == "(dead) → x, y"

@@ -366,6 +366,7 @@ def word_families(words: list[str]) -> list[str]:
 
 
 MARKS_SHARE = 0.5  # a feature with at least this share of its firings on marks (not words) is labelled by them
+_ESCAPES = re.compile(r"\\[nrt]|\\x[0-9a-f]{2}")  # how `readable` shows line breaks, tabs and control characters
 
 
 def marks_fired_on(fired_on: list[list]) -> list[str]:
@@ -377,10 +378,8 @@ def marks_fired_on(fired_on: list[list]) -> list[str]:
     marks = [(str(t), int(n)) for t, n in fired_on if not re.search(r"[^\W\d_]", _ESCAPES.sub("", str(t)))]
     if not total or sum(n for _, n in marks) < MARKS_SHARE * total:
         return []
-    return [t.replace("\\n", "⏎") for t, _ in marks]
-
-
-_ESCAPES = re.compile(r"\\[nrt]|\\x[0-9a-f]{2}")  # how `readable` shows line breaks, tabs and control characters
+    # tokens that differ only in the space before them read the same: each mark is said once
+    return list(dict.fromkeys(t.replace("\\n", "⏎") for t, _ in marks))
 
 
 def make_label(words: list[str], promoted: list[str], dead: bool, fired_on: list[list] | None = None) -> str:
