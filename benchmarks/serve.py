@@ -8,7 +8,10 @@ order of the two alternates between repeats. Figures: remote time / local time p
 adds: the JSON delta of the edited rows, HTTP, decoding), and remote time at the large size / at the small
 one (a keystroke through the server should cost the edit, not the document: about 1×). Then 8 clients post a
 Neuronpedia activation request each at once, answered with the engine's batching and with one forward
-pass each: the time until all are answered, unbatched ÷ batched.
+pass each: the time until all are answered, unbatched ÷ batched. Last, 4 clients open a document each at once
+(about 1,000 tokens; quick: 500): the time until all are analysed, with the server's shared passes (their
+padded batches go through the model together) ÷ with each document's batches in passes of their own (as
+before the passes were shared).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from benchmarks.corpus import document_tokens
 
 NAME = "serve"
 CLIENTS = 8
+OPENING = 4  # clients opening a document at once
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -37,7 +41,8 @@ def run(ctx: Context) -> list[Figure]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="error",
+    app = create_app(served)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                            access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -81,6 +86,7 @@ def run(ctx: Context) -> list[Figure]:
         fig.benchmark = NAME
         figures.append(fig)
         figures.append(_concurrent_prompts(ctx, served, port, reps))
+        figures.append(_opening_at_once(ctx, app.app.state.store, port, reps))
     finally:
         server.should_exit = True
         thread.join(10)
@@ -126,5 +132,46 @@ def _concurrent_prompts(ctx: Context, served, port: int, reps: int) -> Figure:
                  batched_ms=sorted(round(1000 * t) for t in times["batched"]),
                  single_ms=sorted(round(1000 * t) for t in times["single"]),
                  batch_sizes=batched.stats.sizes[-2 * CLIENTS:])
+    fig.benchmark = NAME
+    return fig
+
+
+def _opening_at_once(ctx: Context, store, port: int, reps: int) -> Figure:
+    """OPENING clients (RemoteEngines, each a new document on the server) analyse a document each at once; the
+    time until all are analysed, the server's analyzers sharing passes or not (their `passes` taken away)."""
+    import threading
+
+    from morph.server.remote import RemoteEngine
+
+    texts = [document_tokens(ctx.count_tokens, ctx.pick(1000, 500, 200), seed=40 + i) for i in range(OPENING)]
+    shared_analyzer = store.new_analyzer
+    passes = shared_analyzer().passes
+
+    def apart_analyzer():
+        analyzer = shared_analyzer()
+        analyzer.passes = None
+        return analyzer
+
+    times: dict[str, list[float]] = {"shared": [], "apart": []}
+    for rep in range(reps + 1):
+        for name in (("shared", "apart") if rep % 2 == 0 else ("apart", "shared")):
+            store.new_analyzer = shared_analyzer if name == "shared" else apart_analyzer
+            clients = [RemoteEngine(f"http://127.0.0.1:{port}") for _ in texts]
+            threads = [threading.Thread(target=c.analyze, args=(t,)) for c, t in zip(clients, texts)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if rep > 0:  # the first round warms up
+                times[name].append(time.perf_counter() - t0)
+            for c in clients:
+                c.close()
+    store.new_analyzer = shared_analyzer
+    fig = figure("serve_shared_passes", f"{OPENING} clients opening a document each at once: passes apart ÷ shared "
+                 "(time)", [a / s for a, s in zip(times["apart"], times["shared"])], unit="×",
+                 shared_ms=sorted(round(1000 * t) for t in times["shared"]),
+                 apart_ms=sorted(round(1000 * t) for t in times["apart"]),
+                 documents_in_a_pass=passes.stats.owners, last_pass_sizes=passes.stats.sizes[-20:])
     fig.benchmark = NAME
     return fig

@@ -23,11 +23,13 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = None
         self._thread: threading.Thread | None = None
+        self.app = None
 
     def start(self) -> "LiveServer":
         import uvicorn
 
-        config = uvicorn.Config(create_app(self.engine, self.settings), host="127.0.0.1", port=self.port,
+        self.app = create_app(self.engine, self.settings)  # the Guard; its `app` is the FastAPI app
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                 log_level="error", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="live server", daemon=True)

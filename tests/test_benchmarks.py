@@ -43,7 +43,7 @@ FIGURES = [
     *(f"large_{f}_{d}{u}" for d in ("line", "document")
       for f, u in (("open", "_s"), ("keystroke_p50", "_ms"), ("keystroke_p99", "_ms"), ("keystroke_p50_ratio", ""))),
     # 10. through a server
-    "serve_vs_local_300", "serve_vs_local_900", "serve_900_vs_300", "serve_batched_prompts",
+    "serve_vs_local_300", "serve_vs_local_900", "serve_900_vs_300", "serve_batched_prompts", "serve_shared_passes",
 ]
 WITH_TARGET = {
     "keystroke_p50_off_ms", "keystroke_p50_on_ms", "keystroke_p99_ratio", "pause_8000_vs_500_end",

@@ -29,18 +29,20 @@ within float rounding, ~1e-6 relative).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
 import zlib
 from collections import OrderedDict
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Union
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Union
 
 import numpy as np
 
 from morph.errors import MorphError
+from morph.features.batching import Batcher
 from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
 
@@ -395,11 +397,106 @@ class _Run:
         return np.asarray(self.ids, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class PaddedRows:
+    """One analysis's runs for one padded forward pass: each row's ids ([BOS] + left context + blocks) and
+    where its blocks' tokens start; `stopped` says whether that analysis has been stopped."""
+
+    rows: tuple[tuple[int, ...], ...]
+    skips: tuple[int, ...]
+    stopped: Callable[[], bool]
+
+    @property
+    def n(self) -> int:
+        """The block tokens whose features the pass gives (the rows from their skips)."""
+        return sum(len(row) - skip for row, skip in zip(self.rows, self.skips))
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """PaddedRows' block tokens, in order: the activations at the hook, their SAE features, and the squared
+    reconstruction error per token."""
+
+    x: torch.Tensor
+    feats: torch.Tensor
+    sse: torch.Tensor
+
+
+SharedPasses = Batcher[PaddedRows, "EncodedRows | None"]
+
+
+def _padded_rows(batch: list[_Run], step: _Step) -> PaddedRows:
+    return PaddedRows(tuple(tuple(r.ids) for r in batch), tuple(r.skip for r in batch), step.stopped)
+
+
+def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None] | None = None
+                ) -> list[EncodedRows | None]:
+    """The model to the hook and the SAE over the rows of one or several analyses in one padded pass
+    (morph.models.hooks.capture_rows: each row's numbers are those of the row alone), holding the model's
+    lock (hooks live on the shared model: no steering pass may interleave); each item's share back, None for
+    an item whose analysis had stopped (not run). `between()` runs between layers and SAE steps."""
+    import torch
+
+    from morph.models.hooks import capture_rows
+
+    live = [i for i, item in enumerate(items) if not item.stopped()]
+    out: list[EncodedRows | None] = [None] * len(items)
+    if not live:
+        return out
+    rows = [(row, skip) for i in live for row, skip in zip(items[i].rows, items[i].skips)]
+    step = between or (lambda: None)
+    with lens.lock, torch.inference_mode():
+        acts = capture_rows(lens.model, lens.hook, [list(row) for row, _ in rows], lens.device, between=between)
+        x = torch.cat([acts[k, skip:len(row)] for k, (row, skip) in enumerate(rows)]).to(lens.sae.dtype)
+        step()
+        feats = lens.sae.encode(x)
+        step()
+        sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
+    at = 0
+    for i in live:
+        n = items[i].n
+        out[i] = EncodedRows(x[at:at + n], feats[at:at + n], sse[at:at + n])
+        at += n
+    return out
+
+
+def padded_cost(items: list[PaddedRows]) -> float:
+    """The positions one padded pass over `items` runs (rows x the longest), or infinity where padding would
+    be more than PADDING_SHARE of them (padding costs what real tokens cost: such items run apart)."""
+    lengths = [len(row) for item in items for row in item.rows]
+    padded = len(lengths) * max(lengths)
+    return float(padded) if sum(lengths) >= (1 - PADDING_SHARE) * padded else math.inf
+
+
+def shared_passes(lens: Lens, budget: int, turn: Callable[[], ContextManager[None]] | None = None,
+                  release: Callable[[], None] | None = None) -> SharedPasses:
+    """Padded passes shared by the analyzers of several documents on one lens (a server's clients): the
+    batches that several analyses submit while a pass runs go together in the next one, within `budget`
+    padded positions and PADDING_SHARE (`padded_cost`), the documents taking turns (morph.features.batching).
+    Each pass runs in `turn()` (a turn on the model among other requests, morph.server.turns); a thread gives
+    up what `release()` releases before it waits for a pass. An analysis stopped while its pass runs goes
+    on with the pass unless every analysis in it has stopped; one stopped before is left out of it."""
+
+    def run(items: list[PaddedRows]) -> list[EncodedRows | None]:
+        def between() -> None:
+            if all(item.stopped() for item in items):
+                raise AnalysisCancelled("analysis replaced by a newer one")
+
+        with turn() if turn is not None else nullcontext():
+            return encode_rows(lens, items, between)
+
+    return Batcher(run, cost=padded_cost, max_cost=budget, release=release)
+
+
 class Analyzer:
     """Runs a Lens over documents, reusing the blocks an edit did not touch. One run at a time."""
 
-    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None):
+    def __init__(self, lens: Lens, config: AnalysisConfig | None = None, norms: FeatureNorms | None = None,
+                 passes: SharedPasses | None = None):
+        """`passes`: padded forward passes shared with other analyzers of the lens (a server's documents:
+        `shared_passes`); without, each padded batch runs at once as a pass of its own."""
         self.lens = lens
+        self.passes = passes
         self.config = config or AnalysisConfig()
         self.norms = norms
         room = lens.context_size - 1 - self.config.max_block_tokens
@@ -441,7 +538,7 @@ class Analyzer:
         and SAE steps; it may block (to let input be handled first, see morph.features.priority).
         `should_stop` is checked at the same points (AnalysisCancelled). One stream at a time: close it (or
         drain it) to let the next one run."""
-        step = _stepper(should_stop, checkpoint, "analysis replaced by a newer one")
+        step = _Step(should_stop, checkpoint, "analysis replaced by a newer one")
         with self._lock:
             yield from self._events(text, generation, focus, step, partials)
 
@@ -454,7 +551,7 @@ class Analyzer:
         tokens = self._splicer.exact(text)
         if tokens is None:
             return False
-        step = _stepper(should_stop, checkpoint, "preparation replaced by an analysis")
+        step = _Step(should_stop, checkpoint, "preparation replaced by an analysis")
         with self._lock:
             ids, offsets = tokens
             if not len(ids) or not _supports_cache(self.lens.model):
@@ -468,7 +565,7 @@ class Analyzer:
                 pass
             return True
 
-    def _events(self, text: str, generation: int, focus: int | None, step: Callable[[], None],
+    def _events(self, text: str, generation: int, focus: int | None, step: _Step,
                 partials: bool) -> Iterator[AnalysisEvent]:
         started = time.perf_counter()
         step()
@@ -600,10 +697,11 @@ class Analyzer:
         return Analysis(generation, len(text), ids, offsets, indptr, indices, values, x, sse,
                         paragraphs, stats, self.lens.d_sae, self.norms, paragraph_marks(text, paragraphs))
 
-    def _compute(self, runs: list[_Run], layout: "_Layout", step: Callable[[], None]) -> Iterator[tuple[int, int]]:
+    def _compute(self, runs: list[_Run], layout: "_Layout", step: _Step) -> Iterator[tuple[int, int]]:
         """Run the model + SAE over `runs`: a lone run, or one that extends a kept window (the rest of the
         cursor's segment), alone with key/values kept; the others in padded batches (they leave the kept
-        windows alone: those serve the next edit). After each, yields (blocks finished so far, tokens run).
+        windows alone: those serve the next edit), through the shared passes where the analyzer has them
+        (`_shared_batches`). After each, yields (blocks finished so far, tokens run).
         `step()` runs between batches, layers and SAE steps (it raises AnalysisCancelled to stop)."""
         import torch
 
@@ -621,6 +719,11 @@ class Analyzer:
                 processed = self._run_one(run, layout, step)
                 finished += len(run.members)
                 yield finished, processed
+            if self.passes is not None and batches:
+                for blocks, tokens in self._shared_batches(batches, layout, step):
+                    finished += blocks
+                    yield finished, tokens
+                return
             for batch in batches:
                 step()
                 processed = self._run_batch(batch, layout, step)
@@ -630,26 +733,40 @@ class Analyzer:
             if threads:
                 torch.set_num_threads(previous_threads)
 
-    def _run_batch(self, batch: list[_Run], layout: "_Layout", step: Callable[[], None]) -> int:
-        import torch
+    def _run_batch(self, batch: list[_Run], layout: "_Layout", step: _Step) -> int:
+        encoded = encode_rows(self.lens, [_padded_rows(batch, step)], between=step)[0]
+        return self._store_batch(batch, encoded, layout, step)
 
-        from morph.models.hooks import capture_rows
+    def _shared_batches(self, batches: list[list[_Run]], layout: "_Layout", step: _Step) -> Iterator[tuple[int, int]]:
+        """The padded batches through the passes shared with other analyses (`passes`): all submitted at
+        once, so that the batcher can put them in passes with other documents' (taking turns with them),
+        then taken in order. Between them only the stop check runs: the passes take the model's turns
+        themselves, and waiting here for a turn would keep this analysis's next batch out of the next pass.
+        Yields (blocks, tokens run) per batch."""
+        passes = self.passes
+        assert passes is not None
+        tickets = [passes.submit(_padded_rows(batch, step), owner=self) for batch in batches]
+        try:
+            for batch, ticket in zip(batches, tickets):
+                encoded = passes.wait(ticket, give_up=step.stopped)  # a newer analysis need not wait for a pass
+                step.stop()
+                yield sum(len(r.members) for r in batch), self._store_batch(batch, encoded, layout, step.stop)
+        finally:
+            for ticket in tickets:
+                if not ticket.done:
+                    passes.withdraw(ticket)
 
-        lens = self.lens
-        # Hooks live on the shared model: no steering pass may interleave with this one.
-        with lens.lock, torch.inference_mode():
-            acts = capture_rows(lens.model, lens.hook, [list(r.ids) for r in batch], lens.device, between=step)
-            x = torch.cat([acts[row, run.skip:len(run.ids)] for row, run in enumerate(batch)]).to(lens.sae.dtype)
-            step()
-            feats = lens.sae.encode(x)
-            step()
-            recon = lens.sae.decode(feats)
-            sse = ((x - recon).float() ** 2).sum(-1)
-        for run, result in zip(batch, self._results([r.n for r in batch], x, feats, sse, step)):
+    def _store_batch(self, batch: list[_Run], encoded: EncodedRows | None, layout: "_Layout",
+                     step: Callable[[], None]) -> int:
+        """Keep a padded batch's results (one per run); returns the tokens it ran through the model."""
+        if encoded is None:  # its analysis stopped before the pass ran
+            raise AnalysisCancelled("analysis replaced by a newer one")
+        results = self._results([r.n for r in batch], encoded.x, encoded.feats, encoded.sse, step)
+        for run, result in zip(batch, results):
             self._store(run, result, layout)
         return sum(len(r.ids) for r in batch)
 
-    def _run_one(self, run: _Run, layout: "_Layout", step: Callable[[], None]) -> int:
+    def _run_one(self, run: _Run, layout: "_Layout", step: _Step) -> int:
         """One run, continuing the kept window that shares the longest prefix with it (module docstring); its
         key/values and features are kept for the next. Returns the tokens run through the model."""
         import torch
@@ -814,16 +931,26 @@ def _join(first: _BlockResult, second: _BlockResult) -> _BlockResult:
                         np.concatenate([first.hook_acts, second.hook_acts]), np.concatenate([first.sse, second.sse]))
 
 
-def _stepper(should_stop: Callable[[], bool] | None, checkpoint: Callable[[], None] | None,
-             why: str) -> Callable[[], None]:
-    """What runs between stages, layers and SAE steps: the checkpoint (it may block), then the stop check."""
-    def step() -> None:
-        if checkpoint is not None:
-            checkpoint()
-        if should_stop is not None and should_stop():
-            raise AnalysisCancelled(why)
+@dataclass(frozen=True)
+class _Step:
+    """What runs between stages, layers and SAE steps (called): the checkpoint (it may block), then the stop
+    check; `stop()` is the stop check alone (AnalysisCancelled)."""
 
-    return step
+    should_stop: Callable[[], bool] | None
+    checkpoint: Callable[[], None] | None
+    why: str
+
+    def __call__(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint()
+        self.stop()
+
+    def stopped(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def stop(self) -> None:
+        if self.stopped():
+            raise AnalysisCancelled(self.why)
 
 
 def _supports_cache(model: PreTrainedModel) -> bool:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Protocol
 
 import numpy as np
 
-from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer
+from morph.features.analysis import Analysis, AnalysisConfig, AnalysisEvent, Analyzer, SharedPasses, shared_passes
 from morph.features.batching import Batcher
 from morph.features.checks import check_feature
 from morph.features.intensity import unit_scales
@@ -334,9 +334,16 @@ class Engine:
         (morph.server.turns) waits on it."""
         return self.lens.lock
 
-    def new_analyzer(self, config: AnalysisConfig | None = None) -> Analyzer:
-        """An analyzer of its own (its own block cache and key/values) for another document, on this model."""
-        return Analyzer(self.lens, config or self.analyzer.config, self.labels.norms())
+    def new_analyzer(self, config: AnalysisConfig | None = None, passes: SharedPasses | None = None) -> Analyzer:
+        """An analyzer of its own (its own block cache and key/values) for another document, on this model;
+        with `passes` (`shared_passes`), its padded batches share forward passes with other documents'."""
+        return Analyzer(self.lens, config or self.analyzer.config, self.labels.norms(), passes)
+
+    def shared_passes(self, turn: Callable[[], ContextManager[None]] | None = None,
+                      release: Callable[[], None] | None = None) -> SharedPasses:
+        """Padded forward passes for the analyzers of several documents at once (a server's clients): batches
+        submitted while a pass runs go together in the next (morph.features.analysis.shared_passes)."""
+        return shared_passes(self.lens, self.analyzer.config.batch_tokens, turn, release)
 
     def prompt_activations(self, prompt: str, max_tokens: int, fold: bool = True) -> "PromptActivations":
         """BOS + the prompt, one forward pass, the SAE's activations at every position (morph.features.prompts),

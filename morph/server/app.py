@@ -4,7 +4,7 @@ Morph's routes, all JSON (a stream is NDJSON: one JSON object a line):
 
   GET  /health                  {"status": "ok"} (no key needed)
   GET  /v1/morph/info           model, SAE, sizes, where the labels come from, the server's limits, how
-                                prompt passes were batched
+                                analysis and prompt passes were batched
   GET  /v1/morph/norms          the features' corpus statistics that rank them (arrays, morph.server.wire)
   POST /v1/morph/analyze        {document, text | edit, generation, focus, have, keep} -> a stream of
                                 {"type": "progress", done, total} and {"type": "partial"|"final", "delta"}
@@ -23,10 +23,12 @@ the queue. A client that goes away (or a newer request for the same document) se
 flag, which stops the analysis at its next step: no analysis is ever left holding a document's analyzer.
 Requests of different clients take fair turns on the model between their steps (morph.server.turns):
 analysis blocks and layers, steering's token steps.
-Neuronpedia's activation requests that arrive while the model is busy run together, as one padded forward
-pass (Engine.prompt_batches, morph.features.batching). A document's analysis is not batched with other
-clients' work: it continues from its own key/value cache, and a keystroke's work is a few tokens of one
-block, which waiting for a batch would only delay.
+Several clients' analyses share forward passes: the padded batches that analyses submit while a pass runs
+go together in the next one, the documents taking turns in it (Engine.shared_passes, morph.features.batching),
+so two editors opening documents at once fill one pass. A keystroke's work is not batched: it continues
+the document's own key/value cache, a few tokens of one block, which waiting for a pass would only delay.
+Neuronpedia's activation requests that arrive while the model is busy run together the same way
+(Engine.prompt_batches).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from morph.features.engine import Engine
 from morph.server.documents import Document, DocumentStore
 from morph.server.neuronpedia import Names
 from morph.server.security import BodyTooLarge, Guard, Limits
-from morph.server.turns import FairTurns, owns
+from morph.server.turns import FairTurns, one_turn, owns
 from morph.server.wire import API_VERSION, delta_to_json, info_to_json, make_delta, norms_to_json
 
 if TYPE_CHECKING:
@@ -122,11 +124,13 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
     # and typing reuses the most recent window (a window of a 9B model is ~100 MB)
     config = replace(engine.analyzer.config, cache_windows=min(engine.analyzer.config.cache_windows,
                                                                settings.cache_windows))
-    store = DocumentStore(partial(engine.new_analyzer, config), settings.max_documents)
     turns = FairTurns(owns(engine.model_lock))
+    passes = engine.shared_passes(partial(one_turn, turns), release=turns.done)
+    store = DocumentStore(partial(engine.new_analyzer, config, passes), settings.max_documents)
     app = FastAPI(title="Morph engine server", version=str(API_VERSION), docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.store = store
+    app.state.turns = turns
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -159,12 +163,15 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     @app.get("/v1/morph/info")
     def info() -> dict:
-        batches = engine.prompt_batches.stats  # Neuronpedia prompts run together (morph.features.batching)
+        prompts = engine.prompt_batches.stats  # Neuronpedia prompts run together (morph.features.batching)
+        blocks = passes.stats  # so do several documents' padded analysis batches
         return {"api": API_VERSION, "model": engine.model_name, "sae": engine.sae_name, "d_sae": engine.d_sae,
                 "d_model": engine.d_model, "hook": engine.hook_name,
                 "labels_source": engine.labels.source, "max_text_chars": limits.max_text_chars,
                 "max_body_bytes": limits.max_body_bytes, "replica": REPLICA,
-                "prompt_batches": {"batches": batches.batches, "prompts": batches.items, "largest": batches.largest}}
+                "prompt_batches": {"batches": prompts.batches, "prompts": prompts.items, "largest": prompts.largest},
+                "analysis_passes": {"passes": blocks.batches, "batches": blocks.items, "largest": blocks.largest,
+                                    "documents": blocks.owners, "waiting": passes.queued}}
 
     @app.get("/v1/morph/norms")
     def norms() -> dict:

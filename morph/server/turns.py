@@ -8,6 +8,9 @@ typist's block goes between two of the long analysis's batches instead of after 
 reached while the thread holds the model's lock (Lens.lock) (between the layers of a forward pass) never waits:
 the request waiting could not run the model before that pass ends anyway, and waiting there would deadlock.
 
+Several documents' padded analysis batches share passes (morph.features.analysis.shared_passes): each pass
+takes one turn (`one_turn`), and a thread gives up its turn before it waits for a pass.
+
 Steering takes turns the same way, a token step at a time (`taking_turns`), and so do `prepare` and
 Neuronpedia's steered completions: a writer's keystroke waits for one step of another's rewrite, not for all
 of it.
@@ -47,7 +50,9 @@ class FairTurns:
             self._running = me
 
     def done(self) -> None:
-        """The calling thread's request has ended: its turn (or its place in the queue) goes."""
+        """The calling thread's request has ended, or it is about to wait for a pass shared with other requests
+        (morph.features.analysis.shared_passes, which take turns of their own): its turn (or its place in the
+        queue) goes."""
         me = threading.get_ident()
         with self._cond:
             if self._running == me:
