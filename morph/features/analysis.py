@@ -25,6 +25,10 @@ those tokens' features, and runs only the rest: typing at the end of a paragraph
 typing in its middle costs the tokens after the edit; the cursor's block is delivered first, then the
 blocks after it in its segment continue the same key/values. The result is the same computation (equal
 within float rounding, ~1e-6 relative).
+
+The other runs go in padded batches (runs of like length, right-padded). Analyzers of several documents (a
+server's clients) may share their passes (`shared_passes`): batches submitted while a pass runs go through
+the model together in the next one, each row's numbers those of the row alone, within float rounding.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ SENTENCE_END = frozenset(".!?;:\"'”’)")
 
 class AnalysisCancelled(MorphError):
     """A newer request replaced this one."""
+
+
+REPLACED = "analysis replaced by a newer one"
 
 
 @dataclass(frozen=True)
@@ -465,7 +472,7 @@ def padded_cost(items: list[PaddedRows]) -> float:
     be more than PADDING_SHARE of them (padding costs what real tokens cost: such items run apart)."""
     lengths = [len(row) for item in items for row in item.rows]
     padded = len(lengths) * max(lengths)
-    return float(padded) if sum(lengths) >= (1 - PADDING_SHARE) * padded else math.inf
+    return float(padded) if _pads_little(sum(lengths), padded) else math.inf
 
 
 def shared_passes(lens: Lens, budget: int, turn: Callable[[], ContextManager[None]] | None = None,
@@ -480,7 +487,7 @@ def shared_passes(lens: Lens, budget: int, turn: Callable[[], ContextManager[Non
     def run(items: list[PaddedRows]) -> list[EncodedRows | None]:
         def between() -> None:
             if all(item.stopped() for item in items):
-                raise AnalysisCancelled("analysis replaced by a newer one")
+                raise AnalysisCancelled(REPLACED)
 
         with turn() if turn is not None else nullcontext():
             return encode_rows(lens, items, between)
@@ -538,7 +545,7 @@ class Analyzer:
         and SAE steps; it may block (to let input be handled first, see morph.features.priority).
         `should_stop` is checked at the same points (AnalysisCancelled). One stream at a time: close it (or
         drain it) to let the next one run."""
-        step = _Step(should_stop, checkpoint, "analysis replaced by a newer one")
+        step = _Step(should_stop, checkpoint, REPLACED)
         with self._lock:
             yield from self._events(text, generation, focus, step, partials)
 
@@ -760,7 +767,7 @@ class Analyzer:
                      step: Callable[[], None]) -> int:
         """Keep a padded batch's results (one per run); returns the tokens it ran through the model."""
         if encoded is None:  # its analysis stopped before the pass ran
-            raise AnalysisCancelled("analysis replaced by a newer one")
+            raise AnalysisCancelled(REPLACED)
         results = self._results([r.n for r in batch], encoded.x, encoded.feats, encoded.sse, step)
         for run, result in zip(batch, results):
             self._store(run, result, layout)
@@ -959,7 +966,12 @@ def _supports_cache(model: PreTrainedModel) -> bool:
 
 
 PADDING_SHARE = 0.1
-"""At most this share of a padded batch's positions may be padding (_batches)."""
+"""At most this share of a padded batch's positions may be padding (_batches, padded_cost)."""
+
+
+def _pads_little(real: int, padded: int) -> bool:
+    """Whether `padded` positions holding `real` tokens keep padding within PADDING_SHARE."""
+    return real >= (1 - PADDING_SHARE) * padded
 
 
 def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
@@ -973,7 +985,7 @@ def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
     for run in ordered:
         width = len(run.ids)
         padded = width * (len(current) + 1)
-        if current and (padded > budget or real + width < (1 - PADDING_SHARE) * padded):
+        if current and (padded > budget or not _pads_little(real + width, padded)):
             batches.append(current)
             current, real = [], 0
         current.append(run)
