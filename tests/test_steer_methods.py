@@ -95,18 +95,19 @@ def test_combined_score_is_the_harmonic_mean_of_its_parts_and_marks_what_fails()
     assert dict(combined_score(0.1, 0.0, 1.0, 0.5)[1])["length"] == pytest.approx(0.5)
 
 
-def test_marked_candidates_rank_after_unmarked_ones_and_those_that_move_the_concept_first():
+def test_fluent_candidates_that_move_the_concept_rank_first_and_the_less_fluent_last():
     def cand(i, score, marks):
         return Candidate(i, "x", 0.0, -3.0, 0.5, 0.1, score, MARK_CONCEPT not in marks, 3, marks=marks)
 
     ranked = rank_candidates([cand(0, 0.9, (MARK_FLUENCY,)), cand(1, 0.2, ()), cand(2, 0.0, (MARK_CONCEPT,)),
                               cand(3, 0.4, ())])
-    assert [c.index for c in ranked] == [3, 1, 0, 2]
+    assert [c.index for c in ranked] == [3, 1, 2, 0]  # the less fluent one last, whatever its score
     assert [c.rank for c in ranked] == [1, 2, 3, 4]
-    # a rewrite that moves the concept goes above one that did not, even with more marks
-    ranked = rank_candidates([cand(0, 0.0, (MARK_CONCEPT,)), cand(1, 0.1, (MARK_FLUENCY, MARK_MEANING)),
-                              cand(2, 0.0, (MARK_CONCEPT, MARK_LENGTH)), cand(3, 0.2, (MARK_MEANING,))])
-    assert [c.index for c in ranked] == [3, 1, 0, 2]
+    # a fluent rewrite that moves the concept goes above one that did not, even with more marks; one that
+    # moved it but is no longer English goes below every fluent one
+    ranked = rank_candidates([cand(0, 0.0, (MARK_CONCEPT,)), cand(1, 0.1, (MARK_FLUENCY,)),
+                              cand(2, 0.0, (MARK_CONCEPT, MARK_LENGTH)), cand(3, 0.2, (MARK_MEANING, MARK_LENGTH))])
+    assert [c.index for c in ranked] == [3, 0, 2, 1]
     # the original given back unchanged goes last, even below a candidate with more marks
     ranked = rank_candidates([cand(0, 0.0, (MARK_UNCHANGED, MARK_CONCEPT)),
                               cand(1, 0.0, (MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING))])

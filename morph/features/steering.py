@@ -326,15 +326,16 @@ SteerEvent = Union[SteerProgress, CandidateReady, SteerDone]
 
 
 def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
-    """The candidates that move the concept first, and among them the unmarked ones, then those with fewer
-    marks; then the ones that did not move it (fewer marks first); the replies that are no rewrite (the
-    original given back unchanged, a comment on the text) last. Within each, the combined score (ties: the
-    smaller fluency loss, then generation order). A rewrite that does what was asked, even with a mark, goes
-    above one that reads well but did not: its combined score is the higher too (the concept part of one that
-    did not move is 0)."""
+    """First the candidates that move the concept and read as fluently as the threshold allows (no
+    MARK_FLUENCY); then the others that are still fluent; then the less fluent ones; the replies that are no
+    rewrite (the original given back unchanged, a comment on the text) last. Within each, fewer marks first,
+    then the combined score (ties: the smaller fluency loss, then generation order). So a fluent rewrite in the
+    asked direction that changed more of the sentence (MARK_MEANING) goes above a fluent one that did not move
+    the concept, and a candidate that is no longer English never goes above one that is."""
     ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks or MARK_META in c.marks,
-                                                not c.raises_concept, len(c.marks), -c.score, -c.fluency_change,
-                                                c.index))
+                                                not (c.raises_concept and MARK_FLUENCY not in c.marks),
+                                                MARK_FLUENCY in c.marks, len(c.marks), -c.score,
+                                                -c.fluency_change, c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
 
 
