@@ -118,14 +118,9 @@ def _concurrent_prompts(ctx: Context, served, port: int, reps: int) -> Figure:
         for rep in range(reps + 1):
             for name in (("batched", "single") if rep % 2 == 0 else ("single", "batched")):
                 served.prompt_batches = batched if name == "batched" else single
-                threads = [threading.Thread(target=ask, args=(client, p)) for p in prompts]
-                t0 = time.perf_counter()
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                elapsed = _all_at_once([threading.Thread(target=ask, args=(client, p)) for p in prompts])
                 if rep > 0:  # the first round warms up
-                    times[name].append(time.perf_counter() - t0)
+                    times[name].append(elapsed)
     served.prompt_batches = batched
     fig = figure("serve_batched_prompts", f"{CLIENTS} clients' Neuronpedia activation requests at once: one pass "
                  "each ÷ batched (time)", [s / b for s, b in zip(times["single"], times["batched"])], unit="×",
@@ -157,14 +152,9 @@ def _opening_at_once(ctx: Context, store, port: int, reps: int) -> Figure:
         for name in (("shared", "apart") if rep % 2 == 0 else ("apart", "shared")):
             store.new_analyzer = shared_analyzer if name == "shared" else apart_analyzer
             clients = [RemoteEngine(f"http://127.0.0.1:{port}") for _ in texts]
-            threads = [threading.Thread(target=c.analyze, args=(t,)) for c, t in zip(clients, texts)]
-            t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            elapsed = _all_at_once([threading.Thread(target=c.analyze, args=(t,)) for c, t in zip(clients, texts)])
             if rep > 0:  # the first round warms up
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(elapsed)
             for c in clients:
                 c.close()
     store.new_analyzer = shared_analyzer
@@ -175,3 +165,13 @@ def _opening_at_once(ctx: Context, store, port: int, reps: int) -> Figure:
                  documents_in_a_pass=passes.stats.owners, last_pass_sizes=passes.stats.sizes[-20:])
     fig.benchmark = NAME
     return fig
+
+
+def _all_at_once(threads) -> float:
+    """Seconds from starting `threads` together to the end of the last."""
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
