@@ -487,6 +487,12 @@ async def test_enter_after_generating_from_the_search_box_accepts():
         await pilot.press("enter")
         assert pane.query_one("#concepts", OptionList).has_focus
 
+        # back on the candidates (as after Esc and Ctrl+E), typing another concept begins a new query
+        candidates.focus()
+        await pilot.pause()
+        await pilot.press(*"gulls")
+        await settle(pilot, lambda: search.value == "gulls" and search.has_focus)
+
 
 async def test_words_no_label_holds_are_said_so():
     """When no feature's label holds the writer's words or a near word (this SAE has no feature for

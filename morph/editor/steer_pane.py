@@ -670,20 +670,22 @@ class SteerPane(Vertical):
             self.action_close()
 
     def on_key(self, event: events.Key) -> None:
-        """Typing on the concept list searches: the list has no use for letters, so a printable key there goes
-        to the search box (the writer who opens the pane and types "calmer" finds it typed where it means
-        something), beginning a new query. The box takes its keys itself, so a key that comes here while it
-        has the focus was typed on the list before the focus moved (the rest of the word, typed in one
-        breath): it goes on to the box, in order, and so do the editing keys among them (Backspace...)."""
+        """Typing on the concept or candidate list searches: the lists have no use for letters, so a printable
+        key there goes to the search box (the writer who opens the pane and types "calmer", or comes back to
+        the candidates with Ctrl+E and types another concept, finds it typed where it means something),
+        beginning a new query. The box takes its keys itself, so a key that comes here while it has the focus
+        was typed on a list before the focus moved (the rest of the word, typed in one breath): it goes on to
+        the box, in order, and so do the editing keys among them (Backspace...)."""
         focused = self.screen.focused
-        if focused is None or focused.id not in ("concepts", "search") or event in self._passed_on:
+        lists = ("concepts", "candidates")
+        if focused is None or focused.id not in (*lists, "search") or event in self._passed_on:
             return  # (a key passed on that the box did not take comes back: it goes no further)
         if not ((event.is_printable and event.character) or (focused.id == "search" and event.key in SEARCH_KEYS)):
             return
         event.stop()
         event.prevent_default()
         search = self.query_one("#search", Input)
-        if focused.id == "concepts":
+        if focused.id in lists:
             search.value = ""
             search.select_on_focus = False  # select-all on focus would eat the keys that follow
             focus_now(search)
