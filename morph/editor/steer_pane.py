@@ -584,8 +584,9 @@ class SteerPane(Vertical):
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
-            status.update(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} move the "
-                          f"concept{'' if first is None else f'; first after {first:.1f} s'}"
+            status.update(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} "
+                          f"{'moves' if moved == 1 else 'move'} the concept"
+                          f"{'' if first is None else f'; first after {first:.1f} s'}"
                           f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} accepts.")
 
     def on_steer_pane_failed(self, message: "SteerPane.Failed") -> None:
