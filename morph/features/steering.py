@@ -54,9 +54,10 @@ How a request runs
      token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
      original given back word for word (a small instruct model often copies it) or MARK_META for a comment
      on the text instead of a rewrite (`talks_about_the_text`), MARK_REPEATS for a candidate that says
-     the same words twice over where the original does not (`repeats_itself`). Ranking: unmarked first,
-     then fewer marks, unchanged and comments last; then the combined score; marked candidates are shown,
-     never hidden.
+     the same words twice over where the original does not (`repeats_itself`). Ranking
+     (`rank_candidates`): fluent candidates that move the concept first, then the other fluent ones, then
+     the less fluent, unchanged and comments last; within each, fewer marks, then the combined score;
+     marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
