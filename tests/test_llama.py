@@ -58,6 +58,19 @@ def test_a_cached_continuation_equals_the_whole_pass(pair, ids):
         torch.testing.assert_close(again, whole[:, 30:], **TOL)
 
 
+def test_a_prompt_read_for_its_key_values_keeps_the_last_logits_alone(pair, ids):
+    """Both models skip the LM head on all but the last position when asked; the cache is the same."""
+    with torch.inference_mode():
+        for model in pair:
+            whole, full_cache = forward_cached(model, ids[:, :25], None)
+            last, cache = forward_cached(model, ids[:, :25], None, last_logits_only=True)
+            assert last.shape[1] == 1
+            torch.testing.assert_close(last[:, 0], whole[:, -1], **TOL)
+            after, _ = forward_cached(model, ids[:, 25:], cache)
+            expected, _ = forward_cached(model, ids[:, 25:], full_cache)
+            torch.testing.assert_close(after, expected, **TOL)
+
+
 def test_one_row_cache_repeated_for_a_batch_of_candidates(pair, ids):
     ours, theirs = pair
     step = torch.tensor([[7], [8], [9]])

@@ -935,9 +935,10 @@ class Steerer:
             return self._generator
 
     def _forward(self, input_ids: torch.Tensor, cache: Cache | None, edit: Edit | None = None,
-                 record: list[torch.Tensor] | None = None,
-                 model: torch.nn.Module | None = None) -> tuple[torch.Tensor, Cache]:
-        """The logits over `input_ids` after `cache`, and the extended cache (`model`: the lens's by default)."""
+                 record: list[torch.Tensor] | None = None, model: torch.nn.Module | None = None,
+                 last_logits_only: bool = False) -> tuple[torch.Tensor, Cache]:
+        """The logits over `input_ids` after `cache`, and the extended cache (`model`: the lens's by default;
+        `last_logits_only`: see hooks.forward_cached)."""
         import torch
 
         from morph.models.hooks import edit_activations, forward_cached
@@ -954,9 +955,9 @@ class Steerer:
         fn = edit if edit is not None else (recorder if record is not None else None)
         with lens.lock, torch.inference_mode():
             if fn is None:
-                return forward_cached(model, input_ids, cache)
+                return forward_cached(model, input_ids, cache, last_logits_only)
             with edit_activations(model, lens.hook, fn):
-                return forward_cached(model, input_ids, cache)
+                return forward_cached(model, input_ids, cache, last_logits_only)
 
     def _prefix_cache(self, ids: list[int], edit: Edit | None = None,
                       model: torch.nn.Module | None = None) -> Cache | None:
@@ -964,7 +965,8 @@ class Steerer:
 
         if len(ids) <= 1:
             return None
-        return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit, model=model)[1]
+        return self._forward(torch.tensor([ids[:-1]], device=self.lens.device), None, edit=edit, model=model,
+                             last_logits_only=True)[1]
 
     def _prompt_cache(self, ids: list[int], model: torch.nn.Module) -> Cache | None:
         """`_prefix_cache(ids)` (unsteered) on `model`, starting from the kept prompt that shares the longest
@@ -996,7 +998,7 @@ class Steerer:
             crop_cache(cache, cache.get_seq_length() - shared)
             if shared < len(head):
                 cache = self._forward(torch.tensor([list(head[shared:])], device=self.lens.device), cache,
-                                      model=model)[1]
+                                      model=model, last_logits_only=True)[1]
         if cache is None:  # not reached: a head of one token or more always leaves key/values
             return None
         with self._readings_lock:

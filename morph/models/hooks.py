@@ -327,11 +327,22 @@ def _cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def forward_cached(model: Any, input_ids: Any, cache: Any) -> tuple[Any, Any]:
+def _keeps_logits(model: Any) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (Morph's Llama; transformers' causal LMs since 4.50)."""
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def forward_cached(model: Any, input_ids: Any, cache: Any, last_logits_only: bool = False) -> tuple[Any, Any]:
     """The whole model over `input_ids` after the positions in `cache` (None: from the start); returns the
     logits and the extended cache, whichever name this transformers version gives the cache (the old one
-    warns on every call)."""
-    out = model(input_ids=input_ids, use_cache=True, **{_cache_argument(model): cache})
+    warns on every call). `last_logits_only`: the logits of the last position alone, where the model can
+    skip the others (a prompt read for its key/values: the LM head is a fifth of a small model's forward)."""
+    kwargs = {_cache_argument(model): cache}
+    if last_logits_only and _keeps_logits(model):
+        kwargs["logits_to_keep"] = 1
+    out = model(input_ids=input_ids, use_cache=True, **kwargs)
     extended = getattr(out, "cache", None)
     return out.logits, extended if extended is not None else out.past_key_values
 

@@ -268,7 +268,8 @@ class LlamaModel(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
-    """See the module's docstring. `forward(input_ids, attention_mask=None, use_cache=False, cache=None)`."""
+    """See the module's docstring. `forward(input_ids, attention_mask=None, use_cache=False, cache=None,
+    logits_to_keep=0)`."""
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
@@ -293,7 +294,7 @@ class LlamaForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 use_cache: bool = False, cache: KVCache | None = None,
-                output_hidden_states: bool = False) -> CausalLMOutput:
+                output_hidden_states: bool = False, logits_to_keep: int = 0) -> CausalLMOutput:
         if output_hidden_states:
             raise ValueError("Morph's Llama does not return hidden states: hook a layer (morph.models.hooks)")
         if cache is None and use_cache:
@@ -310,6 +311,8 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError("Morph's Llama takes no padding mask: pad rows on the right (hooks.capture_rows)")
         for layer in self.model.layers:
             x = layer(x, rope, mask, cache)
+        if logits_to_keep:  # as transformers: the last `logits_to_keep` positions' logits (0: all)
+            x = x[:, -logits_to_keep:]
         logits = self.lm_head(self.model.norm(x))
         return CausalLMOutput(logits, cache if use_cache else None)
 
