@@ -48,7 +48,7 @@ def build_tiny() -> tuple[str, str]:
     return str(model), str(sae)
 
 
-def contexts(args: argparse.Namespace) -> list[Context]:
+def contexts(args: argparse.Namespace, cli_threads: int) -> list[Context]:
     from morph.models.default_model import HOW_TO_GET
     from morph.models.presets import default_available
 
@@ -57,16 +57,17 @@ def contexts(args: argparse.Namespace) -> list[Context]:
     threads = editor_threads()
     if not args.no_default:
         if default_available():
-            out.append(Context(mode, None, None, "default", threads=threads))
+            out.append(Context(mode, None, None, "default", threads=threads, cli_threads=cli_threads))
         else:
             print(f"benchmarks: default skipped: {HOW_TO_GET}", file=sys.stderr)
     if args.model or args.sae:
         if not (args.model and args.sae):
             raise SystemExit("benchmarks: --model and --sae go together")
-        out.append(Context(mode, args.model, args.sae, Path(args.model).name or args.model, threads=threads))
+        out.append(Context(mode, args.model, args.sae, Path(args.model).name or args.model, threads=threads,
+                           cli_threads=cli_threads))
     if args.tiny:
         model, sae = build_tiny()
-        out.append(Context(mode, model, sae, "tiny-test-model", threads=threads))
+        out.append(Context(mode, model, sae, "tiny-test-model", threads=threads, cli_threads=cli_threads))
     if not out:
         raise SystemExit("benchmarks: no model to benchmark (the default is missing): give --model/--sae or --tiny")
     return out
@@ -172,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"benchmarks: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     import torch
 
+    cli_threads = torch.get_num_threads()  # torch's own count, before the editor's is set
     torch.set_num_threads(editor_threads())  # the editor's analysis threads; both sides of each ratio share it
     started = time.perf_counter()
     env = environment()
     results = []
-    for ctx in contexts(args):
+    for ctx in contexts(args, cli_threads):
         ctx.log = lambda msg, label=ctx.label: print(f"[{label}] {msg}", file=sys.stderr, flush=True)
         entry: dict = {"label": ctx.label, "model": ctx.model or "default", "sae": ctx.sae or "default",
                        "mode": ctx.mode, "figures": [], "errors": {}, "seconds": {}}

@@ -8,7 +8,8 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Context:
     label: str
     lens: Any = None
     threads: int = 1
+    cli_threads: int = 1  # torch's own count, which the CLI keeps (`morph steer` sets none): the cores
     log: Callable[[str], None] = print
 
     @property
@@ -177,3 +179,16 @@ class Context:
 
 def editor_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's thread count is `n` while inside, then what it was."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

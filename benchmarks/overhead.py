@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import Context, Figure, figure
+from benchmarks.common import Context, Figure, figure, torch_threads
 from benchmarks.corpus import document_tokens
 
 NAME = "overhead"
@@ -106,14 +106,10 @@ def run(ctx: Context) -> list[Figure]:
     for fn in runs.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {n: [] for n in names}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(ctx.threads)
-    try:
+    with torch_threads(ctx.threads):
         for rep in range(reps):
             for name in names[rep % len(names):] + names[:rep % len(names)]:
                 times[name].append(runs[name]())
-    finally:
-        torch.set_num_threads(previous)
     n = len(ids)
     probe = Analyzer(lens, config).analyze(text)
     details = dict(document_tokens=n, windows=min(lens.context_size, WINDOW), batches=len(batches),

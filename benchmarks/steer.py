@@ -2,12 +2,13 @@
 
 - Time to first candidate: `Steerer.stream` on a one-sentence selection (two paragraphs of context before
   it), toward the selection's strongest concept at the default strength, the default number of candidates
-  (steering.DEFAULT_CANDIDATES, 8); from the call to
+  (steering.DEFAULT_CANDIDATES, 12); from the call to
   the first CandidateReady. Median over selections and repeats. (The default model runs the hybrid method
   here.) Two ways, on the one Steerer (as the engine keeps one): cold, as `morph steer` runs (planning, the text before run
-  once, the original read, the chat prompt, sampling, the first candidate's re-read), and prepared, as the
-  steering pane runs (`Steerer.prepare` on the selection first, as the pane does while the writer chooses
-  a concept; the clock starts at the request).
+  once, the original read, the chat prompt, sampling, the first candidate's re-read) with torch's own
+  thread count (the CLI sets none: the cores), and prepared, as the steering pane runs (`Steerer.prepare`
+  on the selection first, as the pane does while the writer chooses a concept; the clock starts at the
+  request) with the editor's analysis threads (cores - 1), as every other editor figure.
 - Steered / plain tokens/s: the same request with the concept's strength vs strength 0 (no hook
   installed: the plain sampling loop), both forced to a fixed length (the stop rule is patched on this
   Steerer instance so every row runs to the cap) so both loops do identical work apart from steering;
@@ -17,7 +18,7 @@
   benchmarks/data/steer_pairs.json (short modern prose written for Morph; the concept is the writer's
   words), the concept is mapped to features once (`Steerer.concepts_for`, the best feature by label match
   and output score), then each method (hybrid, prompt-only, steer-only) makes the default number of
-  candidates (8) from the same
+  candidates (12) from the same
   seed, automatic strength where it steers; each is re-read and scored by the plain model. Per method,
   over the top-ranked candidate of each pair: the share that raises the concept (Candidate.raises_concept),
   the share that raises it with no mark (as fluent as the threshold asks, meaning kept, length in range:
@@ -39,7 +40,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.common import Context, Figure, figure, mean_figure, median, ratio_figure
+from benchmarks.common import Context, Figure, figure, mean_figure, median, ratio_figure, torch_threads
 from benchmarks.corpus import steering_passages
 
 NAME = "steer"
@@ -108,7 +109,8 @@ def run(ctx: Context) -> list[Figure]:
         for i, (text, start, end) in enumerate(passages):
             request = SteerRequest.single(tops[i], "auto", n=DEFAULT_CANDIDATES, seed=rep)
             steerer.forget()
-            first.append(_first_candidate(steerer, text, start, end, request))
+            with torch_threads(ctx.cli_threads):  # as `morph steer` runs: torch's own thread count
+                first.append(_first_candidate(steerer, text, start, end, request))
             steerer.forget()
             steerer.prepare(text, start, end)
             prepared.append(_first_candidate(steerer, text, start, end, request))
@@ -130,12 +132,12 @@ def run(ctx: Context) -> list[Figure]:
                     (steered if name == "steered" else plain).append(rate)
 
     figures = [
-        figure("steer_first_candidate_s", "steering: time to first candidate (1 sentence, cold: morph steer)",
-               first, unit="s", target=("<", 2.0), candidates=DEFAULT_CANDIDATES,
-               selections=n_passages),
+        figure("steer_first_candidate_s", "steering: time to first candidate (1 sentence, cold: morph steer, "
+               f"{ctx.cli_threads} threads)", first, unit="s", target=("<", 2.0), candidates=DEFAULT_CANDIDATES,
+               selections=n_passages, torch_threads=ctx.cli_threads),
         figure("steer_first_candidate_prepared_s", "steering: time to first candidate (1 sentence, prepared: the "
-               "pane)", prepared, unit="s", target=("<", 2.0), candidates=DEFAULT_CANDIDATES,
-               selections=n_passages),
+               f"pane, {ctx.threads} thread{'s' if ctx.threads > 1 else ''})", prepared, unit="s", target=("<", 2.0),
+               candidates=DEFAULT_CANDIDATES, selections=n_passages, torch_threads=ctx.threads),
         ratio_figure("steer_speed_ratio", "steered ÷ plain generation tokens/s", steered, plain, median,
                      target=(">=", 0.9), steered_tokens_per_s=round(median(steered), 1),
                      plain_tokens_per_s=round(median(plain), 1), min_tokens_per_row=steps,
