@@ -7,8 +7,8 @@ import os
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 
