@@ -133,8 +133,8 @@ class Batcher(Generic[In, Out]):
             if not batch or self._max_cost is None or self._cost([t.item for t in (*batch, ticket)]) <= self._max_cost:
                 batch.append(ticket)
         n = len(batch)
-        taken = set(map(id, batch))
-        self._queue = [t for t in self._queue if id(t) not in taken]
+        taken = set(batch)  # tickets compare by identity
+        self._queue = [t for t in self._queue if t not in taken]
         self.stats.batches += 1
         self.stats.items += n
         self.stats.largest = max(self.stats.largest, n)
