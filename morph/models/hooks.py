@@ -21,7 +21,6 @@ resid_pre is the decoder layer's input and resid_post its output, for every arch
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -321,17 +320,22 @@ def crop_cache(cache: Any, remove: int) -> None:
         cache.crop(-remove)
 
 
-@functools.lru_cache(maxsize=None)
-def _forward_parameters(model_class: type) -> frozenset[str]:
-    """The argument names of a model class's forward (read once per class: a forward runs every token step)."""
+_FORWARD_PARAMETERS: dict[type, frozenset[str]] = {}
+
+
+def _forward_parameters(model: Any) -> frozenset[str]:
+    """The argument names of the model's forward, read once per model class (a forward runs every token step)."""
     import inspect
 
-    return frozenset(inspect.signature(model_class.forward).parameters)
+    found = _FORWARD_PARAMETERS.get(type(model))
+    if found is None:
+        found = _FORWARD_PARAMETERS[type(model)] = frozenset(inspect.signature(model.forward).parameters)
+    return found
 
 
 def _cache_argument(model: Any) -> str:
     """transformers 5.2x takes a key/value cache as `cache`; earlier versions as `past_key_values`."""
-    return "cache" if "cache" in _forward_parameters(type(model)) else "past_key_values"
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
 
 
 def forward_cached(model: Any, input_ids: Any, cache: Any, last_logits_only: bool = False) -> tuple[Any, Any]:
@@ -340,7 +344,7 @@ def forward_cached(model: Any, input_ids: Any, cache: Any, last_logits_only: boo
     warns on every call). `last_logits_only`: the logits of the last position alone, where the model can
     skip the others (a prompt read for its key/values: the LM head is a fifth of a small model's forward)."""
     kwargs = {_cache_argument(model): cache}
-    if last_logits_only and "logits_to_keep" in _forward_parameters(type(model)):  # Morph's Llama; transformers 4.50+
+    if last_logits_only and "logits_to_keep" in _forward_parameters(model):  # Morph's Llama; transformers 4.50+
         kwargs["logits_to_keep"] = 1
     out = model(input_ids=input_ids, use_cache=True, **kwargs)
     extended = getattr(out, "cache", None)
