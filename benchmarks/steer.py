@@ -25,7 +25,9 @@
   what a writer could accept as it stands),
   the mean fluency change against the original (nats/token; negative = less fluent), the mean meaning
   similarity, and the mean combined score (0..1, the harmonic mean of concept, fluency, meaning, length);
-  spreads are bootstrap 95% intervals. `steer_hybrid_lead` is hybrid's mean combined score minus the
+  spreads are bootstrap 95% intervals. A pair whose words no feature matches (Morph refuses the concept)
+  counts as a top that does not raise it, with a combined score of 0, for every method: the writer got no
+  rewrite (`refused` in the figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean combined score minus the
   better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop` are hybrid's (the drop =
   minus the change). A model without a chat template (the tiny test model) gets a minimal generic one for
   this comparison, so that the three methods run everywhere; the figures then mean nothing.
@@ -187,12 +189,14 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     n = ctx.pick(DEFAULT_CANDIDATES, DEFAULT_CANDIDATES, 2)
     tops: dict[str, list] = {m: [] for m in COMPARED}
     rows = []
+    refused: list[str] = []  # "k: words" of the pairs whose words no feature matches
     for k, (text, start, end, words) in enumerate(pairs):
         try:
             matches = steerer.concepts_for(words, text, start, end)[:1]
         except InputError as err:
             if ctx.mode != "smoke":
                 ctx.log(f"  steer: no feature for {words!r}: {err}")
+                refused.append(f"{k}: {words}")
                 continue
             # the tiny random model's labels hold no real words: its strongest feature on the passage
             matches = steerer.concepts_for(str(steerer.concepts(text, start, end, 1)[0].id), text, start, end)
@@ -212,27 +216,30 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))
     figures = []
+    nothing = [0.0] * len(refused)  # a refused pair: no rewrite, so nothing raised and no score
     for method in COMPARED:
         got = tops[method]
         figures += [
             mean_figure(f"steer_{method}_raises_share", f"steering {method}: top candidate raises the concept",
-                        [100.0 * c.raises_concept for c in got], unit="%", pairs=len(got)),
+                        [100.0 * c.raises_concept for c in got] + nothing, unit="%", pairs=len(got) + len(refused),
+                        refused=refused),
             mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
-                        [100.0 * (c.raises_concept and not c.marks) for c in got], unit="%"),
+                        [100.0 * (c.raises_concept and not c.marks) for c in got] + nothing, unit="%"),
             mean_figure(f"steer_{method}_fluency_change", f"steering {method}: fluency change of the top",
                         [c.fluency_change for c in got], unit="nats/tok"),
             mean_figure(f"steer_{method}_similarity", f"steering {method}: meaning similarity of the top",
                         [c.similarity for c in got]),
             mean_figure(f"steer_{method}_score", f"steering {method}: combined score of the top",
-                        [c.score for c in got]),
+                        [c.score for c in got] + nothing),
         ]
-    hybrid = [c.score for c in tops["hybrid"]]
-    best_other = max((statistics.fmean([c.score for c in tops[m]]) if tops[m] else 0.0) for m in COMPARED[1:])
+    hybrid = [c.score for c in tops["hybrid"]] + nothing
+    best_other = max((statistics.fmean([c.score for c in tops[m]] + nothing) if tops[m] else 0.0)
+                     for m in COMPARED[1:])
     figures.append(figure("steer_hybrid_lead", "steering: hybrid's combined score minus the best baseline's",
-                          [statistics.fmean(hybrid) - best_other] if hybrid else [], target=(">", 0.0)))
+                          [statistics.fmean(hybrid) - best_other] if tops["hybrid"] else [], target=(">", 0.0)))
     figures.append(mean_figure("steer_top_raises_share", "steering: top candidate raises the concept (hybrid)",
-                               [100.0 * c.raises_concept for c in tops["hybrid"]], unit="%",
-                               target=(">=", 80.0), pairs=len(tops["hybrid"])))
+                               [100.0 * c.raises_concept for c in tops["hybrid"]] + nothing, unit="%",
+                               target=(">=", 80.0), pairs=len(tops["hybrid"]) + len(refused), refused=refused))
     figures.append(mean_figure("steer_fluency_drop", "steering: fluency drop of the top candidate (hybrid)",
                                [-c.fluency_change for c in tops["hybrid"]], unit="nats/tok", target=("<=", 0.5)))
     return figures

@@ -83,3 +83,24 @@ def test_suite_smoke_run_reports_every_figure(tiny_dirs, tmp_path):
     # the Markdown table for the README has a row per figure
     table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(FIGURES)
+
+
+def test_a_pair_whose_words_no_feature_matches_counts_against_every_method(tiny_lens, monkeypatch):
+    """Morph refuses words that no feature matches: the writer gets no rewrite, so the method comparison
+    counts that pair as a top that raises nothing and scores 0, for every method, instead of leaving it out
+    (which would flatter the shares on a concept the SAE cannot say)."""
+    import benchmarks.steer as steer
+    from benchmarks.common import Context
+
+    text = "The kettle clicked off. The first grey light reached the window.\n"
+    start = text.index("The first")
+    pairs = [(text, start, len(text) - 1, "3"), (text, start, len(text) - 1, "qzxv")]  # a feature id; no word
+    monkeypatch.setattr(steer, "steer_pairs", lambda n=None: pairs[:n])
+    ctx = Context(mode="quick", model=None, sae=None, label="tiny", lens=tiny_lens, log=lambda _: None)
+    figures = {f.name: f for f in steer.compare_methods(ctx, tiny_lens)}
+    for method in ("hybrid", "prompt", "steer"):
+        raised = figures[f"steer_{method}_raises_share"]
+        assert raised.n == 2 and raised.details["refused"] == ["1: qzxv"] and raised.value <= 50.0
+        assert figures[f"steer_{method}_score"].n == 2
+        assert figures[f"steer_{method}_fluency_change"].n == 1  # measured on rewrites only
+    assert figures["steer_top_raises_share"].n == 2 and figures["steer_top_raises_share"].details["pairs"] == 2
