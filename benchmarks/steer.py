@@ -27,8 +27,8 @@
   similarity, and the mean combined score (0..1, the harmonic mean of concept, fluency, meaning, length);
   spreads are bootstrap 95% intervals. A pair whose words no feature matches (Morph refuses the concept)
   counts as a top that does not raise it, with a combined score of 0, for every method: the writer got no
-  rewrite (`refused` in the figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean combined score minus the
-  better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop` are hybrid's (the drop =
+  rewrite (`refused` in the figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean
+  combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop` are hybrid's (the drop =
   minus the change). A model without a chat template (the tiny test model) gets a minimal generic one for
   this comparison, so that the three methods run everywhere; the figures then mean nothing.
 """
