@@ -28,9 +28,10 @@
   spreads are bootstrap 95% intervals. A pair whose words no feature matches (Morph refuses the concept)
   counts as a top that does not raise it, with a combined score of 0, for every method: the writer got no
   rewrite (`refused` in the figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean
-  combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop` are hybrid's (the drop =
-  minus the change). A model without a chat template (the tiny test model) gets a minimal generic one for
-  this comparison, so that the three methods run everywhere; the figures then mean nothing.
+  combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop`
+  are hybrid's (the drop = minus the change). A model without a chat template (the tiny test model) gets a
+  minimal generic one for this comparison, so that the three methods run everywhere; the figures then mean
+  nothing.
 """
 
 from __future__ import annotations
@@ -215,31 +216,30 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     if ctx.mode == "full":
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))
-    figures = []
     nothing = [0.0] * len(refused)  # a refused pair: no rewrite, so nothing raised and no score
+    raised = {m: [100.0 * c.raises_concept for c in tops[m]] + nothing for m in COMPARED}
+    scores = {m: [c.score for c in tops[m]] + nothing for m in COMPARED}
+    figures = []
     for method in COMPARED:
         got = tops[method]
         figures += [
             mean_figure(f"steer_{method}_raises_share", f"steering {method}: top candidate raises the concept",
-                        [100.0 * c.raises_concept for c in got] + nothing, unit="%", pairs=len(got) + len(refused),
-                        refused=refused),
+                        raised[method], unit="%", pairs=len(raised[method]), refused=refused),
             mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
                         [100.0 * (c.raises_concept and not c.marks) for c in got] + nothing, unit="%"),
             mean_figure(f"steer_{method}_fluency_change", f"steering {method}: fluency change of the top",
                         [c.fluency_change for c in got], unit="nats/tok"),
             mean_figure(f"steer_{method}_similarity", f"steering {method}: meaning similarity of the top",
                         [c.similarity for c in got]),
-            mean_figure(f"steer_{method}_score", f"steering {method}: combined score of the top",
-                        [c.score for c in got] + nothing),
+            mean_figure(f"steer_{method}_score", f"steering {method}: combined score of the top", scores[method]),
         ]
-    hybrid = [c.score for c in tops["hybrid"]] + nothing
-    best_other = max((statistics.fmean([c.score for c in tops[m]] + nothing) if tops[m] else 0.0)
-                     for m in COMPARED[1:])
+    best_other = max((statistics.fmean(scores[m]) if tops[m] else 0.0) for m in COMPARED[1:])
     figures.append(figure("steer_hybrid_lead", "steering: hybrid's combined score minus the best baseline's",
-                          [statistics.fmean(hybrid) - best_other] if tops["hybrid"] else [], target=(">", 0.0)))
+                          [statistics.fmean(scores["hybrid"]) - best_other] if tops["hybrid"] else [],
+                          target=(">", 0.0)))
     figures.append(mean_figure("steer_top_raises_share", "steering: top candidate raises the concept (hybrid)",
-                               [100.0 * c.raises_concept for c in tops["hybrid"]] + nothing, unit="%",
-                               target=(">=", 80.0), pairs=len(tops["hybrid"]) + len(refused), refused=refused))
+                               raised["hybrid"], unit="%", target=(">=", 80.0), pairs=len(raised["hybrid"]),
+                               refused=refused))
     figures.append(mean_figure("steer_fluency_drop", "steering: fluency drop of the top candidate (hybrid)",
                                [-c.fluency_change for c in tops["hybrid"]], unit="nats/tok", target=("<=", 0.5)))
     return figures
