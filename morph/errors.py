@@ -15,6 +15,11 @@ class InputError(MorphError):
     """Bad input from the user: a file, an offset, a feature id, an option."""
 
 
+class NoFeatureMatches(InputError):
+    """No feature of the SAE matches the writer's words (morph.features.concepts.concepts_for_words): a rewrite
+    can still go by the words alone (morph.features.steering.SteerRequest.by_words)."""
+
+
 class ServerError(MorphError):
     """The engine server (`morph serve`) refused a request or answered out of the protocol."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from morph.errors import NoFeatureMatches
 from morph.features.analysis import Analysis, AnalysisConfig, FinalResult, PartialResult
 from morph.features.engine import Engine
 
@@ -290,6 +291,8 @@ def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, ser
     start, end = TEXT.index("The lamp"), TEXT.index(" loud.") + 6
     assert remote.concepts(TEXT, start, end, 5) == local.concepts(TEXT, start, end, 5)
     assert remote.concepts_for("sea", TEXT, start, end, 3) == local.concepts_for("sea", TEXT, start, end, 3)
+    with pytest.raises(NoFeatureMatches, match="no feature matches 'zebra'"):  # as locally: the words may go alone
+        remote.concepts_for("zebra", TEXT, start, end, 3)
     assert remote.search("the", 3) == local.search("the", 3)
     assert remote.label(3) == local.label(3)
     request = SteerRequest.single(3, 2.0, n=2, max_tokens=6, seed=1)

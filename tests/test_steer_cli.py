@@ -150,3 +150,29 @@ def test_subprocess_json(doc, lens_args):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert len(report["candidates"]) == 2 and report["feature"] == 2
+
+
+@pytest.mark.slow
+def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp_path, capsys):
+    """On the shipped default no feature matches "scarier": `morph steer` says so and rewrites by the words
+    alone (the instruction), each candidate measured by how much more the model expects the words after it;
+    steering by features refuses them with the one line that says what to try."""
+    from morph.models.presets import default_available
+
+    if not default_available():
+        pytest.skip("the default model is not installed")
+    path = tmp_path / "night.txt"
+    path.write_text("We walked home along the river after dinner. The path was dark and the trees were quiet.\n",
+                    encoding="utf-8")
+    start = path.read_text().index("The path")
+    span = ["--start", str(start), "--end", str(start + len("The path was dark and the trees were quiet."))]
+    code, out, err = steer([str(path), *span, "--concept", "scarier", "-n", "3", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["by_words"] and report["method"] == "prompt" and report["feature"] is None
+    assert report["features"] == [] and "no feature matches 'scarier'" in report["note"]
+    assert "scarier" in report["instruction"] and len(report["candidates"]) == 3
+    for c in report["candidates"]:
+        assert c["raises_concept"] == ("concept did not move" not in c["marks"])
+    code, out, err = steer([str(path), *span, "--concept", "scarier", "--method", "steer", "-n", "1"], capsys)
+    assert code == 2 and "no feature matches 'scarier'" in err and err.count("\n") == 1

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from morph.errors import InputError
+from morph.errors import InputError, NoFeatureMatches
 from morph.features.concepts import (
     ConceptMatch,
     concept_words,
@@ -21,6 +21,7 @@ from morph.features.concepts import (
     direction_of,
     output_scores,
     unlabelled_note,
+    word_measure_tokens,
     word_stem,
 )
 from morph.features.labels import load_labels
@@ -37,6 +38,8 @@ from morph.features.steering import (
     MARK_UNCHANGED,
     MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
+    WORDS_EPS,
+    WORDS_PROBE,
     Candidate,
     Steerer,
     SteerRequest,
@@ -461,3 +464,57 @@ def test_the_chat_request_follows_one_worked_rewrite():
     assert messages[3]["content"] == instruction_for("angrier") + "\nBy six the office was empty."
     plain = chat_messages("", "By six the office was empty.", instruction_for(""))
     assert plain[1]["content"].startswith(instruction_for("") + "\n") and "vivid" not in plain[1]["content"]
+
+
+# ----- your words alone: no feature, the instruction rewrites, the words measure -------------------------------
+
+def test_words_no_feature_matches_are_refused_as_such(tiny_lens):
+    with pytest.raises(NoFeatureMatches, match="your words alone"):
+        concepts_for_words(tiny_lens, load_labels(tiny_lens), "zebra", TEXT, START, END)
+
+
+def test_your_words_alone_rewrite_by_the_instruction_and_the_words_measure_it(chat_steerer, chat_lens):
+    """No feature: the prompt method, the words in the instruction, and each candidate's concept level is
+    the log-probability mass the plain model puts on the words' one-token forms after WORDS_PROBE, less the
+    mass on the control words; the gain is the candidate's level less the original's, in nats."""
+    targets, controls = word_measure_tokens(chat_lens, "more mill")
+    assert targets and not set(targets) & set(controls)
+    result = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", n=3, seed=0, method="hybrid"))
+    assert result.by_words and result.method == "prompt" and result.features == () and result.labels == ()
+    assert "more mill" in result.instruction and all(c.strength is None for c in result.candidates)
+
+    def level(core: str) -> float:
+        tok = chat_lens.tokenizer
+        before = tok(TEXT[:START].rstrip(" "), add_special_tokens=False)["input_ids"]
+        ids = before + tok(core + WORDS_PROBE, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logp = torch.log_softmax(chat_lens.model(input_ids=torch.tensor([[chat_lens.bos_token_id] + ids]))
+                                     .logits[0, -1].float(), dim=-1)
+        return float(torch.logsumexp(logp[targets], -1) - (torch.logsumexp(logp[controls], -1) if controls else 0))
+
+    assert result.original.target_activation == pytest.approx(level(SPAN), abs=1e-3)
+    for c in result.candidates:
+        assert c.target_activation == pytest.approx(level(c.text.strip()), abs=1e-3)
+        assert c.gain == pytest.approx(c.target_activation - result.original.target_activation, abs=1e-6)
+        assert c.raises_concept == (c.gain > WORDS_EPS) and (MARK_CONCEPT in c.marks) == (not c.raises_concept)
+    away = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", mode="away", n=1, seed=0))
+    [c] = away.candidates
+    assert c.gain == pytest.approx(away.original.target_activation - c.target_activation, abs=1e-6)
+
+
+@pytest.mark.parametrize("request_,message", [
+    (SteerRequest.by_words("more mill", method="steer"), "need the instruction"),
+    (SteerRequest.by_words("more mill", method="continuation"), "need the instruction"),
+    (SteerRequest.by_words("more mill", mode="suppress"), "suppress zeroes features"),
+    (SteerRequest.by_words("qqqzzzxxyy"), "cannot measure it"),
+    (SteerRequest.by_words("  "), "no feature given"),
+])
+def test_your_words_alone_say_what_they_cannot_do(chat_steerer, request_, message):
+    with pytest.raises(InputError, match=message):
+        chat_steerer.stream(TEXT, START, END, request_)
+
+
+def test_your_words_alone_need_an_instruct_model(tiny_lens):
+    for method in ("auto", "prompt"):
+        with pytest.raises(InputError, match="words alone needs an instruct model"):
+            Steerer(tiny_lens).stream(TEXT, START, END, SteerRequest.by_words("more mill", method=method))

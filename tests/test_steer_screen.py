@@ -512,5 +512,44 @@ async def test_words_no_label_holds_are_said_so():
         note = str(concepts.get_option_at_index(0).prompt)
         assert "no feature's label holds 'sadder'" in note
         pane.query_one("#search", Input).value = "about the sea"
-        await settle(pilot, lambda: concepts.option_count == 3)
+        await settle(pilot, lambda: concepts.option_count == 4)  # the note, two features, the words alone
         assert "features for 'about the sea'" in str(concepts.get_option_at_index(0).prompt)
+
+
+async def test_words_no_feature_matches_are_offered_alone_and_rewrite_by_the_instruction(tiny_lens):
+    """Words no feature matches ("zebra" on the fake, where the search finds nothing) leave one choice in the
+    list, the words alone, highlighted; typed words that features match offer it last. Generating by the words
+    alone runs the prompt method with no feature, and the candidates show the words' gain in nats."""
+    fake = FakeSteerer()
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        await settle(pilot, lambda: pane.chosen_feature() == 5)
+        pane.query_one("#search", Input).value = "zebra"
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count == 2)
+        assert "no feature label matches" in str(concepts.get_option_at_index(0).prompt)
+        assert "'zebra' alone" in str(concepts.get_option_at_index(1).prompt) and concepts.highlighted == 1
+        request = pane.build_request()
+        assert request.features == () and request.concept == "zebra" and request.method == "auto"
+    steerer = _chat_steerer(tiny_lens)
+    app = Host(steerer, n=2, seed=0)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        concepts = pane.query_one("#concepts", OptionList)
+        await settle(pilot, lambda: concepts.option_count > 1)
+        pane.query_one("#search", Input).value = "more mill"  # " mill" is one token of the tiny vocabulary
+        await settle(pilot, lambda: "'more mill' alone" in str(concepts.get_option_at_index(
+            concepts.option_count - 1).prompt))
+        concepts.highlighted = concepts.option_count - 1
+        await pilot.click("#generate")
+        await settle(pilot, lambda: pane.result is not None)
+        result = pane.result
+        assert result.by_words and result.method == "prompt" and result.features == ()
+        assert "more mill" in result.instruction
+        assert "nats)" in str(pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt)
+        assert "'more mill' (your words alone)" in str(pane.query_one("#status", Static).render())
+        # a method that steers by features says it needs the instruction
+        await pilot.click("#method-steer", offset=(2, 0))
+        await pilot.click("#generate")
+        await settle(pilot, lambda: "need the instruction" in str(pane.query_one("#error", Static).render()))

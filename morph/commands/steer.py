@@ -6,7 +6,9 @@ match and output score (morph.features.concepts.concepts_for_words); the chosen 
 why. `--method` picks how the rewrite is made (hybrid: the instruct model asked in words while the
 features are steered; prompt: words only; steer: features only; continuation: a base model continuing the
 text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
-re-read and scored, and the table shows the combined score with its parts and marks.
+re-read and scored, and the table shows the combined score with its parts and marks. Words that no feature
+matches (or `--by-words`) are rewritten by the instruction alone and measured by the words
+(morph.features.steering.SteerRequest.by_words).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='what you want, in words: "calmer", "about the sea", "more formal", "less jargon"')
     target.add_argument("--like", metavar="TEXT", help="more like this: an example passage (or a few words) to imitate")
     target.add_argument("--feature", type=int, metavar="ID", help="an SAE feature by number")
+    parser.add_argument("--by-words", action="store_true",
+                        help="your words alone, no feature: the instruction rewrites, and the concept is measured by "
+                             "how much more the model expects the words after a candidate (taken when no feature "
+                             "matches the words)")
     parser.add_argument("--features", type=int, default=1, metavar="K",
                         help="how many of the concept's features to steer with (default 1: the first ranked)")
     parser.add_argument("--method", default="auto", choices=("auto",) + METHODS,
@@ -57,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from morph.commands.common import engine_from_args, read_input
-    from morph.errors import InputError
+    from morph.errors import InputError, NoFeatureMatches
     from morph.features.concepts import direction_of, unlabelled_note
     from morph.features.steering import SteerRequest, is_auto, strength_value
 
@@ -71,10 +77,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"-n must be 1 to 16, not {args.n}")
     if not 1 <= args.features <= 8:
         raise InputError(f"--features must be 1 to 8, not {args.features}")
+    if args.by_words and (args.concept is None or args.concept.strip().isdigit()):
+        raise InputError("--by-words needs --concept WORDS")
     engine = engine_from_args(args)
     steerer = engine.steerer()
     words = ""
-    if args.feature is not None:
+    matches: list[ConceptMatch] = []
+    refused: NoFeatureMatches | None = None  # no feature matches the words: they are rewritten by themselves
+    if args.by_words:
+        words = args.concept
+    elif args.feature is not None:
         matches = steerer.concepts_for(str(args.feature), source.text, start, end) if args.feature >= 0 else []
         if not matches:
             raise InputError(f"feature {args.feature} does not exist")
@@ -82,19 +94,34 @@ def run(args: argparse.Namespace) -> int:
         matches = steerer.concepts_for("", source.text, start, end, example=args.like)[: args.features]
         words = "more like this: " + " ".join(args.like.split())[:80]
     else:
-        matches = steerer.concepts_for(args.concept, source.text, start, end)[: args.features]
         words = args.concept if not args.concept.strip().isdigit() else ""
+        try:
+            matches = steerer.concepts_for(args.concept, source.text, start, end)[: args.features]
+        except NoFeatureMatches as err:
+            if args.method not in ("auto", "hybrid", "prompt") or args.suppress:
+                raise
+            refused = err
     if args.suppress:
         mode = "suppress"
     elif args.away:
         mode = "away"
     else:
         mode = direction_of(words) if args.concept is not None else "toward"
-    request = SteerRequest.for_matches(matches, words if args.like is None else "", strength, mode=mode, n=args.n,
-                                       seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
-                                       method=args.method)
-    result = steerer.run(source.text, start, end, request)
-    note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
+    options = dict(n=args.n, seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
+                   method=args.method)
+    if matches:
+        request = SteerRequest.for_matches(matches, words if args.like is None else "", strength, mode=mode, **options)
+        note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
+    else:
+        request = SteerRequest.by_words(words, mode=mode, **options)
+        note = ((str(refused).split(":")[0] + ": " if refused else "") + "rewritten by your words alone (the "
+                "instruction), measured by how much more the model expects them after a rewrite")
+    try:
+        result = steerer.run(source.text, start, end, request)
+    except InputError:
+        if refused is not None:  # nor can the words measure it: the refusal says what to do
+            raise refused from None
+        raise
     report = build_report(engine, result, matches, words, note)
     if args.json:
         json.dump(report, sys.stdout, ensure_ascii=False)
@@ -107,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch], words: str = "",
                  note: str | None = None) -> dict:
     request = result.request
-    feature = result.features[0][0]
+    feature = result.features[0][0] if result.features else None
     return {
         "model": engine.model_name,
         "sae": engine.sae_name,
@@ -115,7 +142,8 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
         "instruction": result.instruction,
         "concept": words,
         "feature": feature,
-        "label": engine.label(feature),
+        "label": None if feature is None else engine.label(feature),
+        "by_words": result.by_words,  # no feature: the concept measured by the words (gains in nats)
         "note": note,  # why the features are not labelled with the words (concepts.unlabelled_note), or None
         "features": [
             {"id": m.id, "label": m.label, "label_score": round(m.label_score, 3),
@@ -123,10 +151,11 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
             for m in matches
         ],
         "mode": request.mode,
-        "strength": None if (request.mode == "suppress" or request.auto_strength) else round(result.features[0][1], 4),
+        "strength": (None if request.mode == "suppress" or request.auto_strength or not result.features
+                     else round(result.features[0][1], 4)),
         "auto_strength": bool(result.ladder),
         "ladder": list(result.ladder),
-        "typical_max": round(result.scales[0], 5),
+        "typical_max": round(result.scales[0], 5) if result.scales else None,
         "original": {
             "text": result.original.text,
             "target_activation": round(result.original.target_activation, 5),
@@ -164,6 +193,8 @@ def print_report(report: dict) -> None:
     from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN, strength_text
 
     console = Console()
+    units = ("nats (how much more the model expects your words after it)" if report["by_words"] else
+             "typical-max units")
     verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[report["mode"]]
     if report["auto_strength"]:
         strength = f" · strength auto (swept {', '.join(f'{s:g}' for s in report['ladder'])})"
@@ -175,7 +206,8 @@ def print_report(report: dict) -> None:
                   f"method [b]{report['method']}[/b]{strength}")
     if report["instruction"]:
         console.print(f"instruction: {escape(report['instruction'])}")
-    console.print(f"{verb}:")
+    console.print(f"{verb}:" + (f" {escape(repr(report['concept']))} (your words alone, no feature)"
+                                if report["by_words"] else ""))
     if report.get("note"):
         console.print(f"  [yellow]{escape(report['note'])}[/yellow]")
     for f in report["features"]:
@@ -201,6 +233,6 @@ def print_report(report: dict) -> None:
     console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
                   f"{'' if first is None else f' (first after {first:.1f} s)'}, "
                   f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
-                  f"gain in typical-max units; fluency: nats/token vs the original; marked (✗): the concept did "
+                  f"gain in {units}; fluency: nats/token vs the original; marked (✗): the concept did "
                   f"not move, fluency lost > {FLUENCY_LOSS_MAX} nats/token, meaning < {SIMILARITY_MIN}, or length "
                   f"off[/dim]")

@@ -16,7 +16,9 @@ label(feature). The pane never imports the app.
 
 The search box takes the writer's words ("calmer", "about the sea", "less jargon"): the list shows the
 features chosen for them with both numbers (label match, output score) and why; "like: <example>" lists the
-features of "more like this" for an example passage. Generating uses the highlighted feature, the words
+features of "more like this" for an example passage. Typed words are also offered alone, last in the list
+(the only choice when no feature matches them): the instruction rewrites, and the words measure the concept
+(`SteerRequest.by_words`). Generating uses the highlighted feature, the words
 (in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
 strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
 score with its parts and its marks.
@@ -70,6 +72,7 @@ PANE_METHODS = (AUTO,) + METHODS
 STRENGTHS = (AUTO,) + tuple(PRESETS)
 METHOD_NAMES = {"continuation": "continue"}  # shown shorter: the row is narrow
 LIKE_PREFIX = "like:"
+WORDS_OPTION = "words"  # the concept list's option for the typed words alone (no feature)
 SEARCH_KEYS = frozenset({"backspace", "delete", "left", "right", "home", "end"})  # the search box's editing keys
 SEARCH_PAUSE_S = 0.25  # the concept search waits this long for the next key before reading the words
 PROGRESS_EVERY_S = 0.1
@@ -263,6 +266,7 @@ class SteerPane(Vertical):
         self._generated_query: str | None = None  # the search the candidates (shown or coming) answer
         self._passed_on: weakref.WeakSet[events.Key] = weakref.WeakSet()  # keys on_key passed to the search box
         self._headline = ""
+        self._units = ""  # after a candidate's concept gain: " nats" by the words alone
 
     # ----- layout ----------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -448,8 +452,12 @@ class SteerPane(Vertical):
         if self._generate_when_shown and message.query == self._query():
             self._generate_when_shown = False
             self.call_later(self.action_generate)  # what the writer asked for while the list was not ready
+        words = self._words(message.query or "")
         if not message.concepts:
             box.add_option(Option(Text(message.note, style="dim italic"), disabled=True))
+            if words:
+                box.add_option(self._words_option(words))
+                box.highlighted = 1
             return
         box.add_option(Option(Text(message.note, style="dim"), disabled=True))
         for concept in message.concepts:
@@ -462,7 +470,23 @@ class SteerPane(Vertical):
             elif concept.activation:
                 line.append(f"  {concept.activation:.2f}", style="dim")
             box.add_option(Option(line, id=str(concept.id)))
+        if words:
+            box.add_option(self._words_option(words))
         box.highlighted = 1
+
+    @staticmethod
+    def _words(query: str) -> str:
+        """The query as words a rewrite can go by alone ("" for a feature number or a "like:" example)."""
+        query = query.strip()
+        return "" if (not query or query.isdigit() or query.lower().startswith(LIKE_PREFIX)) else query
+
+    @staticmethod
+    def _words_option(words: str) -> Option:
+        line = Text("✎ ", style="bold")
+        line.append(f"{words!r} alone")
+        line.append("\n   no feature: the instruction rewrites; measured by how much more the model expects "
+                    "the words after a rewrite", style="dim")
+        return Option(line, id=WORDS_OPTION)
 
     @on(OptionList.OptionSelected, "#concepts")
     def _concept_chosen(self) -> None:
@@ -472,17 +496,22 @@ class SteerPane(Vertical):
         """What the search box asks for now."""
         return self.query_one("#search", Input).value.strip()
 
-    def chosen_feature(self) -> int | None:
+    def _chosen(self) -> str | None:
+        """The highlighted concept's option id (a feature number, or WORDS_OPTION), or None."""
         box = self.query_one("#concepts", OptionList)
         if box.highlighted is None:
             return None
-        option = box.get_option_at_index(box.highlighted)
-        return int(option.id) if option.id is not None else None
+        return box.get_option_at_index(box.highlighted).id
+
+    def chosen_feature(self) -> int | None:
+        chosen = self._chosen()
+        return int(chosen) if chosen is not None and chosen != WORDS_OPTION else None
 
     # ----- the request -------------------------------------------------------------------------------------
     def build_request(self) -> SteerRequest:
         feature = self.chosen_feature()
-        if feature is None:
+        alone = self._chosen() == WORDS_OPTION
+        if feature is None and not alone:
             raise MorphError("choose a concept first (the list above, or search for one)")
         mode = MODES[self.query_one("#mode", RadioSet).pressed_index or 0]
         method = PANE_METHODS[max(0, self.query_one("#method", RadioSet).pressed_index or 0)]
@@ -495,8 +524,7 @@ class SteerPane(Vertical):
             name = STRENGTHS[0 if index is None or index < 0 else index]
             auto = name == AUTO
             strength = 1.0 if auto else PRESETS[name]
-        query = self._query()
-        words = "" if (not query or query.isdigit() or query.lower().startswith(LIKE_PREFIX)) else query
+        words = self._words(self._query())
         if words and mode == "toward" and direction_of(words) == "away":
             mode = "away"  # "less jargon": away from the jargon features
         count_text = self.query_one("#count", Input).value.strip() or str(self.n)
@@ -506,6 +534,8 @@ class SteerPane(Vertical):
             raise MorphError(f"the number of candidates must be a whole number, not {count_text!r}") from None
         self._runs += 1
         seed = self.seed if self.seed is not None else self._runs - 1
+        if feature is None:  # the words alone
+            return SteerRequest.by_words(words, mode=mode, n=count, seed=seed, method=method)
         return SteerRequest(features=((feature, strength),), mode=mode, n=count, seed=seed, method=method,
                             concept=words, auto_strength=auto)
 
@@ -535,10 +565,14 @@ class SteerPane(Vertical):
         self._generated_query = query
         self.query_one("#candidates", OptionList).clear_options()
         self.query_one("#accept", Button).disabled = True
-        label = self.steerer.label(request.features[0][0])
         verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[request.mode]
-        words = f" ({request.concept!r})" if request.concept else ""
-        self._headline = f"{verb} #{request.features[0][0]} {label}{words}"
+        if request.features:
+            label = self.steerer.label(request.features[0][0])
+            words = f" ({request.concept!r})" if request.concept else ""
+            self._headline = f"{verb} #{request.features[0][0]} {label}{words}"
+        else:
+            self._headline = f"{verb} {request.concept!r} (your words alone)"
+        self._units = "" if request.features else " nats"
         self.query_one("#status", Static).update(f"Generating {request.n} candidates {self._headline}…")
         self.generating = True
         self._generate(self._run, self.text, self.start, self.end, request, self._cancel)
@@ -618,9 +652,9 @@ class SteerPane(Vertical):
             ok = c.raises_concept and not marks
             line.append(f"\n   {'✓' if ok else '✗'} score {c.score:.2f}", style="bold green" if ok else "dim")
             if parts:
-                line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}) · fluency {parts['fluency']:.2f} "
-                            f"({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · length "
-                            f"{parts['length']:.2f}", style="green" if ok else "dim")
+                line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}{self._units}) · fluency "
+                            f"{parts['fluency']:.2f} ({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · "
+                            f"length {parts['length']:.2f}", style="green" if ok else "dim")
             at = strength_text(getattr(c, "strength", None))
             if at:
                 line.append(f" · {at}", style="dim")

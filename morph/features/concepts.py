@@ -12,7 +12,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from morph.errors import InputError
+from morph.errors import InputError, NoFeatureMatches
 from morph.features.intensity import unit_scales
 
 if TYPE_CHECKING:
@@ -371,6 +371,27 @@ def word_family(lens: Lens, word: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def one_token_forms(lens: Lens, words: Sequence[str]) -> list[int]:
+    """The tokens that spell one of `words` whole, as running text holds it (" calm", "Calm"...), each once."""
+    out: list[int] = []
+    for word in words:
+        for form in (" " + word, word, " " + word.capitalize(), word.capitalize()):
+            ids = token_ids(lens, form)
+            if len(ids) == 1 and ids[0] not in out:
+                out.append(ids[0])
+    return out
+
+
+def word_measure_tokens(lens: Lens, words: str) -> tuple[list[int], list[int]]:
+    """(targets, controls) for measuring a concept by the writer's words alone (steering.WORDS_PROBE): the
+    one-token forms of each concept word's family (`word_family`: "scarier" -> " scary"; "calmer" -> " calmer",
+    " calm", " calmly"...), and those of CONTROL_WORDS that are not targets. Targets [] when no form of any
+    word is one token of the vocabulary."""
+    targets = one_token_forms(lens, [w for word in concept_words(words) for w in word_family(lens, word)])
+    controls = [t for t in one_token_forms(lens, CONTROL_WORDS) if t not in targets]
+    return targets, controls
+
+
 def direction_of(words: str) -> str:
     """"toward", or "away" when the words ask for less of something ("less jargon", "not so formal")."""
     head = words.strip().lower().split()[:1]
@@ -525,8 +546,8 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
                     for feature in labels.search(family[0], limit=6):
                         found.setdefault(int(feature), "label")
     if example is None and not found:
-        raise InputError(f"no feature matches {source_text!r}: try other words, an example passage (more like "
-                         "this), or a feature number")
+        raise NoFeatureMatches(f"no feature matches {source_text!r}: try other words, an example passage (more "
+                               "like this), a feature number, or your words alone")
     try:
         probe = source_text if example is not None else " ".join(  # each word, and its stem where it has one
             w for f in families for w in f if w in (f[0], word_stem(f[0])))
@@ -537,8 +558,11 @@ def concepts_for_words(lens: Lens, labels: FeatureLabels, words: str, text: str,
         pass
     if labels.norms() is not None:  # with statistics, dead features (never fire on the corpus) are no use
         found = {i: s for i, s in found.items() if labels.typical_max(i) is not None}
+    if not found and example is not None:
+        raise InputError(f"no feature matches {source_text!r}: try another example, or a feature number")
     if not found:
-        raise InputError(f"no feature matches {source_text!r}: try other words, or a feature number")
+        raise NoFeatureMatches(f"no feature matches {source_text!r}: try other words, a feature number, or your "
+                               "words alone")
     ids = list(found)[:MAX_CANDIDATE_FEATURES]
     targets = _word_tokens(lens, [w for f in families for w in f if w == f[0] or _word_token(lens, w) is not None][:8])
     controls = [t for t in _word_tokens(lens, list(CONTROL_WORDS)) if t not in targets]

@@ -14,6 +14,8 @@ How a request runs
      with the vector. Trailing spaces of the prompt move into the generation, so a GPT-2-style tokenizer
      writes " word" tokens as it would in running text.
    Without the writer's words (a feature chosen from a list), the instruction names the feature's label.
+   Your words alone (`SteerRequest.by_words`: no feature, for words no feature's label holds, "scarier"):
+   the prompt method, and the concept is measured by the words instead of features (5.).
 2. The text before the selection (its last READ_CONTEXT_TOKENS tokens, the left context the analyzer gives a
    block) minus its last token is run once, unsteered, and its key/value cache is
    shared by the scoring passes (and by the N candidates, a batch, for continuation; the chat methods
@@ -44,7 +46,12 @@ How a request runs
 5. Verification, by the UNSTEERED model reading (text before + candidate), for every candidate:
    - concept: target_activation = the mean over the candidate's tokens of sum_i w_i * f_i (w_i = |s_i| /
      sum|s|; equal weights for suppress and prompt-only); gain = direction * (target - original's) / m in
-     units of the typical max; raises_concept = gain > RAISE_EPS.
+     units of the typical max; raises_concept = gain > RAISE_EPS. By your words alone (no feature): the
+     plain model reads WORDS_PROBE (" It felt") after the candidate, and the level is the log-probability
+     mass it puts on the words' one-token forms next minus the mass on control words (table, number...;
+     `concepts.word_measure_tokens`); gain = direction * (level - original's) in nats, raised above
+     WORDS_EPS. ("The path was peaceful and the trees stood still" against "The path was dark and the trees
+     were quiet": +2.7 nats toward "calmer"; "the trees screamed in the gale": -1.3.)
    - fluency: the mean log-probability (nats per token) of its tokens given the text before; the change
      against the original's is what counts.
    - meaning kept: `meaning_similarity` (content-word overlap and word-sequence similarity, 0..1).
@@ -94,6 +101,7 @@ from morph.features.concepts import (
     span_features,
     span_window,
     token_ids,
+    word_measure_tokens,
 )
 from morph.features.tokens import common_prefix
 
@@ -148,6 +156,11 @@ FLUENCY_LOSS_MAX = 0.5
 SIMILARITY_MIN = 0.45
 LENGTH_RANGE = (0.5, 2.0)
 CONCEPT_HALF = 0.05  # the concept gain (typical-max units) that scores 0.5 on the concept part
+# The concept measured by your words alone (module docstring, 5.): what is read after a candidate, the gain
+# (nats) above which it raised the concept, and the gain that scores 0.5 on the concept part.
+WORDS_PROBE = " It felt"
+WORDS_EPS = 0.1
+WORDS_HALF = 0.5
 MARK_CONCEPT = "concept did not move"
 MARK_FLUENCY = "less fluent"
 MARK_MEANING = "meaning drifted"
@@ -219,6 +232,13 @@ class SteerRequest:
     method: str = AUTO  # hybrid | prompt | steer | continuation | auto (hybrid with a chat template)
     concept: str = ""  # the writer's words for the concept, put in the instruction (hybrid, prompt)
     auto_strength: bool = False  # sweep the strength over the candidates (auto_ladder); strengths are weights
+
+    @classmethod
+    def by_words(cls, words: str, mode: str = "toward", **kwargs: Any) -> "SteerRequest":
+        """The writer's words alone, no feature: the instruction rewrites (method prompt) and the concept is
+        measured by the words (module docstring, 5.); for words no feature's label holds. Needs an instruct
+        model; methods auto, hybrid and prompt all run the instruction alone."""
+        return cls(features=(), mode=mode, concept=words, **kwargs)
 
     @classmethod
     def single(cls, feature: int, strength: float | str | None = DEFAULT_STRENGTH, mode: str = "toward",
@@ -298,6 +318,7 @@ class SteerResult:
     tokens_generated: int  # summed over candidates
     method: str = "continuation"  # the method that ran (auto resolved)
     instruction: str = ""  # the instruction the model was given ("" for continuation)
+    by_words: bool = False  # the concept measured by your words alone (no features; gains in nats)
     ladder: tuple[float, ...] = ()  # the strengths swept (auto strength), else ()
 
     @property
@@ -437,18 +458,20 @@ def meaning_similarity(candidate: str, original: str) -> float:
     return 0.5 * dice + 0.5 * word_similarity(candidate, original)
 
 
-def combined_score(gain: float, fluency_change: float, similarity: float,
-                   length_ratio: float) -> tuple[float, tuple[tuple[str, float], ...], tuple[str, ...]]:
+def combined_score(gain: float, fluency_change: float, similarity: float, length_ratio: float,
+                   eps: float = RAISE_EPS, half: float = CONCEPT_HALF
+                   ) -> tuple[float, tuple[tuple[str, float], ...], tuple[str, ...]]:
     """(combined, parts, marks) of one candidate, in the AxBench manner: the harmonic mean of four parts
     in 0..1, so a candidate must do well on all of them (one zero part makes it zero):
-    - concept = g / (g + CONCEPT_HALF) for a gain g > RAISE_EPS (typical-max units), else 0;
+    - concept = g / (g + half) for a gain g > eps (RAISE_EPS and CONCEPT_HALF in typical-max units; by
+      your words alone WORDS_EPS and WORDS_HALF, in nats), else 0;
     - fluency = exp(min(0, change) / FLUENCY_LOSS_MAX): 1 when it reads as well as the original, 1/e at
       the stated loss threshold;
     - meaning = the similarity (`meaning_similarity`);
     - length = min(r, 1/r) for the word-count ratio r.
-    Marks: MARK_CONCEPT (gain <= RAISE_EPS), MARK_FLUENCY (loss > FLUENCY_LOSS_MAX), MARK_MEANING
+    Marks: MARK_CONCEPT (gain <= eps), MARK_FLUENCY (loss > FLUENCY_LOSS_MAX), MARK_MEANING
     (similarity < SIMILARITY_MIN), MARK_LENGTH (r outside LENGTH_RANGE)."""
-    concept = gain / (gain + CONCEPT_HALF) if gain > RAISE_EPS else 0.0
+    concept = gain / (gain + half) if gain > eps else 0.0
     fluency = math.exp(min(0.0, fluency_change) / FLUENCY_LOSS_MAX)
     meaning = max(0.0, min(1.0, similarity))
     length = min(length_ratio, 1 / length_ratio) if length_ratio > 0 else 0.0
@@ -456,7 +479,7 @@ def combined_score(gain: float, fluency_change: float, similarity: float,
     values = [v for _, v in parts]
     combined = 0.0 if min(values) <= 0 else len(values) / sum(1 / v for v in values)
     marks = []
-    if gain <= RAISE_EPS:
+    if gain <= eps:
         marks.append(MARK_CONCEPT)
     if fluency_change < -FLUENCY_LOSS_MAX:
         marks.append(MARK_FLUENCY)
@@ -597,6 +620,13 @@ class _Plan:
     ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
     banned: tuple[int, ...] = ()  # tokens a chat reply may not sample: words about writing (meta_tokens)
     banned_first: tuple[int, ...] = ()  # ... nor open with: a comment's openings
+    # by your words alone (no features): the tokens whose mass after WORDS_PROBE measures the concept
+    word_targets: tuple[int, ...] = ()
+    word_controls: tuple[int, ...] = ()
+
+    @property
+    def by_words(self) -> bool:
+        return bool(self.word_targets)
 
 
 @dataclass
@@ -703,10 +733,25 @@ class Steerer:
             method = "hybrid" if has_template else "continuation"
         if method not in METHODS:
             raise InputError(f"unknown method {request.method!r}: use {', '.join(METHODS)} or auto")
+        if not request.features and request.concept.strip() and not has_template:
+            raise InputError("rewriting by your words alone needs an instruct model (one with a chat template)")
         if method in CHAT_METHODS and not has_template:
             raise InputError(f"{method} needs an instruct model (one with a chat template): use continuation")
-        if not request.features:
-            raise InputError("no feature given: choose a concept to steer toward")
+        word_targets: list[int] = []
+        word_controls: list[int] = []
+        if not request.features:  # your words alone: the instruction rewrites, the words measure
+            if not request.concept.strip():
+                raise InputError("no feature given: choose a concept to steer toward")
+            if request.mode == "suppress":
+                raise InputError("suppress zeroes features: with your words alone, ask toward or away")
+            if method not in ("hybrid", "prompt"):
+                raise InputError(f"{method} steers by features: your words alone need the instruction "
+                                 "(method hybrid or prompt)")
+            method = "prompt"
+            word_targets, word_controls = word_measure_tokens(lens, request.concept)
+            if not word_targets:
+                raise InputError(f"no word of {request.concept!r} is one word of the model's vocabulary, so it "
+                                 "cannot measure it: try other words")
         if not 1 <= int(request.n) <= MAX_CANDIDATES:
             raise InputError(f"the number of candidates must be 1 to {MAX_CANDIDATES}, not {request.n}")
         if not (request.temperature >= 0 and 0 < request.top_p <= 1 and request.max_norm_ratio > 0):
@@ -748,7 +793,7 @@ class Steerer:
         else:
             total = sum(abs(s) for s in weights_from)
             if total == 0:  # strength 0: plain sampling, concept measured with equal weights
-                weights = [1.0 / len(ids)] * len(ids)
+                weights = [1.0 / max(1, len(ids))] * len(ids)
             else:
                 weights = [abs(s) / total for s in weights_from]
             direction = -1 if request.mode == "away" else 1
@@ -797,6 +842,7 @@ class Steerer:
             length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
             method=method, instruction=instruction, ladder=ladder, banned=banned, banned_first=banned_first,
+            word_targets=tuple(word_targets), word_controls=tuple(word_controls),
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
@@ -1064,31 +1110,40 @@ class Steerer:
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
-    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int]:
-        """(mean SAE features [d_sae], fluency, n tokens) of `core` read after the text before, unsteered."""
+    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int, float]:
+        """(mean SAE features [d_sae], fluency, n tokens, words level) of `core` read after the text before,
+        unsteered; the words level (module docstring, 5.) only for a plan by your words alone, else 0."""
         import torch
 
         from morph.models.hooks import crop_cache
 
         ids = token_ids(self.lens, plan.moved + core)
-        ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix))]  # never past the last position
+        probe = token_ids(self.lens, WORDS_PROBE) if plan.by_words else []
+        ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix) - len(probe))]  # never past the end
         if not ids:
-            return torch.zeros(self.lens.d_sae), -20.0, 0
+            return torch.zeros(self.lens.d_sae), -20.0, 0, 0.0
         record: list = []
-        inp = torch.tensor([[plan.score_prefix[-1]] + ids], device=self.lens.device)
+        inp = torch.tensor([[plan.score_prefix[-1]] + ids + probe], device=self.lens.device)
         logits, _ = self._forward(inp, cache, record=record)
-        crop_cache(cache, len(ids) + 1)
+        crop_cache(cache, len(ids) + 1 + len(probe))
         sae = self.lens.sae
+        level = 0.0
         with torch.inference_mode():
-            logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+            logp = torch.log_softmax(logits[0, : len(ids)].float(), dim=-1)
             fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
-            feats = sae.encode(record[0][0, 1:].to(sae.W_dec.dtype)).float().mean(dim=0)
-        return feats.cpu(), fluency, len(ids)
+            feats = sae.encode(record[0][0, 1:len(ids) + 1].to(sae.W_dec.dtype)).float().mean(dim=0)
+            if probe:
+                after = torch.log_softmax(logits[0, -1].float(), dim=-1)
+                level = float(torch.logsumexp(after[list(plan.word_targets)], dim=-1))
+                if plan.word_controls:  # (a vocabulary that spells none of them whole: the targets' mass alone)
+                    level -= float(torch.logsumexp(after[list(plan.word_controls)], dim=-1))
+        return feats.cpu(), fluency, len(ids), level
 
     def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int]:
-        """(target activation, fluency, n tokens) of `core` read after the text before, unsteered."""
-        feats, fluency, n = self._read(plan, core, cache)
-        return _target(plan, feats), fluency, n
+        """(the concept's level, fluency, n tokens) of `core` read after the text before, unsteered: the
+        target activation, or by your words alone the words level."""
+        feats, fluency, n, level = self._read(plan, core, cache)
+        return (level if plan.by_words else _target(plan, feats)), fluency, n
 
     def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
         """Read the selection's text before and the original now, so that a request on this selection starts
@@ -1118,7 +1173,7 @@ class Steerer:
                 self._readings.move_to_end(key)
                 return found
         cache = self._prefix_cache(plan.score_prefix)
-        found = _Reading(cache, *self._read(plan, plan.core, cache))
+        found = _Reading(cache, *self._read(plan, plan.core, cache)[:3])
         with self._readings_lock:
             self._readings[key] = found
             while len(self._readings) > READINGS:
@@ -1135,7 +1190,7 @@ class Steerer:
         cache = copy.deepcopy(self._reading(plan).cache)
         out = []
         for replacement in replacements:
-            feats, fluency, _ = self._read(plan, replacement.strip(), cache)
+            feats, fluency, _, _ = self._read(plan, replacement.strip(), cache)
             out.append((feats, fluency))
         return out
 
@@ -1158,8 +1213,8 @@ class Steerer:
                 gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
-        original = OriginalScore(plan.lead + plan.core + plan.trail, _target(plan, reading.features),
-                                 reading.fluency, reading.n_tokens)
+        level = self._score(plan, plan.core, score_cache)[0] if plan.by_words else _target(plan, reading.features)
+        original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens)
 
         n = int(request.n)
         rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
@@ -1250,6 +1305,7 @@ class Steerer:
             scales=tuple(plan.scales), labels=tuple(self.labels.label(i) for i in plan.ids),
             cancelled=cancelled, chat=plan.chat, first_candidate_s=first_at, elapsed_s=elapsed,
             tokens_generated=generated, method=plan.method, instruction=plan.instruction, ladder=plan.ladder,
+            by_words=plan.by_words,
         )
         yield SteerDone(result)
 
@@ -1267,7 +1323,8 @@ class Steerer:
         gain = plan.direction * (target - original.target_activation) / plan.concept_scale
         change = fluency - original.fluency
         ratio = max(1, len(core.split())) / max(1, len(plan.core.split()))
-        score, parts, marks = combined_score(gain, change, similarity, ratio)
+        eps, half = (WORDS_EPS, WORDS_HALF) if plan.by_words else (RAISE_EPS, CONCEPT_HALF)
+        score, parts, marks = combined_score(gain, change, similarity, ratio, eps, half)
         if _WORDS.findall(core.lower()) == _WORDS.findall(plan.core.lower()):
             marks = (MARK_UNCHANGED,) + marks
         elif talks_about_the_text(core, plan.core):
@@ -1282,7 +1339,7 @@ class Steerer:
             strength = round(max(abs(c / m) for c, m in zip(plan.coeffs, plan.scales) if m), 4)
         return Candidate(
             index=row.index, text=plan.lead + core + plan.trail, target_activation=target, fluency=fluency,
-            similarity=similarity, gain=gain, score=score, raises_concept=gain > RAISE_EPS, n_tokens=n_tokens,
+            similarity=similarity, gain=gain, score=score, raises_concept=gain > eps, n_tokens=n_tokens,
             fluency_change=change, length_ratio=ratio, strength=strength, parts=parts, marks=marks,
         )
 

@@ -146,8 +146,9 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> Guard:
 
     @app.exception_handler(MorphError)
     async def morph_error(_request: Request, exc: MorphError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
-                            status_code=400)
+        # "error": the kind, for a client that acts on it (NoFeatureMatches: rewrite by the words alone)
+        return JSONResponse({"detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                             "error": type(exc).__name__}, status_code=400)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:

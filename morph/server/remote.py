@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from morph.errors import InputError, MorphError, ServerError, ServerRefused, ServerUnavailable, TextNotHeld
+from morph.errors import (InputError, MorphError, NoFeatureMatches, ServerError, ServerRefused, ServerUnavailable,
+                          TextNotHeld)
 from morph.features.analysis import (Analysis, AnalysisCancelled, AnalysisEvent, BlockProgress, FinalResult,
                                      PartialResult, drain)
 from morph.features.engine import FeatureReport, TextWindow, feature_report, feature_scales
@@ -171,9 +172,11 @@ class HttpClient:
         self.unreachable = False
 
     def raise_for(self, response: "httpx.Response") -> None:
+        kind = ""
         try:
-            detail = str(response.json().get("detail", ""))
-        except ValueError:
+            answer = response.json()
+            detail, kind = str(answer.get("detail", "")), str(answer.get("error", ""))
+        except (ValueError, AttributeError):
             detail = response.text[:200]
         detail = (detail.splitlines() or [""])[0] or f"HTTP {response.status_code}"
         if response.status_code == 409:
@@ -184,6 +187,8 @@ class HttpClient:
             raise ServerUnavailable(f"the server at {self.url} is unavailable: {detail}")
         if response.status_code == 404:
             raise ServerError(f"{self.url} does not answer {response.request.url.path} (not a Morph server?)")
+        if response.status_code == 400 and kind == NoFeatureMatches.__name__:
+            raise NoFeatureMatches(detail)  # as the local engine says it: the words can still go alone
         if 400 <= response.status_code < 500:
             raise InputError(f"the server refused the request: {detail}")
         raise ServerError(f"the server at {self.url} failed: {detail}")
