@@ -548,7 +548,7 @@ async def test_words_no_feature_matches_are_offered_alone_and_rewrite_by_the_ins
         assert result.by_words and result.method == "prompt" and result.features == ()
         assert "more mill" in result.instruction
         assert "nats)" in str(pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt)
-        assert "'more mill' (your words alone)" in str(pane.query_one("#status", Static).render())
+        assert "'more mill' (your words alone) [prompt]," in str(pane.query_one("#status", Static).render())
         # a method that steers by features says it needs the instruction
         await pilot.click("#method-steer", offset=(2, 0))
         await pilot.click("#generate")

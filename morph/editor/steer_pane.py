@@ -573,7 +573,8 @@ class SteerPane(Vertical):
         else:
             self._headline = f"{verb} {request.concept!r} (your words alone)"
         self._units = "" if request.features else " nats"
-        self.query_one("#status", Static).update(f"Generating {request.n} candidates {self._headline}…")
+        # Text, not markup: the headline holds the writer's words and a label ("[...]" is no style)
+        self.query_one("#status", Static).update(Text(f"Generating {request.n} candidates {self._headline}…"))
         self.generating = True
         self._generate(self._run, self.text, self.start, self.end, request, self._cancel)
 
@@ -604,8 +605,8 @@ class SteerPane(Vertical):
         event = message.event
         status = self.query_one("#status", Static)
         if isinstance(event, SteerProgress):
-            status.update(f"Generating {self._headline}: token {event.step}/{event.max_steps}, "
-                          f"{event.finished} of {event.n} candidates ready")
+            status.update(Text(f"Generating {self._headline}: token {event.step}/{event.max_steps}, "
+                               f"{event.finished} of {event.n} candidates ready"))
         elif isinstance(event, CandidateReady):
             self.candidates.append(event.candidate)
             self._show_candidates(self.candidates, ranked=False)
@@ -618,10 +619,11 @@ class SteerPane(Vertical):
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
-            status.update(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} "
-                          f"{'moves' if moved == 1 else 'move'} the concept"
-                          f"{'' if first is None else f'; first after {first:.1f} s'}"
-                          f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} accepts.")
+            status.update(Text(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} "
+                               f"{'moves' if moved == 1 else 'move'} the concept"
+                               f"{'' if first is None else f'; first after {first:.1f} s'}"
+                               f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} "
+                               "accepts."))
 
     def on_steer_pane_failed(self, message: "SteerPane.Failed") -> None:
         message.stop()
