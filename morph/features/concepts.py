@@ -229,7 +229,7 @@ def unlabelled_note(words: str, matches: Sequence[ConceptMatch]) -> str | None:
     if not words.strip() or not matches or any(m.label_score > LABELLED for m in matches):
         return None
     return (f"no feature's label holds {words.strip()!r} or a near word: these fire on the words or move the "
-            "model toward them (the instruction still asks for the words)")
+            "model toward them (the instruction still asks for the words), or rewrite by the words alone")
 
 
 def concept_words(words: str) -> list[str]:
