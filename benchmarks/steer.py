@@ -22,12 +22,15 @@
   seed, automatic strength where it steers; each is re-read and scored by the plain model. Per method,
   over the top-ranked candidate of each pair: the share that raises the concept (Candidate.raises_concept),
   the share that raises it with no mark (as fluent as the threshold asks, meaning kept, length in range:
-  what a writer could accept as it stands),
+  what a writer could accept as it stands), the share that reads as the words (a second reading that no
+  feature choice enters: the plain model expects the concept's words more after " It felt" than after the
+  original, by over steering.WORDS_EPS nats; Candidate.words_gain),
   the mean fluency change against the original (nats/token; negative = less fluent), the mean meaning
   similarity, and the mean combined score (0..1, the harmonic mean of concept, fluency, meaning, length);
   spreads are bootstrap 95% intervals. A pair whose words no feature matches (Morph refuses the concept)
-  counts as a top that does not raise it, with a combined score of 0, for every method: the writer got no
-  rewrite (`refused` in the figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean
+  counts as a top that does not raise it, with a combined score of 0, for every method: no feature measures
+  it (Morph rewrites it by the words alone, the prompt method measured by the words; `refused` in the
+  figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean
   combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop`
   are hybrid's (the drop = minus the change). A model without a chat template (the tiny test model) gets a
   minimal generic one for this comparison, so that the three methods run everywhere; the figures then mean
@@ -182,7 +185,7 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     """Hybrid vs prompt-only vs steer-only on the pairs (see the module docstring)."""
     from morph.errors import InputError
     from morph.features.concepts import direction_of
-    from morph.features.steering import DEFAULT_CANDIDATES, SteerRequest, Steerer
+    from morph.features.steering import DEFAULT_CANDIDATES, WORDS_EPS, SteerRequest, Steerer
 
     lens = _with_chat_template(lens)
     steerer = Steerer(lens)
@@ -211,12 +214,13 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
                 rows.append({"pair": k, "concept": words, "method": method, "feature": matches[0].id,
                              "original": text[start:end], "top": top.text, "score": round(top.score, 3),
                              "gain": round(top.gain, 4), "fluency_change": round(top.fluency_change, 3),
+                             "words_gain": None if top.words_gain is None else round(top.words_gain, 3),
                              "similarity": round(top.similarity, 3), "marks": list(top.marks),
                              "strength": top.strength})
     if ctx.mode == "full":
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))
-    nothing = [0.0] * len(refused)  # a refused pair: no rewrite, so nothing raised and no score
+    nothing = [0.0] * len(refused)  # a refused pair: no feature measures a rewrite, so nothing raised, no score
     raised = {m: [100.0 * c.raises_concept for c in tops[m]] + nothing for m in COMPARED}
     scores = {m: [c.score for c in tops[m]] + nothing for m in COMPARED}
     figures = []
@@ -227,6 +231,9 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
                         raised[method], unit="%", pairs=len(raised[method]), refused=refused),
             mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
                         [100.0 * (c.raises_concept and not c.marks) for c in got] + nothing, unit="%"),
+            mean_figure(f"steer_{method}_words_share", f"steering {method}: top candidate reads as the words "
+                        "(second reading)", [100.0 * ((c.words_gain or 0.0) > WORDS_EPS) for c in got] + nothing,
+                        unit="%"),
             mean_figure(f"steer_{method}_fluency_change", f"steering {method}: fluency change of the top",
                         [c.fluency_change for c in got], unit="nats/tok"),
             mean_figure(f"steer_{method}_similarity", f"steering {method}: meaning similarity of the top",

@@ -31,7 +31,7 @@ FIGURES = [
     # 5. steering
     "steer_first_candidate_s", "steer_first_candidate_prepared_s", "steer_speed_ratio", "steer_top_raises_share",
     "steer_fluency_drop", *(f"steer_{m}_{what}" for m in ("hybrid", "prompt", "steer")
-      for what in ("raises_share", "clean_share", "fluency_change", "similarity", "score")),
+      for what in ("raises_share", "clean_share", "words_share", "fluency_change", "similarity", "score")),
     "steer_hybrid_lead",
     # 6. start-up
     "startup_first_paint_s", "startup_model_ready_s", "startup_first_analysis_s",
@@ -86,9 +86,9 @@ def test_suite_smoke_run_reports_every_figure(tiny_dirs, tmp_path):
 
 
 def test_a_pair_whose_words_no_feature_matches_counts_against_every_method(tiny_lens, monkeypatch):
-    """Morph refuses words that no feature matches: the writer gets no rewrite, so the method comparison
-    counts that pair as a top that raises nothing and scores 0, for every method, instead of leaving it out
-    (which would flatter the shares on a concept the SAE cannot say)."""
+    """Words that no feature matches are rewritten by the words alone, which no feature measures: the method
+    comparison counts that pair as a top that raises nothing and scores 0, for every method, instead of leaving
+    it out (which would flatter the shares on a concept the SAE cannot say)."""
     import benchmarks.steer as steer
     from benchmarks.common import Context
 
@@ -103,4 +103,5 @@ def test_a_pair_whose_words_no_feature_matches_counts_against_every_method(tiny_
         assert raised.n == 2 and raised.details["refused"] == ["1: qzxv"] and raised.value <= 50.0
         assert figures[f"steer_{method}_score"].n == 2
         assert figures[f"steer_{method}_fluency_change"].n == 1  # measured on rewrites only
+        assert figures[f"steer_{method}_words_share"].n == 2  # the second reading: the refused pair reads as nothing
     assert figures["steer_top_raises_share"].n == 2 and figures["steer_top_raises_share"].details["pairs"] == 2

@@ -500,6 +500,14 @@ def test_your_words_alone_rewrite_by_the_instruction_and_the_words_measure_it(ch
     away = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", mode="away", n=1, seed=0))
     [c] = away.candidates
     assert c.gain == pytest.approx(away.original.target_activation - c.target_activation, abs=1e-6)
+    # with features and words, the words gain is read beside the features' (the score does not use it)
+    both = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=2, seed=0, concept="more mill"))
+    assert not both.by_words and both.original.words_level == pytest.approx(level(SPAN), abs=1e-3)
+    for c in both.candidates:
+        assert c.words_gain == pytest.approx(level(c.text.strip()) - level(SPAN), abs=1e-3)
+        assert c.raises_concept == (c.gain > 0.01)  # the features' gain decides, in typical-max units
+    plain = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=1, seed=0))
+    assert plain.original.words_level is None and plain.candidates[0].words_gain is None
 
 
 @pytest.mark.parametrize("request_,message", [

@@ -549,7 +549,13 @@ async def test_words_no_feature_matches_are_offered_alone_and_rewrite_by_the_ins
         assert "more mill" in result.instruction
         assert "nats)" in str(pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt)
         assert "'more mill' (your words alone) [prompt]," in str(pane.query_one("#status", Static).render())
-        # a method that steers by features says it needs the instruction
+        # a feature chosen for the same words: its candidates show the words' gain beside the feature's
+        concepts.highlighted = 1
+        await pilot.click("#generate")
+        await settle(pilot, lambda: pane.result is not None and pane.result.features != ())
+        assert " · words " in str(pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt)
+        # a method that steers by features says the words alone need the instruction
+        concepts.highlighted = concepts.option_count - 1
         await pilot.click("#method-steer", offset=(2, 0))
         await pilot.click("#generate")
         await settle(pilot, lambda: "need the instruction" in str(pane.query_one("#error", Static).render()))

@@ -160,6 +160,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
             "text": result.original.text,
             "target_activation": round(result.original.target_activation, 5),
             "fluency": round(result.original.fluency, 4),
+            "words_level": None if result.original.words_level is None else round(result.original.words_level, 4),
         },
         "candidates": [
             {
@@ -170,6 +171,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
                 "marks": list(c.marks),
                 "raises_concept": c.raises_concept,
                 "gain": round(c.gain, 4),
+                "words_gain": None if c.words_gain is None else round(c.words_gain, 4),  # nats (steering, 5.)
                 "target_activation": round(c.target_activation, 5),
                 "fluency": round(c.fluency, 4),
                 "fluency_change": round(c.fluency_change, 4),
@@ -185,6 +187,12 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
     }
 
 
+def words_line(candidate: dict) -> str:
+    """The words' gain beside the features' (a second reading; by the words alone it is the gain itself)."""
+    gain = candidate.get("words_gain")
+    return "" if gain is None or candidate["gain"] == gain else f"\n[dim]w {gain:+.2f}[/dim]"
+
+
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -195,6 +203,8 @@ def print_report(report: dict) -> None:
     console = Console()
     units = ("nats (how much more the model expects your words after it)" if report["by_words"] else
              "typical-max units")
+    words = ("" if report["by_words"] or all(c.get("words_gain") is None for c in report["candidates"]) else
+             ", w: how much more the model expects your words after it, nats")
     verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[report["mode"]]
     if report["auto_strength"]:
         strength = f" · strength auto (swept {', '.join(f'{s:g}' for s in report['ladder'])})"
@@ -224,7 +234,7 @@ def print_report(report: dict) -> None:
         at = strength_text(c["strength"])
         at = f"\n[dim]{at}[/dim]" if at else ""
         table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
-                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]",
+                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]" + words_line(c),
                       f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",
                       f"{c['parts'].get('meaning', 0):.2f}", f"{c['parts'].get('length', 0):.2f}",
                       escape(c["text"]) + marks)
@@ -233,6 +243,6 @@ def print_report(report: dict) -> None:
     console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
                   f"{'' if first is None else f' (first after {first:.1f} s)'}, "
                   f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
-                  f"gain in {units}; fluency: nats/token vs the original; marked (✗): the concept did "
+                  f"gain in {units}{words}; fluency: nats/token vs the original; marked (✗): the concept did "
                   f"not move, fluency lost > {FLUENCY_LOSS_MAX} nats/token, meaning < {SIMILARITY_MIN}, or length "
                   f"off[/dim]")

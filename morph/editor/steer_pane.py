@@ -657,6 +657,9 @@ class SteerPane(Vertical):
                 line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}{self._units}) · fluency "
                             f"{parts['fluency']:.2f} ({c.fluency_change:+.2f}) · meaning {parts['meaning']:.2f} · "
                             f"length {parts['length']:.2f}", style="green" if ok else "dim")
+            words = getattr(c, "words_gain", None)
+            if words is not None and not self._units:  # by the words alone it is the concept's gain above
+                line.append(f" · words {words:+.2f}", style="dim")
             at = strength_text(getattr(c, "strength", None))
             if at:
                 line.append(f" · {at}", style="dim")

@@ -52,6 +52,8 @@ How a request runs
      `concepts.word_measure_tokens`); gain = direction * (level - original's) in nats, raised above
      WORDS_EPS. ("The path was peaceful and the trees stood still" against "The path was dark and the trees
      were quiet": +2.7 nats toward "calmer"; "the trees screamed in the gale": -1.3.)
+     A request with both features and words gets the words gain as well (`Candidate.words_gain`): a second
+     reading of the concept, shown beside the features' and not part of the score.
    - fluency: the mean log-probability (nats per token) of its tokens given the text before; the change
      against the original's is what counts.
    - meaning kept: `meaning_similarity` (content-word overlap and word-sequence similarity, 0..1).
@@ -281,6 +283,7 @@ class OriginalScore:
     target_activation: float
     fluency: float
     n_tokens: int
+    words_level: float | None = None  # the words level (module docstring, 5.), where the request has words
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,9 @@ class Candidate:
     parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
     # what it fails: MARK_UNCHANGED, MARK_META, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH, MARK_REPEATS
     marks: tuple[str, ...] = ()
+    # the words' direction-signed gain in nats (module docstring, 5.): by your words alone, the gain itself;
+    # with features, a second reading shown beside theirs (the score does not use it); None without words
+    words_gain: float | None = None
 
 
 @dataclass(frozen=True)
@@ -620,13 +626,14 @@ class _Plan:
     ladder: tuple[float, ...] = ()  # per-row strength multipliers (auto strength), else ()
     banned: tuple[int, ...] = ()  # tokens a chat reply may not sample: words about writing (meta_tokens)
     banned_first: tuple[int, ...] = ()  # ... nor open with: a comment's openings
-    # by your words alone (no features): the tokens whose mass after WORDS_PROBE measures the concept
+    # the tokens whose mass after WORDS_PROBE measures the words (module docstring, 5.), where the request has
+    # words: the concept itself by your words alone (no features), else a second reading beside the features'
     word_targets: tuple[int, ...] = ()
     word_controls: tuple[int, ...] = ()
 
     @property
     def by_words(self) -> bool:
-        return bool(self.word_targets)
+        return not self.ids
 
 
 @dataclass
@@ -737,8 +744,8 @@ class Steerer:
             raise InputError("rewriting by your words alone needs an instruct model (one with a chat template)")
         if method in CHAT_METHODS and not has_template:
             raise InputError(f"{method} needs an instruct model (one with a chat template): use continuation")
-        word_targets: list[int] = []
-        word_controls: list[int] = []
+        word_targets, word_controls = ([], []) if not request.concept.strip() else word_measure_tokens(
+            lens, request.concept)
         if not request.features:  # your words alone: the instruction rewrites, the words measure
             if not request.concept.strip():
                 raise InputError("no feature given: choose a concept to steer toward")
@@ -748,7 +755,6 @@ class Steerer:
                 raise InputError(f"{method} steers by features: your words alone need the instruction "
                                  "(method hybrid or prompt)")
             method = "prompt"
-            word_targets, word_controls = word_measure_tokens(lens, request.concept)
             if not word_targets:
                 raise InputError(f"no word of {request.concept!r} is one word of the model's vocabulary, so it "
                                  "cannot measure it: try other words")
@@ -1110,24 +1116,24 @@ class Steerer:
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
-    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int, float]:
+    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int, float | None]:
         """(mean SAE features [d_sae], fluency, n tokens, words level) of `core` read after the text before,
-        unsteered; the words level (module docstring, 5.) only for a plan by your words alone, else 0."""
+        unsteered; the words level (module docstring, 5.) where the plan has words, else None."""
         import torch
 
         from morph.models.hooks import crop_cache
 
         ids = token_ids(self.lens, plan.moved + core)
-        probe = token_ids(self.lens, WORDS_PROBE) if plan.by_words else []
+        probe = token_ids(self.lens, WORDS_PROBE) if plan.word_targets else []
         ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix) - len(probe))]  # never past the end
         if not ids:
-            return torch.zeros(self.lens.d_sae), -20.0, 0, 0.0
+            return torch.zeros(self.lens.d_sae), -20.0, 0, (0.0 if probe else None)
         record: list = []
         inp = torch.tensor([[plan.score_prefix[-1]] + ids + probe], device=self.lens.device)
         logits, _ = self._forward(inp, cache, record=record)
         crop_cache(cache, len(ids) + 1 + len(probe))
         sae = self.lens.sae
-        level = 0.0
+        level: float | None = None
         with torch.inference_mode():
             logp = torch.log_softmax(logits[0, : len(ids)].float(), dim=-1)
             fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
@@ -1139,11 +1145,11 @@ class Steerer:
                     level -= float(torch.logsumexp(after[list(plan.word_controls)], dim=-1))
         return feats.cpu(), fluency, len(ids), level
 
-    def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int]:
-        """(the concept's level, fluency, n tokens) of `core` read after the text before, unsteered: the
-        target activation, or by your words alone the words level."""
-        feats, fluency, n, level = self._read(plan, core, cache)
-        return (level if plan.by_words else _target(plan, feats)), fluency, n
+    def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int, float | None]:
+        """(the concept's level, fluency, n tokens, words level) of `core` read after the text before,
+        unsteered: the level is the target activation, or by your words alone the words level."""
+        feats, fluency, n, words = self._read(plan, core, cache)
+        return (words if plan.by_words and words is not None else _target(plan, feats)), fluency, n, words
 
     def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
         """Read the selection's text before and the original now, so that a request on this selection starts
@@ -1213,8 +1219,9 @@ class Steerer:
                 gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
-        level = self._score(plan, plan.core, score_cache)[0] if plan.by_words else _target(plan, reading.features)
-        original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens)
+        words = self._read(plan, plan.core, score_cache)[3] if plan.word_targets else None
+        level = words if plan.by_words and words is not None else _target(plan, reading.features)
+        original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
         n = int(request.n)
         rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
@@ -1318,7 +1325,7 @@ class Steerer:
             core = clean_reply(core, plan.core)
         if not core:
             core = plan.core  # an empty reply: the original, scored as such (it moves nothing)
-        target, fluency, n_tokens = self._score(plan, core, cache)
+        target, fluency, n_tokens, words = self._score(plan, core, cache)
         similarity = meaning_similarity(core, plan.core)
         gain = plan.direction * (target - original.target_activation) / plan.concept_scale
         change = fluency - original.fluency
@@ -1341,6 +1348,8 @@ class Steerer:
             index=row.index, text=plan.lead + core + plan.trail, target_activation=target, fluency=fluency,
             similarity=similarity, gain=gain, score=score, raises_concept=gain > eps, n_tokens=n_tokens,
             fluency_change=change, length_ratio=ratio, strength=strength, parts=parts, marks=marks,
+            words_gain=(None if words is None or original.words_level is None
+                        else plan.direction * (words - original.words_level)),
         )
 
 
