@@ -653,6 +653,8 @@ class _Reading:
     features: torch.Tensor  # the original's mean SAE features [d_sae] after the text before
     fluency: float
     n_tokens: int
+    words: float | None = None  # the original's words level, for the words read (targets, controls) below
+    read_for: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
 
 READINGS = 2  # selections whose reading is kept (the one being rewritten, and the one before)
@@ -1179,7 +1181,7 @@ class Steerer:
                 self._readings.move_to_end(key)
                 return found
         cache = self._prefix_cache(plan.score_prefix)
-        found = _Reading(cache, *self._read(plan, plan.core, cache)[:3])
+        found = _Reading(cache, *self._read(plan, plan.core, cache), (plan.word_targets, plan.word_controls))
         with self._readings_lock:
             self._readings[key] = found
             while len(self._readings) > READINGS:
@@ -1219,7 +1221,10 @@ class Steerer:
                 gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
-        words = self._read(plan, plan.core, score_cache)[3] if plan.word_targets else None
+        words = None
+        if plan.word_targets:  # the reading holds the original's words level if it was made for these words
+            read = reading.words if reading.read_for == (plan.word_targets, plan.word_controls) else None
+            words = read if read is not None else self._read(plan, plan.core, score_cache)[3]
         level = words if plan.by_words and words is not None else _target(plan, reading.features)
         original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
