@@ -114,6 +114,8 @@ def test_concept_in_words_like_this_and_methods(doc, lens_args, capsys):
     (["--start", "0", "--end", "5", "--feature", "1", "--strength", "huge"], "strength"),
     (["--start", "0", "--end", "5", "--feature", "1", "-n", "0"], "-n"),
     (["--start", "0", "--end", "5"], "--feature"),
+    (["--start", "0", "--end", "5", "--feature", "3", "--by-words"], "--by-words needs --concept"),
+    (["--start", "0", "--end", "5", "--concept", "mill", "--by-words"], "needs an instruct model"),
 ])
 def test_bad_requests_exit_2_with_one_line(doc, lens_args, capsys, extra, message):
     code = None
@@ -176,3 +178,9 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
         assert c["raises_concept"] == ("concept did not move" not in c["marks"])
     code, out, err = steer([str(path), *span, "--concept", "scarier", "--method", "steer", "-n", "1"], capsys)
     assert code == 2 and "no feature matches 'scarier'" in err and err.count("\n") == 1
+    # words features do match go alone when asked (--by-words)
+    code, out, err = steer([str(path), *span, "--concept", "calmer", "--by-words", "-n", "2", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["by_words"] and report["features"] == [] and report["note"].startswith("rewritten by your words")
+    assert all(c["words_gain"] == c["gain"] for c in report["candidates"])
