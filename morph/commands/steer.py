@@ -207,9 +207,7 @@ def print_report(report: dict) -> None:
              ", w: how much more the model expects your words after it, nats")
     verb = {"toward": "toward", "away": "away from", "suppress": "suppressing"}[report["mode"]]
     if report["auto_strength"]:
-        unsteered = report["ladder"].count(0.0)
-        rungs = [f"{s:g}" for s in report["ladder"] if s != 0.0]
-        strength = f" · strength auto (swept {', '.join(([f'0 x{unsteered}'] if unsteered else []) + rungs)})"
+        strength = f" · strength auto (swept {', '.join(f'{s:g}' for s in report['ladder'])})"
     elif report["strength"] is not None:
         strength = f" · strength {abs(report['strength']):g}"
     else:

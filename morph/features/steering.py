@@ -27,7 +27,7 @@ How a request runs
      else its max on the text read; morph.features.intensity) and s_i the signed strength (away =
      negative). The added vector is capped per token at `max_norm_ratio` times that token's residual norm.
    - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
-     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths: half of
+     are relative weights summing to 1, and candidate j is steered at the j-th of n strengths: one of
      them 0 (the instruction alone), the others spread evenly over AUTO_RANGE (`auto_ladder`): a short sweep
      in one batch, judged by the re-read below, so the strength is chosen per passage and feature by the
      candidates that came out best, none at all where steering only hurt. A number overrides.
@@ -129,23 +129,18 @@ AUTO = "auto"
 # the rungs above 4 rarely win (hybrid alone, 36 pairs, two seeds: combined 0.380 / 0.395 over 1.5-4 against
 # 0.363 / 0.346 over 1.5-5).
 AUTO_RANGE: tuple[float, float] = (1.5, 4.0)
-# Half the candidates unsteered (`auto_ladder`): the instruction alone writes good rewrites, and a pool of
-# both kinds keeps the best of each. Over the benchmark's 36 pairs, twelve candidates, seeds +0 / +100 / +200,
-# hybrid's combined score with 1 unsteered 0.422 / 0.421 / 0.399 (top raises the concept 28 / 25 / 25 of 36),
-# with 6 0.432 / 0.434 / 0.396 (28 / 30 / 24); prompt-only (12 unsteered) 0.415 / 0.413 / 0.370 (28 / 28 / 25).
 
 
 def auto_ladder(n: int) -> tuple[float, ...]:
-    """The strengths swept for n candidates: from three candidates on, n // 2 unsteered first (0: the
-    instruction alone, which wins where every steered rung loses fluency or meaning; AUTO_UNSTEERED) and the
-    others evenly spaced over AUTO_RANGE; two: its ends; one: its middle."""
+    """The strengths swept for n candidates: from three candidates on, one unsteered (0: the instruction
+    alone, which wins where every steered rung loses fluency or meaning) and the others evenly spaced over
+    AUTO_RANGE; two: its ends; one: its middle."""
     lo, hi = AUTO_RANGE
     if n <= 1:
         return (round((lo + hi) / 2, 3),)
-    unsteered = n // 2 if n >= 3 else 0
-    steered = n - unsteered
+    steered = n - 1 if n >= 3 else n
     rungs = tuple(round(lo + (hi - lo) * j / (steered - 1), 3) for j in range(steered))
-    return (0.0,) * unsteered + rungs
+    return (0.0,) + rungs if n >= 3 else rungs
 DEFAULT_STRENGTH = "medium"
 # Candidates per request. The automatic strength sweeps n strengths (one 0) in one batch, and on a 135M model
 # the band between "no change" and "not English" is narrow, so more rungs find it more often: over the
