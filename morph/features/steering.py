@@ -653,8 +653,8 @@ class _Reading:
     features: torch.Tensor  # the original's mean SAE features [d_sae] after the text before
     fluency: float
     n_tokens: int
-    words: float | None = None  # the original's words level, for the words read (targets, controls) below
-    read_for: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
+    # log-probabilities [vocab] after the original and WORDS_PROBE: the original's words level for any words
+    after_probe: torch.Tensor | None = None
 
 
 READINGS = 2  # selections whose reading is kept (the one being rewritten, and the one before)
@@ -1118,39 +1118,52 @@ class Steerer:
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
-    def _read(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[torch.Tensor, float, int, float | None]:
-        """(mean SAE features [d_sae], fluency, n tokens, words level) of `core` read after the text before,
-        unsteered; the words level (module docstring, 5.) where the plan has words, else None."""
+    def _read(self, plan: _Plan, core: str, cache: Cache | None,
+              probe_always: bool = False) -> tuple[torch.Tensor, float, int, torch.Tensor | None]:
+        """(mean SAE features [d_sae], fluency, n tokens, log-probabilities [vocab] after WORDS_PROBE) of
+        `core` read after the text before, unsteered; the last where the plan has words (or `probe_always`),
+        else None (`_words_level` reads it)."""
         import torch
 
         from morph.models.hooks import crop_cache
 
         ids = token_ids(self.lens, plan.moved + core)
-        probe = token_ids(self.lens, WORDS_PROBE) if plan.word_targets else []
+        probe = token_ids(self.lens, WORDS_PROBE) if plan.word_targets or probe_always else []
         ids = ids[: max(1, self.lens.context_size - len(plan.score_prefix) - len(probe))]  # never past the end
         if not ids:
-            return torch.zeros(self.lens.d_sae), -20.0, 0, (0.0 if probe else None)
+            return torch.zeros(self.lens.d_sae), -20.0, 0, None
         record: list = []
         inp = torch.tensor([[plan.score_prefix[-1]] + ids + probe], device=self.lens.device)
         logits, _ = self._forward(inp, cache, record=record)
         crop_cache(cache, len(ids) + 1 + len(probe))
         sae = self.lens.sae
-        level: float | None = None
+        after: torch.Tensor | None = None
         with torch.inference_mode():
             logp = torch.log_softmax(logits[0, : len(ids)].float(), dim=-1)
             fluency = float(logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None]).mean())
             feats = sae.encode(record[0][0, 1:len(ids) + 1].to(sae.W_dec.dtype)).float().mean(dim=0)
             if probe:
-                after = torch.log_softmax(logits[0, -1].float(), dim=-1)
-                level = float(torch.logsumexp(after[list(plan.word_targets)], dim=-1))
-                if plan.word_controls:  # (a vocabulary that spells none of them whole: the targets' mass alone)
-                    level -= float(torch.logsumexp(after[list(plan.word_controls)], dim=-1))
-        return feats.cpu(), fluency, len(ids), level
+                after = torch.log_softmax(logits[0, -1].float(), dim=-1).cpu()
+        return feats.cpu(), fluency, len(ids), after
+
+    @staticmethod
+    def _words_level(plan: _Plan, after: torch.Tensor | None) -> float | None:
+        """The words level (module docstring, 5.) from the log-probabilities after WORDS_PROBE; None without
+        words (or without a reading of them)."""
+        import torch
+
+        if not plan.word_targets or after is None:
+            return None
+        level = float(torch.logsumexp(after[list(plan.word_targets)], dim=-1))
+        if plan.word_controls:  # (a vocabulary that spells none of them whole: the targets' mass alone)
+            level -= float(torch.logsumexp(after[list(plan.word_controls)], dim=-1))
+        return level
 
     def _score(self, plan: _Plan, core: str, cache: Cache | None) -> tuple[float, float, int, float | None]:
         """(the concept's level, fluency, n tokens, words level) of `core` read after the text before,
         unsteered: the level is the target activation, or by your words alone the words level."""
-        feats, fluency, n, words = self._read(plan, core, cache)
+        feats, fluency, n, after = self._read(plan, core, cache)
+        words = self._words_level(plan, after)
         return (words if plan.by_words and words is not None else _target(plan, feats)), fluency, n, words
 
     def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
@@ -1181,7 +1194,7 @@ class Steerer:
                 self._readings.move_to_end(key)
                 return found
         cache = self._prefix_cache(plan.score_prefix)
-        found = _Reading(cache, *self._read(plan, plan.core, cache), (plan.word_targets, plan.word_controls))
+        found = _Reading(cache, *self._read(plan, plan.core, cache, probe_always=True))
         with self._readings_lock:
             self._readings[key] = found
             while len(self._readings) > READINGS:
@@ -1221,10 +1234,7 @@ class Steerer:
                 gen_cache = copy.deepcopy(reading.cache)
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
-        words = None
-        if plan.word_targets:  # the reading holds the original's words level if it was made for these words
-            read = reading.words if reading.read_for == (plan.word_targets, plan.word_controls) else None
-            words = read if read is not None else self._read(plan, plan.core, score_cache)[3]
+        words = self._words_level(plan, reading.after_probe)
         level = words if plan.by_words and words is not None else _target(plan, reading.features)
         original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
