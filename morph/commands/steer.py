@@ -187,10 +187,10 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
     }
 
 
-def words_line(candidate: dict) -> str:
+def words_line(candidate: dict, by_words: bool) -> str:
     """The words' gain beside the features' (a second reading; by the words alone it is the gain itself)."""
     gain = candidate.get("words_gain")
-    return "" if gain is None or candidate["gain"] == gain else f"\n[dim]w {gain:+.2f}[/dim]"
+    return "" if gain is None or by_words else f"\n[dim]w {gain:+.2f}[/dim]"
 
 
 def print_report(report: dict) -> None:
@@ -234,7 +234,7 @@ def print_report(report: dict) -> None:
         at = strength_text(c["strength"])
         at = f"\n[dim]{at}[/dim]" if at else ""
         table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
-                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]" + words_line(c),
+                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]" + words_line(c, report["by_words"]),
                       f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",
                       f"{c['parts'].get('meaning', 0):.2f}", f"{c['parts'].get('length', 0):.2f}",
                       escape(c["text"]) + marks)

@@ -371,24 +371,13 @@ def word_family(lens: Lens, word: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def one_token_forms(lens: Lens, words: Sequence[str]) -> list[int]:
-    """The tokens that spell one of `words` whole, as running text holds it (" calm", "Calm"...), each once."""
-    out: list[int] = []
-    for word in words:
-        for form in (" " + word, word, " " + word.capitalize(), word.capitalize()):
-            ids = token_ids(lens, form)
-            if len(ids) == 1 and ids[0] not in out:
-                out.append(ids[0])
-    return out
-
-
 def word_measure_tokens(lens: Lens, words: str) -> tuple[list[int], list[int]]:
     """(targets, controls) for measuring a concept by the writer's words alone (steering.WORDS_PROBE): the
     one-token forms of each concept word's family (`word_family`: "scarier" -> " scary"; "calmer" -> " calmer",
     " calm", " calmly"...), and those of CONTROL_WORDS that are not targets. Targets [] when no form of any
     word is one token of the vocabulary."""
-    targets = one_token_forms(lens, [w for word in concept_words(words) for w in word_family(lens, word)])
-    controls = [t for t in one_token_forms(lens, CONTROL_WORDS) if t not in targets]
+    targets = _word_tokens(lens, [w for word in concept_words(words) for w in word_family(lens, word)], whole=True)
+    controls = [t for t in _word_tokens(lens, CONTROL_WORDS, whole=True) if t not in targets]
     return targets, controls
 
 
@@ -398,13 +387,14 @@ def direction_of(words: str) -> str:
     return "away" if head and head[0] in ("less", "fewer", "not", "no", "without") else "toward"
 
 
-def _word_tokens(lens: Lens, words: list[str]) -> list[int]:
-    """The first token of each word as running text would hold it (" sea", " Sea", "sea")."""
+def _word_tokens(lens: Lens, words: Sequence[str], whole: bool = False) -> list[int]:
+    """The first token of each word as running text would hold it (" sea", " Sea", "sea"), each once; `whole`:
+    only the forms that are one token, and the capitalized one without a space too ("Sea")."""
     ids: list[int] = []
     for word in words:
-        for form in (" " + word, " " + word.capitalize(), word):
+        for form in (" " + word, " " + word.capitalize(), word) + ((word.capitalize(),) if whole else ()):
             toks = token_ids(lens, form)
-            if toks and toks[0] not in ids:
+            if toks and (len(toks) == 1 or not whole) and toks[0] not in ids:
                 ids.append(toks[0])
     return ids
 
