@@ -431,3 +431,6 @@ def test_batches_keep_padding_under_its_share():
     for batch in batches:
         width = max(len(r.ids) for r in batch)
         assert sum(len(r.ids) for r in batch) >= (1 - PADDING_SHARE) * width * len(batch)
+    # a model that packs rows pays for no padding: runs go in order, up to the budget in tokens
+    packed = _batches([Run(n) for n in (300, 100, 1000, 310, 5000, 104)], budget=1500, packed=True)
+    assert [[len(r.ids) for r in b] for b in packed] == [[300, 100, 1000], [310], [5000], [104]]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from morph.models import llama
-from morph.models.hooks import capture, edit_activations, forward_cached, new_cache, resolve_hook
+from morph.models.hooks import capture, capture_rows, edit_activations, forward_cached, new_cache, packs_rows, resolve_hook
 from morph.models.presets import default_available
 from morph.models.tiny import build_model
 
@@ -107,6 +107,22 @@ def test_capture_continues_a_cache_made_by_new_cache(pair, ids):
     head = capture(ours, hook, ids[:1, :15], cache=cache)
     tail = capture(ours, hook, ids[:1, 15:], cache=cache)
     torch.testing.assert_close(torch.cat([head, tail], dim=1), capture(ours, hook, ids[:1]), **TOL)
+
+
+def test_rows_run_packed_equal_each_row_alone_and_transformers_padded(pair, ids):
+    """Morph's Llama runs rows of unlike lengths end to end (no padding); transformers' rows are padded: each
+    row's activations are those of the row alone, in both."""
+    ours, theirs = pair
+    assert packs_rows(ours) and not packs_rows(theirs)
+    rows = [ids[0, :7].tolist(), ids[1].tolist(), [5], ids[0, 3:30].tolist()]
+    for model in pair:
+        hook = resolve_hook(model, "blocks.2.hook_resid_pre")
+        got = capture_rows(model, hook, rows)
+        assert [tuple(a.shape) for a in got] == [(len(row), 64) for row in rows]
+        for row, acts in zip(rows, got):
+            torch.testing.assert_close(acts, capture(ours, hook, torch.tensor([row]))[0], **TOL)
+    with pytest.raises(ValueError, match="packed"):
+        ours(input_ids=ids, row_lengths=[40, 40])
 
 
 def test_a_padding_mask_is_refused_not_misread(pair, ids):

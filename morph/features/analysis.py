@@ -26,7 +26,8 @@ typing in its middle costs the tokens after the edit; the cursor's block is deli
 blocks after it in its segment continue the same key/values. The result is the same computation (equal
 within float rounding, ~1e-6 relative).
 
-The other runs go in padded batches (runs of like length, right-padded). Analyzers of several documents (a
+The other runs go in batches: packed end to end where the model runs rows so (Morph's Llama, the default:
+no padding, `hooks.capture_rows`), else runs of like length, right-padded. Analyzers of several documents (a
 server's clients) may share their passes (`shared_passes`): batches submitted while a pass runs go through
 the model together in the next one, each row's numbers those of the row alone, within float rounding.
 """
@@ -49,6 +50,7 @@ from morph.errors import MorphError
 from morph.features.batching import Batcher
 from morph.features.ranking import FeatureNorms, distinctiveness
 from morph.features.tokens import Splicer, splice_is_exact
+from morph.models.hooks import packs_rows
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +75,7 @@ class AnalysisConfig:
     max_block_tokens: int = 256
     segment_tokens: int = 1024  # blocks that share one window (and one left context); capped by the model
     segment_every: int = 4  # a segment starts at about one block in this many (anchors), whatever its size
-    batch_tokens: int = 4096  # padded tokens per forward pass
+    batch_tokens: int = 4096  # tokens per forward pass (padding included where the model pads rows)
     cache_blocks: int = 4096
     cache_windows: int = 6  # key/values of recently computed windows, reused by the next edit (~5-25 MB each)
     threads: int | None = None  # torch threads for the forward (None: leave torch's setting)
@@ -438,8 +440,8 @@ def _padded_rows(batch: list[_Run], step: _Step) -> PaddedRows:
 
 def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None] | None = None
                 ) -> list[EncodedRows | None]:
-    """The model to the hook and the SAE over the rows of one or several analyses in one padded pass
-    (morph.models.hooks.capture_rows: each row's numbers are those of the row alone), holding the model's
+    """The model to the hook and the SAE over the rows of one or several analyses in one pass, packed or
+    padded (morph.models.hooks.capture_rows: each row's numbers are those of the row alone), holding the model's
     lock (hooks live on the shared model: no steering pass may interleave); each item's share back, None for
     an item whose analysis had stopped (not run). `between()` runs between layers and SAE steps."""
     import torch
@@ -454,7 +456,7 @@ def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None]
     step = between or (lambda: None)
     with lens.lock, torch.inference_mode():
         acts = capture_rows(lens.model, lens.hook, [list(row) for row, _ in rows], lens.device, between=between)
-        x = torch.cat([acts[k, skip:len(row)] for k, (row, skip) in enumerate(rows)]).to(lens.sae.dtype)
+        x = torch.cat([row_acts[skip:] for row_acts, (_, skip) in zip(acts, rows)]).to(lens.sae.dtype)
         step()
         feats = lens.sae.encode(x)
         step()
@@ -467,10 +469,13 @@ def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None]
     return out
 
 
-def padded_cost(items: list[PaddedRows]) -> float:
-    """The positions one padded pass over `items` runs (rows x the longest), or infinity where padding would
-    be more than PADDING_SHARE of them (padding costs what real tokens cost: such items run apart)."""
+def padded_cost(items: list[PaddedRows], packed: bool = False) -> float:
+    """The positions one pass over `items` runs: their tokens where the model packs rows (`packed`), else rows
+    x the longest, or infinity where padding would be more than PADDING_SHARE of them (padding costs what
+    real tokens cost: such items run apart)."""
     lengths = [len(row) for item in items for row in item.rows]
+    if packed:
+        return float(sum(lengths))
     padded = len(lengths) * max(lengths)
     return float(padded) if _pads_little(sum(lengths), padded) else math.inf
 
@@ -492,7 +497,8 @@ def shared_passes(lens: Lens, budget: int, turn: Callable[[], ContextManager[Non
         with turn() if turn is not None else nullcontext():
             return encode_rows(lens, items, between)
 
-    return Batcher(run, cost=padded_cost, max_cost=budget, release=release)
+    packed = packs_rows(lens.model)
+    return Batcher(run, cost=lambda items: padded_cost(items, packed), max_cost=budget, release=release)
 
 
 class Analyzer:
@@ -714,7 +720,8 @@ class Analyzer:
 
         continues = _supports_cache(self.lens.model)
         alone = [r for r in runs if continues and (len(runs) == 1 or self._extends(r.array))]
-        batches = _batches([r for r in runs if all(r is not a for a in alone)], self.config.batch_tokens)
+        batches = _batches([r for r in runs if all(r is not a for a in alone)], self.config.batch_tokens,
+                           packs_rows(self.lens.model))
         threads = self.config.threads
         previous_threads = torch.get_num_threads()
         if threads:
@@ -974,18 +981,19 @@ def _pads_little(real: int, padded: int) -> bool:
     return real >= (1 - PADDING_SHARE) * padded
 
 
-def _batches(runs: list[_Run], budget: int) -> list[list[_Run]]:
-    """Group runs of similar length so that each padded batch stays under `budget` tokens, and padding
-    stays under PADDING_SHARE of it (padding costs what real tokens cost; on a CPU a batch saves little
-    else, so runs of unlike lengths go in batches of their own)."""
-    ordered = sorted(runs, key=lambda r: len(r.ids))
+def _batches(runs: list[_Run], budget: int, packed: bool = False) -> list[list[_Run]]:
+    """Group runs so that each pass stays under `budget` positions. Padded (a model that does not pack rows,
+    `packed` False): runs of similar length together, and padding under PADDING_SHARE of each batch (padding
+    costs what real tokens cost; on a CPU a batch saves little else, so runs of unlike lengths go in batches
+    of their own). Packed: in order, `budget` tokens a pass (a run longer than that alone)."""
+    ordered = runs if packed else sorted(runs, key=lambda r: len(r.ids))
     batches: list[list[_Run]] = []
     current: list[_Run] = []
     real = 0
     for run in ordered:
         width = len(run.ids)
-        padded = width * (len(current) + 1)
-        if current and (padded > budget or not _pads_little(real + width, padded)):
+        full = real + width > budget if packed else width * (len(current) + 1) > budget
+        if current and (full or not (packed or _pads_little(real + width, width * (len(current) + 1)))):
             batches.append(current)
             current, real = [], 0
         current.append(run)

@@ -64,7 +64,7 @@ def prompt_features(lens: Lens, rows: list[list[int]]) -> list[torch.Tensor]:
 
     with lens.lock, torch.inference_mode():
         acts = capture_rows(lens.model, lens.hook, rows, lens.device)
-        return [lens.sae.encode(acts[i, :len(row)].to(lens.sae.dtype)).float() for i, row in enumerate(rows)]
+        return [lens.sae.encode(row.to(lens.sae.dtype)).float() for row in acts]
 
 
 def prompt_activations(lens: Lens, prompt: str, max_tokens: int, fold: bool = True,

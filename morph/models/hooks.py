@@ -238,13 +238,15 @@ def _input_of(args: tuple, kwargs: dict) -> Any:
 
 
 def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = None,
-            between: Callable[[], None] | None = None, cache: Any = None) -> Any:
+            between: Callable[[], None] | None = None, cache: Any = None,
+            row_lengths: list[int] | None = None) -> Any:
     """Run `model` on `input_ids` just far enough to return the activations at `hook` ([batch, seq, d]).
     `between()`, when given, runs before each decoder layer's forward and each of its direct submodules
     (attention, MLP, norms): a place to pause or to stop (an exception it raises ends the forward and
     propagates). With `cache` (a transformers Cache), the forward continues
     from the key/values in it (`input_ids` are the tokens after them) and appends its own, for the layers
-    below the hook."""
+    below the hook. `row_lengths`: `input_ids` is [1, n] holding rows end to end, for a model that packs rows
+    (`packs_rows`)."""
     import torch
 
     module = model.get_submodule(hook.module_path)
@@ -265,7 +267,9 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
         else:
             handles.append(module.register_forward_hook(lambda _m, _args, output: grab(_first(output))))
         with torch.inference_mode(), contextlib.suppress(_StopForward):
-            if cache is None:
+            if row_lengths is not None:
+                model(input_ids=input_ids, use_cache=False, row_lengths=row_lengths)
+            elif cache is None:
                 model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
             else:
                 model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{_cache_argument(model): cache})
@@ -278,20 +282,32 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
 
 
 def capture_rows(model: Any, hook: HookPoint, rows: list[list[int]], device: Any = None,
-                 between: Callable[[], None] | None = None) -> Any:
-    """`capture` of several token rows of unlike lengths in one pass: [len(rows), longest, d], each row's
-    activations at its first len(row) positions (the rest is padding, to be ignored). The rows are padded
-    on the right and run without an attention mask: under causal attention a real position never sees the
-    padding after it and sits where it would alone, so its numbers are those of the row alone (up to float
-    rounding); without a mask the attention runs its causal kernel, several times faster on CPU than the
-    masked one."""
+                 between: Callable[[], None] | None = None) -> list[Any]:
+    """`capture` of several token rows of unlike lengths in one pass: each row's activations, [len(row), d],
+    its numbers those of the row alone (up to float rounding). A model that packs rows (`packs_rows`) runs
+    them end to end, without padding; any other gets them padded on the right and run without an attention
+    mask: under causal attention a real position never sees the padding after it and sits where it would
+    alone; without a mask the attention runs its causal kernel, several times faster on CPU than the masked
+    one."""
     import torch
 
+    if packs_rows(model):
+        flat = torch.tensor([[token for row in rows for token in row]], dtype=torch.long)
+        lengths = [len(row) for row in rows]
+        acts = capture(model, hook, flat.to(device) if device is not None else flat, between=between,
+                       row_lengths=lengths)[0]
+        return list(acts.split(lengths))
     longest = max(len(row) for row in rows)
     input_ids = torch.zeros((len(rows), longest), dtype=torch.long)  # any id pads: no real position reads it
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return capture(model, hook, input_ids.to(device) if device is not None else input_ids, between=between)
+    acts = capture(model, hook, input_ids.to(device) if device is not None else input_ids, between=between)
+    return [acts[i, :len(row)] for i, row in enumerate(rows)]
+
+
+def packs_rows(model: Any) -> bool:
+    """Whether `model` runs several rows end to end without padding (Morph's Llama: `row_lengths`)."""
+    return "row_lengths" in _forward_parameters(model)
 
 
 def _checkpoint_modules(model: Any) -> list[Any]:
