@@ -178,6 +178,18 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
         assert c["raises_concept"] == ("concept did not move" not in c["marks"])
     code, out, err = steer([str(path), *span, "--concept", "scarier", "--method", "steer", "-n", "1"], capsys)
     assert code == 2 and "no feature matches 'scarier'" in err and err.count("\n") == 1
+    # words whose features no label shows them on ("kinder": they only fire on the word) go alone too, and
+    # steering by those features says why they are unlabelled
+    code, out, err = steer([str(path), *span, "--concept", "kinder", "-n", "1", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["by_words"] and report["features"] == [] and report["method"] == "prompt"
+    assert report["note"].startswith("no feature's label holds 'kinder' or a near word: rewritten by your words")
+    code, out, err = steer([str(path), *span, "--concept", "kinder", "--method", "steer", "-n", "1", "--json"],
+                           capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert not report["by_words"] and report["features"] and "words alone are the default" in report["note"]
     # words features do match go alone when asked (--by-words)
     code, out, err = steer([str(path), *span, "--concept", "calmer", "--by-words", "-n", "2", "--json"], capsys)
     assert code == 0, err

@@ -494,9 +494,10 @@ async def test_enter_after_generating_from_the_search_box_accepts():
         await settle(pilot, lambda: search.value == "gulls" and search.has_focus)
 
 
-async def test_words_no_label_holds_are_said_so():
+async def test_words_no_label_holds_are_said_so_and_go_alone_first():
     """When no feature's label holds the writer's words or a near word (this SAE has no feature for
-    "sadder"), the concept list says so above the features that only fire on the words."""
+    "sadder"), the concept list says so, and offers the words alone first, chosen, above the features that
+    only fire on the words (the writer can still pick one)."""
     class Unlabelled(FakeSteerer):
         def concepts_for(self, words, text, start, end, k=8, example=None):
             return [ConceptMatch(686, "thank · data · site", 0.0, 1.1, 1.0, "fires more on your words", "example"),
@@ -508,12 +509,19 @@ async def test_words_no_label_holds_are_said_so():
         pane = app.query_one(SteerPane)
         concepts = pane.query_one("#concepts", OptionList)
         pane.query_one("#search", Input).value = "sadder"
-        await settle(pilot, lambda: pane.chosen_feature() == 686)
+        await settle(pilot, lambda: "'sadder'" in str(concepts.get_option_at_index(0).prompt))
+        assert concepts.option_count == 3  # the note, the words alone, the feature
         note = str(concepts.get_option_at_index(0).prompt)
         assert "no feature's label holds 'sadder'" in note
+        assert "'sadder' alone" in str(concepts.get_option_at_index(1).prompt) and concepts.highlighted == 1
+        assert pane.chosen_feature() is None and pane.build_request().features == ()
+        concepts.highlighted = 2
+        assert pane.chosen_feature() == 686
         pane.query_one("#search", Input).value = "about the sea"
         await settle(pilot, lambda: concepts.option_count == 4)  # the note, two features, the words alone
         assert "features for 'about the sea'" in str(concepts.get_option_at_index(0).prompt)
+        assert "'about the sea' alone" in str(concepts.get_option_at_index(3).prompt)
+        assert pane.chosen_feature() == 686
 
 
 async def test_words_no_feature_matches_are_offered_alone_and_rewrite_by_the_instruction(tiny_lens):

@@ -483,6 +483,9 @@ def test_default_model_word_forms_are_one_word_and_labels_that_show_them_come_fi
     assert word_family(lens, "calmer")[:3] == ("calmer", "calm", "calmly")
     assert "angrily" in word_family(lens, "angrier") and "angry" in word_family(lens, "angrier")
     assert "sum" not in word_family(lens, "summer") and "corn" not in word_family(lens, "corner")
+    # a comparative whose stem kept an "e": gentle, not "gentl"; nice, not the token " nic"; wide, not " wid"
+    assert word_family(lens, "gentler")[:3] == ("gentler", "gentle", "gently")
+    assert word_family(lens, "nicer")[1] == "nice" and word_family(lens, "wider")[1] == "wide"
     start = EFFICACY_TEXT.index(EFFICACY_SPAN)
     end = start + len(EFFICACY_SPAN)
     top = default_steerer.concepts_for("angrier", EFFICACY_TEXT, start, end)[0]

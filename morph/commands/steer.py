@@ -7,7 +7,8 @@ why. `--method` picks how the rewrite is made (hybrid: the instruct model asked 
 features are steered; prompt: words only; steer: features only; continuation: a base model continuing the
 text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
 re-read and scored, and the table shows the combined score with its parts and marks. Words that no feature
-matches (or `--by-words`) are rewritten by the instruction alone and measured by the words
+matches, or whose features no label shows them on (`concepts.unlabelled`; with auto, hybrid or prompt), or
+`--by-words`, are rewritten by the instruction alone and measured by the words
 (morph.features.steering.SteerRequest.by_words).
 """
 
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from morph.commands.common import engine_from_args, read_input
     from morph.errors import InputError, NoFeatureMatches
-    from morph.features.concepts import direction_of, unlabelled_note
+    from morph.features.concepts import direction_of, unlabelled, unlabelled_note
     from morph.features.steering import SteerRequest, is_auto, strength_value
 
     source = read_input(args.file)
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     words = ""
     matches: list[ConceptMatch] = []
     refused: NoFeatureMatches | None = None  # no feature matches the words: they are rewritten by themselves
+    why = ""  # why the words go alone although features were found
     if args.by_words:
         words = args.concept
     elif args.feature is not None:
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
             if args.method not in ("auto", "hybrid", "prompt") or args.suppress:
                 raise
             refused = err
+        if unlabelled(words, matches) and args.method in ("auto", "hybrid", "prompt") and not args.suppress:
+            matches = []  # they only fire on the words: the words go alone (as the editor's default)
+            why = f"no feature's label holds {words.strip()!r} or a near word: "
     if args.suppress:
         mode = "suppress"
     elif args.away:
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
     else:
         request = SteerRequest.by_words(words, mode=mode, **options)
-        note = ((str(refused).split(":")[0] + ": " if refused else "") + "rewritten by your words alone (the "
+        note = ((str(refused).split(":")[0] + ": " if refused else why) + "rewritten by your words alone (the "
                 "instruction), measured by how much more the model expects them after a rewrite")
     try:
         result = steerer.run(source.text, start, end, request)
@@ -144,7 +149,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
         "feature": feature,
         "label": None if feature is None else engine.label(feature),
         "by_words": result.by_words,  # no feature: the concept measured by the words (gains in nats)
-        "note": note,  # why the features are not labelled with the words (concepts.unlabelled_note), or None
+        "note": note,  # why the words go alone, or why the features do not show them (unlabelled_note), or None
         "features": [
             {"id": m.id, "label": m.label, "label_score": round(m.label_score, 3),
              "output_score": round(m.output_score, 3), "why": m.why}

@@ -16,9 +16,10 @@ label(feature). The pane never imports the app.
 
 The search box takes the writer's words ("calmer", "about the sea", "less jargon"): the list shows the
 features chosen for them with both numbers (label match, output score) and why; "like: <example>" lists the
-features of "more like this" for an example passage. Typed words are also offered alone, last in the list
-(the only choice when no feature matches them): the instruction rewrites, and the words measure the concept
-(`SteerRequest.by_words`). Generating uses the highlighted feature, the words
+features of "more like this" for an example passage. Typed words are also offered alone: last in the list,
+or first and chosen when no feature's label holds them or a near word (`concepts.unlabelled`: the features
+then only fire on the words), the only choice when no feature matches them; the instruction rewrites, and
+the words measure the concept (`SteerRequest.by_words`). Generating uses the highlighted feature, the words
 (in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
 strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
 score with its parts and its marks.
@@ -45,7 +46,7 @@ from morph.editor.actions import BY_ID, bindings, format_key, key_text, short_ke
 from morph.editor.document import DocumentView, TextEdit
 from morph.editor.key_order import TextInput, focus_now
 from morph.errors import MorphError, one_line
-from morph.features.concepts import ConceptMatch, direction_of, unlabelled_note
+from morph.features.concepts import ConceptMatch, direction_of, unlabelled, unlabelled_note
 from morph.features.tokens import common_prefix, common_suffix
 from morph.features.steering import (
     AUTO,
@@ -226,9 +227,11 @@ class SteerPane(Vertical):
     class Concepts(Message):
         """The concepts for `query` ("": the passage's own; None: a placeholder while they are read)."""
 
-        def __init__(self, passage: int, concepts: list, note: str, query: str | None = "") -> None:
+        def __init__(self, passage: int, concepts: list, note: str, query: str | None = "",
+                     words_first: bool = False) -> None:
             super().__init__()
             self.passage, self.concepts, self.note, self.query = passage, concepts, note, query
+            self.words_first = words_first  # no feature's label holds the words: they go alone by default
 
     class Event(Message):
         def __init__(self, run: int, event: SteerEvent) -> None:
@@ -402,11 +405,12 @@ class SteerPane(Vertical):
             self.post_message(self.Concepts(passage, [], one_line(err), query))
             return
         matches = [c for c in found if isinstance(c, ConceptMatch)]
+        words = "" if like or query.isdigit() else query
         note = ("more like the example: features stronger there than in the passage" if like else
-                unlabelled_note("" if query.isdigit() else query, matches) or
+                unlabelled_note(words, matches) or
                 f"features for {query!r}: label match · output score (how far each moves the model toward "
                 "the words)")
-        self.post_message(self.Concepts(passage, found, note, query))
+        self.post_message(self.Concepts(passage, found, note, query, words_first=unlabelled(words, matches)))
 
     def _reading(self) -> "SteerPane.Concepts":
         return self.Concepts(self._passage, [], "reading the passage…", query=None)
@@ -460,6 +464,8 @@ class SteerPane(Vertical):
                 box.highlighted = 1
             return
         box.add_option(Option(Text(message.note, style="dim"), disabled=True))
+        if words and message.words_first:
+            box.add_option(self._words_option(words))
         for concept in message.concepts:
             line = Text(f"#{concept.id:<6}", style="bold")
             line.append(concept.label)
@@ -470,7 +476,7 @@ class SteerPane(Vertical):
             elif concept.activation:
                 line.append(f"  {concept.activation:.2f}", style="dim")
             box.add_option(Option(line, id=str(concept.id)))
-        if words:
+        if words and not message.words_first:
             box.add_option(self._words_option(words))
         box.highlighted = 1
 

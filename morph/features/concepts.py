@@ -222,14 +222,21 @@ class ConceptMatch:
 LABELLED = 0.05  # a label score above this: some label holds the words or a near word
 
 
+def unlabelled(words: str, matches: Sequence[ConceptMatch]) -> bool:
+    """Whether the writer's words found features but no chosen feature's label holds the words or a word near
+    them (this SAE has no feature for "sadder" or "kinder"): those features only fire on the words or move
+    the model toward them, and the words alone are the better default (the editor and `morph steer` go by
+    them unless the writer picks a feature)."""
+    return bool(words.strip()) and bool(matches) and not any(m.label_score > LABELLED for m in matches)
+
+
 def unlabelled_note(words: str, matches: Sequence[ConceptMatch]) -> str | None:
-    """What to tell the writer when no chosen feature's label holds their words or a word near them (this SAE
-    has no feature for "sadder"): the features shown are only those that fire on the words or move the model
-    toward them, and a rewrite's instruction still carries the words. None otherwise."""
-    if not words.strip() or not matches or any(m.label_score > LABELLED for m in matches):
+    """What to tell the writer when `unlabelled`: the features shown only fire on the words or move the model
+    toward them, and the words alone are the default. None otherwise."""
+    if not unlabelled(words, matches):
         return None
-    return (f"no feature's label holds {words.strip()!r} or a near word: these fire on the words or move the "
-            "model toward them (the instruction still asks for the words), or rewrite by the words alone")
+    return (f"no feature's label holds {words.strip()!r} or a near word: these features only fire on the words "
+            "or move the model toward them (your words alone are the default)")
 
 
 def concept_words(words: str) -> list[str]:
@@ -350,19 +357,27 @@ def word_family(lens: Lens, word: str) -> tuple[str, ...]:
 
     vocab = _vocabulary(lens)
 
-    def close(a: int, b: int) -> bool:
+    def cosine(a: int, b: int) -> float:
         with torch.inference_mode():
             dot = vocab.weight[a].float() @ vocab.weight[b].float()
-            cos = dot / (vocab.norms[a] * vocab.norms[b]).clamp_min(1e-8)
-        return float(cos) >= FORM_SIMILARITY
+            return float(dot / (vocab.norms[a] * vocab.norms[b]).clamp_min(1e-8))
+
+    def close(a: int, b: int) -> bool:
+        return cosine(a, b) >= FORM_SIMILARITY
 
     anchor = _word_token(lens, word)
-    stem = word_stem(word)
-    stem_token = _word_token(lens, stem) if stem else None
-    if stem_token is None or (anchor is not None and not close(anchor, stem_token)):
-        stem = None
-    elif anchor is None:
-        anchor = stem_token
+    first = word_stem(word)
+    # a comparative's stem may keep an "e" the suffix took: nicer -> nice, gentler -> gentle, braver -> brave
+    options = [first, first + "e"] if first and word.endswith("er") else [first] if first else []
+    tokens = {o: t for o in options if (t := _word_token(lens, o)) is not None}
+    stem: str | None = None
+    if tokens and anchor is None:  # the typed word is in pieces: the stem with its "e" where that is a word
+        stem = options[-1] if options[-1] in tokens else options[0]
+        anchor = tokens[stem]
+    elif tokens and anchor is not None:  # both whole words: the closer, if close enough (not summer -> sum)
+        typed = anchor
+        best = max(tokens, key=lambda o: cosine(typed, tokens[o]))
+        stem = best if close(typed, tokens[best]) else None
     out = [word] + ([stem] if stem else [])
     for form in derived_forms(stem or word):
         token = _word_token(lens, form)
