@@ -120,7 +120,10 @@ def test_features_search_and_detail(lens_args, capsys):
     code, out, _ = run_main(["features", "--id", "5", "--json", *lens_args], capsys)
     assert code == 0
     (feature,) = json.loads(out)
-    assert feature["id"] == 5 and feature["label"] and feature["promoted"]
+    assert feature["id"] == 5 and feature["label"] and feature["promoted"] and "says" in feature
+    code, out, _ = run_main(["features", "--id", "5", *lens_args], capsys)
+    assert code == 0 and "promotes (logit lens): " + " ".join(feature["promoted"][:3]) in " ".join(out.split())
+    assert ("steered, the model says: " in out) == bool(feature["says"])
     word = feature["label"].split(" · ")[0]
     code, out, _ = run_main(["features", word, "--json", "--limit", "50", *lens_args], capsys)
     found = json.loads(out)

@@ -157,6 +157,10 @@ def test_labels_cover_every_feature_with_words_and_quotable_contexts():
     for f in live:
         for c in f["contexts"]:
             assert len(c["before"] + c["token"] + c["after"]) < 200 and c["token"]
+    # what each says steered (morph.models.unembed.said_token_ids): whole words; the rain feature says weather
+    assert all(len(f["says"]) == 10 and all(w.isalpha() and len(w) >= 3 for w in f["says"]) for f in features)
+    rain = next(f for f in features if f["id"] == 3736)
+    assert rain["label"] == "rain · weather · wind" and {"forecast", "precipitation"} <= set(rain["says"])
 
 
 def test_model_card_reports_the_measured_figures():

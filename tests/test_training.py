@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -102,10 +103,11 @@ def test_labels_cover_every_feature_in_the_editor_format(run_dir):
     assert [f["id"] for f in features] == list(range(128))
     for f in features:
         assert set(f) == {"id", "label", "density", "mean_act", "max_act", "quantiles", "words", "contexts",
-                          "top_tokens", "promoted"}
+                          "top_tokens", "promoted", "says"}
         assert isinstance(f["label"], str) and f["label"].strip()
         assert 0.0 <= f["density"] <= 1.0
         assert len(f["top_tokens"]) <= 10 and len(f["promoted"]) <= 10 and f["promoted"]
+        assert len(f["says"]) <= 10 and all(re.fullmatch(r"[A-Za-z]{3,}", w) for w in f["says"])
         assert all(isinstance(t, str) and isinstance(c, int) and c > 0 for t, c in f["top_tokens"])
         assert len(f["words"]) <= 10 and all(w.isalpha() or "'" in w for w, _, _ in f["words"])
         assert [s for _, s, _ in f["words"]] == sorted((s for _, s, _ in f["words"]), reverse=True)
@@ -118,6 +120,7 @@ def test_labels_cover_every_feature_in_the_editor_format(run_dir):
             if f["words"]:
                 assert f["label"] == " · ".join(word_families([w for w, _, _ in f["words"]])[:3])
     assert any(f["density"] > 0 for f in features)
+    assert sum(bool(f["says"]) for f in features) > 64  # the tiny vocabulary has few whole words, but some
     start = labels["start_means"]  # each feature's mean at a text's first positions, shrunk toward its average
     assert start["runs"] > 0 and 0 < len(start["values"]) <= START_POSITIONS  # no more than the model's context
     assert all(len(row) == 128 and min(row) >= 0 for row in start["values"])

@@ -43,13 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"{engine.sae_name} · labels from {labels.source}", title_justify="left")
-    for column in ("id", "label", "density", "typical max", "fires on words", "promotes"):
+    for column in ("id", "label", "density", "typical max", "fires on words", "says (steered)" if any(
+            f.says for f in infos) else "promotes"):
         table.add_column(column)
     for f in infos:
         table.add_row(str(f.id), f.label, "—" if f.density is None else f"{f.density:.4f}",
                       "—" if f.typical_max is None else f"{f.typical_max:.2f}",
                       " ".join(w for w, _, _ in f.words[:6]) or " ".join(t for t, _ in f.top_tokens[:6]),
-                      " ".join(f.promoted[:6]))
+                      " ".join(f.output[:6]))
     console.print(table)
     return 0
 
@@ -60,13 +61,14 @@ def feature_json(f) -> dict:
             "words": [list(w) for w in f.words],
             "contexts": [{"before": c.before, "token": c.token, "after": c.after, "act": c.activation}
                          for c in f.contexts],
-            "top_tokens": [list(t) for t in f.top_tokens], "promoted": list(f.promoted),
+            "top_tokens": [list(t) for t in f.top_tokens], "promoted": list(f.promoted), "says": list(f.says),
             "explanations": [{"description": e.description, "explainer": e.explainer, "kind": e.kind}
                              for e in f.explanations]}
 
 
 def print_feature(console, f) -> None:
-    """One feature in full: label, statistics, words, contexts (firing token marked), promoted tokens."""
+    """One feature in full: label, statistics, words, contexts (firing token marked), what it says steered and
+    the tokens it promotes."""
     from rich.text import Text
 
     console.print(Text(f"Feature #{f.id} · {f.label}", style="bold"))
@@ -90,4 +92,5 @@ def print_feature(console, f) -> None:
         line.append(c.token, style="bold reverse")
         line.append(c.after.replace("\n", " "), style="dim")
         console.print(line)
-    console.print("promotes: " + (" ".join(f.promoted[:10]) or "—"))
+    for line in f.output_lines():
+        console.print(line)

@@ -50,7 +50,7 @@ class FeatureDetailScreen(ModalScreen):
                 facts.append("fires on words: " + ", ".join(w for w, _, _ in info.words[:10]))
             elif info.top_tokens:
                 facts.append("fires most on: " + " ".join(t for t, _ in info.top_tokens[:10]))
-            facts.append(f"promotes: {' '.join(info.promoted[:10]) or '—'}")
+            facts += info.output_lines()
             if info.density is not None:
                 typical = f", typical max {info.typical_max:.2f}" if info.typical_max else ""
                 facts.append(f"corpus: density {info.density:.4f}, mean when active {info.mean_act or 0:.2f}"

@@ -57,7 +57,8 @@ class FeatureInfo:
     mean_act: float | None = None  # mean activation when active
     max_act: float | None = None
     top_tokens: tuple[tuple[str, int], ...] = ()  # tokens that most often activate it, with counts
-    promoted: tuple[str, ...] = ()  # tokens its decoder direction promotes
+    promoted: tuple[str, ...] = ()  # tokens its decoder direction promotes (the logit lens)
+    says: tuple[str, ...] = ()  # words the model says more of, steered by it (morph.models.unembed; labels file)
     quantiles: tuple[tuple[float, float], ...] = ()  # (q, activation) of its active values
     words: tuple[tuple[str, float, int], ...] = ()  # distinctive words it fires on: (word, score, firings)
     contexts: tuple[Context, ...] = ()
@@ -70,6 +71,17 @@ class FeatureInfo:
             if q == 0.99 and value > 0:
                 return value
         return self.max_act or None
+
+    @property
+    def output(self) -> tuple[str, ...]:
+        """The words that say best what it does to the next token: the steered reading where the labels file
+        holds it, else the logit lens's tokens."""
+        return self.says or self.promoted
+
+    def output_lines(self) -> list[str]:
+        """What it does to the next token, as the details screen and `morph features --id` say it."""
+        lines = [f"steered, the model says: {' '.join(self.says[:10])}"] if self.says else []
+        return lines + [f"promotes (logit lens): {' '.join(self.promoted[:10]) or '—'}"]
 
 
 def readable_token(token: str) -> str:
@@ -254,6 +266,7 @@ def _read_labels_file(path: Path) -> tuple[dict[int, FeatureInfo], np.ndarray | 
             density=entry.get("density"), mean_act=entry.get("mean_act"), max_act=entry.get("max_act"),
             top_tokens=tuple((str(t), int(c)) for t, c in entry.get("top_tokens", [])),
             promoted=tuple(str(t) for t in entry.get("promoted", [])),
+            says=tuple(str(t) for t in entry.get("says", [])),
             quantiles=tuple(sorted((float(q), float(v)) for q, v in (entry.get("quantiles") or {}).items())),
             words=tuple((str(w), float(score), int(n)) for w, score, n in entry.get("words", [])),
             contexts=tuple(Context(str(c["before"]), str(c["token"]), str(c["after"]), float(c["act"]))

@@ -218,7 +218,7 @@ def norms_from_json(data: dict | None) -> FeatureNorms | None:
 def info_to_json(info: FeatureInfo) -> dict:
     return {"id": info.id, "label": info.label, "density": info.density, "mean_act": info.mean_act,
             "max_act": info.max_act, "top_tokens": [list(t) for t in info.top_tokens],
-            "promoted": list(info.promoted), "quantiles": [list(q) for q in info.quantiles],
+            "promoted": list(info.promoted), "says": list(info.says), "quantiles": [list(q) for q in info.quantiles],
             "words": [list(w) for w in info.words],
             "contexts": [{"before": c.before, "token": c.token, "after": c.after, "activation": c.activation}
                          for c in info.contexts]}
@@ -234,6 +234,7 @@ def info_from_json(data: dict) -> FeatureInfo:
             mean_act=opt(data.get("mean_act")), max_act=opt(data.get("max_act")),
             top_tokens=tuple((str(t), int(n)) for t, n in data.get("top_tokens", [])),
             promoted=tuple(str(t) for t in data.get("promoted", [])),
+            says=tuple(str(t) for t in data.get("says", [])),
             quantiles=tuple((float(q), float(v)) for q, v in data.get("quantiles", [])),
             words=tuple((str(w), float(s), int(n)) for w, s, n in data.get("words", [])),
             contexts=tuple(Context(str(c["before"]), str(c["token"]), str(c["after"]), float(c["activation"]))

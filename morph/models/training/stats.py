@@ -447,7 +447,30 @@ def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, to
             "top_tokens": fired_on,
             "promoted": promoted[:10],
         })
+    add_said(lens, features)
     return {"format": LABELS_FORMAT, "n_tokens": int(c.n_tokens), "quantiles": list(QUANTILES), "features": features}
+
+
+def add_said(lens, features: list[dict]) -> None:
+    """Each feature record's "says": the ten whole words the model says more of when the feature's decoder
+    direction is added at the hook (morph.models.unembed.said_token_ids, the steered reading; the logit lens's
+    "promoted" names junk at a middle layer). Also for a labels file made before it was computed."""
+    from morph.models.unembed import said_token_ids
+
+    ids = [int(f["id"]) for f in features]
+    if not ids:
+        return
+    strings = token_strings(lens.tokenizer)
+    logged = [0]
+
+    def progress(done: int) -> None:
+        if done - logged[0] >= len(ids) / 10 or done == len(ids):
+            logged[0] = done
+            LOG.info("stats: steered readings of %d of %d features", done, len(ids))
+
+    said = said_token_ids(lens, lens.sae.W_dec.detach()[ids], 10, progress)
+    for feature, row in zip(features, said):
+        feature["says"] = [strings[i].strip() for i in row]
 
 
 def start_means(lens, openings: list[np.ndarray], batch: int = 64) -> np.ndarray:
