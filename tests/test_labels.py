@@ -103,3 +103,12 @@ def test_what_a_feature_says_steered_is_the_words_its_direction_raises_most(tiny
             best = gain.topk(5).indices
             assert len(row) == 5 and all(words[i] for i in row)
             torch.testing.assert_close(gain[row], gain[best], atol=1e-4, rtol=1e-4)
+
+
+def test_a_context_shows_on_one_line_with_the_spaces_at_the_token_kept():
+    from morph.features.labels import Context
+
+    assert Context(" from Clara Barton's 1899,", " The", " Red Cross\n(Washington", 1.0).shown() == (
+        " from Clara Barton's 1899,", " The", " Red Cross (Washington")
+    assert Context("a  line\n\n", "\n", "  next ", 1.0).shown() == ("a line ", "⏎", " next ")
+    assert Context("", "x", "", 1.0).shown() == ("", "x", "")

@@ -88,9 +88,10 @@ def print_feature(console, f) -> None:
         console.print("fires on tokens: " + ", ".join(f"{t} ({n})" for t, n in f.top_tokens))
     for c in f.contexts:
         line = Text(f"  {c.activation:6.2f}  ")
-        line.append(" ".join(c.before.split()) + (" " if c.before[-1:].isspace() else ""), style="dim")
-        line.append(c.token, style="bold reverse")
-        line.append(c.after.replace("\n", " "), style="dim")
+        before, token, after = c.shown()
+        line.append(before.lstrip(), style="dim")
+        line.append(token, style="bold reverse")
+        line.append(after.rstrip(), style="dim")
         console.print(line)
     for line in f.output_lines():
         console.print(line)

@@ -73,9 +73,10 @@ class FeatureDetailScreen(ModalScreen):
             if i:
                 text.append("\n")
             text.append(f"{c.activation:6.2f}  ", style="bold")
-            text.append("…" + " ".join(c.before.split()) + (" " if c.before[-1:].isspace() else ""), style="dim")
-            text.append(c.token.replace("\n", "⏎"), style=f"bold reverse {self.colour or ''}".strip())
-            text.append(" ".join(c.after.split()) + "…", style="dim")
+            before, token, after = c.shown()
+            text.append("…" + before.lstrip(), style="dim")
+            text.append(token, style=f"bold reverse {self.colour or ''}".strip())
+            text.append(after.rstrip() + "…", style="dim")
         return text
 
     def _occurrence_options(self) -> list[Option]:

@@ -48,6 +48,18 @@ class Context:
     after: str
     activation: float
 
+    def shown(self) -> tuple[str, str, str]:
+        """(before, token, after) as one line shows them: runs of whitespace as one space, the spaces at the
+        token's edges kept (" The" + " Red Cross" reads "The Red Cross", not "TheRed Cross"), a line break in
+        the token as ⏎."""
+        def squeeze(text: str) -> str:
+            inner = " ".join(text.split())
+            if not inner:
+                return " " if text else ""
+            return (" " if text[:1].isspace() else "") + inner + (" " if text[-1:].isspace() else "")
+
+        return squeeze(self.before), self.token.replace("\n", "⏎"), squeeze(self.after)
+
 
 @dataclass(frozen=True)
 class FeatureInfo:
