@@ -46,6 +46,22 @@ def test_a_feature_that_fires_at_a_texts_start_is_expected_there():
     assert at_start[0] == pytest.approx(0.0, abs=1e-6) and later[0] > 2
 
 
+def test_a_feature_of_function_words_is_weighed_below_one_of_content_words():
+    """Two features as unusual for a span, one whose distinctive words are function words ("into · upon ·
+    over"), one of content words ("rain · weather · wind"): the first keeps GRAMMAR_FLOOR of its score; a
+    feature without words counts as grammar; without content shares nothing is weighed."""
+    from morph.features.ranking import GRAMMAR_FLOOR, content_share
+
+    assert content_share(["into", "upon", "over"]) == 0 and content_share(["rain", "weather", "wind"]) == 1
+    assert content_share(["rain", "into", "Weather", "of"]) == 0.5 and content_share([]) == 0
+    same = dict(density=np.full(3, 0.001, dtype=np.float32), mean=np.full(3, 3.0, dtype=np.float32),
+                typical=np.full(3, 4.0, dtype=np.float32))
+    ids, mass = np.arange(3), np.full(3, 9.0)
+    plain = distinctiveness(ids, mass, 20, FeatureNorms(**same), np.ones(3))
+    weighed = distinctiveness(ids, mass, 20, FeatureNorms(**same, content=np.array([0.0, 1.0, 0.5])), np.ones(3))
+    assert weighed.tolist() == pytest.approx((plain * [GRAMMAR_FLOOR, 1.0, (1 + GRAMMAR_FLOOR) / 2]).tolist())
+
+
 @pytest.fixture
 def labelled_lens(tiny_dirs, tmp_path):
     """The tiny lens with a labels file: feature density measured on TEXT itself, except that the features

@@ -58,16 +58,18 @@ def server(engine):
         yield live
 
 
-def test_norms_travel_whole_with_their_start_means():
-    """A client ranks with the server's statistics: the start means (a text's first positions) come too."""
+def test_norms_travel_whole_with_their_start_means_and_content_shares():
+    """A client ranks with the server's statistics: the start means (a text's first positions) and the content
+    words' shares come too."""
     from morph.features.ranking import FeatureNorms
     from morph.server.wire import norms_from_json, norms_to_json
 
     one = np.arange(4, dtype=np.float32)
-    for start in (None, np.arange(12, dtype=np.float32).reshape(3, 4)):
-        back = norms_from_json(norms_to_json(FeatureNorms(one, one + 1, one + 2, start)))
+    for start, content in ((None, None), (np.arange(12, dtype=np.float32).reshape(3, 4), one / 4)):
+        back = norms_from_json(norms_to_json(FeatureNorms(one, one + 1, one + 2, start, content)))
         assert np.array_equal(back.typical, one + 2)
         assert (back.start is None) if start is None else np.array_equal(back.start, start)
+        assert (back.content is None) if content is None else np.array_equal(back.content, content)
 
 
 def test_remote_analysis_equals_local_element_for_element(tiny_lens, server):

@@ -30,7 +30,7 @@ import numpy as np
 
 from morph.features.checks import check_feature
 from morph.features.neuronpedia import CachedExplanations, Explanation, ExportError, NeuronpediaSource, read_cache
-from morph.features.ranking import FeatureNorms
+from morph.features.ranking import FeatureNorms, content_share
 
 if TYPE_CHECKING:
     from morph.models.lens import Lens
@@ -172,13 +172,16 @@ class FeatureLabels:
             density = np.zeros(self.d_sae, dtype=np.float32)
             mean = np.zeros(self.d_sae, dtype=np.float32)
             typical = np.zeros(self.d_sae, dtype=np.float32)
+            content = np.zeros(self.d_sae, dtype=np.float32)
             for i, info in self._file.items():
                 if 0 <= i < self.d_sae:
                     density[i] = info.density or 0.0
                     mean[i] = info.mean_act or 0.0
                     typical[i] = info.typical_max or 0.0
+                    content[i] = content_share([w for w, _, _ in info.words])
             start = self._start if self._start is not None and self._start.shape[1:] == (self.d_sae,) else None
-            self._norms = FeatureNorms(density, mean, typical, start)
+            words = any(info.words for info in self._file.values())  # a labels file without words: no weighing
+            self._norms = FeatureNorms(density, mean, typical, start, content if words else None)
         return self._norms
 
     def all_labels(self) -> list[str]:

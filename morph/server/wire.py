@@ -204,15 +204,17 @@ def norms_to_json(norms: FeatureNorms | None) -> dict | None:
         return None
     return {"density": encode_array(norms.density), "mean": encode_array(norms.mean),
             "typical": encode_array(norms.typical),
-            "start": encode_array(norms.start) if norms.start is not None else None}
+            "start": encode_array(norms.start) if norms.start is not None else None,
+            "content": encode_array(norms.content) if norms.content is not None else None}
 
 
 def norms_from_json(data: dict | None) -> FeatureNorms | None:
     if data is None:
         return None
-    start = data.get("start")
+    start, content = data.get("start"), data.get("content")
     return FeatureNorms(decode_array(data["density"]), decode_array(data["mean"]), decode_array(data["typical"]),
-                        decode_array(start) if start is not None else None)
+                        decode_array(start) if start is not None else None,
+                        decode_array(content) if content is not None else None)
 
 
 def info_to_json(info: FeatureInfo) -> dict:
