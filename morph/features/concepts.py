@@ -352,7 +352,8 @@ def word_family(lens: Lens, word: str) -> tuple[str, ...]:
     cosine is at least FORM_SIMILARITY (calm ~ calmer 0.73, calm ~ calmly 0.63, sad ~ sadness 0.68; summer
     and "sum" 0.24, corner and "corn" 0.40 are not one word). A stem of several tokens is made up ("wint")
     and left out; a derived form of several tokens (angrily, sadder) is kept, as is every form of a typed
-    word the vocabulary spells in pieces (angrier -> angry, checked against angry)."""
+    word the vocabulary spells in pieces (angrier -> angry, checked against angry). A comparative's stem is
+    tried with the "e" its suffix took too (gentler -> gentle, nicer -> nice, not the token " nic")."""
     import torch
 
     vocab = _vocabulary(lens)

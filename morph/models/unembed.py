@@ -14,8 +14,10 @@ while the whole model reads a short neutral text (SAID_PROMPT); the tokens said 
 and three or more letters) whose log-probability as the next token rises most, averaged over the text's
 positions after BOS. At a middle layer the layers above the hook transform the direction before the
 unembedding, and the logit lens can name junk: on the default (SAE at layer 10 of 30) the feature that fires
-on "water · sea · ocean" promotes "igen ringe ensus rund" by the logit lens and says "conservationists
-crocodiles salinity conservation wetlands" steered. One forward of the whole model per SAID_BATCH features
+on "water · sea · ocean" promotes "igen ringe ensus rund" by the logit lens and says "trillions basins
+extinction habitats species" steered; "rain · weather · wind" promotes ")." and says "precipitation forecast
+conditions winds moisture". Some features say noise too, and a whole-word token can be a word's piece
+("refug"). One forward of the whole model per SAID_BATCH features
 (the default's 4,608: about 3.5 minutes on 2 cores), so the statistics stage of training computes it once
 and the labels file holds it (morph.models.training.stats).
 """
