@@ -170,3 +170,32 @@ def test_decoding_rows_of_few_active_features_sums_their_decoder_rows_as_sae_len
         f_ref[4] = 0
         torch.testing.assert_close(ours.decode(f_ours), ref.decode(f_ref), atol=1e-5, rtol=1e-5)
     assert sparse_calls
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sparse_encoding_and_decoding_equal_the_dense_ones(tmp_path, case):
+    """encode_sparse / decode_sparse (the analyzer's path: a TopK SAE never builds its dense [n, d_sae] matrix)
+    give what encode / decode give, natively and through SAE-Lens's own classes."""
+    from morph.models.saes import SparseActs, decode_sparse, encode_sparse
+
+    arch, cfg_kwargs = CASES[case]
+    folder = tmp_path / case
+    build_sae(folder, d_in=32, hook_name="blocks.1.hook_resid_post", arch=arch, cfg_kwargs=cfg_kwargs)
+    torch.manual_seed(1)
+    x = torch.randn(9, 32) * 4 + 1
+    for sae in (load_native_sae(folder, "cpu"), _reference(folder)):
+        with torch.no_grad():
+            acts = encode_sparse(sae, x)
+            decoded = decode_sparse(sae, acts)
+            dense = sae.encode(x)
+            expected = sae.decode(dense)
+        assert isinstance(acts, SparseActs) and len(acts.indptr) == len(x) + 1 and (acts.values != 0).all()
+        rows = torch.repeat_interleave(torch.arange(len(x)), acts.indptr.diff())
+        again = torch.zeros_like(dense)
+        again[rows, acts.indices] = acts.values
+        assert torch.equal(again, dense)
+        assert all(bool((acts.indices[a:b].diff() > 0).all()) for a, b in zip(acts.indptr[:-1], acts.indptr[1:]))
+        torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=1e-5)
+        part = acts.rows(3, 7)
+        assert torch.equal(part.indptr, acts.indptr[3:8] - acts.indptr[3])
+        assert torch.equal(part.indices, acts.indices[int(acts.indptr[3]):int(acts.indptr[7])])

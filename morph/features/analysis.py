@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel
 
     from morph.models.lens import Lens
+    from morph.models.saes import SparseActs
 
 SENTENCE_END = frozenset(".!?;:\"'”’)")
 
@@ -423,11 +424,11 @@ class PaddedRows:
 
 @dataclass(frozen=True)
 class EncodedRows:
-    """PaddedRows' block tokens, in order: the activations at the hook, their SAE features, and the squared
-    reconstruction error per token."""
+    """PaddedRows' block tokens, in order: the activations at the hook, their SAE features (CSR), and the
+    squared reconstruction error per token."""
 
     x: torch.Tensor
-    feats: torch.Tensor
+    feats: SparseActs
     sse: torch.Tensor
 
 
@@ -447,6 +448,7 @@ def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None]
     import torch
 
     from morph.models.hooks import capture_rows
+    from morph.models.saes import decode_sparse, encode_sparse
 
     live = [i for i, item in enumerate(items) if not item.stopped()]
     out: list[EncodedRows | None] = [None] * len(items)
@@ -458,13 +460,13 @@ def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None]
         acts = capture_rows(lens.model, lens.hook, [list(row) for row, _ in rows], lens.device, between=between)
         x = torch.cat([row_acts[skip:] for row_acts, (_, skip) in zip(acts, rows)]).to(lens.sae.dtype)
         step()
-        feats = lens.sae.encode(x)
+        feats = encode_sparse(lens.sae, x)
         step()
-        sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
+        sse = ((x - decode_sparse(lens.sae, feats)).float() ** 2).sum(-1)
     at = 0
     for i in live:
         n = items[i].n
-        out[i] = EncodedRows(x[at:at + n], feats[at:at + n], sse[at:at + n])
+        out[i] = EncodedRows(x[at:at + n], feats.rows(at, at + n), sse[at:at + n])
         at += n
     return out
 
@@ -786,6 +788,7 @@ class Analyzer:
         import torch
 
         from morph.models.hooks import capture, crop_cache, new_cache
+        from morph.models.saes import decode_sparse, encode_sparse
 
         lens = self.lens
         ids = run.array
@@ -804,9 +807,9 @@ class Analyzer:
                            cache=cache)[0]
             x = acts[encode_from - keep:].to(lens.sae.dtype)
             step()
-            feats = lens.sae.encode(x)
+            feats = encode_sparse(lens.sae, x)
             step()
-            sse = ((x - lens.sae.decode(feats)).float() ** 2).sum(-1)
+            sse = ((x - decode_sparse(lens.sae, feats)).float() ** 2).sum(-1)
         result = self._results([len(ids) - encode_from], x, feats, sse, step)[0]
         if head and encode_from > start:
             result = _join(_rows(kept.result, 0, encode_from - start), result)
@@ -863,20 +866,14 @@ class Analyzer:
             at += n
 
     @staticmethod
-    def _results(lengths: list[int], x: torch.Tensor, feats: torch.Tensor, sse: torch.Tensor,
+    def _results(lengths: list[int], x: torch.Tensor, feats: SparseActs, sse: torch.Tensor,
                  step: Callable[[], None]) -> list[_BlockResult]:
         """Split rows (runs of `lengths` tokens, in order) into one sparse result per run."""
-        import torch
-
-        with torch.inference_mode():
-            nz_rows, nz_cols = torch.nonzero(feats, as_tuple=True)
-            nz_vals = feats[nz_rows, nz_cols].float()
         step()
-        nz_rows, nz_cols, nz_vals = nz_rows.cpu().numpy(), nz_cols.cpu().numpy(), nz_vals.cpu().numpy()
+        nz_cols, nz_vals = feats.indices.cpu().numpy(), feats.values.float().cpu().numpy()
+        row_ptr = feats.indptr.cpu().numpy()
         x_np = x.float().cpu().numpy().astype(np.float16)
         sse_np = sse.cpu().numpy().astype(np.float32)
-        counts = np.bincount(nz_rows, minlength=len(x_np))
-        row_ptr = np.concatenate([[0], np.cumsum(counts)])
         results = []
         start = 0
         for n in lengths:

@@ -36,6 +36,47 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float1
 _NORMALIZATIONS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
 
 
+@dataclass(frozen=True)
+class SparseActs:
+    """Feature activations of n rows in CSR form: row i's active features are indices[indptr[i]:indptr[i+1]]
+    (ascending), with values[...] (all nonzero). What `encode` gives, without its dense [n, d_sae] matrix."""
+
+    indptr: torch.Tensor  # [n + 1], long
+    indices: torch.Tensor  # [nnz], long
+    values: torch.Tensor  # [nnz]
+
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor) -> SparseActs:
+        rows, cols = dense.nonzero(as_tuple=True)
+        indptr = torch.zeros(len(dense) + 1, dtype=torch.long, device=dense.device)
+        indptr[1:] = torch.bincount(rows, minlength=len(dense)).cumsum(0)
+        return cls(indptr, cols, dense[rows, cols])
+
+    def rows(self, start: int, end: int) -> SparseActs:
+        """Rows [start, end)."""
+        lo, hi = int(self.indptr[start]), int(self.indptr[end])
+        return SparseActs(self.indptr[start:end + 1] - lo, self.indices[lo:hi], self.values[lo:hi])
+
+
+def encode_sparse(sae: Any, x: torch.Tensor) -> SparseActs:
+    """`sae.encode(x)` ([n, d_in]) in CSR form: a native TopK SAE keeps its top k and never builds the dense
+    matrix (on the analyzer's 8,000-token document that matrix is 147 MB); any other SAE encodes densely."""
+    if isinstance(sae, TopKSAE):
+        return sae.encode_sparse(x)
+    return SparseActs.from_dense(sae.encode(x))
+
+
+def decode_sparse(sae: Any, acts: SparseActs) -> torch.Tensor:
+    """`sae.decode` of activations in CSR form: a native SAE sums the active decoder rows; another densifies."""
+    if isinstance(sae, NativeSAE):
+        return sae.decode_sparse(acts)
+    dense = torch.zeros((len(acts.indptr) - 1, sae.W_dec.shape[0]), dtype=acts.values.dtype,
+                        device=acts.values.device)
+    rows = torch.repeat_interleave(torch.arange(len(dense), device=dense.device), acts.indptr.diff())
+    dense[rows, acts.indices] = acts.values
+    return sae.decode(dense)
+
+
 class SAEMetadata:
     """SAE-Lens's metadata semantics: attributes and keys, None for what was never set."""
 
@@ -172,14 +213,21 @@ class NativeSAE(nn.Module):
             feature_acts = feature_acts.to_dense()
         if feature_acts.dim() != 2 or feature_acts.requires_grad or feature_acts.dtype != self.W_dec.dtype:
             return feature_acts @ self.W_dec + self.b_dec
-        rows, cols = feature_acts.nonzero(as_tuple=True)
-        if len(cols) * SPARSE_DECODE_DENSITY > feature_acts.numel():
+        acts = SparseActs.from_dense(feature_acts)
+        if len(acts.indices) * SPARSE_DECODE_DENSITY > feature_acts.numel():
             return feature_acts @ self.W_dec + self.b_dec
-        offsets = torch.zeros(len(feature_acts), dtype=torch.long, device=feature_acts.device)
-        offsets[1:] = torch.bincount(rows, minlength=len(feature_acts)).cumsum(0)[:-1]
-        summed = nn.functional.embedding_bag(cols, self.W_dec, offsets, mode="sum",
-                                             per_sample_weights=feature_acts[rows, cols])
+        return self._sum_rows(acts)
+
+    def _sum_rows(self, acts: SparseActs) -> torch.Tensor:
+        """values @ W_dec + b_dec, summing each row's active decoder rows (embedding_bag, in row order)."""
+        values = acts.values.to(self.W_dec.dtype)
+        summed = nn.functional.embedding_bag(acts.indices, self.W_dec, acts.indptr[:-1], mode="sum",
+                                             per_sample_weights=values)
         return summed + self.b_dec
+
+    def decode_sparse(self, acts: SparseActs) -> torch.Tensor:
+        """`decode` of activations in CSR form (`SparseActs`)."""
+        return self.run_time_activation_norm_fn_out(self._sum_rows(acts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -231,6 +279,24 @@ class TopKSAE(NativeSAE):
         if self.cfg.rescale_acts_by_decoder_norm:
             feature_acts = feature_acts * (1 / self.W_dec.norm(dim=-1))
         return self.run_time_activation_norm_fn_out(self._linear_decode(feature_acts))
+
+    def encode_sparse(self, x: torch.Tensor) -> SparseActs:
+        """`encode` ([n, d_in]) as SparseActs: the k largest pre-activations' ReLU, those above 0, ascending."""
+        hidden_pre = self.hidden_pre(x)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
+        values, indices = torch.topk(hidden_pre, k=self.cfg.k, dim=-1, sorted=False)
+        indices, order = indices.sort(dim=-1)
+        values = values.gather(-1, order).relu()
+        keep = values > 0
+        indptr = torch.zeros(len(values) + 1, dtype=torch.long, device=values.device)
+        indptr[1:] = keep.sum(-1).cumsum(0)
+        return SparseActs(indptr, indices[keep], values[keep])
+
+    def decode_sparse(self, acts: SparseActs) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            acts = SparseActs(acts.indptr, acts.indices, acts.values / self.W_dec.norm(dim=-1)[acts.indices])
+        return super().decode_sparse(acts)
 
 
 class JumpReLUSAE(NativeSAE):
