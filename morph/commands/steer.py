@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from morph.commands.common import engine_from_args, read_input
     from morph.errors import InputError, NoFeatureMatches
-    from morph.features.concepts import direction_of, unlabelled, unlabelled_note
+    from morph.features.concepts import direction_of, unlabelled, unlabelled_note, unlabelled_reason
     from morph.features.steering import SteerRequest, is_auto, strength_value
 
     source = read_input(args.file)
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     matches: list[ConceptMatch] = []
     refused: NoFeatureMatches | None = None  # no feature matches the words: they are rewritten by themselves
     why = ""  # why the words go alone although features were found
+    instruction = args.method in ("auto", "hybrid", "prompt") and not args.suppress  # can go by words alone
     if args.by_words:
         words = args.concept
     elif args.feature is not None:
@@ -100,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             matches = steerer.concepts_for(args.concept, source.text, start, end)[: args.features]
         except NoFeatureMatches as err:
-            if args.method not in ("auto", "hybrid", "prompt") or args.suppress:
+            if not instruction:
                 raise
             refused = err
-        if unlabelled(words, matches) and args.method in ("auto", "hybrid", "prompt") and not args.suppress:
+        if instruction and unlabelled(words, matches):
             matches = []  # they only fire on the words: the words go alone (as the editor's default)
-            why = f"no feature's label holds {words.strip()!r} or a near word: "
+            why = unlabelled_reason(words) + ": "
     if args.suppress:
         mode = "suppress"
     elif args.away:

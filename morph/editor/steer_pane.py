@@ -405,7 +405,7 @@ class SteerPane(Vertical):
             self.post_message(self.Concepts(passage, [], one_line(err), query))
             return
         matches = [c for c in found if isinstance(c, ConceptMatch)]
-        words = "" if like or query.isdigit() else query
+        words = self._words(query)
         note = ("more like the example: features stronger there than in the passage" if like else
                 unlabelled_note(words, matches) or
                 f"features for {query!r}: label match · output score (how far each moves the model toward "

@@ -989,8 +989,9 @@ def _batches(runs: list[_Run], budget: int, packed: bool = False) -> list[list[_
     real = 0
     for run in ordered:
         width = len(run.ids)
-        full = real + width > budget if packed else width * (len(current) + 1) > budget
-        if current and (full or not (packed or _pads_little(real + width, width * (len(current) + 1)))):
+        cost = real + width if packed else width * (len(current) + 1)  # positions the batch would run with it
+        fits = cost <= budget and (packed or _pads_little(real + width, cost))
+        if current and not fits:
             batches.append(current)
             current, real = [], 0
         current.append(run)

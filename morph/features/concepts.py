@@ -230,13 +230,18 @@ def unlabelled(words: str, matches: Sequence[ConceptMatch]) -> bool:
     return bool(words.strip()) and bool(matches) and not any(m.label_score > LABELLED for m in matches)
 
 
+def unlabelled_reason(words: str) -> str:
+    """Why words go alone though features were found (`unlabelled`), as the pane and `morph steer` say it."""
+    return f"no feature's label holds {words.strip()!r} or a near word"
+
+
 def unlabelled_note(words: str, matches: Sequence[ConceptMatch]) -> str | None:
     """What to tell the writer when `unlabelled`: the features shown only fire on the words or move the model
     toward them, and the words alone are the default. None otherwise."""
     if not unlabelled(words, matches):
         return None
-    return (f"no feature's label holds {words.strip()!r} or a near word: these features only fire on the words "
-            "or move the model toward them (your words alone are the default)")
+    return (f"{unlabelled_reason(words)}: these features only fire on the words or move the model toward them "
+            "(your words alone are the default)")
 
 
 def concept_words(words: str) -> list[str]:

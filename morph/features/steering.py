@@ -666,6 +666,11 @@ def _target(plan: _Plan, features: torch.Tensor) -> float:
     return sum(w * float(features[i]) for w, i in zip(plan.weights, plan.ids))
 
 
+def _level(plan: _Plan, features: torch.Tensor, words: float | None) -> float:
+    """The concept's level a text is scored by: by your words alone its words level, else `_target`."""
+    return words if plan.by_words and words is not None else _target(plan, features)
+
+
 class Steerer:
     """The steering engine for one Lens and its labels: concept choice, generation and scoring. No UI.
 
@@ -1164,7 +1169,7 @@ class Steerer:
         unsteered: the level is the target activation, or by your words alone the words level."""
         feats, fluency, n, after = self._read(plan, core, cache)
         words = self._words_level(plan, after)
-        return (words if plan.by_words and words is not None else _target(plan, feats)), fluency, n, words
+        return _level(plan, feats, words), fluency, n, words
 
     def prepare(self, text: str, start: int, end: int, method: str = AUTO) -> None:
         """Read the selection's text before and the original now, so that a request on this selection starts
@@ -1235,7 +1240,7 @@ class Steerer:
         else:
             gen_cache = self._prompt_cache(plan.gen_prefix, generator)
         words = self._words_level(plan, reading.after_probe)
-        level = words if plan.by_words and words is not None else _target(plan, reading.features)
+        level = _level(plan, reading.features, words)
         original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
         n = int(request.n)

@@ -447,20 +447,21 @@ def build_labels(lens, c: Collected, words: list[str], word_freq: np.ndarray, to
             "top_tokens": fired_on,
             "promoted": promoted[:10],
         })
-    add_said(lens, features)
+    add_said(lens, features, strings)
     return {"format": LABELS_FORMAT, "n_tokens": int(c.n_tokens), "quantiles": list(QUANTILES), "features": features}
 
 
-def add_said(lens, features: list[dict]) -> None:
+def add_said(lens, features: list[dict], strings: list[str] | None = None) -> None:
     """Each feature record's "says": the ten whole words the model says more of when the feature's decoder
     direction is added at the hook (morph.models.unembed.said_token_ids, the steered reading; the logit lens's
-    "promoted" names junk at a middle layer). Also for a labels file made before it was computed."""
+    "promoted" names junk at a middle layer). Also for a labels file made before it was computed. `strings`:
+    `token_strings` of the tokenizer, where the caller has them."""
     from morph.models.unembed import said_token_ids
 
     ids = [int(f["id"]) for f in features]
     if not ids:
         return
-    strings = token_strings(lens.tokenizer)
+    strings = strings if strings is not None else token_strings(lens.tokenizer)
     logged = [0]
 
     def progress(done: int) -> None:
