@@ -27,11 +27,14 @@
   original, by over steering.WORDS_EPS nats; Candidate.words_gain),
   the mean fluency change against the original (nats/token; negative = less fluent), the mean meaning
   similarity, and the mean combined score (0..1, the harmonic mean of concept, fluency, meaning, length);
-  spreads are bootstrap 95% intervals. A pair whose words no feature matches (Morph refuses the concept)
-  counts as a top that does not raise it, with a combined score of 0, for every method: no feature measures
-  it (Morph rewrites it by the words alone, the prompt method measured by the words; `refused` in the
-  figures' details names those pairs). `steer_hybrid_lead` is hybrid's mean
-  combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop`
+  spreads are bootstrap 95% intervals. Each method runs as the editor and `morph steer` run it: where no
+  chosen feature's label holds the words (concepts.unlabelled: "calmer", "sadder" on the shipped SAE) or no
+  feature matches them, hybrid and prompt-only rewrite by the words alone (SteerRequest.by_words: the
+  instruction, measured by the words; `by_words` in the figures' details names those pairs), and steer-only
+  steers by the feature found. A pair a method cannot run (steer-only with no feature; words no one-token
+  form of which the vocabulary holds) counts as a top that does not raise the concept, with a combined score
+  of 0 (`refused` in the details), instead of being left out, which would flatter the shares.
+  `steer_hybrid_lead` is hybrid's mean combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop`
   are hybrid's (the drop = minus the change). A model without a chat template (the tiny test model) gets a
   minimal generic one for this comparison, so that the three methods run everywhere; the figures then mean
   nothing.
@@ -183,8 +186,8 @@ def _with_chat_template(lens):
 
 def compare_methods(ctx: Context, lens) -> list[Figure]:
     """Hybrid vs prompt-only vs steer-only on the pairs (see the module docstring)."""
-    from morph.errors import InputError
-    from morph.features.concepts import direction_of
+    from morph.errors import InputError, NoFeatureMatches
+    from morph.features.concepts import direction_of, unlabelled
     from morph.features.steering import DEFAULT_CANDIDATES, WORDS_EPS, SteerRequest, Steerer
 
     lens = _with_chat_template(lens)
@@ -193,25 +196,40 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     n = ctx.pick(DEFAULT_CANDIDATES, DEFAULT_CANDIDATES, 2)
     tops: dict[str, list] = {m: [] for m in COMPARED}
     rows = []
-    refused: list[str] = []  # "k: words" of the pairs whose words no feature matches
+    refused: dict[str, list[str]] = {m: [] for m in COMPARED}  # per method, "k: words" of the pairs it cannot run
+    by_words: list[str] = []  # "k: words" of the pairs hybrid and prompt-only rewrite by the words alone
     for k, (text, start, end, words) in enumerate(pairs):
         try:
             matches = steerer.concepts_for(words, text, start, end)[:1]
+        except NoFeatureMatches:
+            matches = []
         except InputError as err:
-            if ctx.mode != "smoke":
-                ctx.log(f"  steer: no feature for {words!r}: {err}")
-                refused.append(f"{k}: {words}")
-                continue
+            ctx.log(f"  steer: no concept for {words!r}: {err}")
+            matches = None
+        if matches is not None and ctx.mode == "smoke" and not matches:
             # the tiny random model's labels hold no real words: its strongest feature on the passage
             matches = steerer.concepts_for(str(steerer.concepts(text, start, end, 1)[0].id), text, start, end)
+        alone = matches is not None and (not matches or unlabelled(words, matches))
+        if alone:
+            by_words.append(f"{k}: {words}")
         for method in COMPARED:
-            request = SteerRequest.for_matches(matches, words, "auto", mode=direction_of(words), n=n, seed=k,
-                                               method=method)
-            result = steerer.run(text, start, end, request)
+            options = dict(mode=direction_of(words), n=n, seed=k, method=method)
+            if matches is None or (method == "steer" and not matches):
+                refused[method].append(f"{k}: {words}")
+                continue
+            request = (SteerRequest.by_words(words, **options) if alone and method != "steer" else
+                       SteerRequest.for_matches(matches, words, "auto", **options))
+            try:
+                result = steerer.run(text, start, end, request)
+            except InputError as err:  # words with no one-token form measure nothing
+                ctx.log(f"  steer: {method} cannot rewrite {words!r}: {err}")
+                refused[method].append(f"{k}: {words}")
+                continue
             if result.candidates:
                 top = result.candidates[0]
                 tops[method].append(top)
-                rows.append({"pair": k, "concept": words, "method": method, "feature": matches[0].id,
+                rows.append({"pair": k, "concept": words, "method": method,
+                             "feature": result.features[0][0] if result.features else None,
                              "original": text[start:end], "top": top.text, "score": round(top.score, 3),
                              "gain": round(top.gain, 4), "fluency_change": round(top.fluency_change, 3),
                              "words_gain": None if top.words_gain is None else round(top.words_gain, 3),
@@ -220,15 +238,17 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
     if ctx.mode == "full":
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))
-    nothing = [0.0] * len(refused)  # a refused pair: no feature measures a rewrite, so nothing raised, no score
-    raised = {m: [100.0 * c.raises_concept for c in tops[m]] + nothing for m in COMPARED}
-    scores = {m: [c.score for c in tops[m]] + nothing for m in COMPARED}
+    # a pair a method cannot run: nothing measures a rewrite, so nothing raised and no score
+    raised = {m: [100.0 * c.raises_concept for c in tops[m]] + [0.0] * len(refused[m]) for m in COMPARED}
+    scores = {m: [c.score for c in tops[m]] + [0.0] * len(refused[m]) for m in COMPARED}
     figures = []
     for method in COMPARED:
         got = tops[method]
+        nothing = [0.0] * len(refused[method])
         figures += [
             mean_figure(f"steer_{method}_raises_share", f"steering {method}: top candidate raises the concept",
-                        raised[method], unit="%", pairs=len(raised[method]), refused=refused),
+                        raised[method], unit="%", pairs=len(raised[method]), refused=refused[method],
+                        by_words=by_words if method != "steer" else []),
             mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
                         [100.0 * (c.raises_concept and not c.marks) for c in got] + nothing, unit="%"),
             mean_figure(f"steer_{method}_words_share", f"steering {method}: top candidate reads as the words "
@@ -246,7 +266,7 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
                           target=(">", 0.0)))
     figures.append(mean_figure("steer_top_raises_share", "steering: top candidate raises the concept (hybrid)",
                                raised["hybrid"], unit="%", target=(">=", 80.0), pairs=len(raised["hybrid"]),
-                               refused=refused))
+                               refused=refused["hybrid"], by_words=by_words))
     figures.append(mean_figure("steer_fluency_drop", "steering: fluency drop of the top candidate (hybrid)",
                                [-c.fluency_change for c in tops["hybrid"]], unit="nats/tok", target=("<=", 0.5)))
     return figures

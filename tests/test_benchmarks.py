@@ -86,9 +86,9 @@ def test_suite_smoke_run_reports_every_figure(tiny_dirs, tmp_path):
 
 
 def test_a_pair_whose_words_no_feature_matches_counts_against_every_method(tiny_lens, monkeypatch):
-    """Words that no feature matches are rewritten by the words alone, which no feature measures: the method
-    comparison counts that pair as a top that raises nothing and scores 0, for every method, instead of leaving
-    it out (which would flatter the shares on a concept the SAE cannot say)."""
+    """Words that no feature matches, and that no one-token word of the vocabulary spells, can be measured by
+    nothing: the method comparison counts that pair as a top that raises nothing and scores 0, for every
+    method, instead of leaving it out (which would flatter the shares on a concept Morph cannot say)."""
     import benchmarks.steer as steer
     from benchmarks.common import Context
 
@@ -105,3 +105,33 @@ def test_a_pair_whose_words_no_feature_matches_counts_against_every_method(tiny_
         assert figures[f"steer_{method}_fluency_change"].n == 1  # measured on rewrites only
         assert figures[f"steer_{method}_words_share"].n == 2  # the second reading: the refused pair reads as nothing
     assert figures["steer_top_raises_share"].n == 2 and figures["steer_top_raises_share"].details["pairs"] == 2
+
+
+def test_a_pair_whose_features_no_label_holds_the_words_goes_by_the_words_as_the_editor_does(tiny_lens, monkeypatch):
+    """Where no chosen feature's label holds the words (concepts.unlabelled), the editor and `morph steer` rewrite
+    by the words alone with hybrid or prompt, and so does the comparison: those two methods run the
+    instruction alone, measured by the words; steer-only, which needs a feature, steers by the feature found."""
+    import benchmarks.steer as steer
+    import morph.features.concepts as concepts
+    from benchmarks.common import Context
+    from morph.features.steering import Steerer
+
+    text = "The kettle clicked off. The first grey light reached the window.\n"
+    start = text.index("The first")
+    # " mill" is one token of the tiny model's 400, so the words can measure a rewrite
+    monkeypatch.setattr(steer, "steer_pairs", lambda n=None: [(text, start, len(text) - 1, "mill")][:n])
+    monkeypatch.setattr(concepts, "unlabelled", lambda words, matches: True)
+    found = Steerer.concepts_for  # the tiny model's labels hold no real words: feature 3 stands for them
+    monkeypatch.setattr(Steerer, "concepts_for", lambda self, words, *a, **kw: found(self, "3", *a, **kw))
+    requests = []
+    run = Steerer.run
+    monkeypatch.setattr(Steerer, "run", lambda self, *a, **kw: requests.append(a[3]) or run(self, *a, **kw))
+    logs: list[str] = []
+    ctx = Context(mode="quick", model=None, sae=None, label="tiny", lens=tiny_lens, log=logs.append)
+    figures = {f.name: f for f in steer.compare_methods(ctx, tiny_lens)}
+    assert [(r.method, bool(r.features)) for r in requests] == [("hybrid", False), ("prompt", False), ("steer", True)]
+    assert not logs, logs
+    for method in ("hybrid", "prompt", "steer"):
+        raised = figures[f"steer_{method}_raises_share"]
+        assert raised.n == 1 and raised.details["refused"] == []
+        assert raised.details["by_words"] == ([] if method == "steer" else ["0: mill"])

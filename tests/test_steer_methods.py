@@ -51,6 +51,7 @@ from morph.features.steering import (
     instruction_for,
     meaning_similarity,
     meta_tokens,
+    moved_summary,
     rank_candidates,
     repeats_itself,
     talks_about_the_text,
@@ -118,6 +119,18 @@ def test_fluent_candidates_that_move_the_concept_rank_first_and_the_less_fluent_
     # so does a comment on the text, however well it scores
     ranked = rank_candidates([cand(0, 0.9, (MARK_META,)), cand(1, 0.1, (MARK_FLUENCY, MARK_MEANING))])
     assert [c.index for c in ranked] == [1, 0]
+
+
+def test_the_count_of_candidates_that_move_the_concept_says_how_many_read_fluently():
+    def cand(marks):
+        return Candidate(0, "x", 0.0, -3.0, 0.5, 0.1, 0.3, MARK_CONCEPT not in marks, 3, marks=marks)
+
+    fluent, halting, still = cand(()), cand((MARK_FLUENCY,)), cand((MARK_CONCEPT,))
+    assert moved_summary([fluent, fluent, still]) == "2 move the concept"
+    assert moved_summary([halting, still]) == "1 moves the concept, not fluently"
+    assert moved_summary([halting, halting]) == "2 move the concept, none fluently"
+    assert moved_summary([fluent, halting, halting]) == "3 move the concept (1 fluently)"
+    assert moved_summary([still]) == "0 move the concept"
 
 
 @pytest.mark.parametrize("reply, talks", [
@@ -299,6 +312,10 @@ def test_words_no_label_holds_get_a_note():
     assert "no feature's label holds 'sadder'" in unlabelled_note("sadder", [junk])
     assert unlabelled_note("about the sea", [junk, sea]) is None
     assert unlabelled_note("", [junk]) is None and unlabelled_note("sadder", []) is None
+    # a feature whose labels hold only a word near the writer's ("peaceful" for calmer) does not count
+    peace = ConceptMatch(2393, "while · peace · when", 0.48, 0.5, 0.8, "labels hold 'peaceful' (near your words)",
+                         "related", near_only=True)
+    assert "no feature's label holds 'calmer'" in unlabelled_note("calmer", [peace, junk])
 
 
 def test_word_stems_and_derived_forms():

@@ -495,7 +495,7 @@ async def test_enter_after_generating_from_the_search_box_accepts():
 
 
 async def test_words_no_label_holds_are_said_so_and_go_alone_first():
-    """When no feature's label holds the writer's words or a near word (this SAE has no feature for
+    """When no feature's label holds the writer's words (this SAE has no feature for
     "sadder"), the concept list says so, and offers the words alone first, chosen, above the features that
     only fire on the words (the writer can still pick one)."""
     class Unlabelled(FakeSteerer):

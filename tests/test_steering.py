@@ -11,7 +11,7 @@ import torch
 
 from morph.errors import InputError
 from morph.features.concepts import (RELATED_WEIGHT, concepts_in_span, more_like_this, related_words,
-                                     search_concepts, span_features, word_family)
+                                     search_concepts, span_features, unlabelled, word_family)
 from morph.features.labels import load_labels
 from morph.features.steering import (
     PRESETS,
@@ -470,6 +470,10 @@ def test_default_model_related_words_widen_the_label_search(default_steerer):
     assert widened
     for m in widened:
         assert 0 < m.label_score <= RELATED_WEIGHT and any(f"'{w}' (near your words)" in m.why for w in related), m
+    # "calmer": no label holds calm itself, only near words ("peaceful"), so the words go alone by default
+    calmer = default_steerer.concepts_for("calmer", EFFICACY_TEXT, start, end)
+    assert any(m.near_only for m in calmer) and unlabelled("calmer", calmer)
+    assert not unlabelled("about the sea", default_steerer.concepts_for("about the sea", EFFICACY_TEXT, start, end))
     # the sea has features of its own: no widening
     assert all(m.source != "related" for m in default_steerer.concepts_for("about the sea", EFFICACY_TEXT, start, end))
 

@@ -17,8 +17,8 @@ label(feature). The pane never imports the app.
 The search box takes the writer's words ("calmer", "about the sea", "less jargon"): the list shows the
 features chosen for them with both numbers (label match, output score) and why; "like: <example>" lists the
 features of "more like this" for an example passage. Typed words are also offered alone: last in the list,
-or first and chosen when no feature's label holds them or a near word (`concepts.unlabelled`: the features
-then only fire on the words), the only choice when no feature matches them; the instruction rewrites, and
+or first and chosen when no feature's label holds them (`concepts.unlabelled`: the features then only fire
+on the words, or hold near words), the only choice when no feature matches them; the instruction rewrites, and
 the words measure the concept (`SteerRequest.by_words`). Generating uses the highlighted feature, the words
 (in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
 strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
@@ -58,6 +58,7 @@ from morph.features.steering import (
     SteerDone,
     SteerProgress,
     SteerRequest,
+    moved_summary,
     strength_text,
     strength_value,
 )
@@ -621,12 +622,11 @@ class SteerPane(Vertical):
             self.result = event.result
             self.candidates = list(event.result.candidates)
             self._show_candidates(self.candidates, ranked=True)
-            moved = sum(c.raises_concept for c in self.candidates)
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
-            status.update(Text(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], {moved} "
-                               f"{'moves' if moved == 1 else 'move'} the concept"
+            status.update(Text(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], "
+                               f"{moved_summary(self.candidates)}"
                                f"{'' if first is None else f'; first after {first:.1f} s'}"
                                f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} "
                                "accepts."))
