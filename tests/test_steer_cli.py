@@ -157,8 +157,9 @@ def test_subprocess_json(doc, lens_args):
 @pytest.mark.slow
 def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp_path, capsys):
     """On the shipped default no feature matches "scarier": `morph steer` says so and rewrites by the words
-    alone (the instruction), each candidate measured by how much more the model expects the words after it;
-    steering by features refuses them with the one line that says what to try."""
+    alone (the instruction, and with hybrid, the default, the words' own direction swept over the candidates;
+    prompt: the instruction alone), each candidate measured by how much more the model expects the words after
+    it; steering by features refuses them with the one line that says what to try."""
     from morph.models.presets import default_available
 
     if not default_available():
@@ -171,7 +172,9 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
     code, out, err = steer([str(path), *span, "--concept", "scarier", "-n", "3", "--json"], capsys)
     assert code == 0, err
     report = json.loads(out)
-    assert report["by_words"] and report["method"] == "prompt" and report["feature"] is None
+    assert report["by_words"] and report["method"] == "hybrid" and report["feature"] is None
+    assert report["auto_strength"] and report["ladder"] == [0.0, 1.5, 4.0]
+    assert sorted(c["strength"] for c in report["candidates"]) == [0.0, 1.5, 4.0]
     assert report["features"] == [] and "no feature matches 'scarier'" in report["note"]
     assert "scarier" in report["instruction"] and len(report["candidates"]) == 3
     for c in report["candidates"]:
@@ -183,8 +186,14 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
     code, out, err = steer([str(path), *span, "--concept", "kinder", "-n", "1", "--json"], capsys)
     assert code == 0, err
     report = json.loads(out)
-    assert report["by_words"] and report["features"] == [] and report["method"] == "prompt"
+    assert report["by_words"] and report["features"] == [] and report["method"] == "hybrid"
     assert report["note"].startswith("no feature's label holds 'kinder': rewritten by your words")
+    code, out, err = steer([str(path), *span, "--concept", "kinder", "--method", "prompt", "-n", "2", "--strength",
+                            "2", "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)  # the instruction alone: nothing steered
+    assert report["method"] == "prompt" and report["ladder"] == [] and report["strength"] is None
+    assert all(c["strength"] is None for c in report["candidates"])
     code, out, err = steer([str(path), *span, "--concept", "kinder", "--method", "steer", "-n", "1", "--json"],
                            capsys)
     assert code == 0, err

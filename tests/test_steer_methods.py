@@ -491,12 +491,13 @@ def test_words_no_feature_matches_are_refused_as_such(tiny_lens):
 
 
 def test_your_words_alone_rewrite_by_the_instruction_and_the_words_measure_it(chat_steerer, chat_lens):
-    """No feature: the prompt method, the words in the instruction, and each candidate's concept level is
-    the log-probability mass the plain model puts on the words' one-token forms after WORDS_PROBE, less the
-    mass on the control words; the gain is the candidate's level less the original's, in nats."""
+    """No feature: the words in the instruction, and each candidate's concept level is the log-probability
+    mass the plain model puts on the words' one-token forms after WORDS_PROBE, less the mass on the control
+    words; the gain is the candidate's level less the original's, in nats. (Prompt: the instruction alone;
+    hybrid also steers by the words' direction, below.)"""
     targets, controls = word_measure_tokens(chat_lens, "more mill")
     assert targets and not set(targets) & set(controls)
-    result = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", n=3, seed=0, method="hybrid"))
+    result = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", n=3, seed=0, method="prompt"))
     assert result.by_words and result.method == "prompt" and result.features == () and result.labels == ()
     assert "more mill" in result.instruction and all(c.strength is None for c in result.candidates)
 
@@ -525,6 +526,38 @@ def test_your_words_alone_rewrite_by_the_instruction_and_the_words_measure_it(ch
         assert c.raises_concept == (c.gain > 0.01)  # the features' gain decides, in typical-max units
     plain = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=1, seed=0))
     assert plain.original.words_level is None and plain.candidates[0].words_gain is None
+
+
+def test_your_words_alone_with_hybrid_steer_by_their_own_direction(chat_steerer, chat_lens, monkeypatch):
+    """Hybrid by your words alone adds the words' contrastive direction (concepts.words_direction: the words'
+    forms in short carriers less the control words', scaled to what a typical feature adds at its typical
+    max) at the hook while the instruction rewrites: swept over the candidates with auto strength (one
+    unsteered), at the strength given otherwise, negated for "away"; the words still measure the concept."""
+    from morph.features import steering as steering_module
+    from morph.features.concepts import feature_unit_norm, words_direction
+
+    vec = words_direction(chat_lens, chat_steerer.labels, "more mill")
+    assert vec is not None and vec.shape == (chat_lens.d_model,) and bool(torch.isfinite(vec).all())
+    assert float(vec.norm()) == pytest.approx(feature_unit_norm(chat_lens, chat_steerer.labels), rel=1e-4)
+    assert words_direction(chat_lens, chat_steerer.labels, "the more") is None  # no content word
+    assert not torch.allclose(vec, words_direction(chat_lens, chat_steerer.labels, "were past"))
+    result = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", n=3, seed=0, method="hybrid"))
+    assert result.by_words and result.method == "hybrid" and result.features == ()
+    assert result.ladder == auto_ladder(3) and sorted(c.strength for c in result.candidates) == sorted(auto_ladder(3))
+    added = []
+    edit_fn = steering_module.Steerer._edit_fn
+
+    def spy(self, plan):
+        added.append(None if plan.vector is None else plan.vector.clone())
+        return edit_fn(self, plan)
+
+    monkeypatch.setattr(steering_module.Steerer, "_edit_fn", spy)
+    for mode, sign in (("toward", 1.0), ("away", -1.0)):
+        chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", mode=mode, strength=2.5, n=1,
+                                                                 method="hybrid"))
+        assert torch.allclose(added[-1], sign * 2.5 * vec)
+    chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", strength=2.5, n=1, method="prompt"))
+    assert added[-1] is None
 
 
 @pytest.mark.parametrize("request_,message", [

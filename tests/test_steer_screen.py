@@ -553,10 +553,12 @@ async def test_words_no_feature_matches_are_offered_alone_and_rewrite_by_the_ins
         await pilot.click("#generate")
         await settle(pilot, lambda: pane.result is not None)
         result = pane.result
-        assert result.by_words and result.method == "prompt" and result.features == ()
+        # auto on an instruct model: hybrid, the words' own direction swept over the candidates
+        assert result.by_words and result.method == "hybrid" and result.features == () and result.ladder
         assert "more mill" in result.instruction
         assert "nats)" in str(pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt)
-        assert "'more mill' (your words alone) [prompt]," in str(pane.query_one("#status", Static).render())
+        assert "'more mill' (your words alone) [hybrid · strength auto]," in str(
+            pane.query_one("#status", Static).render())
         # a feature chosen for the same words: its candidates show the words' gain beside the feature's
         concepts.highlighted = 1
         await pilot.click("#generate")

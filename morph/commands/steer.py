@@ -8,8 +8,8 @@ features are steered; prompt: words only; steer: features only; continuation: a 
 text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
 re-read and scored, and the table shows the combined score with its parts and marks. Words that no feature
 matches, or whose features no label shows them on (`concepts.unlabelled`; with auto, hybrid or prompt), or
-`--by-words`, are rewritten by the instruction alone and measured by the words
-(morph.features.steering.SteerRequest.by_words).
+`--by-words`, are rewritten by the instruction (hybrid also steers by the words' own contrastive direction,
+`concepts.words_direction`) and measured by the words (morph.features.steering.SteerRequest.by_words).
 """
 
 from __future__ import annotations
@@ -119,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         request = SteerRequest.for_matches(matches, words if args.like is None else "", strength, mode=mode, **options)
         note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
     else:
-        request = SteerRequest.by_words(words, mode=mode, **options)
+        request = SteerRequest.by_words(words, mode=mode, strength=strength, **options)
         note = ((str(refused).split(":")[0] + ": " if refused else why) + "rewritten by your words alone (the "
-                "instruction), measured by how much more the model expects them after a rewrite")
+                "instruction; hybrid also steers by their own direction), measured by how much more the model "
+                "expects them after a rewrite")
     try:
         result = steerer.run(source.text, start, end, request)
     except InputError:
@@ -157,8 +158,9 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
             for m in matches
         ],
         "mode": request.mode,
-        "strength": (None if request.mode == "suppress" or request.auto_strength or not result.features
-                     else round(result.features[0][1], 4)),
+        "strength": (None if request.mode == "suppress" or request.auto_strength else
+                     round(result.features[0][1], 4) if result.features else
+                     request.words_strength if result.method == "hybrid" else None),
         "auto_strength": bool(result.ladder),
         "ladder": list(result.ladder),
         "typical_max": round(result.scales[0], 5) if result.scales else None,
@@ -222,8 +224,9 @@ def print_report(report: dict) -> None:
                   f"method [b]{report['method']}[/b]{strength}")
     if report["instruction"]:
         console.print(f"instruction: {escape(report['instruction'])}")
-    console.print(f"{verb}:" + (f" {escape(repr(report['concept']))} (your words alone, no feature)"
-                                if report["by_words"] else ""))
+    alone = ("your words alone, no feature" + (": steered by their own direction" if report["method"] == "hybrid"
+                                               else ""))
+    console.print(f"{verb}:" + (f" {escape(repr(report['concept']))} ({alone})" if report["by_words"] else ""))
     if report.get("note"):
         console.print(f"  [yellow]{escape(report['note'])}[/yellow]")
     for f in report["features"]:

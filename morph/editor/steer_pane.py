@@ -18,8 +18,9 @@ The search box takes the writer's words ("calmer", "about the sea", "less jargon
 features chosen for them with both numbers (label match, output score) and why; "like: <example>" lists the
 features of "more like this" for an example passage. Typed words are also offered alone: last in the list,
 or first and chosen when no feature's label holds them (`concepts.unlabelled`: the features then only fire
-on the words, or hold near words), the only choice when no feature matches them; the instruction rewrites, and
-the words measure the concept (`SteerRequest.by_words`). Generating uses the highlighted feature, the words
+on the words, or hold near words), the only choice when no feature matches them; the instruction rewrites
+(hybrid also steers by the words' own direction, `concepts.words_direction`), and the words measure the
+concept (`SteerRequest.by_words`). Generating uses the highlighted feature, the words
 (in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
 strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
 score with its parts and its marks.
@@ -542,7 +543,8 @@ class SteerPane(Vertical):
         self._runs += 1
         seed = self.seed if self.seed is not None else self._runs - 1
         if feature is None:  # the words alone
-            return SteerRequest.by_words(words, mode=mode, n=count, seed=seed, method=method)
+            return SteerRequest.by_words(words, mode=mode, strength=AUTO if auto else strength, n=count, seed=seed,
+                                         method=method)
         return SteerRequest(features=((feature, strength),), mode=mode, n=count, seed=seed, method=method,
                             concept=words, auto_strength=auto)
 

@@ -406,6 +406,69 @@ def word_measure_tokens(lens: Lens, words: str) -> tuple[list[int], list[int]]:
     return targets, controls
 
 
+# "Contrastive directions from a few words" (ActAdd, Turner et al. 2023): the words read in short carriers.
+WORD_CARRIERS = ("It felt {}.", "The evening was {}.", "She was {} about it.")
+WORD_FORMS = 4  # of each concept word's family (word_family), the forms whose activations make its direction
+
+_WORDS_DIRECTIONS: "weakref.WeakKeyDictionary[Lens, dict[str, torch.Tensor | None]]" = weakref.WeakKeyDictionary()
+_FEATURE_UNIT: "weakref.WeakKeyDictionary[Lens, float]" = weakref.WeakKeyDictionary()
+
+
+def _carried(lens: Lens, words: Sequence[str]) -> torch.Tensor:
+    """[d_in]: the mean activation at the hook over each word's own tokens in each of WORD_CARRIERS (one pass)."""
+    import torch
+
+    from morph.models.hooks import capture_rows
+
+    bos = lens.bos_prefix
+    rows, spans = [], []
+    for word in words:
+        for carrier in WORD_CARRIERS:
+            head = carrier.split("{}")[0]
+            rows.append(bos + token_ids(lens, carrier.format(word)))
+            spans.append((len(bos) + len(token_ids(lens, head.rstrip())), len(bos) + len(token_ids(lens, head + word))))
+    with lens.lock, torch.inference_mode():
+        acts = capture_rows(lens.model, lens.hook, rows, device=lens.device)
+    return torch.stack([a[lo:max(hi, lo + 1)].float().mean(dim=0) for a, (lo, hi) in zip(acts, spans)]).mean(dim=0)
+
+
+def feature_unit_norm(lens: Lens, labels: FeatureLabels) -> float:
+    """The norm of what a typical feature adds at the hook at its typical max: the median over features of
+    typical max x decoder row norm (features without statistics count 1 x their row norm). A direction that
+    is not a feature's is steered in this unit, so the strengths and the sweep mean the same for both."""
+    import torch
+
+    found = _FEATURE_UNIT.get(lens)
+    if found is None:
+        rows = lens.sae.W_dec.detach().float().norm(dim=-1).cpu()
+        maxes = torch.tensor([labels.typical_max(i) or 1.0 for i in range(lens.d_sae)])
+        found = _FEATURE_UNIT[lens] = float((rows * maxes).median())
+    return found
+
+
+def words_direction(lens: Lens, labels: FeatureLabels, words: str) -> torch.Tensor | None:
+    """[d_in]: a contrastive direction for the writer's words, steered when no feature carries them: the mean
+    activation at the hook over the first WORD_FORMS forms of each concept word (`word_family`: calmer ->
+    calmer, calm, calmly) read in WORD_CARRIERS, minus the same over CONTROL_WORDS, scaled to
+    `feature_unit_norm` (so strength 1 adds what a typical feature adds at its typical max). None for words
+    with no content word. Once per lens and words.
+
+    Steering "calmer" by it while the instruction asks for calmer (hybrid) on three of the steering
+    benchmark's passages raised the words' reading of the mean candidate from +0.72, -0.42 and -0.40 nats
+    (the instruction alone, the same seeds) to +1.63, +1.03 and +0.01 ("The crowd became still, as the crowd
+    went into a quiet profile."); "sadder" it moved on none."""
+    cache = _WORDS_DIRECTIONS.setdefault(lens, {})
+    key = " ".join(concept_words(words))
+    if key not in cache:
+        forms = [w for word in concept_words(words) for w in word_family(lens, word)[:WORD_FORMS]]
+        if not forms:
+            cache[key] = None
+        else:
+            vec = _carried(lens, forms) - _carried(lens, CONTROL_WORDS)
+            cache[key] = vec / vec.norm().clamp_min(1e-8) * feature_unit_norm(lens, labels)
+    return cache[key]
+
+
 def direction_of(words: str) -> str:
     """"toward", or "away" when the words ask for less of something ("less jargon", "not so formal")."""
     head = words.strip().lower().split()[:1]

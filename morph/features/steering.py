@@ -15,7 +15,10 @@ How a request runs
      writes " word" tokens as it would in running text.
    Without the writer's words (a feature chosen from a list), the instruction names the feature's label.
    Your words alone (`SteerRequest.by_words`: no feature, for words no feature's label holds, "scarier"):
-   the prompt method, and the concept is measured by the words instead of features (5.).
+   hybrid steers by the words' own contrastive direction (`concepts.words_direction`: the words read in
+   short carriers less control words, in the unit of a typical feature at its typical max) while the
+   instruction asks for them; prompt runs the instruction alone; the concept is measured by the words
+   instead of features (5.).
 2. The text before the selection (its last READ_CONTEXT_TOKENS tokens, the left context the analyzer gives a
    block) minus its last token is run once, unsteered, and its key/value cache is
    shared by the scoring passes (and by the N candidates, a batch, for continuation; the chat methods
@@ -25,7 +28,8 @@ How a request runs
    - toward/away: add sum_i s_i * m_i * d_i, where d_i is feature i's decoder direction (what the SAE's
      decoder adds per unit of the feature), m_i its unit of intensity (its typical max: the statistics',
      else its max on the text read; morph.features.intensity) and s_i the signed strength (away =
-     negative). The added vector is capped per token at `max_norm_ratio` times that token's residual norm.
+     negative); by your words alone, s * v for the words' direction v (1.). The added vector is capped per
+     token at `max_norm_ratio` times that token's residual norm.
    - automatic strength (`auto_strength`, the default of the CLI and the pane): the features' strengths
      are relative weights summing to 1, and candidate j is steered at the j-th of n strengths: one of
      them 0 (the instruction alone), the others spread evenly over AUTO_RANGE (`auto_ladder`): a short sweep
@@ -104,6 +108,7 @@ from morph.features.concepts import (
     span_window,
     token_ids,
     word_measure_tokens,
+    words_direction,
 )
 from morph.features.tokens import common_prefix
 
@@ -238,13 +243,18 @@ class SteerRequest:
     method: str = AUTO  # hybrid | prompt | steer | continuation | auto (hybrid with a chat template)
     concept: str = ""  # the writer's words for the concept, put in the instruction (hybrid, prompt)
     auto_strength: bool = False  # sweep the strength over the candidates (auto_ladder); strengths are weights
+    words_strength: float = 1.0  # by your words alone, hybrid: the strength of the words' direction (x the sweep)
 
     @classmethod
-    def by_words(cls, words: str, mode: str = "toward", **kwargs: Any) -> "SteerRequest":
-        """The writer's words alone, no feature: the instruction rewrites (method prompt) and the concept is
-        measured by the words (module docstring, 5.); for words no feature's label holds. Needs an instruct
-        model; methods auto, hybrid and prompt all run the instruction alone."""
-        return cls(features=(), mode=mode, concept=words, **kwargs)
+    def by_words(cls, words: str, mode: str = "toward", strength: float | str | None = AUTO,
+                 **kwargs: Any) -> "SteerRequest":
+        """The writer's words alone, no feature (for words no feature's label holds): the instruction rewrites
+        and the concept is measured by the words (module docstring, 5.). Hybrid (auto) also steers by the
+        words' own contrastive direction (`concepts.words_direction`) at `strength` ("auto" sweeps it);
+        prompt runs the instruction alone. Needs an instruct model."""
+        if is_auto(strength):
+            return cls(features=(), mode=mode, concept=words, auto_strength=True, **kwargs)
+        return cls(features=(), mode=mode, concept=words, words_strength=strength_value(strength), **kwargs)
 
     @classmethod
     def single(cls, feature: int, strength: float | str | None = DEFAULT_STRENGTH, mode: str = "toward",
@@ -649,6 +659,8 @@ class _Plan:
     # words: the concept itself by your words alone (no features), else a second reading beside the features'
     word_targets: tuple[int, ...] = ()
     word_controls: tuple[int, ...] = ()
+    # by your words alone, hybrid: the words' direction at the request's signed strength (x the row's rung)
+    vector: torch.Tensor | None = None
 
     @property
     def by_words(self) -> bool:
@@ -772,6 +784,7 @@ class Steerer:
             raise InputError(f"{method} needs an instruct model (one with a chat template): use continuation")
         word_targets, word_controls = ([], []) if not request.concept.strip() else word_measure_tokens(
             lens, request.concept)
+        vector: torch.Tensor | None = None
         if not request.features:  # your words alone: the instruction rewrites, the words measure
             if not request.concept.strip():
                 raise InputError("no feature given: choose a concept to steer toward")
@@ -780,10 +793,14 @@ class Steerer:
             if method not in ("hybrid", "prompt"):
                 raise InputError(f"{method} steers by features: your words alone need the instruction "
                                  "(method hybrid or prompt)")
-            method = "prompt"
             if not word_targets:
                 raise InputError(f"no word of {request.concept!r} is one word of the model's vocabulary, so it "
                                  "cannot measure it: try other words")
+            if method == "hybrid":  # the instruction, and the words' own direction steered
+                vector = words_direction(lens, self.labels, request.concept)
+                if vector is not None:
+                    vector = vector * (-1.0 if request.mode == "away" else 1.0) * float(request.words_strength)
+                method = "hybrid" if vector is not None and request.words_strength else "prompt"
         if not 1 <= int(request.n) <= MAX_CANDIDATES:
             raise InputError(f"the number of candidates must be 1 to {MAX_CANDIDATES}, not {request.n}")
         if not (request.temperature >= 0 and 0 < request.top_p <= 1 and request.max_norm_ratio > 0):
@@ -874,7 +891,7 @@ class Steerer:
             length=length, kind=kind, multi_line="\n" in core,
             min_tokens=max(1, math.ceil(0.6 * length)), cap=cap, concept_scale=concept_scale,
             method=method, instruction=instruction, ladder=ladder, banned=banned, banned_first=banned_first,
-            word_targets=tuple(word_targets), word_controls=tuple(word_controls),
+            word_targets=tuple(word_targets), word_controls=tuple(word_controls), vector=vector,
         )
 
     def _chat_prompt(self, before: str, core: str, room: int, instruction: str) -> list[int]:
@@ -918,10 +935,10 @@ class Steerer:
         return (hi - lo).to(acts.dtype)
 
     def _direction(self, plan: _Plan) -> torch.Tensor | None:
-        """The summed steering vector [d_in] (stateless SAEs only)."""
+        """The summed steering vector [d_in] (stateless SAEs only): the features' and the words' (plan.vector)."""
         import torch
 
-        vec = None
+        vec = None if plan.vector is None else plan.vector.float()
         for i, c in zip(plan.ids, plan.coeffs):
             if i not in self._directions:
                 with torch.inference_mode():
@@ -946,7 +963,7 @@ class Steerer:
                 return acts - self._decode_delta(acts, ids, feats[..., ids])
 
             return suppress
-        if not any(plan.coeffs):
+        if not any(plan.coeffs) and plan.vector is None:
             return None
         ratio = plan.request.max_norm_ratio
         stateless = self._stateless_sae()
@@ -956,7 +973,12 @@ class Steerer:
         def add(acts: torch.Tensor) -> torch.Tensor:
             if threading.get_ident() != owner:
                 return acts
-            vec = fixed.to(acts.dtype) if stateless else self._decode_delta(acts, ids, plan.coeffs)
+            if stateless:
+                vec = fixed.to(device=acts.device, dtype=acts.dtype)
+            else:
+                vec = self._decode_delta(acts, ids, plan.coeffs)
+                if plan.vector is not None:
+                    vec = vec + plan.vector.to(device=acts.device, dtype=acts.dtype)
             mult = rows.get("mult")
             if mult is not None and acts.dim() == 3 and acts.shape[0] == mult.shape[0]:
                 vec = vec * mult.to(device=acts.device, dtype=acts.dtype)[:, None, None]
@@ -1377,10 +1399,12 @@ class Steerer:
             marks = (MARK_META,) + marks
         if repeats_itself(core, plan.core):
             marks = marks + (MARK_REPEATS,)
-        steered = any(plan.coeffs)
+        steered = any(plan.coeffs) or plan.vector is not None
         strength = None
         if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
             strength = multiplier
+        elif plan.vector is not None:
+            strength = abs(plan.request.words_strength)
         elif steered:
             strength = round(max(abs(c / m) for c, m in zip(plan.coeffs, plan.scales) if m), 4)
         return Candidate(
