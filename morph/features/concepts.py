@@ -412,6 +412,7 @@ WORD_FORMS = 4  # of each concept word's family (word_family), the forms whose a
 
 _WORDS_DIRECTIONS: "weakref.WeakKeyDictionary[Lens, dict[str, torch.Tensor | None]]" = weakref.WeakKeyDictionary()
 _FEATURE_UNIT: "weakref.WeakKeyDictionary[Lens, float]" = weakref.WeakKeyDictionary()
+_CONTROLS_KEY = "\ncontrols"  # in _WORDS_DIRECTIONS: never a key of concept words (letters and spaces)
 
 
 def _carried(lens: Lens, words: Sequence[str]) -> torch.Tensor:
@@ -426,7 +427,8 @@ def _carried(lens: Lens, words: Sequence[str]) -> torch.Tensor:
         for carrier in WORD_CARRIERS:
             head = carrier.split("{}")[0]
             rows.append(bos + token_ids(lens, carrier.format(word)))
-            spans.append((len(bos) + len(token_ids(lens, head.rstrip())), len(bos) + len(token_ids(lens, head + word))))
+            spans.append((len(bos) + len(token_ids(lens, head.rstrip())),
+                          len(bos) + len(token_ids(lens, head + word))))
     with lens.lock, torch.inference_mode():
         acts = capture_rows(lens.model, lens.hook, rows, device=lens.device)
     return torch.stack([a[lo:max(hi, lo + 1)].float().mean(dim=0) for a, (lo, hi) in zip(acts, spans)]).mean(dim=0)
@@ -453,10 +455,9 @@ def words_direction(lens: Lens, labels: FeatureLabels, words: str) -> torch.Tens
     `feature_unit_norm` (so strength 1 adds what a typical feature adds at its typical max). None for words
     with no content word. Once per lens and words.
 
-    Steering "calmer" by it while the instruction asks for calmer (hybrid) on three of the steering
-    benchmark's passages raised the words' reading of the mean candidate from +0.72, -0.42 and -0.40 nats
-    (the instruction alone, the same seeds) to +1.63, +1.03 and +0.01 ("The crowd became still, as the crowd
-    went into a quiet profile."); "sadder" it moved on none."""
+    On the steering benchmark's 8 pairs that go by the words ("calmer", "sadder"), hybrid's top candidate
+    moved the words' reading in 6 ("The commuters stood on the platform, gazing out at the horizon." toward
+    calmer), the instruction alone in 4, with the same seeds."""
     cache = _WORDS_DIRECTIONS.setdefault(lens, {})
     key = " ".join(concept_words(words))
     if key not in cache:
@@ -464,7 +465,10 @@ def words_direction(lens: Lens, labels: FeatureLabels, words: str) -> torch.Tens
         if not forms:
             cache[key] = None
         else:
-            vec = _carried(lens, forms) - _carried(lens, CONTROL_WORDS)
+            controls = cache.get(_CONTROLS_KEY)
+            if controls is None:  # the control words' reading, the same for any words
+                controls = cache[_CONTROLS_KEY] = _carried(lens, CONTROL_WORDS)
+            vec = _carried(lens, forms) - controls
             cache[key] = vec / vec.norm().clamp_min(1e-8) * feature_unit_norm(lens, labels)
     return cache[key]
 

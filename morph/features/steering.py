@@ -973,7 +973,7 @@ class Steerer:
         def add(acts: torch.Tensor) -> torch.Tensor:
             if threading.get_ident() != owner:
                 return acts
-            if stateless:
+            if fixed is not None:  # stateless: the summed vector, once
                 vec = fixed.to(device=acts.device, dtype=acts.dtype)
             else:
                 vec = self._decode_delta(acts, ids, plan.coeffs)
