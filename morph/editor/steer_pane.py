@@ -492,8 +492,8 @@ class SteerPane(Vertical):
     def _words_option(words: str) -> Option:
         line = Text("✎ ", style="bold")
         line.append(f"{words!r} alone")
-        line.append("\n   no feature: the instruction rewrites; measured by how much more the model expects "
-                    "the words after a rewrite", style="dim")
+        line.append("\n   no feature: the instruction rewrites, steered by the words' own direction (hybrid); "
+                    "measured by how much more the model expects the words after a rewrite", style="dim")
         return Option(line, id=WORDS_OPTION)
 
     @on(OptionList.OptionSelected, "#concepts")
