@@ -57,11 +57,18 @@ def test_json_output(doc, lens_args, capsys):
     assert [c["text"] for c in json.loads(again)["candidates"]] == [c["text"] for c in report["candidates"]]
 
 
-def test_table_output_concept_and_modes(doc, lens_args, capsys):
+def test_table_output_concept_and_modes(doc, lens_args, capsys, monkeypatch):
     code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", "3", "-n", "2",
                             "--suppress", *lens_args], capsys)
     assert code == 0, err
     assert "suppressing:" in out and "feature 3" in out and "orig" in out and "candidates in" in out
+    # 80 columns: each candidate's text on its own lines, the score and its parts below it, no table
+    assert "┃" not in out and out.count("score ") >= 2 and "  1  " in out and "  2  " in out
+    monkeypatch.setenv("COLUMNS", "140")  # wide enough for the table
+    code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--concept", "3", "-n", "2",
+                            "--suppress", *lens_args], capsys)
+    assert code == 0, err
+    assert "┃ rank" in out and "orig" in out
     code, out, err = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "3", "-n", "1",
                             "--away", "--strength", "strong", "--json", *lens_args], capsys)
     assert code == 0, err

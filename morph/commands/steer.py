@@ -20,6 +20,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from morph.features.concepts import ConceptMatch
     from morph.features.engine import Engine
     from morph.features.steering import SteerResult
@@ -204,9 +206,8 @@ def words_line(candidate: dict, by_words: bool) -> str:
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN, strength_text
+    from morph.features.steering import FLUENCY_LOSS_MAX, SIMILARITY_MIN
 
     console = Console()
     units = ("nats (how much more the model expects your words after it)" if report["by_words"] else
@@ -232,6 +233,56 @@ def print_report(report: dict) -> None:
     for f in report["features"]:
         console.print(f"  feature [b]{f['id']}[/b] ({escape(f['label'])}): label {f['label_score']:.2f}, "
                       f"output {f['output_score']:+.2f} nats · {escape(f['why'])}")
+    if console.width < WIDE_TABLE:
+        print_candidates_narrow(console, report)
+    else:
+        print_candidates_table(console, report)
+    first = report["first_candidate_s"]
+    console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
+                  f"{'' if first is None else f' (first after {first:.1f} s)'}, "
+                  f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
+                  f"gain in {units}{words}; fluency: nats/token vs the original; marked (✗): the concept did "
+                  f"not move, fluency lost > {FLUENCY_LOSS_MAX} nats/token, meaning < {SIMILARITY_MIN}, or length "
+                  f"off[/dim]")
+
+
+# Narrower than this, the candidates are printed one under another (the text on its own lines, the scores
+# below it) instead of as a table whose text column would be a few words wide.
+WIDE_TABLE = 110
+
+
+def print_candidates_narrow(console: Console, report: dict) -> None:
+    """The original, then each candidate: its rank beside its text, the score with its parts below, its marks."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from morph.features.steering import strength_text
+
+    original = report["original"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
+    grid.add_row("[dim]orig[/dim]", f"[dim]{escape(original['text'].strip())}\nconcept "
+                 f"{original['target_activation']:.3f} · fluency {original['fluency']:.2f}[/dim]")
+    for c in report["candidates"]:
+        parts = c["parts"]
+        words = "" if c.get("words_gain") is None or report["by_words"] else f", w {c['words_gain']:+.2f}"
+        at = strength_text(c["strength"])
+        marks = f"\n[yellow]✗ {escape(', '.join(c['marks']))}[/yellow]" if c["marks"] else ""
+        grid.add_row(f"[b]{c['rank']}[/b]", f"{escape(c['text'].strip())}\n[dim]score {c['score']:.2f} = concept "
+                     f"{parts.get('concept', 0):.2f} ({c['gain']:+.3f}{words}) · fluency {parts.get('fluency', 0):.2f} "
+                     f"({c['fluency_change']:+.2f}) · meaning {parts.get('meaning', 0):.2f} · length "
+                     f"{parts.get('length', 0):.2f}{f' · {at}' if at else ''}[/dim]{marks}")
+    console.print(grid)
+
+
+def print_candidates_table(console: Console, report: dict) -> None:
+    """The original and the candidates as one table (rank, score, its parts, text and marks)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from morph.features.steering import strength_text
+
     original = report["original"]
     table = Table(title_justify="left", expand=False)
     for name in ("rank", "score", "concept", "fluency", "meaning", "length", "text"):
@@ -248,10 +299,3 @@ def print_report(report: dict) -> None:
                       f"{c['parts'].get('meaning', 0):.2f}", f"{c['parts'].get('length', 0):.2f}",
                       escape(c["text"]) + marks)
     console.print(table)
-    first = report["first_candidate_s"]
-    console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
-                  f"{'' if first is None else f' (first after {first:.1f} s)'}, "
-                  f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
-                  f"gain in {units}{words}; fluency: nats/token vs the original; marked (✗): the concept did "
-                  f"not move, fluency lost > {FLUENCY_LOSS_MAX} nats/token, meaning < {SIMILARITY_MIN}, or length "
-                  f"off[/dim]")
