@@ -119,6 +119,12 @@ def test_fluent_candidates_that_move_the_concept_rank_first_and_the_less_fluent_
     # so does a comment on the text, however well it scores
     ranked = rank_candidates([cand(0, 0.9, (MARK_META,)), cand(1, 0.1, (MARK_FLUENCY, MARK_MEANING))])
     assert [c.index for c in ranked] == [1, 0]
+    # between two with as many marks, the one the words' second reading agrees with first, whatever the score;
+    # it never lifts a candidate over one with fewer marks
+    read = [dataclasses.replace(cand(0, 0.6, ()), words_gain=WORDS_EPS / 2),
+            dataclasses.replace(cand(1, 0.3, ()), words_gain=WORDS_EPS * 2),
+            dataclasses.replace(cand(2, 0.9, (MARK_MEANING,)), words_gain=WORDS_EPS * 3)]
+    assert [c.index for c in rank_candidates(read)] == [1, 0, 2]
 
 
 def test_the_count_of_candidates_that_move_the_concept_says_how_many_read_fluently():

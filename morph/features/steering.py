@@ -69,8 +69,8 @@ How a request runs
      on the text instead of a rewrite (`talks_about_the_text`), MARK_REPEATS for a candidate that says
      the same words twice over where the original does not (`repeats_itself`). Ranking
      (`rank_candidates`): fluent candidates that move the concept first, then the other fluent ones, then
-     the less fluent, unchanged and comments last; within each, fewer marks, then the combined score;
-     marked candidates are shown, never hidden.
+     the less fluent, unchanged and comments last; within each, fewer marks, then those the words' second
+     reading agrees with, then the combined score; marked candidates are shown, never hidden.
 6. Streaming: `Steerer.stream` yields SteerProgress after every token step, CandidateReady as each
    candidate finishes (already scored), and SteerDone with the ranked result last. A cancel token (anything
    with `is_set()`, e.g. threading.Event) is checked between tokens; a cancelled run still ends with a
@@ -373,13 +373,19 @@ def rank_candidates(candidates: list[Candidate]) -> tuple[Candidate, ...]:
     """First the candidates that move the concept and read as fluently as the threshold allows (no
     MARK_FLUENCY); then the others that are still fluent; then the less fluent ones; the replies that are no
     rewrite (the original given back unchanged, a comment on the text) last. Within each, fewer marks first,
-    then the combined score (ties: the smaller fluency loss, then generation order). So a fluent rewrite in the
-    asked direction that changed more of the sentence (MARK_MEANING) goes above a fluent one that did not move
-    the concept, and a candidate that is no longer English never goes above one that is."""
+    then those the words' second reading agrees with (`Candidate.words_gain` over WORDS_EPS, where the request
+    has words and features), then the combined score (ties: the smaller fluency loss, then generation order).
+    So a fluent rewrite in the asked direction that changed more of the sentence (MARK_MEANING) goes above a
+    fluent one that did not move the concept, a candidate that is no longer English never goes above one that
+    is, and of two that move the features alike the one that also reads as the words comes first (on the
+    steering benchmark: "He said the boiler would be fixed, and he added a small amount of cash." toward money
+    rather than "The boiler would be fixed by the end of the next week."; hybrid's tops that read as the
+    words 50% -> 61%, the share that raises the concept unchanged)."""
     ordered = sorted(candidates, key=lambda c: (MARK_UNCHANGED in c.marks or MARK_META in c.marks,
                                                 not (c.raises_concept and MARK_FLUENCY not in c.marks),
-                                                MARK_FLUENCY in c.marks, len(c.marks), -c.score,
-                                                -c.fluency_change, c.index))
+                                                MARK_FLUENCY in c.marks, len(c.marks),
+                                                not (c.words_gain is not None and c.words_gain > WORDS_EPS),
+                                                -c.score, -c.fluency_change, c.index))
     return tuple(replace(c, rank=k + 1) for k, c in enumerate(ordered))
 
 
