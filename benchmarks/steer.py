@@ -34,10 +34,10 @@
   steers by the feature found. A pair a method cannot run (steer-only with no feature; words no one-token
   form of which the vocabulary holds) counts as a top that does not raise the concept, with a combined score
   of 0 (`refused` in the details), instead of being left out, which would flatter the shares.
-  `steer_hybrid_lead` is hybrid's mean combined score minus the better of the two baselines. `steer_top_raises_share` and `steer_fluency_drop`
-  are hybrid's (the drop = minus the change). A model without a chat template (the tiny test model) gets a
-  minimal generic one for this comparison, so that the three methods run everywhere; the figures then mean
-  nothing.
+  `steer_hybrid_lead` is hybrid's mean combined score minus the better of the two baselines.
+  `steer_top_raises_share` and `steer_fluency_drop` are hybrid's (the drop = minus the change). A model
+  without a chat template (the tiny test model) gets a minimal generic one for this comparison, so that the
+  three methods run everywhere; the figures then mean nothing.
 """
 
 from __future__ import annotations

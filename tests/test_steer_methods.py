@@ -564,6 +564,9 @@ def test_your_words_alone_with_hybrid_steer_by_their_own_direction(chat_steerer,
         assert torch.allclose(added[-1], sign * 2.5 * vec)
     chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", strength=2.5, n=1, method="prompt"))
     assert added[-1] is None
+    # strength 0 on hybrid: the instruction alone, nothing added, shown as the prompt method
+    zero = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", strength=0, n=1, method="hybrid"))
+    assert added[-1] is None and zero.method == "prompt" and zero.candidates[0].strength is None
 
 
 @pytest.mark.parametrize("request_,message", [

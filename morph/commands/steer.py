@@ -197,10 +197,11 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
     }
 
 
-def words_line(candidate: dict, by_words: bool) -> str:
-    """The words' gain beside the features' (a second reading; by the words alone it is the gain itself)."""
+def words_text(candidate: dict, by_words: bool) -> str:
+    """The words' gain beside the features' ("w +1.20"; a second reading; by the words alone it is the gain
+    itself, so "")."""
     gain = candidate.get("words_gain")
-    return "" if gain is None or by_words else f"\n[dim]w {gain:+.2f}[/dim]"
+    return "" if gain is None or by_words else f"w {gain:+.2f}"
 
 
 def print_report(report: dict) -> None:
@@ -266,7 +267,7 @@ def print_candidates_narrow(console: Console, report: dict) -> None:
                  f"{original['target_activation']:.3f} · fluency {original['fluency']:.2f}[/dim]")
     for c in report["candidates"]:
         parts = c["parts"]
-        words = "" if c.get("words_gain") is None or report["by_words"] else f", w {c['words_gain']:+.2f}"
+        words = f", {w}" if (w := words_text(c, report["by_words"])) else ""
         at = strength_text(c["strength"])
         marks = f"\n[yellow]✗ {escape(', '.join(c['marks']))}[/yellow]" if c["marks"] else ""
         grid.add_row(f"[b]{c['rank']}[/b]", f"{escape(c['text'].strip())}\n[dim]score {c['score']:.2f} = concept "
@@ -294,7 +295,8 @@ def print_candidates_table(console: Console, report: dict) -> None:
         at = strength_text(c["strength"])
         at = f"\n[dim]{at}[/dim]" if at else ""
         table.add_row(f"{c['rank']}{at}", f"{c['score']:.2f}",
-                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]" + words_line(c, report["by_words"]),
+                      f"{c['parts'].get('concept', 0):.2f}\n[dim]{c['gain']:+.3f}[/dim]"
+                      + (f"\n[dim]{w}[/dim]" if (w := words_text(c, report["by_words"])) else ""),
                       f"{c['parts'].get('fluency', 0):.2f}\n[dim]{c['fluency_change']:+.2f}[/dim]",
                       f"{c['parts'].get('meaning', 0):.2f}", f"{c['parts'].get('length', 0):.2f}",
                       escape(c["text"]) + marks)

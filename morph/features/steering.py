@@ -802,11 +802,12 @@ class Steerer:
             if not word_targets:
                 raise InputError(f"no word of {request.concept!r} is one word of the model's vocabulary, so it "
                                  "cannot measure it: try other words")
-            if method == "hybrid":  # the instruction, and the words' own direction steered
-                vector = words_direction(lens, self.labels, request.concept)
-                if vector is not None:
-                    vector = vector * (-1.0 if request.mode == "away" else 1.0) * float(request.words_strength)
-                method = "hybrid" if vector is not None and request.words_strength else "prompt"
+            along = (words_direction(lens, self.labels, request.concept)
+                     if method == "hybrid" and request.words_strength else None)
+            if along is not None:  # the instruction, and the words' own direction steered
+                vector = along * (-1.0 if request.mode == "away" else 1.0) * float(request.words_strength)
+            else:  # the instruction alone
+                method = "prompt"
         if not 1 <= int(request.n) <= MAX_CANDIDATES:
             raise InputError(f"the number of candidates must be 1 to {MAX_CANDIDATES}, not {request.n}")
         if not (request.temperature >= 0 and 0 < request.top_p <= 1 and request.max_norm_ratio > 0):
