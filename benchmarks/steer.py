@@ -19,7 +19,9 @@
   words), the concept is mapped to features once (`Steerer.concepts_for`, the best feature by label match
   and output score), then each method (hybrid, prompt-only, steer-only) makes the default number of
   candidates (12) from the same
-  seed, automatic strength where it steers; each is re-read and scored by the plain model. Per method,
+  seed, automatic strength where it steers, and a second round of 12 where none of the first passes (as the
+  pane and `morph steer` run: SteerRequest.second_round); each is re-read and scored by the plain model. Per
+  method,
   over the top-ranked candidate of each pair: the share that raises the concept (Candidate.raises_concept),
   the share that raises it with no mark (as fluent as the threshold asks, meaning kept, length in range:
   what a writer could accept as it stands), the share that reads as the words (a second reading that no
@@ -133,7 +135,7 @@ def run(ctx: Context) -> list[Figure]:
             # at least the selection's length: a cap below it makes the steerer's prompt room too small for
             # scoring the original (steering.py sizes the room by the cap alone)
             length = len(lens.tokenizer(" " + text[start:end], add_special_tokens=False)["input_ids"])
-            kw = dict(seed=rep, max_tokens=max(steps, length + 2))
+            kw = dict(seed=rep, max_tokens=max(steps, length + 2), second_round=False)  # one batch of rows
             pair = [("steered", SteerRequest.single(tops[i], **kw)), ("plain", SteerRequest.single(tops[i], 0.0, **kw))]
             for name, request in (pair if (rep + i) % 2 == 0 else pair[::-1]):
                 rate = _token_rate(fixed, text, start, end, request)

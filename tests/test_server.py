@@ -285,7 +285,7 @@ def test_morph_serve_through_the_entry_point(tiny_dirs, tmp_path):
 def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, server):
     import threading
 
-    from morph.features.steering import CandidateReady, SteerDone, SteerRequest
+    from morph.features.steering import CandidateReady, SteerDone, SteerProgress, SteerRequest
     from morph.server.remote import RemoteEngine
 
     remote = RemoteEngine(server.url).steerer()
@@ -300,7 +300,9 @@ def test_steering_through_the_server_streams_the_local_candidates(tiny_lens, ser
     request = SteerRequest.single(3, 2.0, n=2, max_tokens=6, seed=1)
     remote.prepare(TEXT, start, end)  # the server reads the selection ahead, as the pane asks it to
     events = list(remote.stream(TEXT, start, end, request))
-    assert sum(isinstance(e, CandidateReady) for e in events) == 2 and isinstance(events[-1], SteerDone)
+    assert isinstance(events[-1], SteerDone) and events[-1].result.rounds == 2  # nothing passes: a second round
+    assert sum(isinstance(e, CandidateReady) for e in events) == 4
+    assert {e.round for e in events if isinstance(e, SteerProgress)} == {1, 2}
     expected = local.run(TEXT, start, end, request)
     assert events[-1].result.candidates == expected.candidates
     assert events[-1].result.original == expected.original and events[-1].result.request == request

@@ -48,13 +48,21 @@ def test_json_output(doc, lens_args, capsys):
     assert report["model"] and report["sae"]
     assert report["original"]["text"] == SPAN
     assert isinstance(report["original"]["target_activation"], float)
-    assert [c["rank"] for c in report["candidates"]] == [1, 2, 3]
+    # on the tiny model nothing passes: a second round of three more (`--one-round` stops after the first)
+    assert report["rounds"] == 2 and [c["rank"] for c in report["candidates"]] == [1, 2, 3, 4, 5, 6]
     for c in report["candidates"]:
         assert {"text", "target_activation", "fluency", "similarity", "rank", "raises_concept"} <= set(c)
         assert isinstance(c["raises_concept"], bool)
     code, again, _ = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "5", "-n", "3",
                             "--seed", "2", "--json", *lens_args], capsys)
     assert [c["text"] for c in json.loads(again)["candidates"]] == [c["text"] for c in report["candidates"]]
+    code, once, _ = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "5", "-n", "3",
+                           "--seed", "2", "--one-round", "--json", *lens_args], capsys)
+    assert json.loads(once)["rounds"] == 1 and len(json.loads(once)["candidates"]) == 3
+    code, out, _ = steer([str(doc), "--start", str(START), "--end", str(END), "--feature", "5", "-n", "3",
+                          "--seed", "2", *lens_args], capsys)
+    assert code == 0 and "6 candidates in two rounds (none of the first 3 moved the concept unmarked)" in " ".join(
+        out.split())
 
 
 def test_table_output_concept_and_modes(doc, lens_args, capsys, monkeypatch):
@@ -92,7 +100,7 @@ def test_concept_in_words_like_this_and_methods(doc, lens_args, capsys):
     report = json.loads(out)
     assert report["method"] == "continuation" and report["concept"] == f"more {word}"
     assert report["note"] is None  # a label holds the word
-    assert report["auto_strength"] and report["strength"] is None and len(report["ladder"]) == 2
+    assert report["auto_strength"] and report["strength"] is None and len(report["ladder"]) == 2 * report["rounds"]
     assert 1 <= len(report["features"]) <= 2
     for f in report["features"]:
         assert {"id", "label", "label_score", "output_score", "why"} <= set(f)
@@ -158,7 +166,7 @@ def test_subprocess_json(doc, lens_args):
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert len(report["candidates"]) == 2 and report["feature"] == 2
+    assert len(report["candidates"]) == 2 * report["rounds"] and report["feature"] == 2
 
 
 @pytest.mark.slow
@@ -180,10 +188,10 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
     assert code == 0, err
     report = json.loads(out)
     assert report["by_words"] and report["method"] == "hybrid" and report["feature"] is None
-    assert report["auto_strength"] and report["ladder"] == [0.0, 1.5, 4.0]
-    assert sorted(c["strength"] for c in report["candidates"]) == [0.0, 1.5, 4.0]
+    assert report["auto_strength"] and report["ladder"][:3] == [0.0, 1.5, 4.0]
+    assert sorted(c["strength"] for c in report["candidates"]) == sorted(report["ladder"])
     assert report["features"] == [] and "no feature matches 'scarier'" in report["note"]
-    assert "scarier" in report["instruction"] and len(report["candidates"]) == 3
+    assert "scarier" in report["instruction"] and len(report["candidates"]) == 3 * report["rounds"]
     for c in report["candidates"]:
         assert c["raises_concept"] == ("concept did not move" not in c["marks"])
     code, out, err = steer([str(path), *span, "--concept", "scarier", "--method", "steer", "-n", "1"], capsys)

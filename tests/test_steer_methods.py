@@ -42,6 +42,8 @@ from morph.features.steering import (
     WORDS_PROBE,
     Candidate,
     Steerer,
+    SteerDone,
+    SteerProgress,
     SteerRequest,
     auto_ladder,
     chat_messages,
@@ -54,6 +56,7 @@ from morph.features.steering import (
     moved_summary,
     rank_candidates,
     repeats_itself,
+    second_ladder,
     talks_about_the_text,
 )
 
@@ -417,13 +420,43 @@ def test_auto_strength_sweeps_the_ladder_over_the_candidates(chat_steerer):
     assert auto_ladder(2) == AUTO_RANGE
     result = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=4, seed=0, method="hybrid",
                                                                     concept="calmer"))
-    assert result.method == "hybrid" and result.ladder == auto_ladder(4)
+    assert result.method == "hybrid" and result.ladder == auto_ladder(4) + second_ladder(4)[:4 * (result.rounds - 1)]
     assert "calmer" in result.instruction
-    assert sorted(c.strength for c in result.candidates) == sorted(auto_ladder(4))
+    assert sorted(c.strength for c in result.candidates) == sorted(result.ladder)
     for c in result.candidates:
         assert [name for name, _ in c.parts] == ["concept", "fluency", "meaning", "length"]
         assert c.fluency_change == pytest.approx(c.fluency - result.original.fluency)
         assert (MARK_CONCEPT in c.marks) == (not c.raises_concept)
+
+
+def test_a_second_round_when_no_candidate_passes(chat_steerer, monkeypatch):
+    """None of the first n moves the concept unmarked: n more with new seeds, half unsteered and half over half
+    the band where the strength is swept, streamed as round 2 and ranked with the first; `second_round=False`,
+    or a first round with a passing candidate, stops after n."""
+    assert second_ladder(4) == (0.0, 0.0, AUTO_RANGE[0] / 2, AUTO_RANGE[1] / 2)
+    assert second_ladder(1) == ((AUTO_RANGE[0] + AUTO_RANGE[1]) / 4,) and second_ladder(3)[0] == 0.0
+    monkeypatch.setattr(Candidate, "passes", property(lambda self: False))
+    request = SteerRequest.single(3, "auto", n=3, seed=0, method="hybrid", concept="calmer")
+    events = list(chat_steerer.stream(TEXT, START, END, request))
+    result = events[-1].result
+    assert isinstance(events[-1], SteerDone) and result.rounds == 2
+    assert result.ladder == auto_ladder(3) + second_ladder(3)
+    assert sorted(c.index for c in result.candidates) == list(range(6))
+    assert [c.rank for c in result.candidates] == list(range(1, 7))
+    by_index = {c.index: c.strength for c in result.candidates}
+    assert [by_index[j] for j in range(3, 6)] == list(second_ladder(3))
+    progress = [e for e in events if isinstance(e, SteerProgress)]
+    assert progress[0].round == 1 and progress[0].n == 3 and progress[-1].round == 2 and progress[-1].n == 6
+    # the first round's candidates are those of a request without a second round
+    one = chat_steerer.run(TEXT, START, END, dataclasses.replace(request, second_round=False))
+    assert one.rounds == 1 and sorted(c.text for c in one.candidates) == sorted(
+        c.text for c in result.candidates if c.index < 3)
+    prompt = chat_steerer.run(TEXT, START, END, dataclasses.replace(request, method="prompt"))
+    assert prompt.rounds == 2 and prompt.ladder == () and len(prompt.candidates) == 6
+    assert all(c.strength is None for c in prompt.candidates)
+    monkeypatch.setattr(Candidate, "passes", property(lambda self: self.index == 1))
+    passed = chat_steerer.run(TEXT, START, END, request)
+    assert passed.rounds == 1 and len(passed.candidates) == 3 and passed.ladder == auto_ladder(3)
 
 
 def test_the_per_row_strength_scales_the_added_vector(chat_steerer, chat_lens):
@@ -522,8 +555,8 @@ def test_your_words_alone_rewrite_by_the_instruction_and_the_words_measure_it(ch
         assert c.gain == pytest.approx(c.target_activation - result.original.target_activation, abs=1e-6)
         assert c.raises_concept == (c.gain > WORDS_EPS) and (MARK_CONCEPT in c.marks) == (not c.raises_concept)
     away = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", mode="away", n=1, seed=0))
-    [c] = away.candidates
-    assert c.gain == pytest.approx(away.original.target_activation - c.target_activation, abs=1e-6)
+    for c in away.candidates:
+        assert c.gain == pytest.approx(away.original.target_activation - c.target_activation, abs=1e-6)
     # with features and words, the words gain is read beside the features' (the score does not use it)
     both = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=2, seed=0, concept="more mill"))
     assert not both.by_words and both.original.words_level == pytest.approx(level(SPAN), abs=1e-3)
@@ -549,7 +582,7 @@ def test_your_words_alone_with_hybrid_steer_by_their_own_direction(chat_steerer,
     assert not torch.allclose(vec, words_direction(chat_lens, chat_steerer.labels, "were past"))
     result = chat_steerer.run(TEXT, START, END, SteerRequest.by_words("more mill", n=3, seed=0, method="hybrid"))
     assert result.by_words and result.method == "hybrid" and result.features == ()
-    assert result.ladder == auto_ladder(3) and sorted(c.strength for c in result.candidates) == sorted(auto_ladder(3))
+    assert result.ladder[:3] == auto_ladder(3) and sorted(c.strength for c in result.candidates) == sorted(result.ladder)
     added = []
     edit_fn = steering_module.Steerer._edit_fn
 

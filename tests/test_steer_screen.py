@@ -80,8 +80,9 @@ async def test_generate_then_accept_on_the_tiny_model(tiny_lens):
         await settle(pilot, lambda: pane.result is not None)
         assert pane.result.request.mode == "suppress" and pane.result.request.features[0][0] == 17
         box = pane.query_one("#candidates", OptionList)
-        assert box.option_count == 2
-        assert "candidates" in str(pane.query_one("#status", Static).render())
+        # the tiny model's rewrites never pass: a second round of two more, which the status says
+        assert pane.result.rounds == 2 and box.option_count == 4
+        assert "4 candidates in two rounds" in str(pane.query_one("#status", Static).render())
         assert not pane.query_one("#accept", Button).disabled
         best = pane.result.candidates[0].text
         box.focus()
@@ -95,8 +96,10 @@ class FakeSteerer:
     """Slow, scripted engine calls: a stream that takes many small steps and honours the cancel token;
     with `candidates`, it ends (after `gate` is set, if given) with those texts as the ranked result."""
 
-    def __init__(self, fail: str | None = None, candidates: tuple[str, ...] = (), gate=None):
+    def __init__(self, fail: str | None = None, candidates: tuple[str, ...] = (), gate=None,
+                 second_round_at: int | None = None):
         self.fail = fail
+        self.second_round_at = second_round_at  # the step from which progress is a second round's
         self.cancel = None
         self.steps = 0
         self.candidates = candidates
@@ -130,7 +133,10 @@ class FakeSteerer:
                 return
             self.steps = step
             time.sleep(0.005)
-            yield SteerProgress(step, 2000, 0, 4)
+            if self.second_round_at is not None and step >= self.second_round_at:
+                yield SteerProgress(step - self.second_round_at + 1, 2000, 4, 8, round=2)
+            else:
+                yield SteerProgress(step, 2000, 0, 4)
 
 
 def fake_result(original: str, texts, request: SteerRequest) -> SteerResult:
@@ -165,6 +171,20 @@ async def test_escape_goes_back_to_the_text_and_closing_cancels():
         assert fake.steps <= steps + 1
         assert app.view.has_focus and app.view.text == TEXT
     assert app.accepted == []
+
+
+async def test_a_second_round_is_said_while_it_runs():
+    fake = FakeSteerer(second_round_at=5)
+    app = Host(fake)
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = app.query_one(SteerPane)
+        await settle(pilot, lambda: pane.chosen_feature() == 5)
+        await pilot.click("#generate")
+        status = pane.query_one("#status", Static)
+        await settle(pilot, lambda: "4 more" in str(status.render()))
+        assert "(none of the first 4 moved it unmarked: 4 more)" in str(status.render())
+        assert "4 of 8 candidates ready" in str(status.render())
+        await pilot.press("f4")
 
 
 async def test_errors_are_shown_in_the_pane():
@@ -316,7 +336,7 @@ async def test_words_method_and_auto_strength_from_the_pane(tiny_lens):
         await settle(pilot, lambda: pane.result is not None)
         result = pane.result
         assert result.method == "hybrid" and result.request.concept == f"more {word}"
-        assert result.request.auto_strength and len(result.ladder) == 2
+        assert result.request.auto_strength and len(result.ladder) == 2 * result.rounds
         assert word in result.instruction
         box = pane.query_one("#candidates", OptionList)
         shown = str(box.get_option_at_index(0).prompt)

@@ -165,13 +165,14 @@ def test_zero_strength_is_plain_sampling(steerer):
 # ----- generation ------------------------------------------------------------------------------------------------
 
 def test_stream_yields_progress_candidates_then_the_ranked_result(steerer):
-    events = list(steerer.stream(TEXT, START, END, SteerRequest.single(3, "strong", n=3, seed=1)))
+    events = list(steerer.stream(TEXT, START, END, SteerRequest.single(3, "strong", n=3, seed=1,
+                                                                   second_round=False)))
     assert isinstance(events[-1], SteerDone)
     ready = [e for e in events if isinstance(e, CandidateReady)]
     assert len(ready) == 3 and [e.finished for e in ready] == [1, 2, 3]
     assert any(isinstance(e, SteerProgress) for e in events[: events.index(ready[0])])
     result = events[-1].result
-    assert not result.cancelled and result.first_candidate_s is not None
+    assert not result.cancelled and result.first_candidate_s is not None and result.rounds == 1
     assert [c.rank for c in result.candidates] == [1, 2, 3]
     assert sorted(c.index for c in result.candidates) == [0, 1, 2]
     assert result.original.text == SPAN
@@ -260,7 +261,7 @@ def test_candidates_stop_like_the_original_ends(steerer):
 
 def test_span_at_the_very_start(steerer):
     result = steerer.run(TEXT, 0, 9, SteerRequest.single(3, n=2, seed=0))
-    assert len(result.candidates) == 2
+    assert len(result.candidates) == 2 * result.rounds
 
 
 def test_chat_models_get_a_rewrite_instruction(tiny_lens):
@@ -275,7 +276,7 @@ def test_chat_models_get_a_rewrite_instruction(tiny_lens):
     assert plan.chat and plan.gen_prefix != plan.score_prefix
     assert "Rewrite" in tokenizer.decode(plan.gen_prefix) and SPAN in tokenizer.decode(plan.gen_prefix)
     result = steerer.run(TEXT, START, END, SteerRequest.single(3, n=2, seed=0))
-    assert result.chat and len(result.candidates) == 2
+    assert result.chat and len(result.candidates) == 2 * result.rounds
 
 
 def test_ranking_and_similarity():
@@ -388,7 +389,7 @@ def test_a_prepared_selection_gives_what_a_cold_one_gives_without_reading_it_aga
     passes = []
     forward = warm._forward
     warm._forward = lambda ids, *a, **k: (passes.append(ids.shape[1]), forward(ids, *a, **k))[1]
-    request = SteerRequest.single(3, "medium", n=2, seed=7, method="continuation")
+    request = SteerRequest.single(3, "medium", n=2, seed=7, method="continuation", second_round=False)
     a, b = cold.run(TEXT, START, END, request), warm.run(TEXT, START, END, request)
     assert texts(a) == texts(b) and [c.score for c in a.candidates] == [c.score for c in b.candidates]
     assert a.original == b.original
@@ -406,7 +407,7 @@ def test_a_long_text_before_and_a_cap_below_the_selection_stay_inside_the_contex
     start = len(before)
     request = dataclasses.replace(SteerRequest.single(3, n=2, seed=0), max_tokens=3)
     result = steerer.run(text, start, start + len(SPAN), request)
-    assert len(result.candidates) == 2
+    assert len(result.candidates) == 2 * result.rounds
     assert result.original.n_tokens > 3
 
 
@@ -522,7 +523,7 @@ def test_candidates_generated_in_bfloat16_are_scored_by_the_full_precision_model
     steerer = Steerer(dataclasses.replace(llama_lens, tokenizer=tokenizer))
     for method in ("continuation", "hybrid"):  # the text before's reading cast; a prompt run in bfloat16
         result = steerer.run(TEXT, START, END, SteerRequest.single(3, "medium", n=2, seed=0, method=method))
-        assert len(result.candidates) == 2
+        assert len(result.candidates) == 2 * result.rounds
         assert steerer._generator is not None and steerer._generator.dtype == torch.bfloat16
         assert llama_lens.model.dtype == torch.float32  # the lens's model is left as it was
         measured = steerer.measure(TEXT, START, END, [c.text for c in result.candidates])

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--suppress", action="store_true", help="zero the features through the SAE")
     parser.add_argument("-n", type=int, default=DEFAULT_CANDIDATES, metavar="N",
                         help=f"number of candidates (default {DEFAULT_CANDIDATES})")
+    parser.add_argument("--one-round", action="store_true",
+                        help="no second round: by default, when none of the N candidates moves the concept with no "
+                             "mark, N more are drawn (half without steering, half at half the strength)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         mode = direction_of(words) if args.concept is not None else "toward"
     options = dict(n=args.n, seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
-                   method=args.method)
+                   method=args.method, second_round=not args.one_round)
     if matches:
         request = SteerRequest.for_matches(matches, words if args.like is None else "", strength, mode=mode, **options)
         note = unlabelled_note(words, matches) if args.concept is not None and args.like is None else None
@@ -191,6 +194,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
             }
             for c in result.candidates
         ],
+        "rounds": result.rounds,  # 2: none of the first n passed, n more were drawn
         "first_candidate_s": None if result.first_candidate_s is None else round(result.first_candidate_s, 3),
         "elapsed_s": round(result.elapsed_s, 3),
         "tokens_per_s": round(result.tokens_per_s, 1),
@@ -239,7 +243,10 @@ def print_report(report: dict) -> None:
     else:
         print_candidates_table(console, report)
     first = report["first_candidate_s"]
-    console.print(f"[dim]{len(report['candidates'])} candidates in {report['elapsed_s']:.1f} s"
+    count = len(report["candidates"])
+    rounds = (f" in two rounds (none of the first {count // 2} moved the concept unmarked)"
+              if report["rounds"] > 1 else "")
+    console.print(f"[dim]{count} candidates{rounds} in {report['elapsed_s']:.1f} s"
                   f"{'' if first is None else f' (first after {first:.1f} s)'}, "
                   f"{report['tokens_per_s']:.0f} tokens/s. score = harmonic mean of the parts (0..1); concept: "
                   f"gain in {units}{words}; fluency: nats/token vs the original; marked (✗): the concept did "

@@ -614,7 +614,9 @@ class SteerPane(Vertical):
         event = message.event
         status = self.query_one("#status", Static)
         if isinstance(event, SteerProgress):
-            status.update(Text(f"Generating {self._headline}: token {event.step}/{event.max_steps}, "
+            again = (f" (none of the first {event.n // 2} moved it unmarked: {event.n // 2} more)"
+                     if event.round > 1 else "")
+            status.update(Text(f"Generating {self._headline}{again}: token {event.step}/{event.max_steps}, "
                                f"{event.finished} of {event.n} candidates ready"))
         elif isinstance(event, CandidateReady):
             self.candidates.append(event.candidate)
@@ -627,7 +629,8 @@ class SteerPane(Vertical):
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
-            status.update(Text(f"{state}: {len(self.candidates)} candidates {self._headline} [{how}], "
+            rounds = " in two rounds" if event.result.rounds > 1 else ""
+            status.update(Text(f"{state}: {len(self.candidates)} candidates{rounds} {self._headline} [{how}], "
                                f"{moved_summary(self.candidates)}"
                                f"{'' if first is None else f'; first after {first:.1f} s'}"
                                f" ({event.result.tokens_per_s:.0f} tokens/s). {key_text('steer_pane.accept')} "

@@ -35,6 +35,10 @@ How a request runs
      them 0 (the instruction alone), the others spread evenly over AUTO_RANGE (`auto_ladder`): a short sweep
      in one batch, judged by the re-read below, so the strength is chosen per passage and feature by the
      candidates that came out best, none at all where steering only hurt. A number overrides.
+   - a second round (`second_round`, on by default): when no candidate of the first n passes (moves the
+     concept with no mark), n more are sampled with new seeds, swept by `second_ladder` (half unsteered,
+     half over half the band) where the strength is automatic, else as the first. SteerProgress carries the
+     round; the result says how many ran.
    - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
      acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
 4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
@@ -146,6 +150,21 @@ def auto_ladder(n: int) -> tuple[float, ...]:
     steered = n - 1 if n >= 3 else n
     rungs = tuple(round(lo + (hi - lo) * j / (steered - 1), 3) for j in range(steered))
     return (0.0,) + rungs if n >= 3 else rungs
+
+
+def second_ladder(n: int) -> tuple[float, ...]:
+    """The strengths of a second round (`SteerRequest.second_round`): half of the n at 0 (the instruction
+    alone) and the others evenly over half of AUTO_RANGE. When no candidate of the first sweep passed, its
+    steered rungs tend to fail together on that passage (the feature moves the words but drifts the meaning,
+    or does not move), while fresh unsteered samples differ from each other: over the steering benchmark's
+    36 pairs, the 16 the first round left without a passing candidate got one in 4 either with this ladder
+    or with twelve more unsteered, and in none with the first ladder again (new seeds)."""
+    lo, hi = AUTO_RANGE
+    zeros = n // 2
+    steered = n - zeros
+    if steered == 1:
+        return (0.0,) * zeros + (round((lo + hi) / 4, 3),)
+    return (0.0,) * zeros + tuple(round((lo + (hi - lo) * j / (steered - 1)) / 2, 3) for j in range(steered))
 DEFAULT_STRENGTH = "medium"
 # Candidates per request. The automatic strength sweeps n strengths (one 0) in one batch, and on a 135M model
 # the band between "no change" and "not English" is narrow, so more rungs find it more often: over the
@@ -244,6 +263,9 @@ class SteerRequest:
     concept: str = ""  # the writer's words for the concept, put in the instruction (hybrid, prompt)
     auto_strength: bool = False  # sweep the strength over the candidates (auto_ladder); strengths are weights
     words_strength: float = 1.0  # by your words alone, hybrid: the strength of the words' direction (x the sweep)
+    # when none of the n candidates passes (`Candidate.passes`), n more (new seeds; `second_ladder` where the
+    # strength is swept)
+    second_round: bool = True
 
     @classmethod
     def by_words(cls, words: str, mode: str = "toward", strength: float | str | None = AUTO,
@@ -302,7 +324,7 @@ class OriginalScore:
 
 @dataclass(frozen=True)
 class Candidate:
-    index: int  # generation slot 0..n-1 (its seed is derived from the request's seed and this)
+    index: int  # generation slot 0..n-1, n..2n-1 in a second round (its seed: the request's seed and this)
     text: str  # the replacement for the whole selection, whitespace included
     target_activation: float
     fluency: float  # mean log-prob per token (nats) read by the plain model after the text before
@@ -322,6 +344,11 @@ class Candidate:
     # with features, a second reading shown beside theirs (the score does not use it); None without words
     words_gain: float | None = None
 
+    @property
+    def passes(self) -> bool:
+        """It moves the concept the asked way and carries no mark."""
+        return self.raises_concept and not self.marks
+
 
 @dataclass(frozen=True)
 class SteerResult:
@@ -339,7 +366,8 @@ class SteerResult:
     method: str = "continuation"  # the method that ran (auto resolved)
     instruction: str = ""  # the instruction the model was given ("" for continuation)
     by_words: bool = False  # the concept measured by your words alone (no features; gains in nats)
-    ladder: tuple[float, ...] = ()  # the strengths swept (auto strength), else ()
+    ladder: tuple[float, ...] = ()  # the strengths swept (auto strength; a second round's after), else ()
+    rounds: int = 1  # 2 where none of the first round's candidates passed and a second round ran
 
     @property
     def tokens_per_s(self) -> float:
@@ -348,10 +376,11 @@ class SteerResult:
 
 @dataclass(frozen=True)
 class SteerProgress:
-    step: int  # token steps done
+    step: int  # token steps done (in this round)
     max_steps: int
     finished: int
-    n: int
+    n: int  # candidates asked for so far (both rounds' in the second)
+    round: int = 1
 
 
 @dataclass(frozen=True)
@@ -680,6 +709,17 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     text: str = ""
+
+
+@dataclass
+class _Sweep:
+    """What the rounds of one request have produced so far."""
+
+    t0: float  # when the request started (perf_counter)
+    finished: list[Candidate] = field(default_factory=list)
+    first_at: float | None = None  # seconds to the first candidate
+    generated: int = 0  # tokens sampled, all rows
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -1292,23 +1332,57 @@ class Steerer:
         original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
         n = int(request.n)
-        rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in range(n)]
-        row_mult = [plan.ladder[j % len(plan.ladder)] if plan.ladder else 1.0 for j in range(n)]
+        mults = [plan.ladder[j % len(plan.ladder)] if plan.ladder else 1.0 for j in range(n)]
+        # the prompt's key/values before they are repeated per row: a second round starts from them again
+        again = copy.deepcopy(gen_cache) if request.second_round and gen_cache is not None else gen_cache
+        sweep = _Sweep(t0)
+        yield from self._round(plan, sweep, range(n), mults, gen_cache, generator, edit, stop_ids, original,
+                               score_cache, cancel)
+        rounds, ladder = 1, plan.ladder
+        if request.second_round and not sweep.cancelled and not any(c.passes for c in sweep.finished):
+            rounds = 2
+            ladder += second_ladder(n) if plan.ladder else ()
+            mults += list(second_ladder(n)) if plan.ladder else mults[:n]
+            yield from self._round(plan, sweep, range(n, 2 * n), mults, again, generator, edit, stop_ids, original,
+                                   score_cache, cancel)
+        self._row_scales["mult"] = None
+        elapsed = time.perf_counter() - t0
+        result = SteerResult(
+            original=original, candidates=rank_candidates(sweep.finished), request=request,
+            features=tuple(zip(plan.ids, [c / m if m else 0.0 for c, m in zip(plan.coeffs, plan.scales)])),
+            scales=tuple(plan.scales), labels=tuple(self.labels.label(i) for i in plan.ids),
+            cancelled=sweep.cancelled, chat=plan.chat, first_candidate_s=sweep.first_at, elapsed_s=elapsed,
+            tokens_generated=sweep.generated, method=plan.method, instruction=plan.instruction, ladder=ladder,
+            by_words=plan.by_words, rounds=rounds,
+        )
+        yield SteerDone(result)
+
+    def _round(self, plan: _Plan, sweep: _Sweep, indices: range, mults: list[float], gen_cache: Cache | None,
+               generator: torch.nn.Module, edit: Edit | None, stop_ids: set[int], original: OriginalScore,
+               score_cache: Cache | None, cancel: CancelToken | None) -> Iterator[SteerEvent]:
+        """One round: the candidates `indices` sampled in one batch from the prompt's key/values `gen_cache`
+        (repeated per row here), row j steered at `mults[j]`; each finished candidate is scored and added to
+        `sweep`."""
+        import torch
+
+        request = plan.request
+        rows = [_Row(j, torch.Generator().manual_seed(_seed(request.seed, j))) for j in indices]
+        n = len(rows)
+        total = indices.stop  # candidates asked for so far
+        round_no = 1 + indices.start // max(1, n)
+        row_mult = [mults[j] for j in indices]
+        finished = sweep.finished
         self._row_scales["mult"] = torch.tensor(row_mult) if plan.ladder else None
         if gen_cache is not None and n > 1:
             gen_cache.batch_repeat_interleave(n)
         cur = torch.tensor([[plan.gen_prefix[-1]]] * n, device=self.lens.device)
         active = list(rows)
-        finished: list[Candidate] = []
-        first_at: float | None = None
-        generated = 0
-        cancelled = False
         need_space = bool(plan.moved) and not plan.chat
         copy_stem = _copy_stem(plan.core)
         tok = self.lens.tokenizer
         for step in range(plan.cap):
             if cancel is not None and cancel.is_set():
-                cancelled = True
+                sweep.cancelled = True
                 break
             step_logits, gen_cache = self._forward(cur, gen_cache, edit=edit, model=generator)
             logits = step_logits[:, -1, :].float().clone()
@@ -1341,7 +1415,7 @@ class Steerer:
                 piece = ""
                 if not hit:
                     row.tokens.append(token)
-                    generated += 1
+                    sweep.generated += 1
                     new_text = tok.decode(row.tokens)
                     piece = new_text[len(row.text):] if new_text.startswith(row.text) else new_text[-1:]
                     row.text = new_text
@@ -1349,13 +1423,13 @@ class Steerer:
                 if body is not None:
                     row.done = True
                     done_now.append((row, body))
-            yield SteerProgress(step + 1, plan.cap, len(finished), n)
+            yield SteerProgress(step + 1, plan.cap, len(finished), total, round_no)
             for row, body in done_now:
-                candidate = self._candidate(plan, row, body, original, score_cache, row_mult[row.index])
+                candidate = self._candidate(plan, row, body, original, score_cache, mults[row.index])
                 finished.append(candidate)
-                if first_at is None:
-                    first_at = time.perf_counter() - t0
-                yield CandidateReady(candidate, len(finished), n)
+                if sweep.first_at is None:
+                    sweep.first_at = time.perf_counter() - sweep.t0
+                yield CandidateReady(candidate, len(finished), total)
             keep = [k for k, row in enumerate(active) if not row.done]
             if not keep:
                 break
@@ -1369,20 +1443,10 @@ class Steerer:
             for row in active:  # the cap is the last step; rows reach it inside the loop, this is a guard
                 if not row.done:
                     candidate = self._candidate(plan, row, self._cut_at_cap(plan, row.text.lstrip()), original,
-                                                score_cache, row_mult[row.index])
+                                                score_cache, mults[row.index])
                     finished.append(candidate)
-                    yield CandidateReady(candidate, len(finished), n)
+                    yield CandidateReady(candidate, len(finished), total)
         self._row_scales["mult"] = None
-        elapsed = time.perf_counter() - t0
-        result = SteerResult(
-            original=original, candidates=rank_candidates(finished), request=request,
-            features=tuple(zip(plan.ids, [c / m if m else 0.0 for c, m in zip(plan.coeffs, plan.scales)])),
-            scales=tuple(plan.scales), labels=tuple(self.labels.label(i) for i in plan.ids),
-            cancelled=cancelled, chat=plan.chat, first_candidate_s=first_at, elapsed_s=elapsed,
-            tokens_generated=generated, method=plan.method, instruction=plan.instruction, ladder=plan.ladder,
-            by_words=plan.by_words,
-        )
-        yield SteerDone(result)
 
     def _candidate(self, plan: _Plan, row: _Row, body: str, original: OriginalScore, cache: Cache | None,
                    multiplier: float = 1.0) -> Candidate:
