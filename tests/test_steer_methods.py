@@ -58,6 +58,7 @@ from morph.features.steering import (
     repeats_itself,
     second_ladder,
     talks_about_the_text,
+    word_similarity,
 )
 
 TEXT = ("The river ran past the old mill, and the miller's daughter watched the water turn the wheel.\n"
@@ -256,12 +257,20 @@ def test_a_candidate_caught_in_a_loop_is_marked(chat_steerer):
     assert MARK_REPEATS in looped.marks
 
 
-def test_meaning_similarity_forgives_reordering_but_not_a_new_subject():
+def test_meaning_similarity_forgives_reordering_and_additions_but_not_a_new_subject():
+    """The share of the original's content words (stemmed) a candidate keeps."""
     original = "The train was late again, and the platform smelled of rain and diesel."
     assert meaning_similarity(original, original) == 1.0
     reordered = "Again the train was late; the platform smelled of diesel and rain."
     other = "The sea is wide and the gulls are calling."
     assert meaning_similarity(reordered, original) > SIMILARITY_MIN > meaning_similarity(other, original)
+    added = "The train was late again, and the platform smelled of rain and diesel, like a harbour at dawn."
+    assert meaning_similarity(added, original) == 1.0
+    # of train, late, platform, smell(ed), rain, diesel ("again" is a stop word)
+    assert meaning_similarity("The train was late and the sea was calm.", original) == pytest.approx(2 / 6)
+    assert meaning_similarity("The trains were late again; rain fell.", original) == pytest.approx(3 / 6)
+    # an original without a content word: word order
+    assert meaning_similarity("It was.", "It was so.") == word_similarity("It was.", "It was so.") > 0
 
 
 def test_replies_lose_preambles_and_wrapping_quotes():

@@ -64,7 +64,7 @@ How a request runs
      reading of the concept, shown beside the features' and not part of the score.
    - fluency: the mean log-probability (nats per token) of its tokens given the text before; the change
      against the original's is what counts.
-   - meaning kept: `meaning_similarity` (content-word overlap and word-sequence similarity, 0..1).
+   - meaning kept: `meaning_similarity` (the share of the original's content words the candidate keeps, 0..1).
    - length: the ratio of word counts.
    - combined score (`combined_score`): the harmonic mean of the four parts mapped to 0..1, in the
      AxBench manner; marks for a concept that did not move, a fluency loss past FLUENCY_LOSS_MAX nats per
@@ -177,9 +177,10 @@ MAX_CANDIDATES = 16
 RAISE_EPS = 0.01  # typical-max units; a neutral rewrite passes it on a concept's feature in 13% of cases (WORDS_EPS)
 SAMPLE_HEAD = 1024  # tokens top-p sampling looks at first (Steerer._sample)
 # Stated thresholds: a candidate is marked (not hidden) when it loses more fluency than this against the
-# original (nats per token), keeps less of its meaning than this (similarity 0..1), or is off in length.
+# original (nats per token), keeps less of its meaning than this (similarity 0..1: it keeps no more than half
+# of the original's content words), or is off in length.
 FLUENCY_LOSS_MAX = 0.5
-SIMILARITY_MIN = 0.45
+SIMILARITY_MIN = 0.55
 LENGTH_RANGE = (0.5, 2.0)
 CONCEPT_HALF = 0.05  # the concept gain (typical-max units) that scores 0.5 on the concept part
 # The concept measured by your words alone (module docstring, 5.): what is read after a candidate, the gain
@@ -520,12 +521,20 @@ def content_words(text: str) -> list[str]:
 
 
 def meaning_similarity(candidate: str, original: str) -> float:
-    """Meaning kept, 0..1: the mean of (a) the Dice overlap of the two texts' stemmed content words, which
-    forgives reordering and a changed word or two, and (b) difflib's ratio over all words and punctuation
-    (`word_similarity`), which rewards keeping the sentence's shape."""
-    a, b = set(content_words(candidate)), set(content_words(original))
-    dice = 2 * len(a & b) / (len(a) + len(b)) if (a or b) else 1.0
-    return 0.5 * dice + 0.5 * word_similarity(candidate, original)
+    """Meaning kept, 0..1: the share of the original's stemmed content words that the candidate keeps. What
+    a rewrite toward a concept adds costs nothing here (the length part and the concept measure see it);
+    what it drops or replaces does. (An original without content words: `word_similarity`.)
+
+    Why this and not the mean of a Dice overlap and word order used before: 120 candidates of the steering
+    benchmark's pairs, read by hand as keeping the original's meaning or not (two sets of 60, the second read
+    after the measure was chosen), were told apart with an AUC of 0.82 / 0.82 by this share against 0.75 /
+    0.74 (the cosine of the model's mean hidden states, centred, on the first set: 0.80-0.83 by layer). At
+    SIMILARITY_MIN 0.55, 40 of the 54 kept passed and 14 of the 66 drifted did, against 42 and 24 at the old
+    measure's 0.45."""
+    kept = set(content_words(original))
+    if not kept:
+        return word_similarity(candidate, original)
+    return len(kept & set(content_words(candidate))) / len(kept)
 
 
 def combined_score(gain: float, fluency_change: float, similarity: float, length_ratio: float,
