@@ -165,6 +165,8 @@ def second_ladder(n: int) -> tuple[float, ...]:
     if steered == 1:
         return (0.0,) * zeros + (round((lo + hi) / 4, 3),)
     return (0.0,) * zeros + tuple(round((lo + (hi - lo) * j / (steered - 1)) / 2, 3) for j in range(steered))
+
+
 DEFAULT_STRENGTH = "medium"
 # Candidates per request. The automatic strength sweeps n strengths (one 0) in one batch, and on a 135M model
 # the band between "no change" and "not English" is narrow, so more rungs find it more often: over the
@@ -1354,7 +1356,6 @@ class Steerer:
             mults += list(second_ladder(n)) if plan.ladder else mults[:n]
             yield from self._round(plan, sweep, range(n, 2 * n), mults, again, generator, edit, stop_ids, original,
                                    score_cache, cancel)
-        self._row_scales["mult"] = None
         elapsed = time.perf_counter() - t0
         result = SteerResult(
             original=original, candidates=rank_candidates(sweep.finished), request=request,
