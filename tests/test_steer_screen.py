@@ -173,13 +173,18 @@ async def test_escape_goes_back_to_the_text_and_closing_cancels():
     assert app.accepted == []
 
 
+async def generate_on_feature_5(pilot, app) -> SteerPane:
+    """The pane once the fake's first concept is chosen and Generate is clicked."""
+    pane = app.query_one(SteerPane)
+    await settle(pilot, lambda: pane.chosen_feature() == 5)
+    await pilot.click("#generate")
+    return pane
+
+
 async def test_a_second_round_is_said_while_it_runs():
-    fake = FakeSteerer(second_round_at=5)
-    app = Host(fake)
+    app = Host(FakeSteerer(second_round_at=5))
     async with app.run_test(size=(130, 45)) as pilot:
-        pane = app.query_one(SteerPane)
-        await settle(pilot, lambda: pane.chosen_feature() == 5)
-        await pilot.click("#generate")
+        pane = await generate_on_feature_5(pilot, app)
         status = pane.query_one("#status", Static)
         await settle(pilot, lambda: "4 more" in str(status.render()))
         assert "(none of the first 4 moved it unmarked: 4 more)" in str(status.render())
@@ -188,12 +193,9 @@ async def test_a_second_round_is_said_while_it_runs():
 
 
 async def test_errors_are_shown_in_the_pane():
-    fake = FakeSteerer(fail="the selection is only whitespace: select words to rewrite")
-    app = Host(fake)
+    app = Host(FakeSteerer(fail="the selection is only whitespace: select words to rewrite"))
     async with app.run_test(size=(130, 45)) as pilot:
-        pane = app.query_one(SteerPane)
-        await settle(pilot, lambda: pane.chosen_feature() == 5)
-        await pilot.click("#generate")
+        pane = await generate_on_feature_5(pilot, app)
         error = pane.query_one("#error", Static)
         await settle(pilot, lambda: "whitespace" in str(error.render()))
         # A bad strength is caught before anything runs.
