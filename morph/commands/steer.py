@@ -6,7 +6,9 @@ match and output score (morph.features.concepts.concepts_for_words); the chosen 
 why. `--method` picks how the rewrite is made (hybrid: the instruct model asked in words while the
 features are steered; prompt: words only; steer: features only; continuation: a base model continuing the
 text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
-re-read and scored, and the table shows the combined score with its parts and marks. Words that no feature
+re-read and scored, and the table shows the combined score with its parts and marks. When none of the
+candidates passes (moves the concept with no mark), as many again are drawn (`SteerRequest.second_round`;
+`--one-round` stops after the first). Words that no feature
 matches, or whose features no label shows them on (`concepts.unlabelled`; with auto, hybrid or prompt), or
 `--by-words`, are rewritten by the instruction (hybrid also steers by the words' own contrastive direction,
 `concepts.words_direction`) and measured by the words (morph.features.steering.SteerRequest.by_words).
