@@ -241,21 +241,21 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))
     # a pair a method cannot run: nothing measures a rewrite, so nothing raised and no score
-    raised = {m: [100.0 * c.raises_concept for c in tops[m]] + [0.0] * len(refused[m]) for m in COMPARED}
-    scores = {m: [c.score for c in tops[m]] + [0.0] * len(refused[m]) for m in COMPARED}
+    nothing = {m: [0.0] * len(refused[m]) for m in COMPARED}
+    raised = {m: [100.0 * c.raises_concept for c in tops[m]] + nothing[m] for m in COMPARED}
+    scores = {m: [c.score for c in tops[m]] + nothing[m] for m in COMPARED}
     figures = []
     for method in COMPARED:
         got = tops[method]
-        nothing = [0.0] * len(refused[method])
         figures += [
             mean_figure(f"steer_{method}_raises_share", f"steering {method}: top candidate raises the concept",
                         raised[method], unit="%", pairs=len(raised[method]), refused=refused[method],
                         by_words=by_words if method != "steer" else []),
             mean_figure(f"steer_{method}_clean_share", f"steering {method}: top candidate raises it with no mark",
-                        [100.0 * (c.raises_concept and not c.marks) for c in got] + nothing, unit="%"),
+                        [100.0 * c.passes for c in got] + nothing[method], unit="%"),
             mean_figure(f"steer_{method}_words_share", f"steering {method}: top candidate reads as the words "
-                        "(second reading)", [100.0 * ((c.words_gain or 0.0) > WORDS_EPS) for c in got] + nothing,
-                        unit="%"),
+                        "(second reading)",
+                        [100.0 * ((c.words_gain or 0.0) > WORDS_EPS) for c in got] + nothing[method], unit="%"),
             mean_figure(f"steer_{method}_fluency_change", f"steering {method}: fluency change of the top",
                         [c.fluency_change for c in got], unit="nats/tok"),
             mean_figure(f"steer_{method}_similarity", f"steering {method}: meaning similarity of the top",

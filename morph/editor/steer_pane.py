@@ -663,7 +663,7 @@ class SteerPane(Vertical):
             line.append_text(word_diff(original, c.text.strip()))
             marks = getattr(c, "marks", ())
             parts = dict(getattr(c, "parts", ()))
-            ok = c.raises_concept and not marks
+            ok = c.passes
             line.append(f"\n   {'✓' if ok else '✗'} score {c.score:.2f}", style="bold green" if ok else "dim")
             if parts:
                 line.append(f" = concept {parts['concept']:.2f} ({c.gain:+.2f}{self._units}) · fluency "

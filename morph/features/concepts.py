@@ -459,9 +459,10 @@ def words_direction(lens: Lens, labels: FeatureLabels, words: str) -> torch.Tens
     moved the words' reading in 6 ("The commuters stood on the platform, gazing out at the horizon." toward
     calmer), the instruction alone in 4, with the same seeds."""
     cache = _WORDS_DIRECTIONS.setdefault(lens, {})
-    key = " ".join(concept_words(words))
+    carried = concept_words(words)
+    key = " ".join(carried)
     if key not in cache:
-        forms = [w for word in concept_words(words) for w in word_family(lens, word)[:WORD_FORMS]]
+        forms = [w for word in carried for w in word_family(lens, word)[:WORD_FORMS]]
         if not forms:
             cache[key] = None
         else:

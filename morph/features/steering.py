@@ -140,16 +140,20 @@ AUTO = "auto"
 AUTO_RANGE: tuple[float, float] = (1.5, 4.0)
 
 
+def _spread(lo: float, hi: float, k: int) -> tuple[float, ...]:
+    """k strengths evenly over lo..hi (its ends included); one: its middle."""
+    if k <= 1:
+        return (round((lo + hi) / 2, 3),)
+    return tuple(round(lo + (hi - lo) * j / (k - 1), 3) for j in range(k))
+
+
 def auto_ladder(n: int) -> tuple[float, ...]:
     """The strengths swept for n candidates: from three candidates on, one unsteered (0: the instruction
     alone, which wins where every steered rung loses fluency or meaning) and the others evenly spaced over
     AUTO_RANGE; two: its ends; one: its middle."""
-    lo, hi = AUTO_RANGE
-    if n <= 1:
-        return (round((lo + hi) / 2, 3),)
-    steered = n - 1 if n >= 3 else n
-    rungs = tuple(round(lo + (hi - lo) * j / (steered - 1), 3) for j in range(steered))
-    return (0.0,) + rungs if n >= 3 else rungs
+    if n < 3:
+        return _spread(*AUTO_RANGE, n)
+    return (0.0,) + _spread(*AUTO_RANGE, n - 1)
 
 
 def second_ladder(n: int) -> tuple[float, ...]:
@@ -161,10 +165,7 @@ def second_ladder(n: int) -> tuple[float, ...]:
     or with twelve more unsteered, and in none with the first ladder again (new seeds)."""
     lo, hi = AUTO_RANGE
     zeros = n // 2
-    steered = n - zeros
-    if steered == 1:
-        return (0.0,) * zeros + (round((lo + hi) / 4, 3),)
-    return (0.0,) * zeros + tuple(round((lo + (hi - lo) * j / (steered - 1)) / 2, 3) for j in range(steered))
+    return (0.0,) * zeros + _spread(lo / 2, hi / 2, n - zeros)
 
 
 DEFAULT_STRENGTH = "medium"
@@ -1319,9 +1320,19 @@ class Steerer:
             out.append((feats, fluency))
         return out
 
-    def _generate(self, plan: _Plan, cancel: CancelToken | None) -> Iterator[SteerEvent]:
-        import torch
+    def _gen_cache(self, plan: _Plan, reading: _Reading, generator: torch.nn.Module,
+                   edit: Edit | None) -> Cache | None:
+        """The generation prompt's key/values for one round, a copy of its own (the round repeats it per row
+        and extends it): the reading's where the prompt is the text before, else the kept chat prompt's."""
+        if plan.request.steer_context and edit is not None:  # the prompt read steered: nothing kept fits
+            return self._prefix_cache(plan.gen_prefix, edit, generator)
+        if plan.gen_prefix == plan.score_prefix:
+            if generator is not self.lens.model and reading.cache is not None:
+                return reading.cache.to(generator.dtype)  # a copy in the generator's precision
+            return copy.deepcopy(reading.cache)
+        return self._prompt_cache(plan.gen_prefix, generator)
 
+    def _generate(self, plan: _Plan, cancel: CancelToken | None) -> Iterator[SteerEvent]:
         t0 = time.perf_counter()
         request = plan.request
         edit = self._edit_fn(plan)
@@ -1329,33 +1340,23 @@ class Steerer:
         reading = self._reading(plan)
         score_cache = copy.deepcopy(reading.cache)
         generator = self._generation_model()
-        if request.steer_context and edit is not None:  # the prompt read steered: nothing kept fits
-            gen_cache = self._prefix_cache(plan.gen_prefix, edit, generator)
-        elif plan.gen_prefix == plan.score_prefix:
-            if generator is not self.lens.model and reading.cache is not None:
-                gen_cache = reading.cache.to(generator.dtype)  # a copy in the generator's precision
-            else:
-                gen_cache = copy.deepcopy(reading.cache)
-        else:
-            gen_cache = self._prompt_cache(plan.gen_prefix, generator)
         words = self._words_level(plan, reading.after_probe)
         level = _level(plan, reading.features, words)
         original = OriginalScore(plan.lead + plan.core + plan.trail, level, reading.fluency, reading.n_tokens, words)
 
         n = int(request.n)
         mults = [plan.ladder[j % len(plan.ladder)] if plan.ladder else 1.0 for j in range(n)]
-        # the prompt's key/values before they are repeated per row: a second round starts from them again
-        again = copy.deepcopy(gen_cache) if request.second_round and gen_cache is not None else gen_cache
         sweep = _Sweep(t0)
-        yield from self._round(plan, sweep, range(n), mults, gen_cache, generator, edit, stop_ids, original,
-                               score_cache, cancel)
+        yield from self._round(plan, sweep, range(n), mults, self._gen_cache(plan, reading, generator, edit),
+                               generator, edit, stop_ids, original, score_cache, cancel)
         rounds, ladder = 1, plan.ladder
         if request.second_round and not sweep.cancelled and not any(c.passes for c in sweep.finished):
             rounds = 2
-            ladder += second_ladder(n) if plan.ladder else ()
-            mults += list(second_ladder(n)) if plan.ladder else mults[:n]
-            yield from self._round(plan, sweep, range(n, 2 * n), mults, again, generator, edit, stop_ids, original,
-                                   score_cache, cancel)
+            second = second_ladder(n) if plan.ladder else ()
+            ladder += second
+            mults += list(second) if second else mults[:n]
+            yield from self._round(plan, sweep, range(n, 2 * n), mults, self._gen_cache(plan, reading, generator, edit),
+                                   generator, edit, stop_ids, original, score_cache, cancel)
         elapsed = time.perf_counter() - t0
         result = SteerResult(
             original=original, candidates=rank_candidates(sweep.finished), request=request,
