@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from morph.cli import main
+from morph.commands.steer import print_report
 
 TEXT = "The river ran past the old mill.\nIn the evening the lamps were lit along the harbour. Sailors sang.\n"
 SPAN = "In the evening the lamps were lit along the harbour."
@@ -63,6 +64,11 @@ def test_json_output(doc, lens_args, capsys):
                           "--seed", "2", *lens_args], capsys)
     assert code == 0 and "6 candidates in two rounds (none of the first 3 moved the concept unmarked)" in " ".join(
         out.split())
+    # a base model's second round draws again; an instruct model's keeps the sentence and adds to it, and says so
+    assert not any(c["adds"] for c in report["candidates"])
+    report["candidates"][-1]["adds"] = True
+    print_report(report)
+    assert "unmarked: the second kept the sentence and added to it)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_table_output_concept_and_modes(doc, lens_args, capsys, monkeypatch):
@@ -183,7 +189,8 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
     path.write_text("We walked home along the river after dinner. The path was dark and the trees were quiet.\n",
                     encoding="utf-8")
     start = path.read_text().index("The path")
-    span = ["--start", str(start), "--end", str(start + len("The path was dark and the trees were quiet."))]
+    span_text = "The path was dark and the trees were quiet."
+    span = ["--start", str(start), "--end", str(start + len(span_text))]
     code, out, err = steer([str(path), *span, "--concept", "scarier", "-n", "3", "--json"], capsys)
     assert code == 0, err
     report = json.loads(out)
@@ -194,6 +201,7 @@ def test_words_no_feature_matches_are_rewritten_by_themselves_on_the_default(tmp
     assert "scarier" in report["instruction"] and len(report["candidates"]) == 3 * report["rounds"]
     for c in report["candidates"]:
         assert c["raises_concept"] == ("concept did not move" not in c["marks"])
+        assert not c["adds"] or c["text"].startswith(span_text[:-1])  # a second round's keep the sentence
     code, out, err = steer([str(path), *span, "--concept", "scarier", "--method", "steer", "-n", "1"], capsys)
     assert code == 2 and "no feature matches 'scarier'" in err and err.count("\n") == 1
     # words whose features no label shows them on ("kinder": they only fire on the word) go alone too, and

@@ -21,6 +21,7 @@ from morph.features.concepts import (
     direction_of,
     output_scores,
     unlabelled_note,
+    token_ids,
     word_measure_tokens,
     word_stem,
 )
@@ -222,7 +223,8 @@ def test_a_candidate_that_copied_the_original_up_to_its_stop_goes_on(chat_steere
 
     assert steering._copy_stem("The crowd went quiet.") == "The crowd went quiet"
     assert steering._copy_stem('He said "no."') == 'He said "no' and steering._copy_stem("and then") == ""
-    request = SteerRequest.single(3, 0.0, n=1, method="prompt", concept="calmer", temperature=0, max_tokens=8)
+    request = SteerRequest.single(3, 0.0, n=1, method="prompt", concept="calmer", temperature=0, max_tokens=8,
+                                  second_round=False)
     plain = chat_steerer.run(TEXT, START, END, request).candidates[0].text.strip()
     stem, following = plain[:2], plain[2]  # (the tiny model's reply is no English: any characters do)
     monkeypatch.setattr(steering, "_copy_stem", lambda core: stem)
@@ -230,9 +232,9 @@ def test_a_candidate_that_copied_the_original_up_to_its_stop_goes_on(chat_steere
     tokenizer = chat_steerer.lens.tokenizer
 
     def with_a_stop(self, vocab):
-        space, newline, ends = masks(self, vocab)
+        kinds = masks(self, vocab)
         texts = tokenizer.batch_decode([[i] for i in range(vocab)])
-        return space, newline, ends | torch.tensor([t.strip()[:1] == following for t in texts])
+        return kinds._replace(ends=kinds.ends | torch.tensor([t.strip()[:1] == following for t in texts]))
 
     monkeypatch.setattr(Steerer, "_token_masks", with_a_stop)
     again = chat_steerer.run(TEXT, START, END, request).candidates[0].text.strip()
@@ -429,7 +431,7 @@ def test_auto_strength_sweeps_the_ladder_over_the_candidates(chat_steerer):
     assert auto_ladder(2) == AUTO_RANGE
     result = chat_steerer.run(TEXT, START, END, SteerRequest.single(3, "auto", n=4, seed=0, method="hybrid",
                                                                     concept="calmer"))
-    assert result.method == "hybrid" and result.ladder == auto_ladder(4) + second_ladder(4)[:4 * (result.rounds - 1)]
+    assert result.method == "hybrid" and result.ladder == auto_ladder(4) * result.rounds
     assert "calmer" in result.instruction
     assert sorted(c.strength for c in result.candidates) == sorted(result.ladder)
     for c in result.candidates:
@@ -439,9 +441,11 @@ def test_auto_strength_sweeps_the_ladder_over_the_candidates(chat_steerer):
 
 
 def test_a_second_round_when_no_candidate_passes(chat_steerer, monkeypatch):
-    """None of the first n moves the concept unmarked: n more with new seeds, half unsteered and half over half
-    the band where the strength is swept, streamed as round 2 and ranked with the first; `second_round=False`,
-    or a first round with a passing candidate, stops after n."""
+    """None of the first n moves the concept unmarked: n more with new seeds, streamed as round 2 and ranked
+    with the first. For a sentence rewritten through the chat template they keep it and add to it (the reply
+    starts with the original less its stop), steered over the first round's ladder; for a fragment, half
+    unsteered and half over half the band. `second_round=False`, or a first round with a passing candidate,
+    stops after n."""
     assert second_ladder(4) == (0.0, 0.0, AUTO_RANGE[0] / 2, AUTO_RANGE[1] / 2)
     assert second_ladder(1) == ((AUTO_RANGE[0] + AUTO_RANGE[1]) / 4,) and second_ladder(3)[0] == 0.0
     monkeypatch.setattr(Candidate, "passes", property(lambda self: False))
@@ -449,11 +453,18 @@ def test_a_second_round_when_no_candidate_passes(chat_steerer, monkeypatch):
     events = list(chat_steerer.stream(TEXT, START, END, request))
     result = events[-1].result
     assert isinstance(events[-1], SteerDone) and result.rounds == 2
-    assert result.ladder == auto_ladder(3) + second_ladder(3)
+    assert result.ladder == auto_ladder(3) * 2
     assert sorted(c.index for c in result.candidates) == list(range(6))
     assert [c.rank for c in result.candidates] == list(range(1, 7))
-    by_index = {c.index: c.strength for c in result.candidates}
-    assert [by_index[j] for j in range(3, 6)] == list(second_ladder(3))
+    by_index = {c.index: c for c in result.candidates}
+    assert [by_index[j].strength for j in range(3, 6)] == list(auto_ladder(3))
+    assert not any(by_index[j].adds for j in range(3))
+    stem = SPAN[:-1]
+    added = [by_index[j] for j in range(3, 6)]
+    assert all(c.adds and c.text.startswith(stem) for c in added)  # the sentence kept whole...
+    longer = [c for c in added if len(c.text) > len(SPAN)]  # ... and a new word or clause after it, or, cut at
+    assert longer and all(c.text[len(stem)] in " ,;:—–" and MARK_UNCHANGED not in c.marks for c in longer)
+    assert all(MARK_UNCHANGED in c.marks for c in added if c not in longer)  # the cap with nothing to keep, itself
     progress = [e for e in events if isinstance(e, SteerProgress)]
     assert progress[0].round == 1 and progress[0].n == 3 and progress[-1].round == 2 and progress[-1].n == 6
     # the first round's candidates are those of a request without a second round
@@ -462,10 +473,35 @@ def test_a_second_round_when_no_candidate_passes(chat_steerer, monkeypatch):
         c.text for c in result.candidates if c.index < 3)
     prompt = chat_steerer.run(TEXT, START, END, dataclasses.replace(request, method="prompt"))
     assert prompt.rounds == 2 and prompt.ladder == () and len(prompt.candidates) == 6
-    assert all(c.strength is None for c in prompt.candidates)
+    assert all(c.strength is None for c in prompt.candidates) and sum(c.adds for c in prompt.candidates) == 3
+    # a fragment (no sentence's end to add after): new seeds, half of them unsteered
+    start = TEXT.index("the lamps were lit")
+    fragment = chat_steerer.run(TEXT, start, start + len("the lamps were lit"), request)
+    assert fragment.rounds == 2 and fragment.ladder == auto_ladder(3) + second_ladder(3)
+    assert not any(c.adds for c in fragment.candidates)
     monkeypatch.setattr(Candidate, "passes", property(lambda self: self.index == 1))
     passed = chat_steerer.run(TEXT, START, END, request)
     assert passed.rounds == 1 and len(passed.candidates) == 3 and passed.ladder == auto_ladder(3)
+
+
+def test_a_round_that_adds_keeps_the_sentence_and_ends_it(chat_steerer):
+    """`Steerer._adding`: the reply starts with the original less its stop; a base model, a fragment or a
+    sentence that closes a quote get no such round. Cut at the cap, what was added ends at its last stop, else
+    at its last clause mark with the original's stop."""
+    request = SteerRequest.single(3, "auto", n=2, method="hybrid", concept="calmer")
+    plan = chat_steerer._plan(TEXT, START, END, request)
+    adding = chat_steerer._adding(plan)
+    stem = token_ids(chat_steerer.lens, SPAN[:-1])
+    assert adding is not None and adding.stem == SPAN[:-1] and adding.gen_prefix == plan.gen_prefix + stem
+    assert adding.min_tokens < plan.min_tokens and adding.cap == plan.length + 6
+    assert chat_steerer._cut_at_cap(adding, ", and the night was still. And then") == ", and the night was still."
+    assert chat_steerer._cut_at_cap(adding, ", the night still, the water calm and") == ", the night still."
+    assert chat_steerer._cut_at_cap(adding, " while the water lapped at the") == "."
+    continuation = chat_steerer._plan(TEXT, START, END, dataclasses.replace(request, method="continuation"))
+    assert chat_steerer._adding(continuation) is None
+    quoted = 'He said, "The lamps are lit."'
+    for text, start, end in ((TEXT, START, START + 9), (quoted, 0, len(quoted))):
+        assert chat_steerer._adding(chat_steerer._plan(text, start, end, request)) is None
 
 
 def test_the_per_row_strength_scales_the_added_vector(chat_steerer, chat_lens):

@@ -97,9 +97,10 @@ class FakeSteerer:
     with `candidates`, it ends (after `gate` is set, if given) with those texts as the ranked result."""
 
     def __init__(self, fail: str | None = None, candidates: tuple[str, ...] = (), gate=None,
-                 second_round_at: int | None = None):
+                 second_round_at: int | None = None, adds: bool = False):
         self.fail = fail
         self.second_round_at = second_round_at  # the step from which progress is a second round's
+        self.adds = adds  # ... one that keeps the sentence and adds to it, as its candidates do
         self.cancel = None
         self.steps = 0
         self.candidates = candidates
@@ -129,20 +130,21 @@ class FakeSteerer:
             if cancel is not None and cancel.is_set():
                 return
             if self.candidates and (self.gate is None or self.gate.is_set()):
-                yield SteerDone(fake_result(original, self.candidates, request))
+                yield SteerDone(fake_result(original, self.candidates, request, self.adds))
                 return
             self.steps = step
             time.sleep(0.005)
             if self.second_round_at is not None and step >= self.second_round_at:
-                yield SteerProgress(step - self.second_round_at + 1, 2000, 4, 8, round=2)
+                yield SteerProgress(step - self.second_round_at + 1, 2000, 4, 8, round=2, adds=self.adds)
             else:
                 yield SteerProgress(step, 2000, 0, 4)
 
 
-def fake_result(original: str, texts, request: SteerRequest) -> SteerResult:
-    candidates = tuple(Candidate(k, t, 1.0, -2.0, 0.8, 0.5, 1.0, True, 5, rank=k + 1) for k, t in enumerate(texts))
+def fake_result(original: str, texts, request: SteerRequest, adds: bool = False) -> SteerResult:
+    candidates = tuple(Candidate(k, t, 1.0, -2.0, 0.8, 0.5, 1.0, True, 5, rank=k + 1, adds=adds)
+                       for k, t in enumerate(texts))
     return SteerResult(OriginalScore(original, 0.1, -2.0, 5), candidates, request, request.features, (1.0,),
-                       ("label",), False, False, 0.1, 0.2, 10)
+                       ("label",), False, False, 0.1, 0.2, 10, rounds=2 if adds else 1)
 
 
 async def test_escape_goes_back_to_the_text_and_closing_cancels():
@@ -189,6 +191,24 @@ async def test_a_second_round_is_said_while_it_runs():
         await settle(pilot, lambda: "4 more" in str(status.render()))
         assert "(none of the first 4 moved it unmarked: 4 more)" in str(status.render())
         assert "4 of 8 candidates ready" in str(status.render())
+        await pilot.press("f4")
+
+
+async def test_a_second_round_that_adds_to_the_sentence_says_so():
+    gate = threading.Event()
+    added = "In the evening the lamps were lit along the harbour, and the water lay still."
+    app = Host(FakeSteerer(second_round_at=5, adds=True, candidates=(added,), gate=gate))
+    async with app.run_test(size=(130, 45)) as pilot:
+        pane = await generate_on_feature_5(pilot, app)
+        status = pane.query_one("#status", Static)
+        await settle(pilot, lambda: "add to it" in str(status.render()))
+        assert "(none of the first 4 moved it unmarked: 4 that keep the sentence and add to it)" in str(
+            status.render())
+        gate.set()
+        await settle(pilot, lambda: pane.result is not None)
+        assert "in two rounds (the second kept the sentence and added to it)" in str(status.render())
+        line = pane.query_one("#candidates", OptionList).get_option_at_index(0).prompt
+        assert "adds to the sentence" in str(line)
         await pilot.press("f4")
 
 

@@ -193,6 +193,7 @@ def build_report(engine: Engine, result: SteerResult, matches: list[ConceptMatch
                 "similarity": round(c.similarity, 4),
                 "length_ratio": round(c.length_ratio, 3),
                 "strength": c.strength,
+                "adds": c.adds,  # the original sentence kept whole, words added (a second round's)
             }
             for c in result.candidates
         ],
@@ -246,7 +247,9 @@ def print_report(report: dict) -> None:
         print_candidates_table(console, report)
     first = report["first_candidate_s"]
     count = len(report["candidates"])
-    rounds = (f" in two rounds (none of the first {count // 2} moved the concept unmarked)"
+    adds = any(c.get("adds") for c in report["candidates"])
+    added = ": the second kept the sentence and added to it" if adds else ""
+    rounds = (f" in two rounds (none of the first {count // 2} moved the concept unmarked{added})"
               if report["rounds"] > 1 else "")
     console.print(f"[dim]{count} candidates{rounds} in {report['elapsed_s']:.1f} s"
                   f"{'' if first is None else f' (first after {first:.1f} s)'}, "

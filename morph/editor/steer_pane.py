@@ -24,7 +24,8 @@ concept (`SteerRequest.by_words`). Generating uses the highlighted feature, the 
 (in the instruction), the direction, the method (auto, hybrid, prompt, steer, continuation) and the
 strength (auto: a sweep over the candidates, or a preset or number). Each candidate shows its combined
 score with its parts and its marks. When none passes, the engine draws a second round and the status says
-so while it runs ("none of the first 12 moved it unmarked: 12 more").
+so while it runs ("none of the first 12 moved it unmarked: 12 that keep the sentence and add to it"); its
+candidates say "adds to the sentence".
 """
 
 from __future__ import annotations
@@ -615,7 +616,8 @@ class SteerPane(Vertical):
         event = message.event
         status = self.query_one("#status", Static)
         if isinstance(event, SteerProgress):
-            again = (f" (none of the first {event.n // 2} moved it unmarked: {event.n // 2} more)"
+            more = "that keep the sentence and add to it" if event.adds else "more"
+            again = (f" (none of the first {event.n // 2} moved it unmarked: {event.n // 2} {more})"
                      if event.round > 1 else "")
             status.update(Text(f"Generating {self._headline}{again}: token {event.step}/{event.max_steps}, "
                                f"{event.finished} of {event.n} candidates ready"))
@@ -630,7 +632,9 @@ class SteerPane(Vertical):
             first = event.result.first_candidate_s
             state = "cancelled" if event.result.cancelled else "done"
             how = event.result.method + (" · strength auto" if event.result.ladder else "")
-            rounds = " in two rounds" if event.result.rounds > 1 else ""
+            rounds = (" in two rounds" + (" (the second kept the sentence and added to it)"
+                                          if any(c.adds for c in self.candidates) else "")
+                      if event.result.rounds > 1 else "")
             status.update(Text(f"{state}: {len(self.candidates)} candidates{rounds} {self._headline} [{how}], "
                                f"{moved_summary(self.candidates)}"
                                f"{'' if first is None else f'; first after {first:.1f} s'}"
@@ -675,6 +679,8 @@ class SteerPane(Vertical):
             at = strength_text(getattr(c, "strength", None))
             if at:
                 line.append(f" · {at}", style="dim")
+            if c.adds:
+                line.append(" · adds to the sentence", style="dim")
             if marks:
                 line.append(f"\n   marked: {', '.join(marks)}", style="yellow")
             line.append("\n")
