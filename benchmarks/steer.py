@@ -236,7 +236,7 @@ def compare_methods(ctx: Context, lens) -> list[Figure]:
                              "gain": round(top.gain, 4), "fluency_change": round(top.fluency_change, 3),
                              "words_gain": None if top.words_gain is None else round(top.words_gain, 3),
                              "similarity": round(top.similarity, 3), "marks": list(top.marks),
-                             "strength": top.strength})
+                             "strength": top.strength, "rounds": result.rounds, "adds": top.adds})
     if ctx.mode == "full":
         (PAIRS_FILE.parent.parent / "steer_candidates.json").write_text(json.dumps(rows, indent=1,
                                                                                     ensure_ascii=False))

@@ -37,6 +37,7 @@ from morph.features.steering import (
     MARK_META,
     MARK_REPEATS,
     MARK_UNCHANGED,
+    MARK_UNFINISHED,
     MAX_ANNOUNCEMENT,
     SIMILARITY_MIN,
     WORDS_EPS,
@@ -487,7 +488,10 @@ def test_a_second_round_when_no_candidate_passes(chat_steerer, monkeypatch):
 def test_a_round_that_adds_keeps_the_sentence_and_ends_it(chat_steerer):
     """`Steerer._adding`: the reply starts with the original less its stop; a base model, a fragment or a
     sentence that closes a quote get no such round. Cut at the cap, what was added ends at its last stop, else
-    at its last clause mark with the original's stop."""
+    at its last clause mark with the original's stop; so does a rewrite of a sentence, else it is marked
+    unfinished."""
+    import morph.features.steering as steering
+
     request = SteerRequest.single(3, "auto", n=2, method="hybrid", concept="calmer")
     plan = chat_steerer._plan(TEXT, START, END, request)
     adding = chat_steerer._adding(plan)
@@ -497,6 +501,15 @@ def test_a_round_that_adds_keeps_the_sentence_and_ends_it(chat_steerer):
     assert chat_steerer._cut_at_cap(adding, ", and the night was still. And then") == ", and the night was still."
     assert chat_steerer._cut_at_cap(adding, ", the night still, the water calm and") == ", the night still."
     assert chat_steerer._cut_at_cap(adding, " while the water lapped at the") == "."
+    # a rewrite of a sentence cut at the cap: its last stop, else its last clause with the stop, else unfinished
+    assert chat_steerer._cut_at_cap(plan, "The lamps were lit along the harbour, and the gulls over the") == (
+        "The lamps were lit along the harbour.")
+    assert chat_steerer._cut_at_cap(plan, "At dusk, the lamps glowed along the quiet harbour and the") == (
+        "At dusk, the lamps glowed along the quiet harbour and")
+    capped = chat_steerer.run(TEXT, START, END, dataclasses.replace(request, n=4, max_tokens=3, second_round=False))
+    assert any(MARK_UNFINISHED in c.marks for c in capped.candidates)
+    for c in capped.candidates:
+        assert (MARK_UNFINISHED in c.marks) == (steering._SENTENCE_END.search(c.text.strip()) is None)
     continuation = chat_steerer._plan(TEXT, START, END, dataclasses.replace(request, method="continuation"))
     assert chat_steerer._adding(continuation) is None
     quoted = 'He said, "The lamps are lit."'

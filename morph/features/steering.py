@@ -36,9 +36,12 @@ How a request runs
      in one batch, judged by the re-read below, so the strength is chosen per passage and feature by the
      candidates that came out best, none at all where steering only hurt. A number overrides.
    - a second round (`second_round`, on by default): when no candidate of the first n passes (moves the
-     concept with no mark), n more are sampled with new seeds, swept by `second_ladder` (half unsteered,
-     half over half the band) where the strength is automatic, else as the first. SteerProgress carries the
-     round; the result says how many ran.
+     concept with no mark), n more are sampled with new seeds. Through the chat template, for a selection
+     that ends a sentence, they keep the sentence and add to it (`Steerer._adding`: the reply starts with the
+     original less its final stop), steered as the first round was; otherwise (a base model, a fragment)
+     they are swept by `second_ladder` (half unsteered, half over half the band) where the strength is
+     automatic, else as the first. SteerProgress carries the round and whether it adds; the result says how
+     many ran, and each added candidate says so (`Candidate.adds`).
    - suppress: the feature is set to zero through the SAE, keeping the SAE's error term:
      acts - (decode(f) - decode(f with the features zeroed)) = acts - f_i * d_i.
 4. Sampling: temperature + top-p, one `torch.Generator` per candidate seeded from (seed, candidate index),
@@ -46,6 +49,8 @@ How a request runs
    the original's token length L at a place like the original's end: a sentence end if the original ends
    one, a clause mark (, ; :) if it ends with one, else a word boundary; it stops at a line break unless
    the original spans lines; hard cap 2L (sentences) or 1.5L (fragments), at least L + 6 / L + 3 tokens.
+   A sentence cut at the cap ends at its last stop, else at its last clause mark with the original's stop
+   (`Steerer._cut_at_cap`); one that cannot is marked MARK_UNFINISHED.
    A chat reply loses a "Here is the rewritten sentence:" preamble, a first line that only announces the
    rewrite, and wrapping quotes (`clean_reply`, `drop_announcement`). A candidate that has copied the
    original sentence up to its final stop may not end there (`_copy_stem`): it goes on, which is where a
@@ -71,7 +76,8 @@ How a request runs
      token, a similarity under SIMILARITY_MIN, a length outside LENGTH_RANGE, and MARK_UNCHANGED for the
      original given back word for word (a small instruct model often copies it) or MARK_META for a comment
      on the text instead of a rewrite (`talks_about_the_text`), MARK_REPEATS for a candidate that says
-     the same words twice over where the original does not (`repeats_itself`). Ranking
+     the same words twice over where the original does not (`repeats_itself`), MARK_UNFINISHED for one that
+     stops mid-sentence where the original ends one. Ranking
      (`rank_candidates`): fluent candidates that move the concept first, then the other fluent ones, then
      the less fluent, unchanged and comments last; within each, fewer marks, then those the words' second
      reading agrees with, then the combined score; marked candidates are shown, never hidden.
@@ -157,8 +163,9 @@ def auto_ladder(n: int) -> tuple[float, ...]:
 
 
 def second_ladder(n: int) -> tuple[float, ...]:
-    """The strengths of a second round (`SteerRequest.second_round`): half of the n at 0 (the instruction
-    alone) and the others evenly over half of AUTO_RANGE. When no candidate of the first sweep passed, its
+    """The strengths of a second round that rewrites again (`SteerRequest.second_round` where
+    `Steerer._adding` does not apply: a base model, a fragment): half of the n at 0 (the instruction alone)
+    and the others evenly over half of AUTO_RANGE. When no candidate of the first sweep passed, its
     steered rungs tend to fail together on that passage (the feature moves the words but drifts the meaning,
     or does not move), while fresh unsteered samples differ from each other: over the steering benchmark's
     36 pairs, the 16 the first round left without a passing candidate got one in 4 either with this ladder
@@ -201,6 +208,7 @@ MARK_MEANING = "meaning drifted"
 MARK_LENGTH = "length off"
 MARK_UNCHANGED = "unchanged"  # the original again, word for word: no rewrite at all, ranked last
 MARK_REPEATS = "repeats itself"  # the same run of words twice (a generation caught in a loop)
+MARK_UNFINISHED = "unfinished"  # stops mid-sentence where the original ends one (cut at the cap)
 MARK_META = "talks about the text"  # a comment on the rewrite instead of one (talks_about_the_text): ranked last
 
 _STOPS = ".!?…"  # the marks that end a sentence (in the regular expressions below and `_token_masks`)
@@ -268,8 +276,8 @@ class SteerRequest:
     concept: str = ""  # the writer's words for the concept, put in the instruction (hybrid, prompt)
     auto_strength: bool = False  # sweep the strength over the candidates (auto_ladder); strengths are weights
     words_strength: float = 1.0  # by your words alone, hybrid: the strength of the words' direction (x the sweep)
-    # when none of the n candidates passes (`Candidate.passes`), n more (new seeds; `second_ladder` where the
-    # strength is swept)
+    # when none of the n candidates passes (`Candidate.passes`), n more (new seeds; through the chat template
+    # they keep the sentence and add to it, `Steerer._adding`; else `second_ladder` where the strength is swept)
     second_round: bool = True
 
     @classmethod
@@ -343,7 +351,8 @@ class Candidate:
     length_ratio: float = 1.0  # words of the candidate / words of the original
     strength: float | None = None  # the strength multiplier it was steered at (None: no vector)
     parts: tuple[tuple[str, float], ...] = ()  # the combined score's parts, each 0..1
-    # what it fails: MARK_UNCHANGED, MARK_META, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH, MARK_REPEATS
+    # what it fails: MARK_UNCHANGED, MARK_META, MARK_CONCEPT, MARK_FLUENCY, MARK_MEANING, MARK_LENGTH, MARK_REPEATS,
+    # MARK_UNFINISHED
     marks: tuple[str, ...] = ()
     # the words' direction-signed gain in nats (module docstring, 5.): by your words alone, the gain itself;
     # with features, a second reading shown beside theirs (the score does not use it); None without words
@@ -590,6 +599,12 @@ def _end_kind(core: str) -> str:
     if _CLAUSE_END.search(core):
         return "clause"
     return "word"
+
+
+def _stop_of(core: str) -> str:
+    """The marks that end the sentence `core` ("." of 'He said "no."'), "." where it ends none."""
+    match = re.search(rf"[{_STOPS}]+(?=[\"'”’)\]]*$)", core.strip())
+    return match.group() if match else "."
 
 
 def _copy_stem(core: str) -> str:
@@ -1232,17 +1247,21 @@ class Steerer:
         return None
 
     def _cut_at_cap(self, plan: _Plan, body: str) -> str:
-        """A row's body cut where it reached the cap: at its last stop (for a fragment, or a sentence once that
-        is 40% of it in), else at its last word. What a round added to the sentence is cut at its last stop,
-        else at its last clause mark and closed with the original's stop."""
+        """A row's body cut where it reached the cap. Where the original ends a sentence: at the body's last
+        stop, else at its last clause mark closed with the original's stop, once that keeps 40% of it (what a
+        round added to the sentence, `Steerer._adding`: any of it, else nothing); otherwise at its last stop
+        (a fragment) or word, which leaves a sentence unfinished (MARK_UNFINISHED)."""
         ends = [m.end() for m in re.finditer(rf"[{_STOPS}]+[\"'”’)\]]*(?=\s|$)", body)]
-        if plan.stem:
-            if ends:
-                return body[: ends[-1]]
-            clause = max(body.rfind(mark) for mark in _CLAUSE_MARKS)
-            return body[:clause].rstrip() + plan.core.rstrip()[-1] if clause > 0 else plan.core.rstrip()[-1]
-        if plan.kind != "word" and ends and ends[-1] >= 0.4 * len(body):
+        floor = 0.0 if plan.stem else 0.4 * len(body)
+        if plan.kind != "word" and ends and ends[-1] > floor:
             return body[: ends[-1]]
+        if plan.kind == "sentence":
+            stop = _stop_of(plan.core)
+            clause = max(body.rstrip().rfind(mark) for mark in _CLAUSE_MARKS)
+            if clause > floor:
+                return body[:clause].rstrip() + stop
+            if plan.stem:
+                return stop
         cut = max(body.rstrip().rfind(" "), body.rstrip().rfind("\n"))
         return body[:cut] if cut > 0.4 * len(body) else body
 
@@ -1532,6 +1551,8 @@ class Steerer:
             marks = (MARK_META,) + marks
         if repeats_itself(core, plan.core):
             marks = marks + (MARK_REPEATS,)
+        if plan.kind == "sentence" and not _SENTENCE_END.search(core):
+            marks = marks + (MARK_UNFINISHED,)
         steered = any(plan.coeffs) or plan.vector is not None
         strength = None
         if steered and plan.ladder:  # the swept total strength (the features' weights sum to 1)
