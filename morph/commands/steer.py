@@ -7,8 +7,8 @@ why. `--method` picks how the rewrite is made (hybrid: the instruct model asked 
 features are steered; prompt: words only; steer: features only; continuation: a base model continuing the
 text), `--strength auto` (the default) sweeps the strength over the candidates; every candidate is
 re-read and scored, and the table shows the combined score with its parts and marks. When none of the
-candidates passes (moves the concept with no mark), as many again are drawn (`SteerRequest.second_round`;
-`--one-round` stops after the first). Words that no feature
+candidates passes (moves the concept with no mark), as many again are drawn (`SteerRequest.second_round`:
+through the chat template they keep the sentence and add to it; `--one-round` stops after the first). Words that no feature
 matches, or whose features no label shows them on (`concepts.unlabelled`; with auto, hybrid or prompt), or
 `--by-words`, are rewritten by the instruction (hybrid also steers by the words' own contrastive direction,
 `concepts.words_direction`) and measured by the words (morph.features.steering.SteerRequest.by_words).
@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"number of candidates (default {DEFAULT_CANDIDATES})")
     parser.add_argument("--one-round", action="store_true",
                         help="no second round: by default, when none of the N candidates moves the concept with no "
-                             "mark, N more are drawn (half without steering, half at half the strength)")
+                             "mark, N more are drawn (an instruct model's keep the sentence and add to it; a base "
+                             "model's or a fragment's: half without steering, half at half the strength)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
