@@ -212,7 +212,8 @@ MARK_UNFINISHED = "unfinished"  # stops mid-sentence where the original ends one
 MARK_META = "talks about the text"  # a comment on the rewrite instead of one (talks_about_the_text): ranked last
 
 _STOPS = ".!?…"  # the marks that end a sentence (in the regular expressions below and `_token_masks`)
-_SENTENCE_END = re.compile(rf"[{_STOPS}]+[\"'”’)\]]*$")
+_CLOSERS = r"[\"'”’)\]]*"  # what may close a sentence after its stop (a quote, a bracket)
+_SENTENCE_END = re.compile(rf"[{_STOPS}]+{_CLOSERS}$")
 _CLAUSE_MARKS = ",;:—–"
 _CLAUSE_END = re.compile(rf"[{_CLAUSE_MARKS}]$")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no"})
@@ -603,7 +604,7 @@ def _end_kind(core: str) -> str:
 
 def _stop_of(core: str) -> str:
     """The marks that end the sentence `core` ("." of 'He said "no."'), "." where it ends none."""
-    match = re.search(rf"[{_STOPS}]+(?=[\"'”’)\]]*$)", core.strip())
+    match = re.search(rf"[{_STOPS}]+(?={_CLOSERS}$)", core.strip())
     return match.group() if match else "."
 
 
@@ -621,7 +622,7 @@ def _at_sentence_end(body: str) -> bool:
     body = body.rstrip()
     if not _SENTENCE_END.search(body):
         return False
-    last = re.findall(rf"[\w.]+(?=[{_STOPS}]*[\"'”’)\]]*$)", body)
+    last = re.findall(rf"[\w.]+(?=[{_STOPS}]*{_CLOSERS}$)", body)
     word = last[-1].rstrip(".").lower() if last else ""
     return word not in _ABBREVIATIONS or not body.endswith(".")
 
@@ -652,7 +653,7 @@ def _last_sentences(before: str, limit: int) -> str:
     """The end of `before`, at most `limit` characters, starting at a sentence start where one fits."""
     tail = " ".join(before.split())[-limit:]
     if len(tail) == limit:
-        cut = re.search(rf"[{_STOPS}][\"'”’)\]]*\s+(?=\S)", tail)
+        cut = re.search(rf"[{_STOPS}]{_CLOSERS}\s+(?=\S)", tail)
         tail = tail[cut.end():] if cut else tail[tail.find(" ") + 1:]
     return tail.strip()
 
@@ -1251,7 +1252,7 @@ class Steerer:
         stop, else at its last clause mark closed with the original's stop, once that keeps 40% of it (what a
         round added to the sentence, `Steerer._adding`: any of it, else nothing); otherwise at its last stop
         (a fragment) or word, which leaves a sentence unfinished (MARK_UNFINISHED)."""
-        ends = [m.end() for m in re.finditer(rf"[{_STOPS}]+[\"'”’)\]]*(?=\s|$)", body)]
+        ends = [m.end() for m in re.finditer(rf"[{_STOPS}]+{_CLOSERS}(?=\s|$)", body)]
         floor = 0.0 if plan.stem else 0.4 * len(body)
         if plan.kind != "word" and ends and ends[-1] > floor:
             return body[: ends[-1]]
