@@ -513,7 +513,7 @@ def test_a_round_that_adds_keeps_the_sentence_and_ends_it(chat_steerer):
     continuation = chat_steerer._plan(TEXT, START, END, dataclasses.replace(request, method="continuation"))
     assert chat_steerer._adding(continuation) is None
     quoted = 'He said, "The lamps are lit."'
-    for text, start, end in ((TEXT, START, START + 9), (quoted, 0, len(quoted))):
+    for text, start, end in ((TEXT, START, START + len("In the evening")), (quoted, 0, len(quoted))):
         assert chat_steerer._adding(chat_steerer._plan(text, start, end, request)) is None
 
 
