@@ -735,6 +735,11 @@ class _Plan:
     def by_words(self) -> bool:
         return not self.ids
 
+    def body(self, generated: str) -> str:
+        """What a row generated, as its candidate's words: without leading space, except where it is added to
+        the stem (there the space after the stem is the candidate's)."""
+        return generated if self.stem else generated.lstrip()
+
 
 class _Masks(NamedTuple):
     """Classes of tokens, each a bool mask over the vocabulary (`Steerer._token_masks`)."""
@@ -1094,7 +1099,7 @@ class Steerer:
             ends = torch.zeros(vocab, dtype=torch.bool)
             ends[:n] = torch.tensor([bool(t.strip()) and t.strip()[0] in _STOPS for t in texts])
             clause = torch.zeros(vocab, dtype=torch.bool)
-            clause[:n] = torch.tensor([t[:1] in _CLAUSE_MARKS for t in texts])
+            clause[:n] = torch.tensor([bool(t) and t[0] in _CLAUSE_MARKS for t in texts])
             self._space_mask = _Masks(space, newline, ends, clause)
         return self._space_mask
 
@@ -1227,7 +1232,7 @@ class Steerer:
     def _check_stop(self, plan: _Plan, row: _Row, token_text: str, hit_stop: bool) -> str | None:
         """The candidate's body if `row` is finished now, else None."""
         n = len(row.tokens)
-        body = row.text if plan.stem else row.text.lstrip()  # what is added keeps its space after the stem
+        body = plan.body(row.text)
         if plan.chat and not plan.stem:
             body = drop_announcement(body)
         if hit_stop:
@@ -1524,7 +1529,7 @@ class Steerer:
         else:
             for row in active:  # the cap is the last step; rows reach it inside the loop, this is a guard
                 if not row.done:
-                    body = self._cut_at_cap(plan, row.text if plan.stem else row.text.lstrip())
+                    body = self._cut_at_cap(plan, plan.body(row.text))
                     candidate = self._candidate(plan, row, body, original, score_cache, mults[row.index])
                     finished.append(candidate)
                     yield CandidateReady(candidate, len(finished), total)
