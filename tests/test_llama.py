@@ -125,6 +125,26 @@ def test_rows_run_packed_equal_each_row_alone_and_transformers_padded(pair, ids)
         ours(input_ids=ids, row_lengths=[40, 40])
 
 
+@pytest.mark.parametrize("hook_name", ["blocks.2.hook_resid_pre", "blocks.0.hook_resid_pre",
+                                       "blocks.2.hook_resid_post", "blocks.1.hook_mlp_out"])
+def test_rows_with_context_return_the_positions_after_it(pair, ids, hook_name):
+    """capture_rows with skips: each row's activations from its skip on, equal to the row run alone. On
+    Morph's Llama a hook between layers goes through `residual`, whose last layer skips the context's
+    attention output and MLP; the checkpoints between submodules still run."""
+    rows = [ids[0, :7].tolist(), ids[1].tolist(), [5], ids[0, 3:30].tolist()]
+    skips = [3, 0, 0, 26]
+    ours, _ = pair
+    for model in pair:
+        hook = resolve_hook(model, hook_name)
+        calls: list[int] = []
+        got = capture_rows(model, hook, rows, skips=skips, between=lambda: calls.append(1))
+        assert [tuple(a.shape) for a in got] == [(len(row) - skip, 64) for row, skip in zip(rows, skips)]
+        for row, skip, acts in zip(rows, skips, got):
+            torch.testing.assert_close(acts, capture(ours, resolve_hook(ours, hook_name), torch.tensor([row]))[0, skip:],
+                                       **TOL)
+        assert calls or hook_name == "blocks.0.hook_resid_pre"
+
+
 def test_a_padding_mask_is_refused_not_misread(pair, ids):
     ours, _ = pair
     mask = torch.ones_like(ids)

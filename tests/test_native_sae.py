@@ -193,9 +193,37 @@ def test_sparse_encoding_and_decoding_equal_the_dense_ones(tmp_path, case):
         rows = torch.repeat_interleave(torch.arange(len(x)), acts.indptr.diff())
         again = torch.zeros_like(dense)
         again[rows, acts.indices] = acts.values
-        assert torch.equal(again, dense)
+        # the same features, their values up to rounding (the sparse path folds b_dec and the norms into W_enc)
+        assert torch.equal(again != 0, dense != 0)
+        torch.testing.assert_close(again, dense, atol=1e-5, rtol=1e-5)
         assert all(bool((acts.indices[a:b].diff() > 0).all()) for a, b in zip(acts.indptr[:-1], acts.indptr[1:]))
         torch.testing.assert_close(decoded, expected, atol=1e-5, rtol=1e-5)
         part = acts.rows(3, 7)
         assert torch.equal(part.indptr, acts.indptr[3:8] - acts.indptr[3])
         assert torch.equal(part.indices, acts.indices[int(acts.indptr[3]):int(acts.indptr[7])])
+
+
+def test_the_folded_encoder_follows_the_parameters(tmp_path):
+    """A TopK SAE's sparse encode folds b_dec and the decoder norms into its encoder once, and folds again
+    when training changes a parameter in place (or it is replaced)."""
+    from morph.models.saes import SparseActs, encode_sparse
+
+    arch, cfg_kwargs = CASES["topk-rescaled"]
+    build_sae(tmp_path, d_in=32, hook_name="blocks.1.hook_resid_post", arch=arch, cfg_kwargs=cfg_kwargs)
+    sae = load_native_sae(tmp_path, "cpu")
+    torch.manual_seed(2)
+    x = torch.randn(700, 32) * 4 + 1  # more rows than one chunk of the sparse encode
+
+    def agrees() -> None:
+        with torch.no_grad():
+            acts, dense = encode_sparse(sae, x), sae.encode(x)
+        torch.testing.assert_close(SparseActs.from_dense(dense).indices, acts.indices)
+        torch.testing.assert_close(SparseActs.from_dense(dense).values, acts.values, atol=1e-5, rtol=1e-5)
+
+    agrees()
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, sae.W_dec.shape[0])[:, None])  # changes the norms
+        sae.b_dec.add_(0.3)
+    agrees()
+    sae.W_enc = torch.nn.Parameter(sae.W_enc.detach().flip(-1).clone())
+    agrees()

@@ -457,8 +457,9 @@ def encode_rows(lens: Lens, items: list[PaddedRows], between: Callable[[], None]
     rows = [(row, skip) for i in live for row, skip in zip(items[i].rows, items[i].skips)]
     step = between or (lambda: None)
     with lens.lock, torch.inference_mode():
-        acts = capture_rows(lens.model, lens.hook, [list(row) for row, _ in rows], lens.device, between=between)
-        x = torch.cat([row_acts[skip:] for row_acts, (_, skip) in zip(acts, rows)]).to(lens.sae.dtype)
+        acts = capture_rows(lens.model, lens.hook, [list(row) for row, _ in rows], lens.device, between=between,
+                            skips=[skip for _, skip in rows])
+        x = torch.cat(acts).to(lens.sae.dtype)
         step()
         feats = encode_sparse(lens.sae, x)
         step()

@@ -259,7 +259,7 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
     handles = []
     try:
         if between is not None:
-            handles.extend(m.register_forward_pre_hook(lambda *_: between()) for m in _checkpoint_modules(model))
+            handles.extend(_checkpoint_hooks(model, between))
         if hook.read_input:
             handles.append(module.register_forward_pre_hook(
                 lambda _m, args, kwargs: grab(_input_of(args, kwargs)), with_kwargs=True
@@ -282,27 +282,55 @@ def capture(model: Any, hook: HookPoint, input_ids: Any, attention_mask: Any = N
 
 
 def capture_rows(model: Any, hook: HookPoint, rows: list[list[int]], device: Any = None,
-                 between: Callable[[], None] | None = None) -> list[Any]:
-    """`capture` of several token rows of unlike lengths in one pass: each row's activations, [len(row), d],
-    its numbers those of the row alone (up to float rounding). A model that packs rows (`packs_rows`) runs
-    them end to end, without padding; any other gets them padded on the right and run without an attention
-    mask: under causal attention a real position never sees the padding after it and sits where it would
-    alone; without a mask the attention runs its causal kernel, several times faster on CPU than the masked
-    one."""
+                 between: Callable[[], None] | None = None, skips: list[int] | None = None) -> list[Any]:
+    """`capture` of several token rows of unlike lengths in one pass: each row's activations from its skip
+    on (`skips`, 0 by default: the positions before are context, read by the model and not returned),
+    [len(row) - skip, d], its numbers those of the row alone (up to float rounding). A model that packs rows
+    (`packs_rows`) runs them end to end, without padding, and where the hook reads the residual stream
+    between layers (`_residual_layer`) through its `residual`, which skips the last layer's work on the
+    context; any other model gets them padded on the right and run without an attention mask: under causal
+    attention a real position never sees the padding after it and sits where it would alone; without a mask
+    the attention runs its causal kernel, several times faster on CPU than the masked one."""
     import torch
 
+    skips = skips if skips is not None else [0] * len(rows)
     if packs_rows(model):
         flat = torch.tensor([[token for row in rows for token in row]], dtype=torch.long)
+        flat = flat.to(device) if device is not None else flat
         lengths = [len(row) for row in rows]
-        acts = capture(model, hook, flat.to(device) if device is not None else flat, between=between,
-                       row_lengths=lengths)[0]
-        return list(acts.split(lengths))
+        layer = _residual_layer(model, hook)
+        if layer is not None:
+            with contextlib.ExitStack() as hooks, torch.inference_mode():
+                if between is not None:
+                    for handle in _checkpoint_hooks(model, between):
+                        hooks.callback(handle.remove)
+                acts = model.residual(flat, layer, lengths, tuple(skips))
+            acts = _centred(acts) if hook.centre else acts
+            return list(acts.split([n - skip for n, skip in zip(lengths, skips)]))
+        acts = capture(model, hook, flat, between=between, row_lengths=lengths)[0]
+        return [row_acts[skip:] for row_acts, skip in zip(acts.split(lengths), skips)]
     longest = max(len(row) for row in rows)
     input_ids = torch.zeros((len(rows), longest), dtype=torch.long)  # any id pads: no real position reads it
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     acts = capture(model, hook, input_ids.to(device) if device is not None else input_ids, between=between)
-    return [acts[i, :len(row)] for i, row in enumerate(rows)]
+    return [acts[i, skip:len(row)] for i, (row, skip) in enumerate(zip(rows, skips))]
+
+
+def _residual_layer(model: Any, hook: HookPoint) -> int | None:
+    """For a model with `residual` (Morph's Llama), the decoder layer whose input `hook` reads (resid_pre of
+    layer L: L; resid_post of L: L + 1), else None."""
+    if not hasattr(model, "residual"):
+        return None
+    block = f"{decoder_layers_path(model)}.{hook.layer}"
+    if hook.module_path != block:
+        return None
+    return hook.layer if hook.read_input else hook.layer + 1
+
+
+def _checkpoint_hooks(model: Any, between: Callable[[], None]) -> list[Any]:
+    """`between()` registered to run before each checkpoint module's forward; the handles to remove."""
+    return [m.register_forward_pre_hook(lambda *_: between()) for m in _checkpoint_modules(model)]
 
 
 def packs_rows(model: Any) -> bool:

