@@ -1,11 +1,15 @@
 """8. Labels a writer can read: on short topical paragraphs, is the topic named, and are the features listed
 specific to the paragraph?
 
-`benchmarks/data/topics.json` holds 32 paragraphs on 16 topics, written for Morph (not from the corpus), each
-topic with the words that count as naming it. For each paragraph, the top 5 paragraph features (as the panel
-and `morph analyze` list them) are taken: the topic is *named* when a word of any of their labels is one of
-the topic's words; a listed feature is *specific* when it is listed for at most two of the 32 paragraphs.
-Each of the two paragraphs of a topic counts on its own. Deterministic: one run, no repeats.
+`benchmarks/data/topics.json` holds 52 paragraphs on 16 topics, written for Morph (not from the corpus), each
+topic with the words that count as naming it: two per topic, and two more on each of the issue's ten topics
+written later (2026-12-06) and never used to tune the ranking or the labels. For each paragraph, the top 5
+paragraph features (as the panel and `morph analyze` list them) are taken: the topic is *named* when a word of
+any of their labels is one of the topic's words; a listed feature is *specific* when the paragraphs it is
+listed for are on at most two topics (the issue's "specific to one or two paragraphs" of ten paragraphs on
+ten topics; until 2026-12-06, with two paragraphs a topic, it was "listed for at most two paragraphs", which
+with four would count a feature listed for all four storm paragraphs as unspecific; that share is kept in
+the figure's details). Each paragraph counts on its own. Deterministic: one run, no repeats.
 """
 
 from __future__ import annotations
@@ -33,11 +37,17 @@ def measure(engine, topics: list[dict]) -> dict:
             words = {w for label in labels for w in re.findall(r"[a-z']+", label.lower())}
             rows.append({"topic": topic["topic"], "features": features, "labels": labels,
                          "named": bool(words & set(topic["names"]))})
-    listed = Counter(f for row in rows for f in set(row["features"]))
+    topics_of: dict[int, set[str]] = {}
+    for row in rows:
+        for f in row["features"]:
+            topics_of.setdefault(f, set()).add(row["topic"])
     total = sum(len(row["features"]) for row in rows)
-    specific = sum(1 for row in rows for f in row["features"] if listed[f] <= 2)
+    specific = sum(1 for row in rows for f in row["features"] if len(topics_of[f]) <= 2)
+    listed = Counter(f for row in rows for f in set(row["features"]))
+    per_paragraph = sum(1 for row in rows for f in row["features"] if listed[f] <= 2)
     return {"rows": rows, "named": sum(r["named"] for r in rows) / len(rows),
-            "specific": specific / max(1, total), "listed": total}
+            "specific": specific / max(1, total), "listed": total,
+            "specific_per_paragraph": per_paragraph / max(1, total)}
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -51,8 +61,9 @@ def run(ctx: Context) -> list[Figure]:
     examples = {r["topic"]: r["labels"][:3] for r in result["rows"][::2]}
     named = figure("topic_named", f"topic named by a top-{TOP} paragraph label ({len(result['rows'])} paragraphs)",
                    [100 * result["named"]], unit="%", target=(">=", 80), examples=examples)
-    specific = figure("features_specific", "listed features specific to one or two paragraphs",
-                      [100 * result["specific"]], unit="%", target=(">=", 70), listed=result["listed"])
+    specific = figure("features_specific", "listed features specific to one or two topics",
+                      [100 * result["specific"]], unit="%", target=(">=", 70), listed=result["listed"],
+                      listed_for_at_most_two_paragraphs=round(100 * result["specific_per_paragraph"], 1))
     for fig in (named, specific):
         fig.benchmark = NAME
     return [named, specific]
