@@ -13,9 +13,10 @@ activations depend only on the tokens from its segment's left context to its own
 the block's cache key: after an edit only the blocks whose key changed (the edited block, the blocks after
 it in its segment, and the next segment when its left context reaches into the edit) are recomputed, so
 the cost follows the edit, not the document, and no document is too long for the model's context. A
-first analysis runs each token once plus one left context per segment (about 1.15 model tokens per
+first analysis runs each token once plus one left context per segment (about 1.2 model tokens per
 document token), not once per block.
-The model runs only up to the SAE's hook layer.
+The model runs only up to the SAE's hook layer, and the left context's tokens are read there only as keys
+and values: the last layer computes nothing else for them (`hooks.capture_rows` with skips).
 
 The model is causal, so a token's activations depend only on the tokens before it in its window. A run of
 changed blocks computed alone (typing changes one block at a time) keeps the key/values of its whole window
