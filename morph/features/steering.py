@@ -811,7 +811,7 @@ class Steerer:
             labels = load_labels(lens)
         self.lens = lens
         self.labels = labels
-        self._space_mask: _Masks | None = None
+        self._masks: _Masks | None = None
         self._directions: dict[int, torch.Tensor] = {}
         # "mult": [rows] strength multipliers of the live batch (None: every row at 1)
         self._row_scales: dict[str, torch.Tensor | None] = {}
@@ -1088,7 +1088,7 @@ class Steerer:
         """Classes of tokens over the vocab (`_Masks`), made once per vocabulary size."""
         import torch
 
-        if self._space_mask is None or self._space_mask.words.shape[0] != vocab:
+        if self._masks is None or self._masks.words.shape[0] != vocab:
             tok = self.lens.tokenizer
             n = min(vocab, len(tok))
             texts = tok.batch_decode([[i] for i in range(n)])
@@ -1100,8 +1100,8 @@ class Steerer:
             ends[:n] = torch.tensor([bool(t.strip()) and t.strip()[0] in _STOPS for t in texts])
             clause = torch.zeros(vocab, dtype=torch.bool)
             clause[:n] = torch.tensor([bool(t) and t[0] in _CLAUSE_MARKS for t in texts])
-            self._space_mask = _Masks(space, newline, ends, clause)
-        return self._space_mask
+            self._masks = _Masks(space, newline, ends, clause)
+        return self._masks
 
     def _stop_ids(self) -> set[int]:
         ids: set[int] = set()
